@@ -1,0 +1,51 @@
+//! Names and sizes of the maps the XDP program declares (BPF object names are at most 15 bytes).
+
+/// `Array[1]` of [`crate::ShieldConfig`]: the settings the daemon writes.
+pub const CONFIG: &str = "CONFIG";
+/// `Array` of `u64` bitmaps: protected TCP ports (words 0..1024) and UDP ports (1024..2048).
+pub const PORTS: &str = "PORTS";
+/// `LpmTrie` of mapped addresses -> [`crate::RuleValue`]: sources that always pass.
+pub const ALLOW: &str = "ALLOW";
+/// `LpmTrie` of mapped addresses -> [`crate::RuleValue`]: sources that are always dropped.
+pub const DENY: &str = "DENY";
+/// `LpmTrie` of mapped addresses -> [`crate::BanValue`]: bans with a monotonic expiry.
+pub const BANS: &str = "BANS";
+/// `LruHash` of mapped (and, for IPv6, prefix-masked) source -> [`crate::LimiterState`].
+pub const LIMITER: &str = "LIMITER";
+/// `Array[1]` of [`crate::LimiterState`]: the shared budget of sources that could not be tracked.
+pub const UNTRACKED: &str = "UNTRACKED";
+/// `PerCpuArray[1]` of [`crate::InsertBudget`]: new limiter entries allowed per CPU per second.
+pub const INSERT_BUDGET: &str = "INSERT_BUDGET";
+/// `PerCpuArray` of [`crate::Counter`], indexed by [`crate::Reason`].
+pub const STATS: &str = "STATS";
+/// `RingBuf` of [`crate::DropEvent`].
+pub const EVENTS: &str = "EVENTS";
+
+/// Maps pinned under the pin directory, so state survives a daemon restart.
+pub const PINNED: [&str; 9] = [
+    CONFIG,
+    PORTS,
+    ALLOW,
+    DENY,
+    BANS,
+    LIMITER,
+    UNTRACKED,
+    INSERT_BUDGET,
+    STATS,
+];
+
+/// Words in [`PORTS`]: 65536 bits per protocol, two protocols.
+pub const PORT_WORDS: u32 = 2048;
+/// First word of the UDP half of [`PORTS`].
+pub const UDP_PORT_WORD_BASE: u32 = 1024;
+/// Entries in [`ALLOW`] and in [`DENY`].
+pub const RULE_ENTRIES: u32 = 16_384;
+/// Entries in [`BANS`].
+pub const BAN_ENTRIES: u32 = 65_536;
+/// Default entries in [`LIMITER`] (the daemon may set another size before the map is created).
+pub const LIMITER_ENTRIES: u32 = 131_072;
+/// Bytes in the [`EVENTS`] ring buffer (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Name of the XDP program in the object file.
+pub const PROGRAM: &str = "api_shield";

@@ -1,0 +1,60 @@
+//! Map values: rules, bans, limiter state, the insertion budget and counters.
+
+/// Bytes of free text kept with a ban (the operator's or the escalation rule's reason).
+pub const BAN_REASON_LEN: usize = 48;
+
+/// Value of an allow or deny entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleValue {
+    /// Monotonic time of the last drop event sent for this entry.
+    pub last_event_ns: u64,
+}
+
+/// Value of a ban entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanValue {
+    /// Monotonic (`bpf_ktime_get_ns`) time the ban ends; 0 means never.
+    pub expires_ns: u64,
+    /// Wall-clock time the ban was made, in milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// Monotonic time of the last drop event sent for this ban (written by the program).
+    pub last_event_ns: u64,
+    /// Why, as UTF-8 padded with zeros.
+    pub reason: [u8; BAN_REASON_LEN],
+}
+
+/// State of one source in the GCRA limiter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimiterState {
+    /// Theoretical arrival time of the next conforming packet (monotonic ns).
+    pub tat_ns: u64,
+    /// Monotonic time of the last drop event sent for this source.
+    pub last_event_ns: u64,
+}
+
+/// Per-CPU budget of new limiter entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InsertBudget {
+    /// Start of the current one-second window (monotonic ns).
+    pub window_start_ns: u64,
+    /// Entries created in the current window.
+    pub inserted: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Last time the program logged that the budget ran out.
+    pub last_log_ns: u64,
+}
+
+/// Packets and bytes counted for one reason on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes, from the start of the Ethernet header.
+    pub bytes: u64,
+}

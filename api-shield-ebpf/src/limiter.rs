@@ -1,0 +1,139 @@
+//! The per-source GCRA limiter and its defence against LRU churn.
+//!
+//! Each source (IPv6 grouped by the configured prefix) keeps one theoretical arrival time,
+//! updated with compare-and-swap so all CPUs share one budget. New sources are admitted into the
+//! LRU map at a bounded rate per CPU (as Katran does for flows): past it, a flood of spoofed
+//! sources cannot evict the state of real clients; the untracked ones share one budget instead.
+
+use core::intrinsics::{atomic_cxchg, AtomicOrdering};
+
+use api_shield_common::{Addr, LimiterState, Reason, ShieldConfig};
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
+use aya_log_ebpf::warn;
+
+use crate::{
+    dropping,
+    maps::{INSERT_BUDGET, LIMITER, UNTRACKED},
+    parse::Packet,
+};
+
+const CAS_RETRIES: usize = 4;
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// At most one log line per CPU per minute about the insertion budget.
+const LOG_INTERVAL_NS: u64 = 60 * NS_PER_SEC;
+
+/// Charges one packet to its source; returns the verdict.
+#[inline(always)]
+pub fn check(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet, now: u64) -> Reason {
+    let key = limiter_key(cfg, pkt);
+    if let Some(state) = LIMITER.get_ptr_mut(&key) {
+        // SAFETY: pointer from a successful lookup; LRU values stay valid during this run.
+        let (tat, last) = unsafe {
+            (
+                core::ptr::addr_of_mut!((*state).tat_ns),
+                core::ptr::addr_of_mut!((*state).last_event_ns),
+            )
+        };
+        if conforms(tat, now, cfg.emission_ns, cfg.tolerance_ns) {
+            return Reason::PassWithinLimit;
+        }
+        return dropping(cfg, Reason::DropRateLimited, last, pkt, now);
+    }
+    if take_insert_budget(ctx, cfg, now) {
+        let state = LimiterState {
+            tat_ns: now + cfg.emission_ns,
+            last_event_ns: 0,
+        };
+        // Losing a race with another CPU inserting the same source costs one extra pass.
+        let _ = LIMITER.insert(&key, &state, u64::from(BPF_NOEXIST));
+        return Reason::PassWithinLimit;
+    }
+    let Some(shared) = UNTRACKED.get_ptr_mut(0) else {
+        return Reason::PassWithinLimit;
+    };
+    // SAFETY: array slot 0 always exists and stays valid.
+    let (tat, last) = unsafe {
+        (
+            core::ptr::addr_of_mut!((*shared).tat_ns),
+            core::ptr::addr_of_mut!((*shared).last_event_ns),
+        )
+    };
+    if conforms(
+        tat,
+        now,
+        cfg.untracked_emission_ns,
+        cfg.untracked_tolerance_ns,
+    ) {
+        Reason::PassWithinLimit
+    } else {
+        dropping(cfg, Reason::DropUntracked, last, pkt, now)
+    }
+}
+
+#[inline(always)]
+fn limiter_key(cfg: &ShieldConfig, pkt: &Packet) -> Addr {
+    if !pkt.is_v6 {
+        return pkt.src;
+    }
+    let mut key = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        key[i] = pkt.src[i] & cfg.v6_mask[i];
+        i += 1;
+    }
+    key
+}
+
+/// GCRA: a packet conforms when, after it, the theoretical arrival time is at most `tolerance`
+/// ahead of now. Burst B is tolerance = B x emission: B packets at once, then one per emission.
+#[inline(always)]
+fn conforms(tat: *mut u64, now: u64, emission: u64, tolerance: u64) -> bool {
+    for _ in 0..CAS_RETRIES {
+        // SAFETY: `tat` points into a live map value; a volatile read stands in for an atomic
+        // load, which the BPF backend cannot select.
+        let old = unsafe { core::ptr::read_volatile(tat) };
+        let base = if old > now { old } else { now };
+        let next = base + emission;
+        if next - now > tolerance {
+            return false;
+        }
+        // SAFETY: as above; BPF ISA v3 provides 64-bit compare-and-exchange.
+        let (_, swapped) = unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                tat, old, next,
+            )
+        };
+        if swapped {
+            return true;
+        }
+    }
+    // Other CPUs kept winning the race for this source: it is sending far over its budget.
+    false
+}
+
+/// Takes one new-entry token from this CPU's budget for the current second.
+#[inline(always)]
+fn take_insert_budget(ctx: &XdpContext, cfg: &ShieldConfig, now: u64) -> bool {
+    let Some(budget) = INSERT_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot from a successful lookup; only this CPU writes it.
+    let budget = unsafe { &mut *budget };
+    if now.wrapping_sub(budget.window_start_ns) >= NS_PER_SEC {
+        budget.window_start_ns = now;
+        budget.inserted = 0;
+    }
+    if budget.inserted < cfg.new_sources_per_cpu {
+        budget.inserted += 1;
+        return true;
+    }
+    if budget.last_log_ns == 0 || now.wrapping_sub(budget.last_log_ns) >= LOG_INTERVAL_NS {
+        budget.last_log_ns = now;
+        warn!(
+            ctx,
+            "new-source budget of {} per second spent on this CPU: untracked sources share one budget",
+            cfg.new_sources_per_cpu
+        );
+    }
+    false
+}

@@ -1,0 +1,41 @@
+//! The program's maps. All but the ring buffer are pinned by name, so their state survives a
+//! daemon restart and the CLI can read them while the daemon is down.
+
+use api_shield_common::{
+    maps::{BAN_ENTRIES, EVENTS_BYTES, LIMITER_ENTRIES, PORT_WORDS, RULE_ENTRIES},
+    Addr, BanValue, Counter, InsertBudget, LimiterState, Reason, RuleValue, ShieldConfig,
+};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+
+#[map]
+pub static CONFIG: Array<ShieldConfig> = Array::pinned(1, 0);
+
+#[map]
+pub static PORTS: Array<u64> = Array::pinned(PORT_WORDS, 0);
+
+#[map]
+pub static ALLOW: LpmTrie<Addr, RuleValue> = LpmTrie::pinned(RULE_ENTRIES, 0);
+
+#[map]
+pub static DENY: LpmTrie<Addr, RuleValue> = LpmTrie::pinned(RULE_ENTRIES, 0);
+
+#[map]
+pub static BANS: LpmTrie<Addr, BanValue> = LpmTrie::pinned(BAN_ENTRIES, 0);
+
+#[map]
+pub static LIMITER: LruHashMap<Addr, LimiterState> = LruHashMap::pinned(LIMITER_ENTRIES, 0);
+
+#[map]
+pub static UNTRACKED: Array<LimiterState> = Array::pinned(1, 0);
+
+#[map]
+pub static INSERT_BUDGET: PerCpuArray<InsertBudget> = PerCpuArray::pinned(1, 0);
+
+#[map]
+pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

@@ -1,0 +1,77 @@
+//! The command line: one file per subcommand, each with `run(args) -> anyhow::Result<()>`.
+
+mod ban;
+mod bans;
+mod check_config;
+mod maps_args;
+mod run;
+mod stats;
+mod unban;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for a bad config or bad arguments (sysexits EX_USAGE).
+pub const EX_USAGE: u8 = 64;
+
+/// api-shield: XDP flood filter and API gateway for Linux hosts.
+#[derive(Debug, Parser)]
+#[command(name = "api-shield", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    ///
+    /// Example: api-shield run --config /etc/api-shield/api-shield.toml
+    Run(run::Args),
+    /// Check a config file; exit 64 naming file, line and key when it is bad.
+    ///
+    /// Example: api-shield check-config config/api-shield.toml
+    CheckConfig(check_config::Args),
+    /// Ban an address or network at the NIC.
+    ///
+    /// Example: api-shield ban 203.0.113.7 --ttl 15m --reason "credential stuffing"
+    Ban(ban::Args),
+    /// Lift a ban.
+    ///
+    /// Example: api-shield unban 203.0.113.7
+    Unban(unban::Args),
+    /// List bans in force.
+    ///
+    /// Example: api-shield bans --json
+    Bans(bans::Args),
+    /// Show the XDP counters and attach modes.
+    ///
+    /// Example: api-shield stats --json
+    Stats(stats::Args),
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::CheckConfig(args) => check_config::run(&args),
+        Command::Ban(args) => ban::run(&args),
+        Command::Unban(args) => unban::run(&args),
+        Command::Bans(args) => bans::run(&args),
+        Command::Stats(args) => stats::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            let usage = error.chain().any(|cause| {
+                cause.downcast_ref::<crate::config::ConfigError>().is_some()
+                    || cause.downcast_ref::<crate::fastpath::AddrError>().is_some()
+                    || cause.downcast_ref::<humantime::DurationError>().is_some()
+            });
+            ExitCode::from(if usage { EX_USAGE } else { 1 })
+        }
+    }
+}

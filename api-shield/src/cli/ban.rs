@@ -1,0 +1,77 @@
+//! `api-shield ban ADDR|CIDR --ttl 15m --reason TEXT`: writes a ban into the kernel map,
+//! whether or not the daemon runs (the maps are created and pinned if they are not yet).
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use super::maps_args::MapsArgs;
+use crate::fastpath::{self, layout_dir, BanRequest, PinnedMaps, SystemClock};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address or network, e.g. 203.0.113.7 or 2001:db8::/48.
+    pub target: String,
+    /// How long, e.g. 90s, 15m, 2h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl, conflicts_with = "permanent")]
+    pub ttl: Duration,
+    /// Ban until unbanned.
+    #[arg(long)]
+    pub permanent: bool,
+    /// Why (kept up to 48 bytes).
+    #[arg(long, default_value = "manual")]
+    pub reason: String,
+    /// Print the ban as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub maps: MapsArgs,
+}
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); use e.g. 15m"))?;
+    if ttl.is_zero() {
+        return Err("the TTL must be more than zero (or use --permanent)".to_owned());
+    }
+    Ok(ttl)
+}
+
+/// Makes the ban.
+pub fn run(args: &Args) -> Result<()> {
+    let target = fastpath::parse_target(&args.target)?;
+    if args.reason.trim().is_empty() {
+        bail!("--reason must not be empty");
+    }
+    let config = args.maps.fastpath()?;
+    let dir = layout_dir(&config.pin_dir);
+    let mut maps = match PinnedMaps::open(&dir) {
+        Ok(maps) => maps,
+        Err(fastpath::FastpathError::NotPinned { .. }) => {
+            // Load the program once, without attaching it, to create and pin its maps.
+            drop(fastpath::load_program(&dir, config.limiter.max_sources)?);
+            PinnedMaps::open(&dir)?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let ban = maps.ban(
+        &BanRequest {
+            target,
+            ttl: (!args.permanent).then_some(args.ttl),
+            reason: args.reason.clone(),
+        },
+        &SystemClock,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&ban)?);
+    } else {
+        println!(
+            "banned {} until {} ({})",
+            ban.target,
+            ban.expires.as_deref().unwrap_or("unbanned"),
+            ban.reason
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Options shared by the subcommands that work on the pinned maps: which config (and so which
+//! pin directory) to use.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::{
+    config::{self, FastpathConfig},
+    fastpath::{layout_dir, PinnedMaps},
+};
+
+/// The config read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG: &str = "/etc/api-shield/api-shield.toml";
+
+/// Where the daemon's state is.
+#[derive(Debug, clap::Args)]
+pub struct MapsArgs {
+    /// Config file naming the pin and runtime directories [default: /etc/api-shield/api-shield.toml if present].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// bpffs directory of the pinned maps (overrides the config).
+    #[arg(long)]
+    pub pin_dir: Option<PathBuf>,
+    /// Directory of the daemon's status file (overrides the config).
+    #[arg(long)]
+    pub runtime_dir: Option<PathBuf>,
+}
+
+impl MapsArgs {
+    /// The fast-path settings these options point at.
+    pub fn fastpath(&self) -> Result<FastpathConfig> {
+        let path = self.config.clone().or_else(|| {
+            Path::new(DEFAULT_CONFIG)
+                .exists()
+                .then(|| PathBuf::from(DEFAULT_CONFIG))
+        });
+        let mut fastpath = match path {
+            Some(path) => config::load(&path)?.fastpath,
+            None => FastpathConfig::default(),
+        };
+        if let Some(dir) = &self.pin_dir {
+            fastpath.pin_dir.clone_from(dir);
+        }
+        if let Some(dir) = &self.runtime_dir {
+            fastpath.runtime_dir.clone_from(dir);
+        }
+        Ok(fastpath)
+    }
+
+    /// Opens the pinned maps.
+    pub fn open(&self) -> Result<(FastpathConfig, PinnedMaps)> {
+        let fastpath = self.fastpath()?;
+        let maps = PinnedMaps::open(&layout_dir(&fastpath.pin_dir))?;
+        Ok((fastpath, maps))
+    }
+}

@@ -1,0 +1,107 @@
+//! `api-shield run --config FILE`: the daemon. Starts the fast path, logs its events, sweeps
+//! expired bans, and stops cleanly on SIGTERM or SIGINT.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    config,
+    fastpath::{self, layout_dir, Fastpath, PinnedMaps, SystemClock},
+    telemetry::{init_logging, LogFormat},
+};
+
+/// How often expired bans are removed from the map.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file.
+    #[arg(long, short, default_value = super::maps_args::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Runs the daemon until a stop signal.
+pub fn run(args: Args) -> Result<()> {
+    init_logging(args.log_format);
+    let config = config::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: config::Config) -> Result<()> {
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let fastpath = if config.fastpath.enabled {
+        let mut fastpath = Fastpath::start(&config.fastpath)?;
+        if let Some(events) = fastpath.take_events() {
+            tokio::spawn(async move {
+                if let Err(error) = fastpath::log_events(events).await {
+                    tracing::error!(%error, "drop events unavailable");
+                }
+            });
+        }
+        if let Some(logger) = fastpath.take_logger() {
+            tokio::spawn(async move {
+                if let Err(error) = fastpath::forward_program_log(logger).await {
+                    tracing::error!(%error, "program log unavailable");
+                }
+            });
+        }
+        let dir = layout_dir(&config.fastpath.pin_dir);
+        tokio::spawn(sweep_bans(dir));
+        Some(fastpath)
+    } else {
+        tracing::info!("fast path disabled (fastpath.enabled = false)");
+        None
+    };
+    let attached: Vec<String> = fastpath
+        .iter()
+        .flat_map(Fastpath::attachments)
+        .map(|a| format!("{}:{}", a.interface, a.mode.as_str()))
+        .collect();
+    tracing::info!(
+        attached = attached.join(","),
+        dry_run = config.fastpath.dry_run,
+        "ready"
+    );
+    let signal = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal, "stopping");
+    if let Some(fastpath) = fastpath {
+        fastpath.stop();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn sweep_bans(dir: PathBuf) {
+    let mut maps = match PinnedMaps::open(&dir) {
+        Ok(maps) => maps,
+        Err(error) => {
+            tracing::error!(%error, "ban sweeper cannot open the maps");
+            return;
+        }
+    };
+    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        ticker.tick().await;
+        match maps.sweep_expired_bans(&SystemClock) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired bans removed"),
+            Err(error) => tracing::warn!(%error, "ban sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `api-shield stats`: counters per action and reason, and where the program is attached.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::maps_args::MapsArgs;
+use crate::fastpath::{CounterRow, InterfaceStatus, RuntimeStatus, SystemClock};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub maps: MapsArgs,
+}
+
+#[derive(Serialize)]
+struct Report {
+    daemon_running: bool,
+    interfaces: Vec<InterfaceStatus>,
+    dry_run: bool,
+    active_bans: usize,
+    counters: Vec<CounterRow>,
+}
+
+/// Prints the counters.
+pub fn run(args: &Args) -> Result<()> {
+    let (config, maps) = args.maps.open()?;
+    let status = RuntimeStatus::read(&config.runtime_dir);
+    let report = Report {
+        daemon_running: status.as_ref().is_some_and(RuntimeStatus::daemon_running),
+        interfaces: status
+            .as_ref()
+            .map(|s| s.interfaces.clone())
+            .unwrap_or_default(),
+        dry_run: status.as_ref().is_some_and(|s| s.dry_run),
+        active_bans: maps.bans(&SystemClock)?.len(),
+        counters: maps.stats()?.counters,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "daemon: {}{}",
+        if report.daemon_running {
+            "running"
+        } else {
+            "not running"
+        },
+        if report.dry_run {
+            " (dry run: nothing is dropped)"
+        } else {
+            ""
+        }
+    );
+    if report.interfaces.is_empty() {
+        println!("attached: nowhere");
+    }
+    for interface in &report.interfaces {
+        println!("attached: {} ({} mode)", interface.name, interface.mode);
+    }
+    println!("active bans: {}\n", report.active_bans);
+    println!(
+        "{:<8} {:<22} {:>14} {:>16}",
+        "ACTION", "REASON", "PACKETS", "BYTES"
+    );
+    for row in &report.counters {
+        println!(
+            "{:<8} {:<22} {:>14} {:>16}",
+            row.action, row.reason, row.packets, row.bytes
+        );
+    }
+    Ok(())
+}

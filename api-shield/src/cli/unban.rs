@@ -1,0 +1,24 @@
+//! `api-shield unban ADDR|CIDR`: lifts the ban of exactly that address or network.
+
+use anyhow::Result;
+
+use super::maps_args::MapsArgs;
+use crate::fastpath;
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address or network, as given to `ban`.
+    pub target: String,
+    #[command(flatten)]
+    pub maps: MapsArgs,
+}
+
+/// Lifts the ban.
+pub fn run(args: &Args) -> Result<()> {
+    let target = fastpath::parse_target(&args.target)?;
+    let (_, mut maps) = args.maps.open()?;
+    maps.unban(&target)?;
+    println!("unbanned {target}");
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The daemon's configuration: TOML, parsed by serde (`deny_unknown_fields`), then validated.
+//!
+//! `parse` is pure (text in, typed config or an error naming line and key out), `load` reads a
+//! file, and `validate` checks what types cannot. Defaults live in `model` only.
+
+mod error;
+mod load;
+mod locate;
+mod model;
+mod parse;
+mod validate;
+
+pub use error::ConfigError;
+pub use load::load;
+pub use model::{
+    Config, EventsConfig, FastpathConfig, LimiterConfig, PortSpec, ProtectConfig, XdpModeSetting,
+};
+pub use parse::parse;

@@ -1,0 +1,206 @@
+//! The typed configuration and its defaults (the only place defaults are written).
+
+use std::{path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The XDP fast path.
+    #[serde(default)]
+    pub fastpath: FastpathConfig,
+}
+
+/// How the program is attached to an interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeSetting {
+    /// Driver (native) mode, falling back to generic mode with a log line.
+    #[default]
+    Auto,
+    /// Driver mode or fail.
+    Driver,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+/// The `[fastpath]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FastpathConfig {
+    /// Load and attach the program at all.
+    pub enabled: bool,
+    /// Interfaces to attach to.
+    pub interfaces: Vec<String>,
+    /// Attach mode.
+    pub mode: XdpModeSetting,
+    /// Count what would be dropped, drop nothing.
+    pub dry_run: bool,
+    /// Leave the program attached (through its pinned link) when the daemon stops.
+    pub keep_attached: bool,
+    /// bpffs directory for pinned maps and links (a layout version is appended).
+    pub pin_dir: PathBuf,
+    /// Directory for the runtime status file.
+    pub runtime_dir: PathBuf,
+    /// Sources that always pass (CIDR or address).
+    pub allow: Vec<IpNet>,
+    /// Sources that are always dropped.
+    pub deny: Vec<IpNet>,
+    /// The per-source limiter.
+    pub limiter: LimiterConfig,
+    /// Drop events.
+    pub events: EventsConfig,
+}
+
+impl Default for FastpathConfig {
+    fn default() -> Self {
+        FastpathConfig {
+            enabled: true,
+            interfaces: vec!["lo".to_owned()],
+            mode: XdpModeSetting::Auto,
+            dry_run: false,
+            keep_attached: false,
+            pin_dir: PathBuf::from("/sys/fs/bpf/api-shield"),
+            runtime_dir: PathBuf::from("/run/api-shield"),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            limiter: LimiterConfig::default(),
+            events: EventsConfig::default(),
+        }
+    }
+}
+
+/// The `[fastpath.limiter]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimiterConfig {
+    /// Packets per second one source may send to protected ports.
+    pub rate: u32,
+    /// Packets a source may send at once above its rate.
+    pub burst: u32,
+    /// IPv6 sources are grouped by this prefix length.
+    pub ipv6_prefix: u8,
+    /// What the limiter applies to.
+    pub protect: ProtectConfig,
+    /// Sources tracked at once (size of the LRU map, fixed when the map is first created).
+    pub max_sources: u32,
+    /// New sources each CPU may start tracking per second.
+    pub new_sources_per_cpu: u32,
+    /// Packets per second shared by all sources that could not be tracked.
+    pub untracked_rate: u32,
+    /// Burst of the shared untracked budget.
+    pub untracked_burst: u32,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        LimiterConfig {
+            rate: 1000,
+            burst: 2000,
+            ipv6_prefix: 64,
+            protect: ProtectConfig::default(),
+            max_sources: api_shield_common::maps::LIMITER_ENTRIES,
+            new_sources_per_cpu: 20_000,
+            untracked_rate: 20_000,
+            untracked_burst: 40_000,
+        }
+    }
+}
+
+/// The `[fastpath.limiter.protect]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectConfig {
+    /// Every IP packet, whatever its protocol and port.
+    pub all: bool,
+    /// Protected TCP destination ports (numbers or `"8000-8100"`).
+    pub tcp: Vec<PortSpec>,
+    /// Protected UDP destination ports.
+    pub udp: Vec<PortSpec>,
+}
+
+impl Default for ProtectConfig {
+    fn default() -> Self {
+        ProtectConfig {
+            all: false,
+            tcp: vec![PortSpec::single(443), PortSpec::single(8443)],
+            udp: Vec::new(),
+        }
+    }
+}
+
+/// A port or an inclusive port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSpec {
+    /// First port.
+    pub first: u16,
+    /// Last port (equal to `first` for a single port).
+    pub last: u16,
+}
+
+impl PortSpec {
+    /// One port.
+    pub const fn single(port: u16) -> PortSpec {
+        PortSpec {
+            first: port,
+            last: port,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u16),
+            Text(String),
+        }
+        let bad = |text: &str| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a port (1-65535) or a range like \"8000-8100\""
+            ))
+        };
+        match Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a port number or a \"first-last\" range")
+        })? {
+            Raw::Number(port) => Ok(PortSpec::single(port)),
+            Raw::Text(text) => {
+                let (first, last) = text.split_once('-').unwrap_or((&text, &text));
+                let first = first.trim().parse().map_err(|_| bad(&text))?;
+                let last = last.trim().parse().map_err(|_| bad(&text))?;
+                Ok(PortSpec { first, last })
+            }
+        }
+    }
+}
+
+/// The `[fastpath.events]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// At most one drop event per source (or ban/deny entry) per interval, e.g. `"10s"`.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Deserializes a human duration such as `"15m"`, `"1h 30m"` or `"500ms"`.
+pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); use e.g. \"15m\""
+        ))
+    })
+}

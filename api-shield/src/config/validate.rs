@@ -1,0 +1,109 @@
+//! Checks that types cannot express; each problem names its key.
+
+use super::model::{Config, PortSpec};
+
+/// One problem with a value.
+#[derive(Debug)]
+pub struct Problem {
+    /// Dotted key path, e.g. `fastpath.limiter.rate` or `fastpath.allow[1]`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The first problem found, in file order of the tables.
+pub fn validate(config: &Config) -> Result<(), Problem> {
+    let fastpath = &config.fastpath;
+    if fastpath.enabled && fastpath.interfaces.is_empty() {
+        return Err(problem(
+            "fastpath.interfaces",
+            "name at least one interface",
+        ));
+    }
+    for (i, name) in fastpath.interfaces.iter().enumerate() {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ']) {
+            return Err(problem(
+                format!("fastpath.interfaces[{i}]"),
+                format!("`{name}` is not a valid interface name"),
+            ));
+        }
+    }
+    if !fastpath.pin_dir.is_absolute() {
+        return Err(problem(
+            "fastpath.pin_dir",
+            "must be an absolute path on a bpffs",
+        ));
+    }
+    if !fastpath.runtime_dir.is_absolute() {
+        return Err(problem("fastpath.runtime_dir", "must be an absolute path"));
+    }
+    for (list, nets) in [("allow", &fastpath.allow), ("deny", &fastpath.deny)] {
+        if nets.len() > api_shield_common::maps::RULE_ENTRIES as usize {
+            return Err(problem(
+                format!("fastpath.{list}"),
+                format!("at most {} entries", api_shield_common::maps::RULE_ENTRIES),
+            ));
+        }
+    }
+    let limiter = &fastpath.limiter;
+    if limiter.rate == 0 {
+        return Err(problem(
+            "fastpath.limiter.rate",
+            "must be at least 1 packet per second",
+        ));
+    }
+    if limiter.burst == 0 {
+        return Err(problem(
+            "fastpath.limiter.burst",
+            "must be at least 1 packet",
+        ));
+    }
+    if limiter.ipv6_prefix == 0 || limiter.ipv6_prefix > 128 {
+        return Err(problem(
+            "fastpath.limiter.ipv6_prefix",
+            "must be between 1 and 128",
+        ));
+    }
+    if limiter.max_sources < 1024 {
+        return Err(problem(
+            "fastpath.limiter.max_sources",
+            "must be at least 1024",
+        ));
+    }
+    if limiter.untracked_rate == 0 {
+        return Err(problem(
+            "fastpath.limiter.untracked_rate",
+            "must be at least 1",
+        ));
+    }
+    if limiter.untracked_burst == 0 {
+        return Err(problem(
+            "fastpath.limiter.untracked_burst",
+            "must be at least 1",
+        ));
+    }
+    for (proto, ports) in [("tcp", &limiter.protect.tcp), ("udp", &limiter.protect.udp)] {
+        for (i, PortSpec { first, last }) in ports.iter().enumerate() {
+            if *first == 0 || first > last {
+                return Err(problem(
+                    format!("fastpath.limiter.protect.{proto}[{i}]"),
+                    format!("`{first}-{last}` is not a port range within 1-65535"),
+                ));
+            }
+        }
+    }
+    if fastpath.events.interval.is_zero() {
+        return Err(problem(
+            "fastpath.events.interval",
+            "must be more than zero",
+        ));
+    }
+    Ok(())
+}

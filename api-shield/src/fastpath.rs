@@ -1,0 +1,29 @@
+//! The XDP fast path: loads and attaches the embedded program, gives typed handles on its
+//! pinned maps, and turns config, bans and counters into map contents and back.
+
+mod addr;
+mod attach;
+mod bans;
+mod bpffs;
+mod clock;
+mod errno;
+mod error;
+mod events;
+mod maps;
+mod program;
+mod rules;
+mod settings;
+mod stats;
+mod status;
+
+pub use addr::{parse_target, target_key, AddrError};
+pub use attach::{ActiveMode, Attachment};
+pub use bans::{Ban, BanRequest};
+pub use clock::{Clock, SystemClock};
+pub use error::FastpathError;
+pub use events::{forward_program_log, log_events, DropStarted};
+pub use maps::PinnedMaps;
+pub use program::{apply_config, layout_dir, load_program, Fastpath};
+pub use settings::{port_words, shield_config};
+pub use stats::{CounterRow, Stats};
+pub use status::{InterfaceStatus, RuntimeStatus};

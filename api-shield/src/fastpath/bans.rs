@@ -1,0 +1,210 @@
+//! Bans: written by the CLI (and later by escalation) into the `BANS` trie with a monotonic
+//! expiry, listed with wall-clock times, swept when expired.
+
+use std::time::{Duration, SystemTime};
+
+use api_shield_common::{values::BAN_REASON_LEN, BanValue};
+use aya::maps::MapError;
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::{
+    addr::{key_net, target_key},
+    clock::{unix_ms, Clock},
+    FastpathError, PinnedMaps,
+};
+
+/// A ban to make.
+#[derive(Debug, Clone)]
+pub struct BanRequest {
+    /// Address or network.
+    pub target: IpNet,
+    /// How long; `None` bans until unbanned.
+    pub ttl: Option<Duration>,
+    /// Why (kept up to 48 bytes).
+    pub reason: String,
+}
+
+/// A ban as the CLI shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ban {
+    /// Address or network.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// When it was made (RFC 3339, UTC).
+    pub created: String,
+    /// When it ends (RFC 3339, UTC), `None` for never.
+    pub expires: Option<String>,
+    /// Seconds left, `None` for never.
+    pub remaining_secs: Option<u64>,
+}
+
+impl PinnedMaps {
+    /// Bans a source or network (replacing any ban of the same network).
+    pub fn ban(&mut self, request: &BanRequest, clock: &impl Clock) -> Result<Ban, FastpathError> {
+        let now_mono = clock.monotonic_ns();
+        let expires_ns = match request.ttl {
+            Some(ttl) => now_mono.saturating_add(ttl.as_nanos() as u64).max(1),
+            None => 0,
+        };
+        let value = BanValue {
+            expires_ns,
+            created_unix_ms: unix_ms(clock.wall()),
+            last_event_ns: 0,
+            reason: reason_bytes(&request.reason),
+        };
+        let key = target_key(&request.target);
+        self.bans
+            .insert(&key, value, 0)
+            .map_err(|source| match &source {
+                MapError::SyscallError(e)
+                    if matches!(e.io_error.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) =>
+                {
+                    FastpathError::BansFull {
+                        max: api_shield_common::maps::BAN_ENTRIES,
+                    }
+                }
+                _ => FastpathError::Map {
+                    map: api_shield_common::maps::BANS,
+                    source,
+                },
+            })?;
+        Ok(describe(&request.target, &value, now_mono, clock))
+    }
+
+    /// Lifts the ban of exactly this address or network.
+    pub fn unban(&mut self, target: &IpNet) -> Result<(), FastpathError> {
+        let key = target_key(target);
+        match self.bans.remove(&key) {
+            Ok(()) => Ok(()),
+            Err(MapError::KeyNotFound) => Err(FastpathError::NoSuchBan {
+                target: target.to_string(),
+            }),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Err(FastpathError::NoSuchBan {
+                    target: target.to_string(),
+                })
+            }
+            Err(source) => Err(FastpathError::Map {
+                map: api_shield_common::maps::BANS,
+                source,
+            }),
+        }
+    }
+
+    /// Bans in force, soonest to expire first (permanent ones last).
+    pub fn bans(&self, clock: &impl Clock) -> Result<Vec<Ban>, FastpathError> {
+        let now_mono = clock.monotonic_ns();
+        let mut bans = Vec::new();
+        for entry in self.bans.iter() {
+            let (key, value) = entry.map_err(FastpathError::map(api_shield_common::maps::BANS))?;
+            if is_expired(&value, now_mono) {
+                continue;
+            }
+            bans.push((
+                value.expires_ns,
+                describe(&key_net(&key), &value, now_mono, clock),
+            ));
+        }
+        bans.sort_by_key(|(expires, ban)| {
+            (
+                if *expires == 0 { u64::MAX } else { *expires },
+                ban.target.clone(),
+            )
+        });
+        Ok(bans.into_iter().map(|(_, ban)| ban).collect())
+    }
+
+    /// Removes expired bans from the map; returns how many.
+    pub fn sweep_expired_bans(&mut self, clock: &impl Clock) -> Result<usize, FastpathError> {
+        let now_mono = clock.monotonic_ns();
+        let expired: Vec<_> = self
+            .bans
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, value)| is_expired(value, now_mono))
+            .map(|(key, _)| key)
+            .collect();
+        let mut removed = 0;
+        for key in &expired {
+            if self.bans.remove(key).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn is_expired(value: &BanValue, now_mono: u64) -> bool {
+    value.expires_ns != 0 && value.expires_ns <= now_mono
+}
+
+fn reason_bytes(reason: &str) -> [u8; BAN_REASON_LEN] {
+    let mut out = [0u8; BAN_REASON_LEN];
+    let mut end = reason.len().min(BAN_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[..end].copy_from_slice(&reason.as_bytes()[..end]);
+    out
+}
+
+fn describe(target: &IpNet, value: &BanValue, now_mono: u64, clock: &impl Clock) -> Ban {
+    let reason_len = value
+        .reason
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(BAN_REASON_LEN);
+    let created = SystemTime::UNIX_EPOCH + Duration::from_millis(value.created_unix_ms);
+    let (expires, remaining_secs) = if value.expires_ns == 0 {
+        (None, None)
+    } else {
+        let at = clock.wall_of(value.expires_ns);
+        (
+            Some(humantime::format_rfc3339_seconds(at).to_string()),
+            Some(
+                value
+                    .expires_ns
+                    .saturating_sub(now_mono)
+                    .div_ceil(1_000_000_000),
+            ),
+        )
+    };
+    Ban {
+        target: target.to_string(),
+        reason: String::from_utf8_lossy(&value.reason[..reason_len]).into_owned(),
+        created: humantime::format_rfc3339_seconds(created).to_string(),
+        expires,
+        remaining_secs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(40);
+        let bytes = reason_bytes(&long);
+        let len = bytes.iter().position(|b| *b == 0).unwrap_or(BAN_REASON_LEN);
+        assert!(std::str::from_utf8(&bytes[..len]).is_ok());
+        assert_eq!(len, 48);
+        assert_eq!(&reason_bytes("x")[..2], b"x\0");
+    }
+
+    #[test]
+    fn expiry_is_in_monotonic_time() {
+        let mut value = BanValue {
+            expires_ns: 100,
+            created_unix_ms: 0,
+            last_event_ns: 0,
+            reason: [0; BAN_REASON_LEN],
+        };
+        assert!(!is_expired(&value, 99));
+        assert!(is_expired(&value, 100));
+        value.expires_ns = 0;
+        assert!(!is_expired(&value, u64::MAX));
+    }
+}

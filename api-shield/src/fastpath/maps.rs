@@ -1,0 +1,59 @@
+//! Typed handles on the pinned maps, opened by path so the daemon and the CLI (with or without
+//! the daemon running) see the same state.
+
+use std::path::{Path, PathBuf};
+
+use api_shield_common::{maps, Addr, BanValue, Counter, LimiterState, RuleValue, ShieldConfig};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
+
+use super::FastpathError;
+
+/// The program's pinned maps.
+pub struct PinnedMaps {
+    /// The layout directory they were opened from.
+    pub dir: PathBuf,
+    /// Settings.
+    pub config: Array<MapData, ShieldConfig>,
+    /// Protected port bitmaps.
+    pub ports: Array<MapData, u64>,
+    /// Allow list.
+    pub allow: LpmTrie<MapData, Addr, RuleValue>,
+    /// Deny list.
+    pub deny: LpmTrie<MapData, Addr, RuleValue>,
+    /// Bans.
+    pub bans: LpmTrie<MapData, Addr, BanValue>,
+    /// Limiter state per source.
+    pub limiter: HashMap<MapData, Addr, LimiterState>,
+    /// Counters per reason and CPU.
+    pub stats: PerCpuArray<MapData, Counter>,
+}
+
+impl PinnedMaps {
+    /// Opens the maps pinned in `layout_dir` (see [`super::layout_dir`]).
+    pub fn open(layout_dir: &Path) -> Result<PinnedMaps, FastpathError> {
+        if !layout_dir.join(maps::STATS).exists() {
+            return Err(FastpathError::NotPinned {
+                dir: layout_dir.to_path_buf(),
+            });
+        }
+        Ok(PinnedMaps {
+            dir: layout_dir.to_path_buf(),
+            config: typed(layout_dir, maps::CONFIG)?,
+            ports: typed(layout_dir, maps::PORTS)?,
+            allow: typed(layout_dir, maps::ALLOW)?,
+            deny: typed(layout_dir, maps::DENY)?,
+            bans: typed(layout_dir, maps::BANS)?,
+            limiter: typed(layout_dir, maps::LIMITER)?,
+            stats: typed(layout_dir, maps::STATS)?,
+        })
+    }
+}
+
+fn typed<T>(dir: &Path, name: &'static str) -> Result<T, FastpathError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let data = MapData::from_pin(dir.join(name)).map_err(FastpathError::map(name))?;
+    let map = Map::from_map_data(data).map_err(FastpathError::map(name))?;
+    T::try_from(map).map_err(FastpathError::map(name))
+}

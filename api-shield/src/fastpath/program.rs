@@ -1,0 +1,165 @@
+//! The embedded XDP object: loading it (maps pinned by name under the layout directory) and the
+//! daemon's [`Fastpath`], which owns the loaded program from start to stop.
+
+use std::path::{Path, PathBuf};
+
+use api_shield_common::{maps, LAYOUT_VERSION};
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::Xdp,
+    Ebpf, EbpfLoader,
+};
+
+use super::{
+    attach::{self, Attachment},
+    bpffs, errno, rules,
+    settings::{port_words, shield_config},
+    FastpathError, InterfaceStatus, PinnedMaps, RuntimeStatus,
+};
+use crate::config::FastpathConfig;
+
+/// The XDP object built by build.rs from `api-shield-ebpf`.
+static PROGRAM_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/api-shield-ebpf.o"));
+
+/// The directory for this map layout under a pin directory.
+pub fn layout_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join(format!("v{LAYOUT_VERSION}"))
+}
+
+/// Loads the program into the kernel without attaching it. Maps are reused from `layout_dir`
+/// when pinned there, created and pinned otherwise.
+pub fn load_program(layout_dir: &Path, max_sources: u32) -> Result<Ebpf, FastpathError> {
+    bpffs::ensure_dir(layout_dir)?;
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(layout_dir)
+        .map_max_entries(maps::LIMITER, max_sources)
+        .load(PROGRAM_OBJECT)
+        .map_err(|source| {
+            if errno::in_chain(&source) == Some(libc::EPERM) {
+                FastpathError::NotPermitted { source }
+            } else {
+                FastpathError::Load { source }
+            }
+        })?;
+    let program: &mut Xdp = ebpf
+        .program_mut(maps::PROGRAM)
+        .expect("the object defines the program")
+        .try_into()
+        .expect("the program is XDP");
+    program
+        .load()
+        .map_err(|source| FastpathError::Program { source })?;
+    Ok(ebpf)
+}
+
+/// Writes a config's settings, ports and allow/deny lists into the maps. `CONFIG` goes last, so
+/// the program never runs with new settings and old lists.
+pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
+    for (index, word) in port_words(config).into_iter().enumerate() {
+        maps.ports
+            .set(index as u32, word, 0)
+            .map_err(FastpathError::map(maps::PORTS))?;
+    }
+    let (added, removed) = rules::sync(&mut maps.allow, maps::ALLOW, &config.allow)?;
+    tracing::debug!(added, removed, "allow list synchronised");
+    let (added, removed) = rules::sync(&mut maps.deny, maps::DENY, &config.deny)?;
+    tracing::debug!(added, removed, "deny list synchronised");
+    maps.config
+        .set(0, shield_config(config), 0)
+        .map_err(FastpathError::map(maps::CONFIG))
+}
+
+/// The running fast path of the daemon.
+pub struct Fastpath {
+    // Field order is drop order: the program (and the links it manages) goes before the maps.
+    ebpf: Ebpf,
+    maps: PinnedMaps,
+    attachments: Vec<Attachment>,
+    config: FastpathConfig,
+}
+
+impl Fastpath {
+    /// Loads the program, writes the config into its maps and attaches it to every configured
+    /// interface (swapping it in atomically where a pinned link from an earlier run exists).
+    pub fn start(config: &FastpathConfig) -> Result<Fastpath, FastpathError> {
+        for interface in &config.interfaces {
+            attach::interface_index(interface)?;
+        }
+        let dir = layout_dir(&config.pin_dir);
+        let mut ebpf = load_program(&dir, config.limiter.max_sources)?;
+        let mut maps = PinnedMaps::open(&dir)?;
+        apply_config(&mut maps, config)?;
+        let previous = RuntimeStatus::read(&config.runtime_dir);
+        let program: &mut Xdp = ebpf
+            .program_mut(maps::PROGRAM)
+            .expect("the object defines the program")
+            .try_into()
+            .expect("the program is XDP");
+        let attachments =
+            attach::attach_all(program, config, &dir.join("links"), previous.as_ref())?;
+        let status = RuntimeStatus {
+            pid: std::process::id(),
+            interfaces: attachments
+                .iter()
+                .map(|a| InterfaceStatus {
+                    name: a.interface.clone(),
+                    mode: a.mode.as_str().to_owned(),
+                })
+                .collect(),
+            dry_run: config.dry_run,
+            keep_attached: config.keep_attached,
+        };
+        status.write(&config.runtime_dir)?;
+        Ok(Fastpath {
+            ebpf,
+            maps,
+            attachments,
+            config: config.clone(),
+        })
+    }
+
+    /// Where each interface got attached.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// The pinned maps.
+    pub fn maps_mut(&mut self) -> &mut PinnedMaps {
+        &mut self.maps
+    }
+
+    /// The drop-event ring buffer (once).
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        let map = self.ebpf.take_map(maps::EVENTS)?;
+        RingBuf::try_from(map).ok()
+    }
+
+    /// The program's aya-log channel (once).
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        match aya_log::EbpfLogger::init(&mut self.ebpf) {
+            Ok(logger) => Some(logger),
+            Err(error) => {
+                tracing::warn!(%error, "the XDP program's log channel is unavailable");
+                None
+            }
+        }
+    }
+
+    /// Stops: detaches from every interface unless `keep_attached` is set, in which case the
+    /// pinned links keep the program running until the next start swaps in its successor.
+    pub fn stop(self) {
+        if self.config.keep_attached {
+            tracing::info!("leaving the XDP program attached (fastpath.keep_attached)");
+        } else {
+            for attachment in &self.attachments {
+                if let Err(error) = std::fs::remove_file(&attachment.link_pin) {
+                    tracing::warn!(%error, pin = %attachment.link_pin.display(), "cannot unpin link");
+                }
+                tracing::info!(interface = %attachment.interface, "detached");
+            }
+            RuntimeStatus::remove(&self.config.runtime_dir);
+        }
+        drop(self.ebpf);
+    }
+}

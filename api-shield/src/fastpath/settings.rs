@@ -1,0 +1,109 @@
+//! Turns `[fastpath]` config into the `CONFIG` record and the `PORTS` bitmaps (pure).
+
+use api_shield_common::{
+    config::{FLAG_DRY_RUN, FLAG_ENABLED, FLAG_PROTECT_ALL, FLAG_PROTECT_TCP, FLAG_PROTECT_UDP},
+    maps::{PORT_WORDS, UDP_PORT_WORD_BASE},
+    ShieldConfig,
+};
+
+use crate::config::{FastpathConfig, PortSpec};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// The settings record for a validated config.
+pub fn shield_config(config: &FastpathConfig) -> ShieldConfig {
+    let limiter = &config.limiter;
+    let mut flags = FLAG_ENABLED;
+    if config.dry_run {
+        flags |= FLAG_DRY_RUN;
+    }
+    if limiter.protect.all {
+        flags |= FLAG_PROTECT_ALL;
+    }
+    if !limiter.protect.tcp.is_empty() {
+        flags |= FLAG_PROTECT_TCP;
+    }
+    if !limiter.protect.udp.is_empty() {
+        flags |= FLAG_PROTECT_UDP;
+    }
+    let emission_ns = NS_PER_SEC / u64::from(limiter.rate);
+    let untracked_emission_ns = NS_PER_SEC / u64::from(limiter.untracked_rate);
+    ShieldConfig {
+        flags,
+        new_sources_per_cpu: limiter.new_sources_per_cpu,
+        emission_ns,
+        tolerance_ns: emission_ns * u64::from(limiter.burst),
+        untracked_emission_ns,
+        untracked_tolerance_ns: untracked_emission_ns * u64::from(limiter.untracked_burst),
+        event_interval_ns: config.events.interval.as_nanos() as u64,
+        v6_mask: v6_mask(limiter.ipv6_prefix),
+    }
+}
+
+/// The `PORTS` words: bit `p` of the TCP half (words 0..1024) and of the UDP half.
+pub fn port_words(config: &FastpathConfig) -> Vec<u64> {
+    let mut words = vec![0u64; PORT_WORDS as usize];
+    let protect = &config.limiter.protect;
+    for (base, specs) in [
+        (0, &protect.tcp),
+        (UDP_PORT_WORD_BASE as usize, &protect.udp),
+    ] {
+        for PortSpec { first, last } in specs {
+            for port in *first..=*last {
+                words[base + usize::from(port >> 6)] |= 1 << (port & 63);
+            }
+        }
+    }
+    words
+}
+
+fn v6_mask(prefix: u8) -> [u8; 16] {
+    let bits = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    bits.to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn fastpath(text: &str) -> FastpathConfig {
+        parse(text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .fastpath
+    }
+
+    #[test]
+    fn gcra_parameters_follow_rate_and_burst() {
+        let cfg = shield_config(&fastpath("[fastpath.limiter]\nrate = 100\nburst = 20\n"));
+        assert_eq!(cfg.emission_ns, 10_000_000);
+        assert_eq!(cfg.tolerance_ns, 200_000_000);
+        assert_ne!(cfg.flags & FLAG_PROTECT_TCP, 0);
+        assert_eq!(cfg.flags & FLAG_PROTECT_UDP, 0);
+        assert_eq!(cfg.flags & FLAG_DRY_RUN, 0);
+    }
+
+    #[test]
+    fn v6_mask_keeps_the_prefix() {
+        let mask = v6_mask(64);
+        assert_eq!(&mask[..8], &[0xff; 8]);
+        assert_eq!(&mask[8..], &[0; 8]);
+        assert_eq!(v6_mask(128), [0xff; 16]);
+        assert_eq!(v6_mask(1)[0], 0x80);
+    }
+
+    #[test]
+    fn port_bits_cover_ranges_per_protocol() {
+        let words = port_words(&fastpath(
+            "[fastpath.limiter.protect]\ntcp = [443, \"8000-8001\"]\nudp = [53]\n",
+        ));
+        let bit = |base: usize, port: u16| words[base + usize::from(port >> 6)] >> (port & 63) & 1;
+        assert_eq!(bit(0, 443), 1);
+        assert_eq!(bit(0, 8000), 1);
+        assert_eq!(bit(0, 8001), 1);
+        assert_eq!(bit(0, 8002), 0);
+        assert_eq!(bit(0, 53), 0);
+        assert_eq!(bit(1024, 53), 1);
+        assert_eq!(bit(1024, 443), 0);
+    }
+}

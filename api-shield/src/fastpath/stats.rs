@@ -1,0 +1,56 @@
+//! Reads the per-CPU counters and sums them per reason.
+
+use api_shield_common::Reason;
+use serde::Serialize;
+
+use super::{FastpathError, PinnedMaps};
+
+/// One counter, summed over CPUs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CounterRow {
+    /// `pass`, `drop` or `dry_run`.
+    pub action: &'static str,
+    /// The cause (`banned`, `rate_limited`, ...).
+    pub reason: &'static str,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// All counters.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// One row per reason, in index order.
+    pub counters: Vec<CounterRow>,
+}
+
+impl Stats {
+    /// Packets counted for a reason.
+    pub fn packets(&self, reason: Reason) -> u64 {
+        self.counters[reason as usize].packets
+    }
+}
+
+impl PinnedMaps {
+    /// Sums every counter over all CPUs.
+    pub fn stats(&self) -> Result<Stats, FastpathError> {
+        let mut counters = Vec::with_capacity(Reason::ALL.len());
+        for reason in Reason::ALL {
+            let per_cpu = self
+                .stats
+                .get(&(reason as u32), 0)
+                .map_err(FastpathError::map(api_shield_common::maps::STATS))?;
+            let (packets, bytes) = per_cpu
+                .iter()
+                .fold((0u64, 0u64), |(p, b), c| (p + c.packets, b + c.bytes));
+            counters.push(CounterRow {
+                action: reason.action(),
+                reason: reason.cause(),
+                packets,
+                bytes,
+            });
+        }
+        Ok(Stats { counters })
+    }
+}
