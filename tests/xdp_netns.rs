@@ -1,1 +1,533 @@
+//! The real daemon binary attached to a veth in a network namespace, with real UDP traffic from
+//! a second namespace: flood limiting accuracy, bans and their expiry, the allow list,
+//! unprotected ports, restarts that keep bans and counters, the pinned link that keeps the
+//! program attached, and the refusals. Tests run one at a time (they measure rates).
 
+mod support;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    path::PathBuf,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use api_shield::fastpath::{PinnedMaps, Stats};
+use api_shield_common::Reason;
+use support::{
+    daemon::{cli, cli_json, start_expecting_failure, Daemon},
+    netns::{Netns, Topology, RX_V4},
+    privileged::{self, PinDir},
+    traffic::{send_burst, send_paced, Counting, MARKER_CIDR, MARKER_SRC},
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const PROTECTED: u16 = 9000;
+const UNPROTECTED: u16 = 9001;
+const RATE: u64 = 100;
+const BURST: u64 = 20;
+const ALLOWED_SRC: Ipv4Addr = Ipv4Addr::new(10, 201, 9, 1);
+
+/// A topology, pin and runtime directories, and a config file for them.
+struct Setup {
+    topo: Topology,
+    pins: PinDir,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(test: &str, extra: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Setup)> {
+        if !privileged::can_run(test, true) {
+            return None;
+        }
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let topo = Topology::new();
+        let pins = PinDir::new();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("api-shield.toml");
+        let mut setup = Setup {
+            topo,
+            pins,
+            dir,
+            config,
+        };
+        setup.write_config(extra);
+        setup
+            .topo
+            .add_sources(&[IpAddr::V4(MARKER_SRC), IpAddr::V4(ALLOWED_SRC)]);
+        Some((serial, setup))
+    }
+
+    fn write_config(&mut self, extra: &str) {
+        let text = format!(
+            r#"
+[fastpath]
+interfaces = ["{rx_if}"]
+pin_dir = "{pins}"
+runtime_dir = "{runtime}"
+allow = ["{MARKER_CIDR}", "10.201.9.0/24"]
+{extra}
+[fastpath.limiter]
+rate = {RATE}
+burst = {BURST}
+[fastpath.limiter.protect]
+tcp = [{PROTECTED}]
+udp = [{PROTECTED}]
+"#,
+            rx_if = self.topo.rx_if,
+            pins = self.pins.path.display(),
+            runtime = self.dir.path().join("run").display(),
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    fn config_arg(&self) -> String {
+        self.config.display().to_string()
+    }
+
+    fn daemon(&self) -> Daemon {
+        Daemon::start(Some(&self.topo.rx.name), &self.config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn stats(&self) -> Stats {
+        PinnedMaps::open(&self.pins.layout())
+            .unwrap()
+            .stats()
+            .unwrap()
+    }
+}
+
+fn v4_sources(third: u8, n: u8) -> Vec<IpAddr> {
+    (1..=n)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 201, third, i)))
+        .collect()
+}
+
+/// IPv6 sources, each in its own /64 (the limiter groups a /64).
+fn v6_sources(n: u16) -> Vec<IpAddr> {
+    (1..=n)
+        .map(|i| IpAddr::V6(Ipv6Addr::new(0xfd00, 0x201, 0, 0x100 + i, 0, 0, 0, 1)))
+        .collect()
+}
+
+#[test]
+fn flood_from_many_sources_is_limited_to_rate_times_time_plus_burst() {
+    let Some((_serial, setup)) = Setup::new(
+        "flood_from_many_sources_is_limited_to_rate_times_time_plus_burst",
+        "",
+    ) else {
+        return;
+    };
+    let mut sources = v4_sources(1, 16);
+    sources.extend(v6_sources(4));
+    setup.topo.add_sources(&sources);
+    let _daemon = setup.daemon();
+
+    let report = cli_json(&["stats", "--json", "--config", &setup.config_arg()]);
+    assert_eq!(
+        report["interfaces"][0]["mode"], "driver",
+        "veth supports native XDP: {report}"
+    );
+
+    let counting = Counting::start(&setup.topo.rx, PROTECTED);
+    let sent = send_paced(
+        &setup.topo.tx,
+        sources.clone(),
+        PROTECTED,
+        300,
+        Duration::from_secs(2),
+    );
+    let received = counting.finish(&setup.topo.tx, PROTECTED);
+
+    let mut expected_total = 0.0;
+    let mut received_total = 0;
+    for src in &sources {
+        let s = sent[src];
+        let expected = BURST as f64 + RATE as f64 * s.span.as_secs_f64();
+        let got = received.get(src).copied().unwrap_or(0);
+        assert!(
+            (got as f64 - expected).abs() <= expected * 0.10,
+            "{src}: sent {} over {:?}, received {got}, expected {expected:.0} ± 10%",
+            s.count,
+            s.span
+        );
+        expected_total += expected;
+        received_total += got;
+    }
+    assert!((received_total as f64 - expected_total).abs() <= expected_total * 0.10);
+    let stats = setup.stats();
+    let sent_total: u64 = sent.values().map(|s| s.count).sum();
+    assert_eq!(
+        stats.packets(Reason::PassWithinLimit),
+        received_total,
+        "every pass was delivered"
+    );
+    assert_eq!(
+        stats.packets(Reason::DropRateLimited),
+        sent_total - received_total
+    );
+}
+
+/// Sends one datagram from `src` to `port` and tells whether it got through, using an allowed
+/// marker sent right behind it on the same path as the witness of a drop.
+struct Probe {
+    rx: UdpSocket,
+    marker: UdpSocket,
+}
+
+impl Probe {
+    fn new(setup: &Setup, port: u16) -> Probe {
+        let rx = setup
+            .topo
+            .rx
+            .run(move || UdpSocket::bind(("::", port)).unwrap())
+            .join()
+            .unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let marker = bound(&setup.topo.tx, IpAddr::V4(MARKER_SRC));
+        Probe { rx, marker }
+    }
+
+    fn passes(&self, from: &UdpSocket, port: u16) -> bool {
+        from.send_to(b"probe", (RX_V4, port)).unwrap();
+        self.marker.send_to(b"marker", (RX_V4, port)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = self
+            .rx
+            .recv_from(&mut buf)
+            .expect("the marker always arrives");
+        if &buf[..n] == b"probe" {
+            let (n, _) = self.rx.recv_from(&mut buf).expect("the marker follows");
+            assert_eq!(&buf[..n], b"marker");
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn bound(ns: &Netns, src: IpAddr) -> UdpSocket {
+    ns.run(move || UdpSocket::bind(SocketAddr::new(src, 0)).unwrap())
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn banned_source_loses_everything_and_returns_after_its_ttl() {
+    let Some((_serial, setup)) = Setup::new(
+        "banned_source_loses_everything_and_returns_after_its_ttl",
+        "",
+    ) else {
+        return;
+    };
+    let banned = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 5));
+    let bystander = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 6));
+    setup.topo.add_sources(&[banned, bystander]);
+    let _daemon = setup.daemon();
+
+    let ttl = Duration::from_secs(3);
+    let (code, out, err) = cli(&[
+        "ban",
+        "10.201.1.5",
+        "--ttl",
+        "3s",
+        "--reason",
+        "test flood",
+        "--config",
+        &setup.config_arg(),
+    ]);
+    let banned_at = Instant::now();
+    assert_eq!(code, 0, "{out}{err}");
+    let bans = cli_json(&["bans", "--json", "--config", &setup.config_arg()]);
+    assert_eq!(bans[0]["target"], "10.201.1.5/32");
+    assert_eq!(bans[0]["reason"], "test flood");
+
+    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
+    send_burst(&setup.topo.tx, banned, UNPROTECTED, 200);
+    send_burst(&setup.topo.tx, bystander, UNPROTECTED, 200);
+    let received = counting.finish(&setup.topo.tx, UNPROTECTED);
+    assert_eq!(received.get(&banned), None, "a banned source loses 100%");
+    assert_eq!(received.get(&bystander), Some(&200));
+    assert_eq!(setup.stats().packets(Reason::DropBanned), 200);
+
+    // Probe until the ban lapses: never before the TTL, and soon after it.
+    let probe = Probe::new(&setup, UNPROTECTED);
+    let from = bound(&setup.topo.tx, banned);
+    let deadline = banned_at + ttl + Duration::from_secs(5);
+    let mut probes = 0;
+    let passed_after = loop {
+        assert!(Instant::now() < deadline, "the ban did not expire");
+        probes += 1;
+        if probe.passes(&from, UNPROTECTED) {
+            break banned_at.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(probes > 1, "the first probe must have been dropped");
+    assert!(
+        passed_after >= ttl - Duration::from_millis(100),
+        "passed after {passed_after:?}, TTL {ttl:?}"
+    );
+    assert!(
+        passed_after <= ttl + Duration::from_secs(1),
+        "passed after {passed_after:?}, TTL {ttl:?}"
+    );
+    let bans = cli_json(&["bans", "--json", "--config", &setup.config_arg()]);
+    assert_eq!(bans, serde_json::json!([]), "expired bans are not listed");
+}
+
+#[test]
+fn allowed_cidr_is_never_limited() {
+    let Some((_serial, setup)) = Setup::new("allowed_cidr_is_never_limited", "") else {
+        return;
+    };
+    let _daemon = setup.daemon();
+    let counting = Counting::start(&setup.topo.rx, PROTECTED);
+    let sent = send_paced(
+        &setup.topo.tx,
+        vec![IpAddr::V4(ALLOWED_SRC)],
+        PROTECTED,
+        1000,
+        Duration::from_secs(1),
+    );
+    let received = counting.finish(&setup.topo.tx, PROTECTED);
+    let count = sent[&IpAddr::V4(ALLOWED_SRC)].count;
+    assert!(count >= 900, "sent {count}");
+    assert_eq!(received.get(&IpAddr::V4(ALLOWED_SRC)), Some(&count));
+    let stats = setup.stats();
+    assert_eq!(stats.packets(Reason::DropRateLimited), 0);
+    assert!(stats.packets(Reason::PassAllowed) >= count);
+}
+
+#[test]
+fn traffic_to_an_unprotected_port_is_untouched() {
+    let Some((_serial, setup)) = Setup::new("traffic_to_an_unprotected_port_is_untouched", "")
+    else {
+        return;
+    };
+    let src = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 7));
+    setup.topo.add_sources(&[src]);
+    let _daemon = setup.daemon();
+
+    let unprotected = Counting::start(&setup.topo.rx, UNPROTECTED);
+    let sent = send_paced(
+        &setup.topo.tx,
+        vec![src],
+        UNPROTECTED,
+        1000,
+        Duration::from_secs(1),
+    );
+    let got_unprotected = unprotected.finish(&setup.topo.tx, UNPROTECTED);
+    assert_eq!(got_unprotected.get(&src), Some(&sent[&src].count));
+
+    // The same source is limited on the protected port: the limiter is on.
+    let protected = Counting::start(&setup.topo.rx, PROTECTED);
+    send_burst(&setup.topo.tx, src, PROTECTED, 200);
+    let got_protected = protected.finish(&setup.topo.tx, PROTECTED);
+    let passed = got_protected.get(&src).copied().unwrap_or(0);
+    assert!(
+        passed >= BURST && passed < 60,
+        "burst of 200 let {passed} through"
+    );
+    // IPv6 neighbour discovery and the like are unprotected too, hence at least.
+    assert!(setup.stats().packets(Reason::PassUnprotected) >= sent[&src].count);
+    assert_eq!(setup.stats().packets(Reason::DropRateLimited), 200 - passed);
+}
+
+#[test]
+fn restart_keeps_bans_and_counters() {
+    let Some((_serial, setup)) = Setup::new("restart_keeps_bans_and_counters", "") else {
+        return;
+    };
+    let banned = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 8));
+    setup.topo.add_sources(&[banned]);
+    let mut first = setup.daemon();
+    let (code, _, err) = cli(&[
+        "ban",
+        "10.201.1.8",
+        "--ttl",
+        "10m",
+        "--config",
+        &setup.config_arg(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
+    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
+    assert_eq!(
+        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
+        None
+    );
+    let before = setup.stats();
+    assert_eq!(before.packets(Reason::DropBanned), 10);
+    first.stop();
+
+    let _second = setup.daemon();
+    let bans = cli_json(&["bans", "--json", "--config", &setup.config_arg()]);
+    assert_eq!(bans[0]["target"], "10.201.1.8/32", "{bans}");
+    let after_restart = setup.stats();
+    assert_eq!(
+        after_restart.packets(Reason::DropBanned),
+        10,
+        "counters survived"
+    );
+    assert!(after_restart.packets(Reason::PassAllowed) >= before.packets(Reason::PassAllowed));
+    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
+    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
+    assert_eq!(
+        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
+        None
+    );
+    assert_eq!(setup.stats().packets(Reason::DropBanned), 20);
+}
+
+#[test]
+fn pinned_link_keeps_dropping_while_the_daemon_is_down() {
+    let Some((_serial, setup)) = Setup::new(
+        "pinned_link_keeps_dropping_while_the_daemon_is_down",
+        "keep_attached = true",
+    ) else {
+        return;
+    };
+    let banned = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 9));
+    setup.topo.add_sources(&[banned]);
+    let mut first = setup.daemon();
+    let (code, _, err) = cli(&[
+        "ban",
+        "10.201.1.9",
+        "--ttl",
+        "10m",
+        "--config",
+        &setup.config_arg(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    first.stop();
+    assert!(first
+        .log
+        .iter()
+        .any(|l| l.contains("leaving the XDP program attached")));
+
+    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
+    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
+    assert_eq!(
+        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
+        None,
+        "dropped with no daemon"
+    );
+    assert_eq!(setup.stats().packets(Reason::DropBanned), 10);
+    let report = cli_json(&["stats", "--json", "--config", &setup.config_arg()]);
+    assert_eq!(report["daemon_running"], false);
+    assert_eq!(report["interfaces"][0]["mode"], "driver");
+
+    let mut second = setup.daemon();
+    second
+        .wait_for(
+            "swapped the new program into the pinned link",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
+    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
+    assert_eq!(
+        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
+        None
+    );
+    assert_eq!(setup.stats().packets(Reason::DropBanned), 20);
+}
+
+#[test]
+fn refuses_an_interface_that_does_not_exist() {
+    let Some((_serial, mut setup)) = Setup::new("refuses_an_interface_that_does_not_exist", "")
+    else {
+        return;
+    };
+    setup.topo.rx_if = "asx-nope0".into();
+    setup.write_config("");
+    let failure = start_expecting_failure(Some(&setup.topo.rx.name), &setup.config);
+    assert_eq!(failure.code, Some(1), "{failure}");
+    assert!(
+        failure.log.contains("interface `asx-nope0` does not exist"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn refuses_an_interface_held_by_another_xdp_program() {
+    let Some((_serial, setup)) = Setup::new("refuses_an_interface_held_by_another_xdp_program", "")
+    else {
+        return;
+    };
+    let _owner = setup.daemon();
+    // A second shield with its own pin directory (so not the owner of the link) on the same NIC.
+    let other_pins = PinDir::new();
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace(
+            &setup.pins.path.display().to_string(),
+            &other_pins.path.display().to_string(),
+        )
+        .replace("/run\"", "/run2\"");
+    let other_config = setup.dir.path().join("other.toml");
+    std::fs::write(&other_config, text).unwrap();
+    let failure = start_expecting_failure(Some(&setup.topo.rx.name), &other_config);
+    assert_eq!(failure.code, Some(1), "{failure}");
+    assert!(
+        failure.log.contains("already has an XDP program"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn refuses_to_start_without_bpf_privileges() {
+    let Some((_serial, setup)) = Setup::new("refuses_to_start_without_bpf_privileges", "") else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&setup.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(support::daemon::binary())
+        .args(["run", "--config"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("BPF is not permitted"), "{stderr}");
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
+}
+
+#[test]
+fn invalid_config_is_refused_with_file_line_and_key() {
+    let Some((_serial, setup)) = Setup::new("invalid_config_is_refused_with_file_line_and_key", "")
+    else {
+        return;
+    };
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("burst = 20", "burst = 0");
+    std::fs::write(&setup.config, &text).unwrap();
+    let line = text.lines().position(|l| l == "burst = 0").unwrap() + 1;
+    let failure = start_expecting_failure(Some(&setup.topo.rx.name), &setup.config);
+    assert_eq!(failure.code, Some(64), "{failure}");
+    let expected = format!(
+        "{}:{line}:9: key `fastpath.limiter.burst`",
+        setup.config.display()
+    );
+    assert!(
+        failure.log.contains(&expected),
+        "want {expected}: {failure}"
+    );
+    // Nothing was attached.
+    assert!(!setup.pins.layout().join("links").exists());
+}

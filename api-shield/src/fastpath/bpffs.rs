@@ -12,8 +12,14 @@ use super::FastpathError;
 
 const DEFAULT_MOUNT: &str = "/sys/fs/bpf";
 
+/// Serialises the check-then-mount, so threads of one process never stack two mounts.
+static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Creates `dir` on a bpffs, mounting the default bpffs first if needed.
 pub fn ensure_dir(dir: &Path) -> Result<(), FastpathError> {
+    let _guard = MOUNTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let default_mount = Path::new(DEFAULT_MOUNT);
     if dir.starts_with(default_mount) && !is_bpffs(default_mount) {
         tracing::info!(mount = DEFAULT_MOUNT, "mounting a BPF filesystem");

@@ -12,6 +12,12 @@ pub enum FastpathError {
         #[source]
         source: aya::EbpfError,
     },
+    /// The process lacks the capabilities BPF and XDP need.
+    #[error("BPF is not permitted: the process lacks {missing}; run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")]
+    MissingCapabilities {
+        /// Capability names.
+        missing: String,
+    },
     /// Loading the object or creating its maps failed.
     #[error("cannot load the XDP program: {source}")]
     Load {

@@ -83,6 +83,7 @@ impl Fastpath {
     /// Loads the program, writes the config into its maps and attaches it to every configured
     /// interface (swapping it in atomically where a pinned link from an earlier run exists).
     pub fn start(config: &FastpathConfig) -> Result<Fastpath, FastpathError> {
+        super::privileges::check()?;
         for interface in &config.interfaces {
             attach::interface_index(interface)?;
         }

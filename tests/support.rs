@@ -1,0 +1,19 @@
+//! Shared test support: privilege checks, bpffs pin directories, network namespaces with veth
+//! pairs, the daemon as a child process, hand-built frames and paced UDP traffic. Every guard
+//! removes what it created when dropped.
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod frames;
+pub mod netns;
+pub mod privileged;
+pub mod traffic;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A name unique to this process and call, short enough for an interface name (15 bytes).
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}{n}", std::process::id() % 100_000)
+}
