@@ -26,7 +26,7 @@ const LOG_INTERVAL_NS: u64 = 60 * NS_PER_SEC;
 #[inline(always)]
 pub fn check(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet, now: u64) -> Reason {
     let key = limiter_key(cfg, pkt);
-    if let Some(state) = LIMITER.get_ptr_mut(&key) {
+    if let Some(state) = LIMITER.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup; LRU values stay valid during this run.
         let (tat, last) = unsafe {
             (
@@ -45,7 +45,7 @@ pub fn check(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet, now: u64) -> Re
             last_event_ns: 0,
         };
         // Losing a race with another CPU inserting the same source costs one extra pass.
-        let _ = LIMITER.insert(&key, &state, u64::from(BPF_NOEXIST));
+        let _ = LIMITER.insert(key, state, u64::from(BPF_NOEXIST));
         return Reason::PassWithinLimit;
     }
     let Some(shared) = UNTRACKED.get_ptr_mut(0) else {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit status for a bad config or bad arguments (sysexits EX_USAGE).
+/// Exit status for a bad config or bad arguments (sysexits `EX_USAGE`).
 pub const EX_USAGE: u8 = 64;
 
 /// api-shield: XDP flood filter and API gateway for Linux hosts.
@@ -55,7 +55,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Ban(args) => ban::run(&args),
         Command::Unban(args) => unban::run(&args),

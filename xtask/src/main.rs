@@ -1,1 +1,98 @@
-fn main() {}
+//! Developer tasks for api-shield: `cargo xtask <task>`.
+//!
+//! `setup` makes a fresh machine ready (nightly with rust-src, bpf-linker, the test tools);
+//! `build`, `run`, `test` and `lint` call cargo the same way everywhere (README and CI);
+//! `bench-xdp` measures the fast path against nftables (see BENCHMARKS.md).
+
+mod bench_xdp;
+mod cmd;
+mod setup;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "api-shield developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent; quick when all is present).
+    Setup,
+    /// Set up, then build the release binary (with the XDP program embedded).
+    Build,
+    /// Set up, build, and run the daemon on config/api-shield.toml (needs root).
+    ///
+    /// Extra arguments go to `api-shield run`, e.g. `cargo xtask run -- --log-format json`.
+    Run {
+        /// Arguments for `api-shield run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every test (privileged ones need root; set
+    /// `API_SHIELD_REQUIRE_PRIVILEGED=1` to make a skip a failure).
+    Test {
+        /// Arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// cargo fmt --check and clippy -D warnings on the userspace crates and on the eBPF crate.
+    Lint,
+    /// Benchmark: receiver CPU per dropped packet, api-shield (generic, driver) vs nftables.
+    BenchXdp(bench_xdp::Args),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Build => {
+            setup::run()?;
+            build_release()
+        }
+        Task::Run { args } => {
+            setup::run()?;
+            build_release()?;
+            let binary = cmd::workspace_root().join("target/release/api-shield");
+            let config = cmd::workspace_root().join("config/api-shield.toml");
+            let mut run = std::process::Command::new(binary);
+            run.arg("run").arg("--config").arg(config).args(args);
+            cmd::exec(run)
+        }
+        Task::Test { args } => {
+            setup::run()?;
+            cmd::cargo(&["test", "--workspace"], &args)
+        }
+        Task::Lint => lint(),
+        Task::BenchXdp(args) => {
+            setup::run()?;
+            build_release()?;
+            bench_xdp::run(&args)
+        }
+    }
+}
+
+fn build_release() -> Result<()> {
+    cmd::cargo(&["build", "--release", "--package", "api-shield"], &[])
+}
+
+fn lint() -> Result<()> {
+    setup::run()?;
+    cmd::cargo(&["fmt", "--all", "--check"], &[])?;
+    cmd::cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    let ebpf = cmd::workspace_root().join("api-shield-ebpf");
+    cmd::nightly_cargo(&ebpf, &["fmt", "--check"])?;
+    cmd::nightly_cargo(&ebpf, &["clippy", "--release", "--", "-D", "warnings"])
+}

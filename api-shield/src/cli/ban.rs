@@ -11,7 +11,7 @@ use crate::fastpath::{self, layout_dir, BanRequest, PinnedMaps, SystemClock};
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address or network, e.g. 203.0.113.7 or 2001:db8::/48.
+    /// Address or network, e.g. `203.0.113.7` or `2001:db8::/48`.
     pub target: String,
     /// How long, e.g. 90s, 15m, 2h, 7d.
     #[arg(long, default_value = "1h", value_parser = parse_ttl, conflicts_with = "permanent")]

@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 /// Runs the daemon until a stop signal.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     init_logging(args.log_format);
     let config = config::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -39,7 +39,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The text is not valid TOML, or does not fit the schema (unknown key, wrong type).
-    #[error("{location}: {}{message}", key_prefix(key))]
+    #[error("{location}: {}{message}", key_prefix(key.as_deref()))]
     Syntax {
         /// Where.
         location: Location,
@@ -60,10 +60,8 @@ pub enum ConfigError {
     },
 }
 
-fn key_prefix(key: &Option<String>) -> String {
-    key.as_ref()
-        .map(|key| format!("key `{key}`: "))
-        .unwrap_or_default()
+fn key_prefix(key: Option<&str>) -> String {
+    key.map(|key| format!("key `{key}`: ")).unwrap_or_default()
 }
 
 impl ConfigError {

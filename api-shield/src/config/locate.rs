@@ -51,7 +51,7 @@ fn segments(key: &str) -> impl Iterator<Item = Segment<'_>> {
     })
 }
 
-/// A place in the document: toml_edit gives items, values and tables as different types.
+/// A place in the document: `toml_edit` gives items, values and tables as different types.
 #[derive(Clone, Copy)]
 enum Node<'a> {
     Item(&'a Item),

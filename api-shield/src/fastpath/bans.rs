@@ -97,7 +97,7 @@ impl PinnedMaps {
     pub fn bans(&self, clock: &impl Clock) -> Result<Vec<Ban>, FastpathError> {
         let now_mono = clock.monotonic_ns();
         let mut bans = Vec::new();
-        for entry in self.bans.iter() {
+        for entry in &self.bans {
             let (key, value) = entry.map_err(FastpathError::map(api_shield_common::maps::BANS))?;
             if is_expired(&value, now_mono) {
                 continue;
