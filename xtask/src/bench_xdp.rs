@@ -1,12 +1,26 @@
-//! `cargo xtask bench-xdp`: not yet written.
+//! `cargo xtask bench-xdp`: installs nftables and ethtool if missing, then runs the benchmark
+//! binary (`xtask/bench-xdp`) in release mode. Its report goes to stdout and
+//! `target/bench-xdp.md`; BENCHMARKS.md records the figures.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-/// Options.
+use crate::{cmd, setup};
+
+/// Arguments passed through to the benchmark binary.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// e.g. `-- --cycles 8 --seconds 2 --settle 0.5`
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
 
 /// Runs the benchmark.
-pub fn run(_args: &Args) -> Result<()> {
-    bail!("bench-xdp is not implemented yet")
+pub fn run(args: &Args) -> Result<()> {
+    setup::packages(&[("nftables", "nft"), ("ethtool", "ethtool")])?;
+    let mut full = vec!["--".to_owned()];
+    full.extend(args.args.iter().cloned());
+    cmd::cargo(
+        &["run", "--release", "--package", "api-shield-bench", "--bin", "bench-xdp"],
+        &full,
+    )
 }

@@ -68,7 +68,6 @@ fn main() -> Result<()> {
         Task::Lint => lint(),
         Task::BenchXdp(args) => {
             setup::run()?;
-            build_release()?;
             bench_xdp::run(&args)
         }
     }

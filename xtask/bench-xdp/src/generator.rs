@@ -1,0 +1,111 @@
+//! The flood: the generator XDP program run through BPF_PROG_TEST_RUN in live-frames mode on
+//! CPU0, with the sender veth as ingress device, so every frame is transmitted to the receiver
+//! as a NIC would deliver it. Bounded by the stop flag and a hard time limit.
+
+use std::{
+    fs::File,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    Ebpf,
+};
+use nix::sched::{sched_setaffinity, setns, CloneFlags, CpuSet};
+
+use crate::topology::{Topology, PORT, RX_ADDR};
+
+static FLOOD_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flood.o"));
+
+/// Frames per BPF_PROG_TEST_RUN call (each call is a few milliseconds).
+const REPEAT: u32 = 65_536;
+/// Live-frames batch size.
+const BATCH: u32 = 256;
+
+/// Starts the generator thread; it returns how many frames it generated.
+pub fn start(
+    topology: &Topology,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    limit: Duration,
+) -> Result<JoinHandle<Result<u64>>> {
+    let ns_path = format!("/run/netns/{}", topology.tx_ns);
+    let frame = udp_frame(topology.tx_mac, topology.rx_mac, [10, 202, 0, 1]);
+    let tx_index = topology.tx_index;
+    Ok(std::thread::spawn(move || -> Result<u64> {
+        let mut cpus = CpuSet::new();
+        cpus.set(0)?;
+        sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)?;
+        setns(File::open(&ns_path)?, CloneFlags::CLONE_NEWNET).context("entering the sender namespace")?;
+        let mut ebpf = Ebpf::load(FLOOD_OBJECT).context("loading the flood generator")?;
+        let program: &mut Xdp = ebpf
+            .program_mut("api_shield_flood")
+            .context("flood program")?
+            .try_into()?;
+        program.load()?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+        let mut ctx = Vec::with_capacity(24);
+        for field in [0, frame.len() as u32, 0, tx_index, 0, 0] {
+            ctx.extend_from_slice(&field.to_ne_bytes());
+        }
+        let deadline = Instant::now() + limit;
+        let mut generated = 0u64;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            program
+                .test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    ctx_in: Some(&ctx),
+                    repeat: REPEAT,
+                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                    ..Default::default()
+                })
+                .context("BPF_PROG_TEST_RUN (live frames)")?;
+            generated += u64::from(REPEAT);
+            sent.store(generated, Ordering::Relaxed);
+        }
+        Ok(generated)
+    }))
+}
+
+/// A 64-byte UDP/IPv4 frame from `src` to the receiver's protected port (the generator
+/// rewrites the last octet of the source).
+pub fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&dst_mac);
+    frame.extend_from_slice(&src_mac);
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let payload = 18;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + 8 + payload) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&RX_ADDR);
+    let checksum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&40000u16.to_be_bytes());
+    frame.extend_from_slice(&PORT.to_be_bytes());
+    frame.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend(std::iter::repeat_n(0u8, payload));
+    frame
+}
+
+fn ipv4_checksum(header: &[u8; 20]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

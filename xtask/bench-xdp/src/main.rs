@@ -1,0 +1,105 @@
+//! bench-xdp: the same bounded, in-kernel-generated flood (252 sources) against
+//! (a) no filter, (b) an nftables netdev-ingress drop rule, (c) api-shield in generic mode and
+//! (d) in driver mode, interleaved in one run, measuring receiver CPU time per packet from the
+//! threaded NAPI kthread of the receiving veth (see ../shared/bench-method.md).
+//!
+//! Run it with `cargo xtask bench-xdp` (as root).
+
+mod generator;
+mod measure;
+mod micro;
+mod receiver;
+mod report;
+mod topology;
+
+use std::{
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use anyhow::{bail, Result};
+use clap::Parser;
+
+use crate::{
+    measure::Sample,
+    receiver::{Receiver, State},
+    topology::Topology,
+};
+
+/// Options.
+#[derive(Parser, Debug)]
+#[command(name = "bench-xdp")]
+struct Args {
+    /// Cycles through the four states.
+    #[arg(long, default_value_t = 8)]
+    cycles: u32,
+    /// Seconds measured per state per cycle.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Seconds to settle after each state change.
+    #[arg(long, default_value_t = 0.5)]
+    settle: f64,
+    /// Markdown report written here too.
+    #[arg(long, default_value = "target/bench-xdp.md")]
+    output: std::path::PathBuf,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !nix::unistd::geteuid().is_root() {
+        bail!("bench-xdp needs root (network namespaces, XDP, nftables)");
+    }
+    if nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)?.unwrap_or(1) < 2 {
+        bail!("bench-xdp needs two CPUs: the sender on CPU0, the receiver on CPU1");
+    }
+    let topology = Topology::new()?;
+    let mut receiver = Receiver::new(&topology)?;
+    let (tx_mac, rx_mac) = (topology.tx_mac, topology.rx_mac);
+    let costs = receiver.program_costs(|src| generator::udp_frame(tx_mac, rx_mac, src))?;
+    for (path, ns) in &costs {
+        eprintln!("program cost: {path}: {ns:.1} ns");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Duration::from_secs_f64(
+        f64::from(args.cycles) * 4.0 * (args.seconds + args.settle) + 10.0,
+    );
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let generator = generator::start(&topology, Arc::clone(&stop), Arc::clone(&sent), total)?;
+    let states = [State::Driver, State::Nftables, State::Generic, State::NoFilter];
+    let mut samples: Vec<Sample> = Vec::new();
+    for cycle in 0..args.cycles {
+        for state in states {
+            receiver.enter(state)?;
+            std::thread::sleep(Duration::from_secs_f64(args.settle));
+            let before = receiver.snapshot(state)?;
+            let sent_before = sent.load(std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(Duration::from_secs_f64(args.seconds));
+            let after = receiver.snapshot(state)?;
+            let sent_after = sent.load(std::sync::atomic::Ordering::Relaxed);
+            let sample = Sample::between(cycle, state, &before, &after);
+            eprintln!(
+                "{sample} (sender {:.2} Mpps)",
+                (sent_after - sent_before) as f64 / args.seconds / 1e6
+            );
+            samples.push(sample);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let generated = generator.join().map_err(|_| anyhow::anyhow!("generator panicked"))??;
+    receiver.enter(State::NoFilter)?;
+    let text = report::markdown(&samples, generated, &costs, &args_line(&args));
+    println!("{text}");
+    if let Some(dir) = args.output.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.output, &text)?;
+    eprintln!("report written to {}", args.output.display());
+    Ok(())
+}
+
+fn args_line(args: &Args) -> String {
+    format!(
+        "cargo xtask bench-xdp -- --cycles {} --seconds {} --settle {}",
+        args.cycles, args.seconds, args.settle
+    )
+}

@@ -1,0 +1,258 @@
+//! The receiving side: api-shield's program (limiter on: every flood source is over its budget),
+//! an nftables netdev-ingress rule, and the measurements of the receiving veth's NAPI kthread.
+
+use std::{fs::File, path::PathBuf};
+
+use anyhow::{Context as _, Result};
+use api_shield::{
+    config,
+    fastpath::{self, apply_config, layout_dir, PinnedMaps},
+};
+use api_shield_common::{maps, Reason, ShieldConfig};
+use aya::{
+    programs::{xdp::XdpLinkId, Xdp, XdpMode},
+    Ebpf,
+};
+use nix::sched::{sched_setaffinity, setns, CloneFlags, CpuSet};
+
+use crate::{
+    measure::{napi_cpu_ns, Snapshot},
+    topology::{ip, run, Topology},
+};
+
+/// What filters the flood during a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// api-shield attached in driver (native) mode, limiter dropping.
+    Driver,
+    /// api-shield attached in driver mode but passing; an nftables ingress rule drops.
+    Nftables,
+    /// api-shield attached in generic mode, limiter dropping.
+    Generic,
+    /// Nothing attached: the stack drops the datagrams (no socket on the port).
+    NoFilter,
+}
+
+impl State {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Driver => "api-shield driver",
+            State::Nftables => "nftables ingress",
+            State::Generic => "api-shield generic",
+            State::NoFilter => "no filter",
+        }
+    }
+}
+
+const NFT_TABLE: &str = "asxbench";
+
+/// The receiver's filters and probes.
+pub struct Receiver {
+    ebpf: Ebpf,
+    maps: PinnedMaps,
+    enabled: ShieldConfig,
+    link: Option<(XdpLinkId, XdpMode)>,
+    nft: bool,
+    pin_dir: PathBuf,
+    rx_ns: String,
+    rx_if: String,
+}
+
+impl Receiver {
+    /// Loads api-shield's program (not yet attached) with a limiter of 1 packet/s, burst 1, on
+    /// the flood's port; moves this thread into the receiver namespace.
+    pub fn new(topology: &Topology) -> Result<Receiver> {
+        let ns = File::open(format!("/run/netns/{}", topology.rx_ns))?;
+        setns(ns, CloneFlags::CLONE_NEWNET).context("entering the receiver namespace")?;
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/asx-bench-{}", std::process::id()));
+        let text = format!(
+            "[fastpath]\ninterfaces = [\"{}\"]\npin_dir = \"{}\"\n[fastpath.limiter]\nrate = 1\nburst = 1\n[fastpath.limiter.protect]\ntcp = []\nudp = [{}]\n",
+            topology.rx_if,
+            pin_dir.display(),
+            crate::topology::PORT
+        );
+        let config = config::parse(&text, std::path::Path::new("bench.toml"))?;
+        let dir = layout_dir(&pin_dir);
+        let ebpf = fastpath::load_program(&dir, config.fastpath.limiter.max_sources)?;
+        let mut maps = PinnedMaps::open(&dir)?;
+        apply_config(&mut maps, &config.fastpath)?;
+        Ok(Receiver {
+            ebpf,
+            maps,
+            enabled: fastpath::shield_config(&config.fastpath),
+            link: None,
+            nft: false,
+            pin_dir,
+            rx_ns: topology.rx_ns.clone(),
+            rx_if: topology.rx_if.clone(),
+        })
+    }
+
+    /// Per-packet program cost on each decision path, through BPF_PROG_TEST_RUN (before the
+    /// program is attached).
+    pub fn program_costs(&mut self, frame_from: impl Fn([u8; 4]) -> Vec<u8>) -> Result<Vec<(&'static str, f64)>> {
+        let banned = [10, 202, 0, 253];
+        self.maps.ban(
+            &fastpath::BanRequest {
+                target: std::net::IpAddr::from(banned).into(),
+                ttl: Some(std::time::Duration::from_secs(3600)),
+                reason: "bench".into(),
+            },
+            &fastpath::SystemClock,
+        )?;
+        let limited = crate::micro::ns_per_run(&self.ebpf, &frame_from([10, 202, 0, 1]))?;
+        let ban = crate::micro::ns_per_run(&self.ebpf, &frame_from(banned))?;
+        self.set_program_enabled(false)?;
+        let disabled = crate::micro::ns_per_run(&self.ebpf, &frame_from([10, 202, 0, 1]))?;
+        self.set_program_enabled(true)?;
+        self.maps.unban(&std::net::IpAddr::from(banned).into())?;
+        Ok(vec![
+            ("limiter drop (source over budget)", limited),
+            ("ban drop", ban),
+            ("program disabled (pass at once)", disabled),
+        ])
+    }
+
+    /// Switches to a state.
+    pub fn enter(&mut self, state: State) -> Result<()> {
+        match state {
+            State::Driver => {
+                self.set_nft(false)?;
+                self.set_program_enabled(true)?;
+                self.attach(Some(XdpMode::Driver))
+            }
+            State::Nftables => {
+                self.set_program_enabled(false)?;
+                self.attach(Some(XdpMode::Driver))?;
+                self.set_nft(true)
+            }
+            State::Generic => {
+                self.set_nft(false)?;
+                self.set_program_enabled(true)?;
+                self.attach(Some(XdpMode::Skb))
+            }
+            State::NoFilter => {
+                self.set_nft(false)?;
+                self.attach(None)
+            }
+        }
+    }
+
+    fn set_program_enabled(&mut self, enabled: bool) -> Result<()> {
+        let value = if enabled { self.enabled } else { ShieldConfig::default() };
+        self.maps.config.set(0, value, 0)?;
+        Ok(())
+    }
+
+    fn attach(&mut self, mode: Option<XdpMode>) -> Result<()> {
+        if self.link.as_ref().map(|(_, m)| *m) == mode {
+            return Ok(());
+        }
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(maps::PROGRAM)
+            .context("program")?
+            .try_into()?;
+        if let Some((id, _)) = self.link.take() {
+            program.detach(id)?;
+        }
+        if let Some(mode) = mode {
+            let id = program
+                .attach(&self.rx_if, mode)
+                .with_context(|| format!("attaching in {mode:?} mode"))?;
+            self.link = Some((id, mode));
+        }
+        Ok(())
+    }
+
+    fn set_nft(&mut self, on: bool) -> Result<()> {
+        if on == self.nft {
+            return Ok(());
+        }
+        if on {
+            let rules = format!(
+                "table netdev {NFT_TABLE} {{\n chain ingress {{\n  type filter hook ingress device \"{}\" priority -500; policy accept;\n  ip saddr 10.202.0.0/24 counter drop\n }}\n}}\n",
+                self.rx_if
+            );
+            run("ip", &["netns", "exec", &self.rx_ns, "nft", "-f", "-"], Some(&rules))?;
+        } else {
+            run("ip", &["netns", "exec", &self.rx_ns, "nft", "delete", "table", "netdev", NFT_TABLE], None)?;
+        }
+        self.nft = on;
+        Ok(())
+    }
+
+    /// CPU time of the receiving NAPI kthread(s), pinned to CPU1, and the packets the state's
+    /// filter handled so far.
+    pub fn snapshot(&self, state: State) -> Result<Snapshot> {
+        let threads = napi_threads(&self.rx_if)?;
+        let mut cpu1 = CpuSet::new();
+        cpu1.set(1)?;
+        for pid in &threads {
+            sched_setaffinity(nix::unistd::Pid::from_raw(*pid), &cpu1)?;
+        }
+        let packets = match state {
+            State::Driver | State::Generic => {
+                let stats = self.maps.stats()?;
+                stats.packets(Reason::DropRateLimited) + stats.packets(Reason::DropUntracked)
+            }
+            State::Nftables => self.nft_counter()?,
+            State::NoFilter => self.rx_packets()?,
+        };
+        Ok(Snapshot {
+            cpu_ns: napi_cpu_ns(&threads)?,
+            packets,
+            at: std::time::Instant::now(),
+        })
+    }
+
+    fn nft_counter(&self) -> Result<u64> {
+        let out = run(
+            "ip",
+            &["netns", "exec", &self.rx_ns, "nft", "-j", "list", "table", "netdev", NFT_TABLE],
+            None,
+        )?;
+        let json: serde_json::Value = serde_json::from_str(&out)?;
+        json["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["rule"]["expr"].as_array())
+            .flatten()
+            .find_map(|expr| expr["counter"]["packets"].as_u64())
+            .context("no counter in the nftables rule")
+    }
+
+    fn rx_packets(&self) -> Result<u64> {
+        let out = ip(&["-n", &self.rx_ns, "-s", "-j", "link", "show", "dev", &self.rx_if])?;
+        let json: serde_json::Value = serde_json::from_str(&out)?;
+        json[0]["stats64"]["rx"]["packets"].as_u64().context("rx packets")
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.set_nft(false);
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+/// PIDs of the kthreads `napi/<if>-<id>` (the name is cut to 15 bytes).
+fn napi_threads(interface: &str) -> Result<Vec<i32>> {
+    let prefix: String = format!("napi/{interface}-").chars().take(15).collect();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+            if comm.trim_end().starts_with(&prefix) {
+                pids.push(pid);
+            }
+        }
+    }
+    anyhow::ensure!(!pids.is_empty(), "no threaded NAPI kthread for {interface}");
+    Ok(pids)
+}
