@@ -20,9 +20,13 @@ pub fn build_ebpf(crate_dir: &Path, bin: &str, object: &str, watch: &[PathBuf]) 
     let crate_dir = crate_dir
         .canonicalize()
         .with_context(|| format!("eBPF crate {}", crate_dir.display()))?;
-    for path in [crate_dir.join("src"), crate_dir.join("Cargo.toml"), crate_dir.join("Cargo.lock")]
-        .iter()
-        .chain(watch)
+    for path in [
+        crate_dir.join("src"),
+        crate_dir.join("Cargo.toml"),
+        crate_dir.join("Cargo.lock"),
+    ]
+    .iter()
+    .chain(watch)
     {
         println!("cargo::rerun-if-changed={}", path.display());
     }

@@ -20,7 +20,14 @@ pub fn run(args: &Args) -> Result<()> {
     let mut full = vec!["--".to_owned()];
     full.extend(args.args.iter().cloned());
     cmd::cargo(
-        &["run", "--release", "--package", "api-shield-bench", "--bin", "bench-xdp"],
+        &[
+            "run",
+            "--release",
+            "--package",
+            "api-shield-bench",
+            "--bin",
+            "bench-xdp",
+        ],
         &full,
     )
 }

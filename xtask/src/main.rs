@@ -91,7 +91,10 @@ fn lint() -> Result<()> {
         ],
         &[],
     )?;
-    let ebpf = cmd::workspace_root().join("api-shield-ebpf");
-    cmd::nightly_cargo(&ebpf, &["fmt", "--check"])?;
-    cmd::nightly_cargo(&ebpf, &["clippy", "--release", "--", "-D", "warnings"])
+    for crate_dir in ["api-shield-ebpf", "xtask/flood-ebpf"] {
+        let dir = cmd::workspace_root().join(crate_dir);
+        cmd::nightly_cargo(&dir, &["fmt", "--check"])?;
+        cmd::nightly_cargo(&dir, &["clippy", "--release", "--", "-D", "warnings"])?;
+    }
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! The flood: the generator XDP program run through BPF_PROG_TEST_RUN in live-frames mode on
+//! The flood: the generator XDP program run through `BPF_PROG_TEST_RUN` in live-frames mode on
 //! CPU0, with the sender veth as ingress device, so every frame is transmitted to the receiver
 //! as a NIC would deliver it. Bounded by the stop flag and a hard time limit.
 
@@ -21,12 +21,13 @@ use nix::sched::{sched_setaffinity, setns, CloneFlags, CpuSet};
 
 use crate::topology::{Topology, PORT, RX_ADDR};
 
-static FLOOD_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flood.o"));
+/// The generator's object (it also holds the yardstick program).
+pub static FLOOD_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flood.o"));
 
-/// Frames per BPF_PROG_TEST_RUN call (each call is a few milliseconds).
-const REPEAT: u32 = 65_536;
+/// Frames per `BPF_PROG_TEST_RUN` call (each call is a few milliseconds).
+const REPEAT: u32 = 1 << 20;
 /// Live-frames batch size.
-const BATCH: u32 = 256;
+const BATCH: u32 = 64;
 
 /// Starts the generator thread; it returns how many frames it generated.
 pub fn start(
@@ -34,15 +35,16 @@ pub fn start(
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     limit: Duration,
-) -> Result<JoinHandle<Result<u64>>> {
+) -> JoinHandle<Result<u64>> {
     let ns_path = format!("/run/netns/{}", topology.tx_ns);
     let frame = udp_frame(topology.tx_mac, topology.rx_mac, [10, 202, 0, 1]);
     let tx_index = topology.tx_index;
-    Ok(std::thread::spawn(move || -> Result<u64> {
+    std::thread::spawn(move || -> Result<u64> {
         let mut cpus = CpuSet::new();
         cpus.set(0)?;
         sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)?;
-        setns(File::open(&ns_path)?, CloneFlags::CLONE_NEWNET).context("entering the sender namespace")?;
+        setns(File::open(&ns_path)?, CloneFlags::CLONE_NEWNET)
+            .context("entering the sender namespace")?;
         let mut ebpf = Ebpf::load(FLOOD_OBJECT).context("loading the flood generator")?;
         let program: &mut Xdp = ebpf
             .program_mut("api_shield_flood")
@@ -65,12 +67,12 @@ pub fn start(
                     attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
                     ..Default::default()
                 })
-                .context("BPF_PROG_TEST_RUN (live frames)")?;
+                .context("`BPF_PROG_TEST_RUN` (live frames)")?;
             generated += u64::from(REPEAT);
             sent.store(generated, Ordering::Relaxed);
         }
         Ok(generated)
-    }))
+    })
 }
 
 /// A 64-byte UDP/IPv4 frame from `src` to the receiver's protected port (the generator

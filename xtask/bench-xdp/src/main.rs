@@ -1,6 +1,7 @@
 //! bench-xdp: the same bounded, in-kernel-generated flood (252 sources) against
-//! (a) no filter, (b) an nftables netdev-ingress drop rule, (c) api-shield in generic mode and
-//! (d) in driver mode, interleaved in one run, measuring receiver CPU time per packet from the
+//! (a) no filter, (b) an nftables netdev-ingress drop rule, (c) api-shield in generic mode,
+//! (d) in driver mode and (e) a bare count-and-drop XDP program (the yardstick), interleaved in
+//! one run, measuring receiver CPU time per packet from the
 //! threaded NAPI kthread of the receiving veth (see ../shared/bench-method.md).
 //!
 //! Run it with `cargo xtask bench-xdp` (as root).
@@ -60,12 +61,17 @@ fn main() -> Result<()> {
         eprintln!("program cost: {path}: {ns:.1} ns");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let total = Duration::from_secs_f64(
-        f64::from(args.cycles) * 4.0 * (args.seconds + args.settle) + 10.0,
-    );
+    let total =
+        Duration::from_secs_f64(f64::from(args.cycles) * 5.0 * (args.seconds + args.settle) + 10.0);
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let generator = generator::start(&topology, Arc::clone(&stop), Arc::clone(&sent), total)?;
-    let states = [State::Driver, State::Nftables, State::Generic, State::NoFilter];
+    let generator = generator::start(&topology, Arc::clone(&stop), Arc::clone(&sent), total);
+    let states = [
+        State::Driver,
+        State::BareDrop,
+        State::Nftables,
+        State::Generic,
+        State::NoFilter,
+    ];
     let mut samples: Vec<Sample> = Vec::new();
     for cycle in 0..args.cycles {
         for state in states {
@@ -85,7 +91,9 @@ fn main() -> Result<()> {
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let generated = generator.join().map_err(|_| anyhow::anyhow!("generator panicked"))??;
+    let generated = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("generator panicked"))??;
     receiver.enter(State::NoFilter)?;
     let text = report::markdown(&samples, generated, &costs, &args_line(&args));
     println!("{text}");

@@ -1,4 +1,4 @@
-//! Per-packet cost of the program itself: BPF_PROG_TEST_RUN with `repeat` on one frame per
+//! Per-packet cost of the program itself: `BPF_PROG_TEST_RUN` with `repeat` on one frame per
 //! decision path (includes the harness overhead, as the baseline figures do).
 
 use anyhow::{Context as _, Result};

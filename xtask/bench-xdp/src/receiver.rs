@@ -25,6 +25,8 @@ use crate::{
 pub enum State {
     /// api-shield attached in driver (native) mode, limiter dropping.
     Driver,
+    /// The yardstick: a bare count-and-drop XDP program in driver mode.
+    BareDrop,
     /// api-shield attached in driver mode but passing; an nftables ingress rule drops.
     Nftables,
     /// api-shield attached in generic mode, limiter dropping.
@@ -38,6 +40,7 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::Driver => "api-shield driver",
+            State::BareDrop => "bare XDP_DROP driver",
             State::Nftables => "nftables ingress",
             State::Generic => "api-shield generic",
             State::NoFilter => "no filter",
@@ -46,10 +49,13 @@ impl State {
 }
 
 const NFT_TABLE: &str = "asxbench";
+const BARE_PROGRAM: &str = "bench_bare_drop";
 
 /// The receiver's filters and probes.
 pub struct Receiver {
     ebpf: Ebpf,
+    bare: Ebpf,
+    bare_link: Option<XdpLinkId>,
     maps: PinnedMaps,
     enabled: ShieldConfig,
     link: Option<(XdpLinkId, XdpMode)>,
@@ -77,8 +83,17 @@ impl Receiver {
         let ebpf = fastpath::load_program(&dir, config.fastpath.limiter.max_sources)?;
         let mut maps = PinnedMaps::open(&dir)?;
         apply_config(&mut maps, &config.fastpath)?;
+        let mut bare =
+            Ebpf::load(crate::generator::FLOOD_OBJECT).context("loading the yardstick")?;
+        let program: &mut Xdp = bare
+            .program_mut(BARE_PROGRAM)
+            .context("yardstick")?
+            .try_into()?;
+        program.load()?;
         Ok(Receiver {
             ebpf,
+            bare,
+            bare_link: None,
             maps,
             enabled: fastpath::shield_config(&config.fastpath),
             link: None,
@@ -89,14 +104,17 @@ impl Receiver {
         })
     }
 
-    /// Per-packet program cost on each decision path, through BPF_PROG_TEST_RUN (before the
+    /// Per-packet program cost on each decision path, through `BPF_PROG_TEST_RUN` (before the
     /// program is attached).
-    pub fn program_costs(&mut self, frame_from: impl Fn([u8; 4]) -> Vec<u8>) -> Result<Vec<(&'static str, f64)>> {
+    pub fn program_costs(
+        &mut self,
+        frame_from: impl Fn([u8; 4]) -> Vec<u8>,
+    ) -> Result<Vec<(&'static str, f64)>> {
         let banned = [10, 202, 0, 253];
         self.maps.ban(
             &fastpath::BanRequest {
                 target: std::net::IpAddr::from(banned).into(),
-                ttl: Some(std::time::Duration::from_secs(3600)),
+                ttl: Some(std::time::Duration::from_hours(1)),
                 reason: "bench".into(),
             },
             &fastpath::SystemClock,
@@ -116,7 +134,15 @@ impl Receiver {
 
     /// Switches to a state.
     pub fn enter(&mut self, state: State) -> Result<()> {
+        if state != State::BareDrop {
+            self.attach_bare(false)?;
+        }
         match state {
+            State::BareDrop => {
+                self.set_nft(false)?;
+                self.attach(None)?;
+                self.attach_bare(true)
+            }
             State::Driver => {
                 self.set_nft(false)?;
                 self.set_program_enabled(true)?;
@@ -140,7 +166,11 @@ impl Receiver {
     }
 
     fn set_program_enabled(&mut self, enabled: bool) -> Result<()> {
-        let value = if enabled { self.enabled } else { ShieldConfig::default() };
+        let value = if enabled {
+            self.enabled
+        } else {
+            ShieldConfig::default()
+        };
         self.maps.config.set(0, value, 0)?;
         Ok(())
     }
@@ -166,6 +196,28 @@ impl Receiver {
         Ok(())
     }
 
+    fn attach_bare(&mut self, on: bool) -> Result<()> {
+        if on == self.bare_link.is_some() {
+            return Ok(());
+        }
+        let program: &mut Xdp = self
+            .bare
+            .program_mut(BARE_PROGRAM)
+            .context("yardstick")?
+            .try_into()?;
+        match self.bare_link.take() {
+            Some(id) => program.detach(id)?,
+            None => self.bare_link = Some(program.attach(&self.rx_if, XdpMode::Driver)?),
+        }
+        Ok(())
+    }
+
+    fn bare_drops(&self) -> Result<u64> {
+        let map = self.bare.map("BARE_DROPS").context("BARE_DROPS")?;
+        let counts: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
+        Ok(counts.get(&0, 0)?.iter().sum())
+    }
+
     fn set_nft(&mut self, on: bool) -> Result<()> {
         if on == self.nft {
             return Ok(());
@@ -175,9 +227,26 @@ impl Receiver {
                 "table netdev {NFT_TABLE} {{\n chain ingress {{\n  type filter hook ingress device \"{}\" priority -500; policy accept;\n  ip saddr 10.202.0.0/24 counter drop\n }}\n}}\n",
                 self.rx_if
             );
-            run("ip", &["netns", "exec", &self.rx_ns, "nft", "-f", "-"], Some(&rules))?;
+            run(
+                "ip",
+                &["netns", "exec", &self.rx_ns, "nft", "-f", "-"],
+                Some(&rules),
+            )?;
         } else {
-            run("ip", &["netns", "exec", &self.rx_ns, "nft", "delete", "table", "netdev", NFT_TABLE], None)?;
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.rx_ns,
+                    "nft",
+                    "delete",
+                    "table",
+                    "netdev",
+                    NFT_TABLE,
+                ],
+                None,
+            )?;
         }
         self.nft = on;
         Ok(())
@@ -194,9 +263,10 @@ impl Receiver {
         }
         let packets = match state {
             State::Driver | State::Generic => {
-                let stats = self.maps.stats()?;
-                stats.packets(Reason::DropRateLimited) + stats.packets(Reason::DropUntracked)
+                let counters = self.maps.stats()?;
+                counters.packets(Reason::DropRateLimited) + counters.packets(Reason::DropUntracked)
             }
+            State::BareDrop => self.bare_drops()?,
             State::Nftables => self.nft_counter()?,
             State::NoFilter => self.rx_packets()?,
         };
@@ -210,7 +280,17 @@ impl Receiver {
     fn nft_counter(&self) -> Result<u64> {
         let out = run(
             "ip",
-            &["netns", "exec", &self.rx_ns, "nft", "-j", "list", "table", "netdev", NFT_TABLE],
+            &[
+                "netns",
+                "exec",
+                &self.rx_ns,
+                "nft",
+                "-j",
+                "list",
+                "table",
+                "netdev",
+                NFT_TABLE,
+            ],
             None,
         )?;
         let json: serde_json::Value = serde_json::from_str(&out)?;
@@ -225,9 +305,20 @@ impl Receiver {
     }
 
     fn rx_packets(&self) -> Result<u64> {
-        let out = ip(&["-n", &self.rx_ns, "-s", "-j", "link", "show", "dev", &self.rx_if])?;
+        let out = ip(&[
+            "-n",
+            &self.rx_ns,
+            "-s",
+            "-j",
+            "link",
+            "show",
+            "dev",
+            &self.rx_if,
+        ])?;
         let json: serde_json::Value = serde_json::from_str(&out)?;
-        json[0]["stats64"]["rx"]["packets"].as_u64().context("rx packets")
+        json[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .context("rx packets")
     }
 }
 

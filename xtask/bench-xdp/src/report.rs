@@ -13,18 +13,24 @@ fn median(mut values: Vec<f64>) -> f64 {
     if n % 2 == 1 {
         values[n / 2]
     } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
     }
 }
 
 /// The report for a run.
-pub fn markdown(samples: &[Sample], generated: u64, costs: &[(&str, f64)], command: &str) -> String {
+pub fn markdown(
+    samples: &[Sample],
+    generated: u64,
+    costs: &[(&str, f64)],
+    command: &str,
+) -> String {
     let cycles: Vec<u32> = {
         let mut c: Vec<u32> = samples.iter().map(|s| s.cycle).collect();
         c.dedup();
         c
     };
-    let of = |state: State| -> Vec<&Sample> { samples.iter().filter(|s| s.state == state).collect() };
+    let of =
+        |state: State| -> Vec<&Sample> { samples.iter().filter(|s| s.state == state).collect() };
     let nft_by_cycle = |cycle: u32| {
         samples
             .iter()
@@ -32,13 +38,23 @@ pub fn markdown(samples: &[Sample], generated: u64, costs: &[(&str, f64)], comma
             .map(|s| s.ns_per_packet)
     };
     let mut out = String::new();
-    let _ = writeln!(out, "Command: `{command}` ({} cycles, {generated} frames generated)\n", cycles.len());
+    let _ = writeln!(
+        out,
+        "Command: `{command}` ({} cycles, {generated} frames generated)\n",
+        cycles.len()
+    );
     let _ = writeln!(
         out,
         "| receiver state | ns/packet (median) | Mpps (median) | nftables ns ÷ this ns (median, min–max over cycles) |"
     );
     let _ = writeln!(out, "|---|---|---|---|");
-    for state in [State::NoFilter, State::Nftables, State::Generic, State::Driver] {
+    for state in [
+        State::NoFilter,
+        State::Nftables,
+        State::Generic,
+        State::Driver,
+        State::BareDrop,
+    ] {
         let rows = of(state);
         let ratios: Vec<f64> = rows
             .iter()

@@ -46,12 +46,20 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> 
         .spawn()
         .with_context(|| format!("running {program}"))?;
     if let Some(text) = stdin {
-        child.stdin.take().expect("piped").write_all(text.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(text.as_bytes())?;
     }
     drop(child.stdin.take());
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -82,16 +90,45 @@ impl Topology {
             "link", "add", &t.tx_if, "netns", &t.tx_ns, "type", "veth", "peer", "name", &t.rx_if,
             "netns", &t.rx_ns,
         ])?;
-        ip(&["-n", &t.tx_ns, "addr", "add", "10.202.0.254/16", "dev", &t.tx_if])?;
-        ip(&["-n", &t.rx_ns, "addr", "add", "10.202.1.2/16", "dev", &t.rx_if])?;
+        ip(&[
+            "-n",
+            &t.tx_ns,
+            "addr",
+            "add",
+            "10.202.0.254/16",
+            "dev",
+            &t.tx_if,
+        ])?;
+        ip(&[
+            "-n",
+            &t.rx_ns,
+            "addr",
+            "add",
+            "10.202.1.2/16",
+            "dev",
+            &t.rx_if,
+        ])?;
         for (ns, dev) in [(&t.tx_ns, &t.tx_if), (&t.rx_ns, &t.rx_if)] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
-        run("ip", &["netns", "exec", &t.rx_ns, "ethtool", "-K", &t.rx_if, "gro", "on"], None)?;
         run(
             "ip",
-            &["netns", "exec", &t.rx_ns, "sh", "-c", &format!("echo 1 > /sys/class/net/{}/threaded", t.rx_if)],
+            &[
+                "netns", "exec", &t.rx_ns, "ethtool", "-K", &t.rx_if, "gro", "on",
+            ],
+            None,
+        )?;
+        let sysfs = format!("/sys/class/net/{}", t.rx_if);
+        let tuning = std::env::var("ASX_BENCH_COALESCE").unwrap_or_else(|_| "50000 10".into());
+        let mut parts = tuning.split_whitespace();
+        let (timeout, defer) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
+        run(
+            "ip",
+            &[
+                "netns", "exec", &t.rx_ns, "sh", "-c",
+                &format!("echo 1 > {sysfs}/threaded && echo {timeout} > {sysfs}/gro_flush_timeout && echo {defer} > {sysfs}/napi_defer_hard_irqs"),
+            ],
             None,
         )?;
         let (tx_index, tx_mac) = link_info(&topology.tx_ns, &topology.tx_if)?;

@@ -2,11 +2,18 @@
 //! sender's veth as ingress device, it rewrites each frame's IPv4 source to one of `SOURCES`
 //! addresses (last octet 1..=SOURCES, chosen at random), fixes the header checksum
 //! incrementally (RFC 1624) and returns XDP_TX, which the kernel turns into a transmit on that
-//! veth: the frames reach the receiver the way a NIC delivers them.
+//! veth: the frames reach the receiver the way a NIC delivers them. `bench_bare_drop` is the
+//! yardstick the receiver runs side by side with api-shield.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_prandom_u32, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_get_prandom_u32,
+    macros::{map, xdp},
+    maps::PerCpuArray,
+    programs::XdpContext,
+};
 
 /// Distinct sources in the flood.
 const SOURCES: u32 = 252;
@@ -48,3 +55,18 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[link_section = "license"]
 #[no_mangle]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Packets dropped by [`bench_bare_drop`] (per CPU, one slot).
+#[map]
+static BARE_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The yardstick: the least an XDP program can do to drop a packet (count it, drop it). The
+/// benchmark runs it on the receiver side by side with api-shield.
+#[xdp]
+pub fn bench_bare_drop(_ctx: XdpContext) -> u32 {
+    if let Some(count) = BARE_DROPS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot from a successful lookup; only this CPU writes it.
+        unsafe { *count += 1 };
+    }
+    xdp_action::XDP_DROP
+}
