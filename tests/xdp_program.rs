@@ -542,3 +542,65 @@ fn fastpath_event(bytes: &[u8]) -> (IpAddr, Option<Reason>) {
     let event = api_shield::fastpath::decode_event(bytes).expect("a whole event");
     (event.source, event.reason)
 }
+
+#[test]
+fn cached_over_budget_verdicts_follow_rule_changes() {
+    let Some(mut h) = Harness::new("cached_over_budget_verdicts_follow_rule_changes", BASE) else {
+        return;
+    };
+    // Spend the burst: from the sixth packet on, the verdict comes from the cache.
+    for _ in 0..8 {
+        h.run_frame(&frames::udp4(SRC, 9000));
+    }
+    assert_eq!(h.stats().packets(Reason::DropRateLimited), 3);
+    // The cache holds rate-limit verdicts for protected traffic only.
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 22)), XDP_PASS);
+    // A ban voids the cache: the source is now counted as banned.
+    h.ban("203.0.113.10", Duration::from_secs(600), &SystemClock);
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
+    assert_eq!(h.stats().packets(Reason::DropBanned), 1);
+    h.maps
+        .unban(&fastpath::parse_target("203.0.113.10").unwrap())
+        .unwrap();
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
+    assert_eq!(h.stats().packets(Reason::DropRateLimited), 4);
+    // Allowing the source voids the cache too: it passes at once.
+    let allowed = config::parse(
+        &BASE.replace("\"192.0.2.0/24\"", "\"192.0.2.0/24\", \"203.0.113.10/32\""),
+        std::path::Path::new("test.toml"),
+    )
+    .unwrap();
+    apply_config(&mut h.maps, &allowed.fastpath).unwrap();
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_PASS);
+    assert_eq!(h.stats().packets(Reason::PassAllowed), 1);
+}
+
+#[test]
+fn cached_verdicts_expire_when_the_source_may_conform_again() {
+    // 20 packets/s, burst 1, nanosecond clock: after a drop the source conforms again within
+    // 50 ms, and the cache must not hold it back longer.
+    let text = BASE.replace(
+        "rate = 1\nburst = 5\n",
+        "rate = 20\nburst = 1\nclock = \"precise\"\n",
+    );
+    let Some(h) = Harness::new(
+        "cached_verdicts_expire_when_the_source_may_conform_again",
+        &text,
+    ) else {
+        return;
+    };
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_PASS);
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
+    assert_eq!(
+        h.run_frame(&frames::udp4(SRC, 9000)),
+        XDP_DROP,
+        "served from the cache"
+    );
+    // Time under test, not synchronisation: wait out one emission interval.
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_PASS);
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
+    let stats = h.stats();
+    assert_eq!(stats.packets(Reason::PassWithinLimit), 2);
+    assert_eq!(stats.packets(Reason::DropRateLimited), 3);
+}

@@ -14,7 +14,7 @@ pub mod values;
 pub use config::ShieldConfig;
 pub use event::DropEvent;
 pub use reason::Reason;
-pub use values::{BanValue, Counter, InsertBudget, LimiterState, RuleValue};
+pub use values::{BanValue, Counter, InsertBudget, LimiterState, RuleValue, VerdictSlot};
 
 /// Version of the map layout. It is part of the pin path, so a daemon built with another layout
 /// never misreads maps pinned by an older one.
@@ -54,6 +54,8 @@ mod pod {
     unsafe impl aya::Pod for crate::Counter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for crate::DropEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::VerdictSlot {}
 }
 
 #[cfg(test)]

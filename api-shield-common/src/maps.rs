@@ -18,11 +18,16 @@ pub const UNTRACKED: &str = "UNTRACKED";
 pub const INSERT_BUDGET: &str = "INSERT_BUDGET";
 /// `PerCpuArray` of [`crate::Counter`], indexed by [`crate::Reason`].
 pub const STATS: &str = "STATS";
+/// `Array[1]` of `u64`: bumped by userspace whenever allow, deny or bans change, so the
+/// program's verdict cache forgets what it decided under the old rules.
+pub const RULES_GEN: &str = "RULES_GEN";
+/// `PerCpuArray` of [`crate::VerdictSlot`]: recent "over budget until T" verdicts per CPU.
+pub const VERDICTS: &str = "VERDICTS";
 /// `RingBuf` of [`crate::DropEvent`].
 pub const EVENTS: &str = "EVENTS";
 
 /// Maps pinned under the pin directory, so state survives a daemon restart.
-pub const PINNED: [&str; 9] = [
+pub const PINNED: [&str; 10] = [
     CONFIG,
     PORTS,
     ALLOW,
@@ -32,6 +37,7 @@ pub const PINNED: [&str; 9] = [
     UNTRACKED,
     INSERT_BUDGET,
     STATS,
+    RULES_GEN,
 ];
 
 /// Words in [`PORTS`]: 65536 bits per protocol, two protocols.
@@ -44,6 +50,10 @@ pub const RULE_ENTRIES: u32 = 16_384;
 pub const BAN_ENTRIES: u32 = 65_536;
 /// Default entries in [`LIMITER`] (the daemon may set another size before the map is created).
 pub const LIMITER_ENTRIES: u32 = 131_072;
+/// Slots per CPU in [`VERDICTS`] (a power of two).
+pub const VERDICT_SLOTS: u32 = 1 << VERDICT_BITS;
+/// log2 of [`VERDICT_SLOTS`].
+pub const VERDICT_BITS: u32 = 12;
 /// Bytes in the [`EVENTS`] ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 

@@ -58,3 +58,16 @@ pub struct Counter {
     /// Bytes, from the start of the Ethernet header.
     pub bytes: u64,
 }
+
+/// One slot of the per-CPU verdict cache: the limiter found `key` over budget, and no packet of
+/// it can conform before `until_ns` unless the rules change (`generation`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerdictSlot {
+    /// Limiter key (the 16 address bytes, IPv6 masked to the prefix), as two words.
+    pub key: [u64; 2],
+    /// Monotonic time before which every packet of the key is over budget.
+    pub until_ns: u64,
+    /// `RULES_GEN` when the verdict was made.
+    pub generation: u64,
+}

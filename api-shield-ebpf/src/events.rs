@@ -1,6 +1,6 @@
 //! Drop events to the daemon, at most one per entry per `event_interval`.
 
-use api_shield_common::{Addr, DropEvent, Reason, ShieldConfig};
+use api_shield_common::{DropEvent, Reason, ShieldConfig};
 
 use crate::maps::EVENTS;
 
@@ -11,7 +11,7 @@ use crate::maps::EVENTS;
 pub fn maybe_send(
     cfg: &ShieldConfig,
     last_event: *mut u64,
-    src: &Addr,
+    src: &[u64; 2],
     reason: Reason,
     dry_run: bool,
     now: u64,
@@ -24,7 +24,7 @@ pub fn maybe_send(
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(last_event, now) };
     let event = DropEvent {
-        addr: *src,
+        addr: crate::parse::addr_bytes(src),
         timestamp_ns: now,
         reason: reason as u32,
         dry_run: u32::from(dry_run),

@@ -7,7 +7,7 @@
 
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
-use api_shield_common::{Addr, LimiterState, Reason, ShieldConfig};
+use api_shield_common::{LimiterState, Reason, ShieldConfig};
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use aya_log_ebpf::warn;
 
@@ -15,6 +15,7 @@ use crate::{
     dropping,
     maps::{INSERT_BUDGET, LIMITER, UNTRACKED},
     parse::Packet,
+    verdicts,
 };
 
 const CAS_RETRIES: usize = 4;
@@ -22,10 +23,17 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// At most one log line per CPU per minute about the insertion budget.
 const LOG_INTERVAL_NS: u64 = 60 * NS_PER_SEC;
 
-/// Charges one packet to its source; returns the verdict.
+/// Charges one packet to its source (`key`, see [`key`]); returns the verdict. An over-budget
+/// verdict is remembered in the verdict cache until the source can next conform.
 #[inline(always)]
-pub fn check(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet, now: u64) -> Reason {
-    let key = limiter_key(cfg, pkt);
+pub fn check(
+    ctx: &XdpContext,
+    cfg: &ShieldConfig,
+    pkt: &Packet,
+    key: &[u64; 2],
+    generation: u64,
+    now: u64,
+) -> Reason {
     if let Some(state) = LIMITER.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup; LRU values stay valid during this run.
         let (tat, last) = unsafe {
@@ -34,10 +42,13 @@ pub fn check(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet, now: u64) -> Re
                 core::ptr::addr_of_mut!((*state).last_event_ns),
             )
         };
-        if conforms(tat, now, cfg.emission_ns, cfg.tolerance_ns) {
-            return Reason::PassWithinLimit;
-        }
-        return dropping(cfg, Reason::DropRateLimited, last, pkt, now);
+        return match conforms(tat, now, cfg.emission_ns, cfg.tolerance_ns) {
+            Ok(()) => Reason::PassWithinLimit,
+            Err(until) => {
+                verdicts::remember(key, generation, until);
+                dropping(cfg, Reason::DropRateLimited, last, pkt, now)
+            }
+        };
     }
     if take_insert_budget(ctx, cfg, now) {
         let state = LimiterState {
@@ -58,36 +69,35 @@ pub fn check(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet, now: u64) -> Re
             core::ptr::addr_of_mut!((*shared).last_event_ns),
         )
     };
-    if conforms(
+    match conforms(
         tat,
         now,
         cfg.untracked_emission_ns,
         cfg.untracked_tolerance_ns,
     ) {
-        Reason::PassWithinLimit
-    } else {
-        dropping(cfg, Reason::DropUntracked, last, pkt, now)
+        Ok(()) => Reason::PassWithinLimit,
+        Err(_) => dropping(cfg, Reason::DropUntracked, last, pkt, now),
     }
 }
 
+/// The limiter key of a packet: its source, IPv6 masked to the configured prefix.
 #[inline(always)]
-fn limiter_key(cfg: &ShieldConfig, pkt: &Packet) -> Addr {
+pub fn key(cfg: &ShieldConfig, pkt: &Packet) -> [u64; 2] {
     if !pkt.is_v6 {
         return pkt.src;
     }
-    let mut key = [0u8; 16];
-    let mut i = 0;
-    while i < 16 {
-        key[i] = pkt.src[i] & cfg.v6_mask[i];
-        i += 1;
-    }
-    key
+    let m = &cfg.v6_mask;
+    let hi = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]);
+    let lo = u64::from_ne_bytes([m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]]);
+    [pkt.src[0] & hi, pkt.src[1] & lo]
 }
 
 /// GCRA: a packet conforms when, after it, the theoretical arrival time is at most `tolerance`
 /// ahead of now. Burst B is tolerance = B x emission: B packets at once, then one per emission.
+/// A packet that does not conform gets the instant before which none can (TAT + emission -
+/// tolerance, exact while the TAT stands still, and the TAT only moves forward).
 #[inline(always)]
-fn conforms(tat: *mut u64, now: u64, emission: u64, tolerance: u64) -> bool {
+fn conforms(tat: *mut u64, now: u64, emission: u64, tolerance: u64) -> Result<(), u64> {
     for _ in 0..CAS_RETRIES {
         // SAFETY: `tat` points into a live map value; a volatile read stands in for an atomic
         // load, which the BPF backend cannot select.
@@ -95,7 +105,7 @@ fn conforms(tat: *mut u64, now: u64, emission: u64, tolerance: u64) -> bool {
         let base = if old > now { old } else { now };
         let next = base + emission;
         if next - now > tolerance {
-            return false;
+            return Err(next - tolerance);
         }
         // SAFETY: as above; BPF ISA v3 provides 64-bit compare-and-exchange.
         let (_, swapped) = unsafe {
@@ -104,11 +114,12 @@ fn conforms(tat: *mut u64, now: u64, emission: u64, tolerance: u64) -> bool {
             )
         };
         if swapped {
-            return true;
+            return Ok(());
         }
     }
     // Other CPUs kept winning the race for this source: it is sending far over its budget.
-    false
+    // No instant is promised (`now` caches nothing).
+    Err(now)
 }
 
 /// Takes one new-entry token from this CPU's budget for the current second.

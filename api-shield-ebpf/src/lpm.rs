@@ -8,10 +8,10 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, LpmTrie},
 };
 
-/// The lookup key of one host address (all 128 bits significant).
+/// The lookup key of one host address (all 128 bits significant), from its two words.
 #[inline(always)]
-pub fn host_key(addr: Addr) -> Key<Addr> {
-    Key::new(128, addr)
+pub fn host_key(addr: &[u64; 2]) -> Key<Addr> {
+    Key::new(128, crate::parse::addr_bytes(addr))
 }
 
 /// Longest-prefix lookup returning a pointer into the map value, so the program can update the

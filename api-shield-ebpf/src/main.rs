@@ -14,14 +14,21 @@ mod limiter;
 mod lpm;
 mod maps;
 mod parse;
+mod verdicts;
 
 use api_shield_common::{
-    config::{FLAG_DRY_RUN, FLAG_ENABLED, FLAG_PROTECT_ALL, FLAG_PROTECT_TCP, FLAG_PROTECT_UDP},
+    config::{
+        FLAG_DRY_RUN, FLAG_ENABLED, FLAG_PRECISE_CLOCK, FLAG_PROTECT_ALL, FLAG_PROTECT_TCP,
+        FLAG_PROTECT_UDP,
+    },
     maps::UDP_PORT_WORD_BASE,
     Reason, ShieldConfig,
 };
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    macros::xdp,
+    programs::XdpContext,
 };
 
 use crate::{
@@ -58,11 +65,17 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
         Parsed::Malformed => return Reason::PassMalformed,
         Parsed::Ip(pkt) => pkt,
     };
-    let key = lpm::host_key(pkt.src);
+    let now = monotonic_ns(cfg);
+    let protected = protected(cfg, &pkt);
+    let generation = verdicts::generation();
+    let limiter_key = limiter::key(cfg, &pkt);
+    if protected && verdicts::over_budget(&limiter_key, generation, now) {
+        return verdict(cfg, Reason::DropRateLimited);
+    }
+    let key = lpm::host_key(&pkt.src);
     if ALLOW.get(&key).is_some() {
         return Reason::PassAllowed;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
     if let Some(rule) = lpm::lookup_mut(&DENY, &key) {
         // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
         let last = unsafe { core::ptr::addr_of_mut!((*rule).last_event_ns) };
@@ -77,10 +90,23 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
             return dropping(cfg, Reason::DropBanned, last, &pkt, now);
         }
     }
-    if !protected(cfg, &pkt) {
+    if !protected {
         return Reason::PassUnprotected;
     }
-    limiter::check(ctx, cfg, &pkt, now)
+    limiter::check(ctx, cfg, &pkt, &limiter_key, generation, now)
+}
+
+/// `CLOCK_MONOTONIC` now: to the nanosecond, or as of the last tick (see `FLAG_PRECISE_CLOCK`).
+#[inline(always)]
+fn monotonic_ns(cfg: &ShieldConfig) -> u64 {
+    // SAFETY: both helpers take no arguments and cannot fail.
+    unsafe {
+        if cfg.flags & FLAG_PRECISE_CLOCK != 0 {
+            bpf_ktime_get_ns()
+        } else {
+            bpf_ktime_get_coarse_ns()
+        }
+    }
 }
 
 /// Whether the limiter applies to this packet.
@@ -123,7 +149,13 @@ fn dropping(
 ) -> Reason {
     let dry_run = cfg.flags & FLAG_DRY_RUN != 0;
     events::maybe_send(cfg, last_event, &pkt.src, reason, dry_run, now);
-    if dry_run {
+    verdict(cfg, reason)
+}
+
+/// A drop reason as counted: its dry-run twin when the program only counts.
+#[inline(always)]
+fn verdict(cfg: &ShieldConfig, reason: Reason) -> Reason {
+    if cfg.flags & FLAG_DRY_RUN != 0 {
         reason.dry_run()
     } else {
         reason

@@ -2,8 +2,9 @@
 //! daemon restart and the CLI can read them while the daemon is down.
 
 use api_shield_common::{
-    maps::{BAN_ENTRIES, EVENTS_BYTES, LIMITER_ENTRIES, PORT_WORDS, RULE_ENTRIES},
+    maps::{BAN_ENTRIES, EVENTS_BYTES, LIMITER_ENTRIES, PORT_WORDS, RULE_ENTRIES, VERDICT_SLOTS},
     Addr, BanValue, Counter, InsertBudget, LimiterState, Reason, RuleValue, ShieldConfig,
+    VerdictSlot,
 };
 use aya_ebpf::{
     macros::map,
@@ -25,8 +26,9 @@ pub static DENY: LpmTrie<Addr, RuleValue> = LpmTrie::pinned(RULE_ENTRIES, 0);
 #[map]
 pub static BANS: LpmTrie<Addr, BanValue> = LpmTrie::pinned(BAN_ENTRIES, 0);
 
+/// Keyed by the 16 address bytes held as two words (the same bytes as `Addr` in memory).
 #[map]
-pub static LIMITER: LruHashMap<Addr, LimiterState> = LruHashMap::pinned(LIMITER_ENTRIES, 0);
+pub static LIMITER: LruHashMap<[u64; 2], LimiterState> = LruHashMap::pinned(LIMITER_ENTRIES, 0);
 
 #[map]
 pub static UNTRACKED: Array<LimiterState> = Array::pinned(1, 0);
@@ -36,6 +38,12 @@ pub static INSERT_BUDGET: PerCpuArray<InsertBudget> = PerCpuArray::pinned(1, 0);
 
 #[map]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
+
+#[map]
+pub static RULES_GEN: Array<u64> = Array::pinned(1, 0);
+
+#[map]
+pub static VERDICTS: PerCpuArray<VerdictSlot> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

@@ -4,7 +4,6 @@
 
 use core::mem::size_of;
 
-use api_shield_common::{v4_mapped, Addr};
 use aya_ebpf::programs::XdpContext;
 
 const ETH_HLEN: usize = 14;
@@ -29,8 +28,9 @@ pub enum L4 {
 
 /// The fields of an IP packet the decisions need.
 pub struct Packet {
-    /// Source address, IPv4 as IPv4-mapped IPv6.
-    pub src: Addr,
+    /// Source address, IPv4 as IPv4-mapped IPv6: the 16 bytes held as two words (each word
+    /// holds its 8 bytes in memory order), so the program moves and compares it in two steps.
+    pub src: [u64; 2],
     /// Whether the packet is IPv6 (the limiter groups IPv6 sources by prefix).
     pub is_v6: bool,
     /// Transport protocol (for IPv6 the last next-header found).
@@ -47,6 +47,14 @@ pub enum Parsed {
     Malformed,
     /// An IP packet.
     Ip(Packet),
+}
+
+/// The 16 address bytes held by two words.
+#[inline(always)]
+pub fn addr_bytes(words: &[u64; 2]) -> [u8; 16] {
+    let [a, b, c, d, e, f, g, h] = words[0].to_ne_bytes();
+    let [i, j, k, l, m, n, o, p] = words[1].to_ne_bytes();
+    [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]
 }
 
 #[inline(always)]
@@ -118,7 +126,10 @@ fn parse_v4(ctx: &XdpContext, l3: usize) -> Parsed {
     if ptr_at::<u8>(ctx, l3 + header_len - 1).is_none() {
         return Parsed::Malformed;
     }
-    let src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
+    let src = [
+        0,
+        u64::from_ne_bytes([0, 0, 0xff, 0xff, hdr[12], hdr[13], hdr[14], hdr[15]]),
+    ];
     let proto = hdr[9];
     let fragment_offset = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
     let l4 = if fragment_offset != 0 {
@@ -144,8 +155,14 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Parsed {
     if hdr[0] >> 4 != 6 {
         return Parsed::Malformed;
     }
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&hdr[8..24]);
+    let src = [
+        u64::from_ne_bytes([
+            hdr[8], hdr[9], hdr[10], hdr[11], hdr[12], hdr[13], hdr[14], hdr[15],
+        ]),
+        u64::from_ne_bytes([
+            hdr[16], hdr[17], hdr[18], hdr[19], hdr[20], hdr[21], hdr[22], hdr[23],
+        ]),
+    ];
     let mut next = hdr[6];
     let mut offset = l3 + IPV6_HLEN;
     let mut l4 = L4::Unknown;

@@ -13,6 +13,7 @@ mod validate;
 pub use error::ConfigError;
 pub use load::load;
 pub use model::{
-    Config, EventsConfig, FastpathConfig, LimiterConfig, PortSpec, ProtectConfig, XdpModeSetting,
+    ClockSetting, Config, EventsConfig, FastpathConfig, LimiterConfig, PortSpec, ProtectConfig,
+    XdpModeSetting,
 };
 pub use parse::parse;

@@ -25,6 +25,6 @@ pub use error::FastpathError;
 pub use events::{decode as decode_event, forward_program_log, log_events, DropStarted};
 pub use maps::PinnedMaps;
 pub use program::{apply_config, layout_dir, load_program, Fastpath};
-pub use settings::{port_words, shield_config};
+pub use settings::{coarse_tick_ns, port_words, shield_config, shield_config_with_tick};
 pub use stats::{CounterRow, Stats};
 pub use status::{InterfaceStatus, RuntimeStatus};

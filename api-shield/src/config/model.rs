@@ -93,6 +93,21 @@ pub struct LimiterConfig {
     pub untracked_rate: u32,
     /// Burst of the shared untracked budget.
     pub untracked_burst: u32,
+    /// Which clock the program reads per packet.
+    pub clock: ClockSetting,
+}
+
+/// The clock the XDP program reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockSetting {
+    /// Monotonic time as of the last kernel tick (`bpf_ktime_get_coarse_ns`): a memory load. Its
+    /// error, at most one tick (4 ms at HZ=250), is added to the limiter's tolerance, so a source
+    /// may get up to `rate x tick` packets more at once; its long-run rate is unchanged.
+    #[default]
+    Coarse,
+    /// Monotonic time to the nanosecond (`bpf_ktime_get_ns`): a TSC read per packet.
+    Precise,
 }
 
 impl Default for LimiterConfig {
@@ -106,6 +121,7 @@ impl Default for LimiterConfig {
             new_sources_per_cpu: 20_000,
             untracked_rate: 20_000,
             untracked_burst: 40_000,
+            clock: ClockSetting::Coarse,
         }
     }
 }

@@ -70,6 +70,7 @@ impl PinnedMaps {
                     source,
                 },
             })?;
+        self.bump_rules_generation()?;
         Ok(describe(&request.target, &value, now_mono, clock))
     }
 
@@ -77,7 +78,7 @@ impl PinnedMaps {
     pub fn unban(&mut self, target: &IpNet) -> Result<(), FastpathError> {
         let key = target_key(target);
         match self.bans.remove(&key) {
-            Ok(()) => Ok(()),
+            Ok(()) => self.bump_rules_generation(),
             Err(MapError::KeyNotFound) => Err(FastpathError::NoSuchBan {
                 target: target.to_string(),
             }),

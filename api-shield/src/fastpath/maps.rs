@@ -26,6 +26,8 @@ pub struct PinnedMaps {
     pub limiter: HashMap<MapData, Addr, LimiterState>,
     /// Counters per reason and CPU.
     pub stats: PerCpuArray<MapData, Counter>,
+    /// Generation of the rules, read by the program's verdict cache.
+    pub rules_gen: Array<MapData, u64>,
 }
 
 impl PinnedMaps {
@@ -45,7 +47,21 @@ impl PinnedMaps {
             bans: typed(layout_dir, maps::BANS)?,
             limiter: typed(layout_dir, maps::LIMITER)?,
             stats: typed(layout_dir, maps::STATS)?,
+            rules_gen: typed(layout_dir, maps::RULES_GEN)?,
         })
+    }
+
+    /// Voids the program's cached verdicts: called after any change of allow, deny or bans.
+    /// Two writers racing may both write the same next value; either way the value changed,
+    /// which is all the cache needs.
+    pub fn bump_rules_generation(&mut self) -> Result<(), FastpathError> {
+        let current = self
+            .rules_gen
+            .get(&0, 0)
+            .map_err(FastpathError::map(maps::RULES_GEN))?;
+        self.rules_gen
+            .set(0, current.wrapping_add(1), 0)
+            .map_err(FastpathError::map(maps::RULES_GEN))
     }
 }
 

@@ -65,6 +65,7 @@ pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<()
     tracing::debug!(added, removed, "allow list synchronised");
     let (added, removed) = rules::sync(&mut maps.deny, maps::DENY, &config.deny)?;
     tracing::debug!(added, removed, "deny list synchronised");
+    maps.bump_rules_generation()?;
     maps.config
         .set(0, shield_config(config), 0)
         .map_err(FastpathError::map(maps::CONFIG))

@@ -1,19 +1,43 @@
 //! Turns `[fastpath]` config into the `CONFIG` record and the `PORTS` bitmaps (pure).
 
 use api_shield_common::{
-    config::{FLAG_DRY_RUN, FLAG_ENABLED, FLAG_PROTECT_ALL, FLAG_PROTECT_TCP, FLAG_PROTECT_UDP},
+    config::{
+        FLAG_DRY_RUN, FLAG_ENABLED, FLAG_PRECISE_CLOCK, FLAG_PROTECT_ALL, FLAG_PROTECT_TCP,
+        FLAG_PROTECT_UDP,
+    },
     maps::{PORT_WORDS, UDP_PORT_WORD_BASE},
     ShieldConfig,
 };
 
-use crate::config::{FastpathConfig, PortSpec};
+use crate::config::{ClockSetting, FastpathConfig, PortSpec};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
-/// The settings record for a validated config.
+/// The settings record for a validated config on this machine.
 pub fn shield_config(config: &FastpathConfig) -> ShieldConfig {
+    shield_config_with_tick(config, coarse_tick_ns())
+}
+
+/// Resolution of `CLOCK_MONOTONIC_COARSE`, what `bpf_ktime_get_coarse_ns` reads (one tick).
+pub fn coarse_tick_ns() -> u64 {
+    nix::time::clock_getres(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).map_or(10_000_000, |res| {
+        res.tv_sec() as u64 * NS_PER_SEC + res.tv_nsec() as u64
+    })
+}
+
+/// The settings record, given the coarse clock's tick.
+pub fn shield_config_with_tick(config: &FastpathConfig, tick_ns: u64) -> ShieldConfig {
     let limiter = &config.limiter;
     let mut flags = FLAG_ENABLED;
+    // With the coarse clock, `now` lags real time by up to a tick: widen the tolerance by one
+    // tick so conforming traffic is never dropped for it.
+    let clock_slack = match limiter.clock {
+        ClockSetting::Coarse => tick_ns,
+        ClockSetting::Precise => {
+            flags |= FLAG_PRECISE_CLOCK;
+            0
+        }
+    };
     if config.dry_run {
         flags |= FLAG_DRY_RUN;
     }
@@ -32,9 +56,10 @@ pub fn shield_config(config: &FastpathConfig) -> ShieldConfig {
         flags,
         new_sources_per_cpu: limiter.new_sources_per_cpu,
         emission_ns,
-        tolerance_ns: emission_ns * u64::from(limiter.burst),
+        tolerance_ns: emission_ns * u64::from(limiter.burst) + clock_slack,
         untracked_emission_ns,
-        untracked_tolerance_ns: untracked_emission_ns * u64::from(limiter.untracked_burst),
+        untracked_tolerance_ns: untracked_emission_ns * u64::from(limiter.untracked_burst)
+            + clock_slack,
         event_interval_ns: config.events.interval.as_nanos() as u64,
         v6_mask: v6_mask(limiter.ipv6_prefix),
     }
@@ -75,9 +100,20 @@ mod tests {
 
     #[test]
     fn gcra_parameters_follow_rate_and_burst() {
-        let cfg = shield_config(&fastpath("[fastpath.limiter]\nrate = 100\nburst = 20\n"));
+        let text = "[fastpath.limiter]\nrate = 100\nburst = 20\nclock = \"precise\"\n";
+        let cfg = shield_config_with_tick(&fastpath(text), 4_000_000);
         assert_eq!(cfg.emission_ns, 10_000_000);
         assert_eq!(cfg.tolerance_ns, 200_000_000);
+        assert_ne!(cfg.flags & FLAG_PRECISE_CLOCK, 0);
+        let coarse = shield_config_with_tick(
+            &fastpath("[fastpath.limiter]\nrate = 100\nburst = 20\n"),
+            4_000_000,
+        );
+        assert_eq!(
+            coarse.tolerance_ns, 204_000_000,
+            "one tick of slack for the coarse clock"
+        );
+        assert_eq!(coarse.flags & FLAG_PRECISE_CLOCK, 0);
         assert_ne!(cfg.flags & FLAG_PROTECT_TCP, 0);
         assert_eq!(cfg.flags & FLAG_PROTECT_UDP, 0);
         assert_eq!(cfg.flags & FLAG_DRY_RUN, 0);

@@ -32,6 +32,7 @@ const BATCH: u32 = 64;
 /// Starts the generator thread; it returns how many frames it generated.
 pub fn start(
     topology: &Topology,
+    cpu: usize,
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     limit: Duration,
@@ -41,7 +42,7 @@ pub fn start(
     let tx_index = topology.tx_index;
     std::thread::spawn(move || -> Result<u64> {
         let mut cpus = CpuSet::new();
-        cpus.set(0)?;
+        cpus.set(cpu)?;
         sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)?;
         setns(File::open(&ns_path)?, CloneFlags::CLONE_NEWNET)
             .context("entering the sender namespace")?;

@@ -40,6 +40,12 @@ struct Args {
     /// Seconds to settle after each state change.
     #[arg(long, default_value_t = 0.5)]
     settle: f64,
+    /// CPU the sender (the generator thread) runs on; the receiver's NAPI kthread is on CPU1.
+    #[arg(long, default_value_t = 0)]
+    sender_cpu: usize,
+    /// Only measure the program cost per decision path, then exit.
+    #[arg(long)]
+    micro_only: bool,
     /// Markdown report written here too.
     #[arg(long, default_value = "target/bench-xdp.md")]
     output: std::path::PathBuf,
@@ -60,11 +66,20 @@ fn main() -> Result<()> {
     for (path, ns) in &costs {
         eprintln!("program cost: {path}: {ns:.1} ns");
     }
+    if args.micro_only {
+        return Ok(());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let total =
         Duration::from_secs_f64(f64::from(args.cycles) * 5.0 * (args.seconds + args.settle) + 10.0);
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let generator = generator::start(&topology, Arc::clone(&stop), Arc::clone(&sent), total);
+    let generator = generator::start(
+        &topology,
+        args.sender_cpu,
+        Arc::clone(&stop),
+        Arc::clone(&sent),
+        total,
+    );
     let states = [
         State::Driver,
         State::BareDrop,
