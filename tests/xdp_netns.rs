@@ -229,7 +229,7 @@ fn banned_source_loses_everything_and_returns_after_its_ttl() {
     let banned = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 5));
     let bystander = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 6));
     setup.topo.add_sources(&[banned, bystander]);
-    let _daemon = setup.daemon();
+    let mut daemon = setup.daemon();
 
     let ttl = Duration::from_secs(3);
     let (code, out, err) = cli(&[
@@ -255,6 +255,9 @@ fn banned_source_loses_everything_and_returns_after_its_ttl() {
     assert_eq!(received.get(&banned), None, "a banned source loses 100%");
     assert_eq!(received.get(&bystander), Some(&200));
     assert_eq!(setup.stats().packets(Reason::DropBanned), 200);
+    daemon
+        .wait_for("\"message\":\"source is being dropped\",\"source\":\"10.201.1.5\",\"reason\":\"banned\"", Duration::from_secs(5))
+        .unwrap();
 
     // Probe until the ban lapses: never before the TTL, and soon after it.
     let probe = Probe::new(&setup, UNPROTECTED);
@@ -366,6 +369,19 @@ fn restart_keeps_bans_and_counters() {
     let before = setup.stats();
     assert_eq!(before.packets(Reason::DropBanned), 10);
     first.stop();
+    assert!(first
+        .log
+        .iter()
+        .any(|l| l.contains("\"message\":\"detached\"")));
+
+    // Stopped without keep_attached: the program is gone, so the banned source gets through.
+    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
+    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
+    assert_eq!(
+        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
+        Some(&10)
+    );
+    assert_eq!(setup.stats().packets(Reason::DropBanned), 10);
 
     let _second = setup.daemon();
     let bans = cli_json(&["bans", "--json", "--config", &setup.config_arg()]);
@@ -532,4 +548,47 @@ fn invalid_config_is_refused_with_file_line_and_key() {
     );
     // Nothing was attached.
     assert!(!setup.pins.layout().join("links").exists());
+}
+
+#[test]
+fn falls_back_to_generic_mode_and_honours_a_forced_mode() {
+    let Some((_serial, mut setup)) =
+        Setup::new("falls_back_to_generic_mode_and_honours_a_forced_mode", "")
+    else {
+        return;
+    };
+    // Loopback has no driver-mode XDP: `auto` must fall back to generic mode, and say so.
+    let veth = std::mem::replace(&mut setup.topo.rx_if, "lo".into());
+    setup.write_config("");
+    let mut daemon = setup.daemon();
+    daemon
+        .wait_for(
+            "driver mode unavailable: falling back to generic mode",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    let report = cli_json(&["stats", "--json", "--config", &setup.config_arg()]);
+    assert_eq!(report["interfaces"][0]["name"], "lo");
+    assert_eq!(report["interfaces"][0]["mode"], "generic");
+    daemon.stop();
+
+    // A forced mode is used as is, even where driver mode would work.
+    setup.topo.rx_if = veth;
+    setup.write_config("mode = \"generic\"");
+    let _daemon = setup.daemon();
+    let report = cli_json(&["stats", "--json", "--config", &setup.config_arg()]);
+    assert_eq!(report["interfaces"][0]["mode"], "generic");
+    let counting = Counting::start(&setup.topo.rx, PROTECTED);
+    let src = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 11));
+    setup.topo.add_sources(&[src]);
+    send_burst(&setup.topo.tx, src, PROTECTED, 100);
+    let passed = counting
+        .finish(&setup.topo.tx, PROTECTED)
+        .get(&src)
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        (BURST..40).contains(&passed),
+        "generic mode limits too: {passed} of 100 passed"
+    );
 }

@@ -1,6 +1,6 @@
 //! bench-xdp: the same bounded, in-kernel-generated flood (252 sources) against
 //! (a) no filter, (b) an nftables netdev-ingress drop rule, (c) api-shield in generic mode,
-//! (d) in driver mode and (e) a bare count-and-drop XDP program (the yardstick), interleaved in
+//! (d) in driver mode and (e) a minimal drop-by-source XDP program on an LRU hash (the yardstick), interleaved in
 //! one run, measuring receiver CPU time per packet from the
 //! threaded NAPI kthread of the receiving veth (see ../shared/bench-method.md).
 //!
@@ -122,7 +122,7 @@ fn main() -> Result<()> {
 
 fn args_line(args: &Args) -> String {
     format!(
-        "cargo xtask bench-xdp -- --cycles {} --seconds {} --settle {}",
-        args.cycles, args.seconds, args.settle
+        "cargo xtask bench-xdp -- --cycles {} --seconds {} --settle {} --sender-cpu {}",
+        args.cycles, args.seconds, args.settle, args.sender_cpu
     )
 }

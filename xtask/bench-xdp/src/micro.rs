@@ -11,9 +11,14 @@ use aya::{
 /// Repetitions per path.
 const REPEAT: u32 = 2_000_000;
 
-/// Nanoseconds per run of `program` on `frame`.
+/// Nanoseconds per run of api-shield's program on `frame`.
 pub fn ns_per_run(ebpf: &Ebpf, frame: &[u8]) -> Result<f64> {
-    let program: &Xdp = ebpf.program(maps::PROGRAM).context("program")?.try_into()?;
+    ns_per_run_of(ebpf, maps::PROGRAM, frame)
+}
+
+/// Nanoseconds per run of the program `name` in `ebpf` on `frame`.
+pub fn ns_per_run_of(ebpf: &Ebpf, name: &str, frame: &[u8]) -> Result<f64> {
+    let program: &Xdp = ebpf.program(name).context("program")?.try_into()?;
     let result = program.test_run(TestRunOptions {
         data_in: Some(frame),
         repeat: REPEAT,

@@ -25,7 +25,7 @@ use crate::{
 pub enum State {
     /// api-shield attached in driver (native) mode, limiter dropping.
     Driver,
-    /// The yardstick: a bare count-and-drop XDP program in driver mode.
+    /// The yardstick: a minimal drop-by-source XDP program on an LRU hash, in driver mode.
     BareDrop,
     /// api-shield attached in driver mode but passing; an nftables ingress rule drops.
     Nftables,
@@ -40,7 +40,7 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::Driver => "api-shield driver",
-            State::BareDrop => "bare XDP_DROP driver",
+            State::BareDrop => "minimal LRU drop driver",
             State::Nftables => "nftables ingress",
             State::Generic => "api-shield generic",
             State::NoFilter => "no filter",
@@ -125,7 +125,10 @@ impl Receiver {
         let disabled = crate::micro::ns_per_run(&self.ebpf, &frame_from([10, 202, 0, 1]))?;
         self.set_program_enabled(true)?;
         self.maps.unban(&std::net::IpAddr::from(banned).into())?;
+        let yardstick =
+            crate::micro::ns_per_run_of(&self.bare, BARE_PROGRAM, &frame_from([10, 202, 0, 1]))?;
         Ok(vec![
+            ("yardstick: minimal LRU drop", yardstick),
             ("limiter drop (source over budget)", limited),
             ("ban drop", ban),
             ("program disabled (pass at once)", disabled),
