@@ -95,6 +95,17 @@ udp = [{PROTECTED}]
         Daemon::start(Some(&self.topo.rx.name), &self.config).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Sends `count` datagrams back to back from `src` to `port`; returns how many arrived.
+    fn delivered(&self, src: IpAddr, port: u16, count: u64) -> u64 {
+        let counting = Counting::start(&self.topo.rx, port);
+        send_burst(&self.topo.tx, src, port, count);
+        counting
+            .finish(&self.topo.tx, port)
+            .get(&src)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn stats(&self) -> Stats {
         PinnedMaps::open(&self.pins.layout())
             .unwrap()
@@ -360,12 +371,7 @@ fn restart_keeps_bans_and_counters() {
         &setup.config_arg(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
-    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
-    assert_eq!(
-        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
-        None
-    );
+    assert_eq!(setup.delivered(banned, UNPROTECTED, 10), 0);
     let before = setup.stats();
     assert_eq!(before.packets(Reason::DropBanned), 10);
     first.stop();
@@ -375,12 +381,7 @@ fn restart_keeps_bans_and_counters() {
         .any(|l| l.contains("\"message\":\"detached\"")));
 
     // Stopped without keep_attached: the program is gone, so the banned source gets through.
-    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
-    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
-    assert_eq!(
-        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
-        Some(&10)
-    );
+    assert_eq!(setup.delivered(banned, UNPROTECTED, 10), 10);
     assert_eq!(setup.stats().packets(Reason::DropBanned), 10);
 
     let _second = setup.daemon();
@@ -393,12 +394,7 @@ fn restart_keeps_bans_and_counters() {
         "counters survived"
     );
     assert!(after_restart.packets(Reason::PassAllowed) >= before.packets(Reason::PassAllowed));
-    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
-    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
-    assert_eq!(
-        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
-        None
-    );
+    assert_eq!(setup.delivered(banned, UNPROTECTED, 10), 0);
     assert_eq!(setup.stats().packets(Reason::DropBanned), 20);
 }
 
@@ -428,11 +424,9 @@ fn pinned_link_keeps_dropping_while_the_daemon_is_down() {
         .iter()
         .any(|l| l.contains("leaving the XDP program attached")));
 
-    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
-    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
     assert_eq!(
-        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
-        None,
+        setup.delivered(banned, UNPROTECTED, 10),
+        0,
         "dropped with no daemon"
     );
     assert_eq!(setup.stats().packets(Reason::DropBanned), 10);
@@ -447,12 +441,7 @@ fn pinned_link_keeps_dropping_while_the_daemon_is_down() {
             Duration::from_secs(1),
         )
         .unwrap();
-    let counting = Counting::start(&setup.topo.rx, UNPROTECTED);
-    send_burst(&setup.topo.tx, banned, UNPROTECTED, 10);
-    assert_eq!(
-        counting.finish(&setup.topo.tx, UNPROTECTED).get(&banned),
-        None
-    );
+    assert_eq!(setup.delivered(banned, UNPROTECTED, 10), 0);
     assert_eq!(setup.stats().packets(Reason::DropBanned), 20);
 }
 

@@ -109,28 +109,19 @@ impl Topology {
         tx.exec(&["link", "set", &tx_if, "up"]);
         rx.exec(&["link", "set", &rx_if, "up"]);
         let rx_mac = mac(&rx, &rx_if);
-        tx.exec(&[
-            "neigh",
-            "replace",
-            "10.201.0.2",
-            "lladdr",
-            &rx_mac,
-            "dev",
-            &tx_if,
-            "nud",
-            "permanent",
-        ]);
-        tx.exec(&[
-            "neigh",
-            "replace",
-            "fd00:201::2",
-            "lladdr",
-            &rx_mac,
-            "dev",
-            &tx_if,
-            "nud",
-            "permanent",
-        ]);
+        for neighbour in ["10.201.0.2", "fd00:201::2"] {
+            tx.exec(&[
+                "neigh",
+                "replace",
+                neighbour,
+                "lladdr",
+                &rx_mac,
+                "dev",
+                &tx_if,
+                "nud",
+                "permanent",
+            ]);
+        }
         Topology {
             tx,
             rx,
