@@ -65,8 +65,8 @@ static BARE_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 static BARE_SOURCES: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1024, 0);
 
 /// The yardstick, as in the method's baseline: a minimal drop-by-source program on an LRU hash
-/// (read the IPv4 source, find or insert it, count, drop). The benchmark runs it on the
-/// receiver side by side with api-shield.
+/// (check the EtherType, read the IPv4 source, find or insert it, count, drop). The benchmark
+/// runs it on the receiver side by side with api-shield.
 #[xdp]
 pub fn bench_bare_drop(ctx: XdpContext) -> u32 {
     let start = ctx.data();
@@ -74,7 +74,15 @@ pub fn bench_bare_drop(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     // SAFETY: the 34 bytes of Ethernet and IPv4 headers were checked above.
-    let src = unsafe { core::ptr::read_unaligned((start + 26) as *const u32) };
+    let (ethertype, src) = unsafe {
+        (
+            core::ptr::read_unaligned((start + 12) as *const u16),
+            core::ptr::read_unaligned((start + 26) as *const u32),
+        )
+    };
+    if ethertype != 0x0800u16.to_be() {
+        return xdp_action::XDP_PASS;
+    }
     if BARE_SOURCES.get_ptr_mut(src).is_none() {
         let _ = BARE_SOURCES.insert(src, 0, 0);
     }
