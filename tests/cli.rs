@@ -65,6 +65,24 @@ fn check_config_exits_64_naming_file_line_and_key() {
             "fastpath.limiter.protect.tcp[0]",
         ),
         ("syntax.toml", "[fastpath\nenabled = true\n", 1, ""),
+        (
+            "cors.toml",
+            "[[upstreams]]\nname = \"api\"\nurl = \"http://127.0.0.1:9000\"\n[[routes]]\nname = \"r\"\npath = \"/x\"\nupstream = \"api\"\n[routes.cors]\norigins = [\"*\"]\ncredentials = true\n",
+            10,
+            "routes[0].cors.credentials",
+        ),
+        (
+            "upstream.toml",
+            "[[routes]]\nname = \"r\"\npath = \"/x\"\nupstream = \"nope\"\n",
+            4,
+            "routes[0].upstream",
+        ),
+        (
+            "listener.toml",
+            "[[listeners]]\nbind = \"127.0.0.1:8443\"\n[listeners.tls]\nadhoc = true\ncertificates = [{ cert = \"a\", key = \"b\" }]\n",
+            3,
+            "listeners[0].tls",
+        ),
     ];
     for (name, text, line, key) in cases {
         let path = write(&dir, name, text);

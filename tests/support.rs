@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod frames;
+pub mod https;
 pub mod netns;
 pub mod privileged;
 pub mod traffic;

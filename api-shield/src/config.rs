@@ -8,7 +8,9 @@ mod load;
 mod locate;
 mod model;
 mod parse;
+mod proxy_model;
 mod validate;
+mod validate_proxy;
 
 pub use error::ConfigError;
 pub use load::load;
@@ -17,3 +19,7 @@ pub use model::{
     XdpModeSetting,
 };
 pub use parse::parse;
+pub use proxy_model::{
+    CertificateConfig, CorsConfig, HstsConfig, ListenerConfig, ProxyConfig, RedirectConfig,
+    RouteConfig, TlsConfig, UpstreamConfig,
+};

@@ -1,5 +1,12 @@
 //! The L7 half: request normalisation and routing (listeners, TLS and the upstream client come
 //! with the proxy issue).
 
+pub mod cors;
+pub mod handler;
+pub mod headers;
 pub mod normalize;
+pub mod problem;
 pub mod routing;
+pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -1,5 +1,5 @@
-//! `api-shield run --config FILE`: the daemon. Starts the fast path, logs its events, sweeps
-//! expired bans, and stops cleanly on SIGTERM or SIGINT.
+//! `api-shield run --config FILE`: the daemon. Starts the fast path (logging its events and
+//! sweeping expired bans) and the HTTPS listeners, and stops cleanly on SIGTERM or SIGINT.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -9,6 +9,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     config,
     fastpath::{self, layout_dir, Fastpath, PinnedMaps, SystemClock},
+    proxy::server::ProxyServer,
     telemetry::{init_logging, LogFormat},
 };
 
@@ -31,7 +32,7 @@ pub fn run(args: &Args) -> Result<()> {
     init_logging(args.log_format);
     let config = config::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(config.proxy.workers)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -65,6 +66,16 @@ async fn serve(config: config::Config) -> Result<()> {
         tracing::info!("fast path disabled (fastpath.enabled = false)");
         None
     };
+    let proxy = if config.listeners.is_empty() {
+        None
+    } else {
+        Some(ProxyServer::start(&config).await?)
+    };
+    let listening: Vec<String> = proxy
+        .iter()
+        .flat_map(|p| p.addresses.iter())
+        .map(|(name, addr)| format!("{name}={addr}"))
+        .collect();
     let attached: Vec<String> = fastpath
         .iter()
         .flat_map(Fastpath::attachments)
@@ -72,6 +83,7 @@ async fn serve(config: config::Config) -> Result<()> {
         .collect();
     tracing::info!(
         attached = attached.join(","),
+        listening = listening.join(","),
         dry_run = config.fastpath.dry_run,
         "ready"
     );
@@ -80,6 +92,9 @@ async fn serve(config: config::Config) -> Result<()> {
         _ = interrupt.recv() => "SIGINT",
     };
     tracing::info!(signal, "stopping");
+    if let Some(proxy) = proxy {
+        proxy.stop();
+    }
     if let Some(fastpath) = fastpath {
         fastpath.stop();
     }

@@ -12,6 +12,18 @@ pub struct Config {
     /// The XDP fast path.
     #[serde(default)]
     pub fastpath: FastpathConfig,
+    /// HTTPS listeners.
+    #[serde(default)]
+    pub listeners: Vec<super::ListenerConfig>,
+    /// Upstreams routes forward to.
+    #[serde(default)]
+    pub upstreams: Vec<super::UpstreamConfig>,
+    /// Routes, tried in order.
+    #[serde(default)]
+    pub routes: Vec<super::RouteConfig>,
+    /// Settings for every listener and route.
+    #[serde(default)]
+    pub proxy: super::ProxyConfig,
 }
 
 /// How the program is attached to an interface.

@@ -11,7 +11,8 @@ pub struct Problem {
     pub message: String,
 }
 
-fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+/// A problem with `key`.
+pub fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem {
         key: key.into(),
         message: message.into(),
@@ -105,5 +106,5 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
             "must be more than zero",
         ));
     }
-    Ok(())
+    super::validate_proxy::validate(config)
 }

@@ -224,6 +224,19 @@ impl<T> RouteTable<T> {
         &self.routes
     }
 
+    /// The first route matching host and path, whatever the method (for CORS preflights, whose
+    /// answer the route's CORS policy gives).
+    pub fn find_any_method(&self, host: Option<&str>, path: &str) -> Option<&Route<T>> {
+        let host = host.map(host_without_port);
+        self.routes.iter().find(|route| {
+            route
+                .host
+                .as_ref()
+                .is_none_or(|p| host.is_some_and(|h| p.matches(h)))
+                && route.path.captures(path).is_some()
+        })
+    }
+
     /// Routes a request: `host` from `Host`/`:authority` (port allowed), `path` normalised,
     /// `method` upper case.
     pub fn find(&self, host: Option<&str>, path: &str, method: &str) -> RouteMatch<'_, T> {

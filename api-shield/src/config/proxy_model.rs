@@ -1,0 +1,187 @@
+//! The L7 part of the configuration: listeners, upstreams, routes and proxy-wide settings, with
+//! their defaults.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use super::model::duration;
+
+/// A `[[listeners]]` entry: an HTTPS listener, optionally with a plain-HTTP listener that only
+/// redirects to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name for logs (default `listener-N`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Address and port, e.g. `"0.0.0.0:8443"` or `"[::]:8443"`.
+    pub bind: String,
+    /// Certificates and TLS settings.
+    pub tls: TlsConfig,
+    /// A plain-HTTP listener answering every request with a 308 to this one.
+    #[serde(default)]
+    pub redirect: Option<RedirectConfig>,
+}
+
+/// `[listeners.tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Generate a self-signed certificate at start (development only; logged loudly).
+    pub adhoc: bool,
+    /// Host names of the adhoc certificate (default `localhost`, `127.0.0.1`, `::1`).
+    pub adhoc_names: Vec<String>,
+    /// PEM certificate chains and keys; the first is the default, others are chosen by SNI
+    /// against their subject alternative names.
+    pub certificates: Vec<CertificateConfig>,
+    /// TLS versions: a subset of `["1.2", "1.3"]` (default both).
+    pub versions: Vec<String>,
+    /// AEAD cipher suites (IANA names), a subset of what the library offers (default all).
+    pub cipher_suites: Vec<String>,
+}
+
+/// One certificate chain and its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519).
+    pub key: PathBuf,
+}
+
+/// `[listeners.redirect]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// Address and port of the plain-HTTP listener.
+    pub bind: String,
+}
+
+/// An `[[upstreams]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Name routes refer to.
+    pub name: String,
+    /// Base URL, e.g. `"http://127.0.0.1:9000"`.
+    pub url: String,
+    /// Time to establish a connection.
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time for the upstream to answer with a response head.
+    #[serde(default = "default_response_timeout", deserialize_with = "duration")]
+    pub response_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_response_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// Host to match (`api.example.com`, `*.example.com`), or any.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `/exact`, `/prefix/*` or `/template/{param}`.
+    pub path: String,
+    /// Methods accepted (default any).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// The upstream it forwards to.
+    pub upstream: String,
+    /// CORS for this route.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
+}
+
+/// `[routes.cors]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Allowed origins: exact (`https://app.example.com`), subdomains
+    /// (`https://*.example.com`) or `*` (not with credentials).
+    pub origins: Vec<String>,
+    /// Methods allowed in preflights (default: the route's, or GET, HEAD, POST).
+    pub methods: Vec<String>,
+    /// Request headers allowed in preflights (case-insensitive).
+    pub headers: Vec<String>,
+    /// Response headers exposed to scripts.
+    pub expose: Vec<String>,
+    /// Allow credentials (cookies, authorization).
+    pub credentials: bool,
+    /// How long browsers may cache a preflight, e.g. `"10m"`.
+    #[serde(deserialize_with = "optional_duration")]
+    pub max_age: Option<Duration>,
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+/// `[proxy]`: settings for every listener and route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Longest a client may take to send a request head (slowloris).
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Largest request body forwarded (bytes); larger gets 413 before the upstream sees it.
+    pub max_body_bytes: u64,
+    /// Largest request head (bytes, HTTP/1.1).
+    pub max_header_bytes: usize,
+    /// HSTS on HTTPS responses.
+    pub hsts: HstsConfig,
+    /// Add the default security headers (nosniff, frame-ancestors, Referrer-Policy).
+    pub security_headers: bool,
+    /// Worker threads of the async runtime (default 2).
+    pub workers: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            header_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            hsts: HstsConfig::default(),
+            security_headers: true,
+            workers: 2,
+        }
+    }
+}
+
+/// `[proxy.hsts]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HstsConfig {
+    /// Send `Strict-Transport-Security`.
+    pub enabled: bool,
+    /// `max-age`.
+    #[serde(deserialize_with = "duration")]
+    pub max_age: Duration,
+    /// `includeSubDomains`.
+    pub include_subdomains: bool,
+    /// `preload`.
+    pub preload: bool,
+}
+
+impl Default for HstsConfig {
+    fn default() -> Self {
+        HstsConfig {
+            enabled: true,
+            max_age: Duration::from_hours(365 * 24),
+            include_subdomains: true,
+            preload: false,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Checks of the L7 configuration; each problem names its key.
+
+use std::{collections::HashSet, net::SocketAddr};
+
+use super::{
+    model::Config,
+    validate::{problem, Problem},
+};
+use crate::proxy::{
+    cors::OriginPattern,
+    routing::{HostPattern, PathPattern},
+    tls::SUITE_NAMES,
+};
+
+/// The first problem in `listeners`, `upstreams`, `routes` or `proxy`.
+pub fn validate(config: &Config) -> Result<(), Problem> {
+    listeners(config)?;
+    let upstreams = upstreams(config)?;
+    routes(config, &upstreams)?;
+    proxy(config)
+}
+
+fn listeners(config: &Config) -> Result<(), Problem> {
+    let mut binds = HashSet::new();
+    for (i, listener) in config.listeners.iter().enumerate() {
+        let key = format!("listeners[{i}]");
+        for (field, bind) in [
+            ("bind", Some(&listener.bind)),
+            ("redirect.bind", listener.redirect.as_ref().map(|r| &r.bind)),
+        ] {
+            let Some(bind) = bind else { continue };
+            let addr: SocketAddr = bind.parse().map_err(|_| {
+                problem(
+                    format!("{key}.{field}"),
+                    format!("`{bind}` is not an address:port (e.g. \"0.0.0.0:8443\")"),
+                )
+            })?;
+            // Port 0 asks the kernel for a free port: never a clash.
+            if addr.port() != 0 && !binds.insert(addr) {
+                return Err(problem(
+                    format!("{key}.{field}"),
+                    format!("{addr} is used twice"),
+                ));
+            }
+        }
+        let tls = &listener.tls;
+        if tls.adhoc != tls.certificates.is_empty() {
+            return Err(problem(
+                format!("{key}.tls"),
+                "set either `adhoc = true` or `certificates` (one or more cert/key pairs)",
+            ));
+        }
+        for version in &tls.versions {
+            if version != "1.2" && version != "1.3" {
+                return Err(problem(
+                    format!("{key}.tls.versions"),
+                    format!("`{version}`: only \"1.2\" and \"1.3\" are offered"),
+                ));
+            }
+        }
+        for suite in &tls.cipher_suites {
+            if !SUITE_NAMES
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(suite))
+            {
+                let known: Vec<&str> = SUITE_NAMES.iter().map(|(name, _)| *name).collect();
+                return Err(problem(
+                    format!("{key}.tls.cipher_suites"),
+                    format!("`{suite}` is not one of {}", known.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn upstreams(config: &Config) -> Result<HashSet<&str>, Problem> {
+    let mut upstreams = HashSet::new();
+    for (i, upstream) in config.upstreams.iter().enumerate() {
+        let key = format!("upstreams[{i}]");
+        if !upstreams.insert(upstream.name.as_str()) {
+            return Err(problem(
+                format!("{key}.name"),
+                format!("`{}` is used twice", upstream.name),
+            ));
+        }
+        let uri: http::Uri = upstream.url.parse().map_err(|_| {
+            problem(
+                format!("{key}.url"),
+                format!("`{}` is not a URL", upstream.url),
+            )
+        })?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(problem(
+                    format!("{key}.url"),
+                    "TLS to upstreams is not supported yet: use http://",
+                ))
+            }
+            _ => return Err(problem(format!("{key}.url"), "must start with http://")),
+        }
+        if uri.authority().is_none() || !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(problem(
+                format!("{key}.url"),
+                "must be scheme://host:port with no path",
+            ));
+        }
+    }
+    Ok(upstreams)
+}
+
+fn routes(config: &Config, upstreams: &HashSet<&str>) -> Result<(), Problem> {
+    let mut routes = HashSet::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        if !routes.insert(route.name.as_str()) {
+            return Err(problem(
+                format!("{key}.name"),
+                format!("`{}` is used twice", route.name),
+            ));
+        }
+        PathPattern::parse(&route.path)
+            .map_err(|e| problem(format!("{key}.path"), e.to_string()))?;
+        if let Some(host) = &route.host {
+            HostPattern::parse(host).map_err(|e| problem(format!("{key}.host"), e.to_string()))?;
+        }
+        for method in route.methods.iter().flatten() {
+            check_method(&format!("{key}.methods"), method)?;
+        }
+        if !upstreams.contains(route.upstream.as_str()) {
+            return Err(problem(
+                format!("{key}.upstream"),
+                format!("no upstream is named `{}`", route.upstream),
+            ));
+        }
+        if let Some(cors) = &route.cors {
+            if cors.origins.is_empty() {
+                return Err(problem(
+                    format!("{key}.cors.origins"),
+                    "list at least one origin",
+                ));
+            }
+            for origin in &cors.origins {
+                let pattern = OriginPattern::parse(origin)
+                    .map_err(|e| problem(format!("{key}.cors.origins"), e.to_string()))?;
+                if cors.credentials && pattern == OriginPattern::Any {
+                    return Err(problem(format!("{key}.cors.credentials"), "credentials cannot be allowed for the wildcard origin \"*\": list the origins"));
+                }
+            }
+            for method in &cors.methods {
+                check_method(&format!("{key}.cors.methods"), method)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn proxy(config: &Config) -> Result<(), Problem> {
+    let proxy = &config.proxy;
+    if proxy.max_body_bytes == 0 {
+        return Err(problem("proxy.max_body_bytes", "must be more than zero"));
+    }
+    if proxy.header_timeout.is_zero() {
+        return Err(problem("proxy.header_timeout", "must be more than zero"));
+    }
+    if !(1..=64).contains(&proxy.workers) {
+        return Err(problem("proxy.workers", "must be between 1 and 64"));
+    }
+    if !(1024..=1024 * 1024).contains(&proxy.max_header_bytes) {
+        return Err(problem(
+            "proxy.max_header_bytes",
+            "must be between 1024 and 1048576",
+        ));
+    }
+    Ok(())
+}
+
+fn check_method(key: &str, method: &str) -> Result<(), Problem> {
+    let valid = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+    if valid {
+        Ok(())
+    } else {
+        Err(problem(
+            key,
+            format!("`{method}` is not an upper-case HTTP method"),
+        ))
+    }
+}

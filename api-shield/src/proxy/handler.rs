@@ -1,0 +1,374 @@
+//! The request pipeline: request id, path normalisation, routing, CORS preflight, body limit,
+//! forwarding with X-Forwarded-* and without hop-by-hop headers, response headers, access log.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+
+use super::{
+    cors::{CorsPolicy, Preflight},
+    headers::{strip_hop_by_hop, ResponseHeaders},
+    normalize::normalize,
+    problem::{self, full, Body, Denial},
+    routing::{HostPattern, PathPattern, Route, RouteMatch, RouteTable},
+    upstream::Upstream,
+};
+use crate::config::Config;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// What a route leads to.
+#[derive(Debug)]
+pub struct Target {
+    upstream: Arc<Upstream>,
+    cors: Option<CorsPolicy>,
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub https: bool,
+}
+
+/// The compiled proxy: routes, upstreams and response policies.
+#[derive(Debug)]
+pub struct Proxy {
+    routes: RouteTable<Target>,
+    headers: ResponseHeaders,
+    max_body: u64,
+}
+
+impl Proxy {
+    /// Compiles a validated config.
+    pub fn new(config: &Config) -> Proxy {
+        let upstreams: HashMap<&str, Arc<Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), Arc::new(Upstream::new(u))))
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| Route {
+                name: r.name.clone(),
+                host: r
+                    .host
+                    .as_deref()
+                    .map(|h| HostPattern::parse(h).expect("validated host")),
+                path: PathPattern::parse(&r.path).expect("validated path"),
+                methods: r.methods.clone(),
+                target: Target {
+                    upstream: Arc::clone(&upstreams[r.upstream.as_str()]),
+                    cors: r.cors.as_ref().map(|c| {
+                        CorsPolicy::compile(c, r.methods.as_deref()).expect("validated CORS")
+                    }),
+                },
+            })
+            .collect();
+        Proxy {
+            routes: RouteTable::new(routes),
+            headers: ResponseHeaders::new(&config.proxy),
+            max_body: config.proxy.max_body_bytes,
+        }
+    }
+
+    /// Handles one request end to end and logs it.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        connection: &Connection,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request_id(request.headers());
+        let method = request.method().clone();
+        let mut outcome = Outcome::default();
+        let mut response = self
+            .route(request, connection, &request_id, &mut outcome)
+            .await;
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        self.headers.apply(response.headers_mut(), connection.https);
+        let bytes = response.body().size_hint().exact();
+        tracing::info!(
+            target: "access",
+            request_id = %request_id,
+            client_ip = %connection.peer.ip(),
+            route = outcome.route.as_deref().unwrap_or("-"),
+            method = %method,
+            status = response.status().as_u16(),
+            bytes,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            denial = outcome.denial.map_or("-", Denial::slug),
+            "request"
+        );
+        response
+    }
+
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        connection: &Connection,
+        request_id: &str,
+        outcome: &mut Outcome,
+    ) -> Response<Body> {
+        let deny = |outcome: &mut Outcome, denial: Denial, detail: Option<&str>| {
+            outcome.denial = Some(denial);
+            problem::response(denial, detail, Some(request_id))
+        };
+        let path = match normalize(request.uri().path()) {
+            Ok(path) => path,
+            Err(error) => return deny(outcome, Denial::InvalidPath, Some(&error.to_string())),
+        };
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
+        let preflight = request.method() == Method::OPTIONS
+            && request.headers().contains_key(header::ORIGIN)
+            && request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let lookup_method = if preflight {
+            request
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+                .and_then(|m| m.to_str().ok())
+                .unwrap_or("OPTIONS")
+                .to_owned()
+        } else {
+            request.method().as_str().to_owned()
+        };
+        let found = self.lookup(host.as_deref(), &path, &lookup_method, preflight);
+        let (route, _params) = match found {
+            RouteMatch::Found { route, params } => (route, params),
+            RouteMatch::NotFound => return deny(outcome, Denial::NotFound, None),
+            RouteMatch::MethodNotAllowed { allow } => {
+                let mut response = deny(outcome, Denial::MethodNotAllowed, None);
+                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+                return response;
+            }
+        };
+        outcome.route = Some(route.name.clone());
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_owned);
+        if preflight {
+            if let (Some(cors), Some(origin)) = (&route.target.cors, origin.as_deref()) {
+                let requested = request
+                    .headers()
+                    .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                    .and_then(|h| h.to_str().ok());
+                return match cors.preflight(origin, &lookup_method, requested) {
+                    Preflight::Allowed(headers) => preflight_response(headers),
+                    Preflight::Denied(headers) => {
+                        let mut response = deny(outcome, Denial::CorsPreflightDenied, None);
+                        response.headers_mut().extend(headers);
+                        response
+                    }
+                };
+            }
+        }
+        let mut response = match self
+            .forward(
+                request,
+                connection,
+                &route.target.upstream,
+                &path,
+                request_id,
+            )
+            .await
+        {
+            Ok(response) => response,
+            Err(denial) => deny(outcome, denial, None),
+        };
+        if let Some(cors) = &route.target.cors {
+            cors.apply(origin.as_deref(), response.headers_mut());
+        }
+        response
+    }
+
+    /// Routes by host, path and method; a preflight for a method its route does not take is the
+    /// route's CORS policy's to refuse (with the CORS `Vary` headers), not a 405.
+    fn lookup(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        method: &str,
+        preflight: bool,
+    ) -> RouteMatch<'_, Target> {
+        match self.routes.find(host, path, method) {
+            RouteMatch::MethodNotAllowed { allow } if preflight => {
+                match self
+                    .routes
+                    .find_any_method(host, path)
+                    .filter(|r| r.target.cors.is_some())
+                {
+                    Some(route) => RouteMatch::Found {
+                        route,
+                        params: Vec::new(),
+                    },
+                    None => RouteMatch::MethodNotAllowed { allow },
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        connection: &Connection,
+        upstream: &Upstream,
+        path: &str,
+        request_id: &str,
+    ) -> Result<Response<Body>, Denial> {
+        let (mut parts, body) = request.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body) {
+            return Err(Denial::PayloadTooLarge);
+        }
+        let body: Body = if declared.is_some() || body.is_end_stream() {
+            body.boxed()
+        } else {
+            // No length announced: read up to the limit first, so an oversized body never
+            // reaches the upstream.
+            match Limited::new(body, usize::try_from(self.max_body).unwrap_or(usize::MAX))
+                .collect()
+                .await
+            {
+                Ok(collected) => full(collected.to_bytes()),
+                Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                    return Err(Denial::PayloadTooLarge)
+                }
+                Err(_) => return Err(Denial::BadRequest),
+            }
+        };
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        let original_host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
+        parts.uri = upstream
+            .uri(&path_and_query)
+            .map_err(|_| Denial::BadRequest)?;
+        parts.version = http::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        forwarded_headers(
+            &mut parts.headers,
+            connection,
+            original_host.as_deref(),
+            request_id,
+        );
+        let outgoing = Request::from_parts(parts, body);
+        let response = match tokio::time::timeout(
+            upstream.response_timeout,
+            upstream.client.request(outgoing),
+        )
+        .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
+                return Err(Denial::UpstreamUnavailable);
+            }
+            Err(_) => return Err(Denial::UpstreamTimeout),
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+/// The 204 answering an allowed preflight.
+fn preflight_response(headers: HeaderMap) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = http::StatusCode::NO_CONTENT;
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// What the access log says of a request besides its basics.
+#[derive(Debug, Default)]
+struct Outcome {
+    route: Option<String>,
+    denial: Option<Denial>,
+}
+
+fn forwarded_headers(
+    headers: &mut HeaderMap,
+    connection: &Connection,
+    host: Option<&str>,
+    request_id: &str,
+) {
+    // The client address comes from the socket; a client-sent X-Forwarded-For is not trusted.
+    headers.insert(
+        "x-forwarded-for",
+        HeaderValue::from_str(&connection.peer.ip().to_string()).expect("an IP is a header value"),
+    );
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if connection.https { "https" } else { "http" }),
+    );
+    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        Some(value) => {
+            headers.insert("x-forwarded-host", value);
+        }
+        None => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+}
+
+/// The client's request id when it is sane (1-128 visible ASCII), else a fresh random one.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(id) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
+            return id.to_owned();
+        }
+    }
+    let mut bytes = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .expect("the system random source works");
+    bytes.iter().fold(String::with_capacity(32), |mut id, b| {
+        use std::fmt::Write as _;
+        let _ = write!(id, "{b:02x}");
+        id
+    })
+}

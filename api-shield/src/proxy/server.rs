@@ -1,0 +1,228 @@
+//! Listeners: HTTPS (TLS handshake, then HTTP/1.1 or HTTP/2 by ALPN) and the optional plain-HTTP
+//! listener that answers everything with a 308 to HTTPS.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
+
+use super::{
+    handler::{Connection, Proxy},
+    problem::{self, full, Body, Denial},
+    routing::host_without_port,
+    tls::{self, TlsError},
+};
+use crate::config::{Config, ProxyConfig};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A listener's TLS could not be set up.
+    #[error("listener `{listener}`: {source}")]
+    Tls {
+        /// Listener name.
+        listener: String,
+        /// Why.
+        #[source]
+        source: TlsError,
+    },
+    /// A socket could not be bound.
+    #[error("listener `{listener}`: cannot listen on {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        listener: String,
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The running listeners.
+#[derive(Debug)]
+pub struct ProxyServer {
+    tasks: Vec<JoinHandle<()>>,
+    /// Where each listener listens, by name (HTTPS and redirect).
+    pub addresses: Vec<(String, SocketAddr)>,
+}
+
+impl ProxyServer {
+    /// Binds every listener and starts serving.
+    pub async fn start(config: &Config) -> Result<ProxyServer, ProxyError> {
+        let proxy = Arc::new(Proxy::new(config));
+        let settings = Arc::new(config.proxy.clone());
+        let mut server = ProxyServer {
+            tasks: Vec::new(),
+            addresses: Vec::new(),
+        };
+        for (i, listener) in config.listeners.iter().enumerate() {
+            let name = listener
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("listener-{i}"));
+            let tls = tls::server_config(&listener.tls).map_err(|source| ProxyError::Tls {
+                listener: name.clone(),
+                source,
+            })?;
+            let addr: SocketAddr = listener.bind.parse().expect("validated bind address");
+            let tcp = bind(&name, addr).await?;
+            let local = tcp.local_addr().unwrap_or(addr);
+            tracing::info!(listener = %name, addr = %local, "listening (HTTPS)");
+            server.addresses.push((name.clone(), local));
+            server.tasks.push(tokio::spawn(serve_https(
+                tcp,
+                TlsAcceptor::from(tls),
+                Arc::clone(&proxy),
+                Arc::clone(&settings),
+            )));
+            if let Some(redirect) = &listener.redirect {
+                let addr: SocketAddr = redirect.bind.parse().expect("validated bind address");
+                let tcp = bind(&name, addr).await?;
+                let plain = tcp.local_addr().unwrap_or(addr);
+                tracing::info!(listener = %name, addr = %plain, "listening (HTTP, redirects to HTTPS)");
+                server.addresses.push((format!("{name}-redirect"), plain));
+                server.tasks.push(tokio::spawn(serve_redirect(
+                    tcp,
+                    local.port(),
+                    Arc::clone(&settings),
+                )));
+            }
+        }
+        Ok(server)
+    }
+
+    /// Stops accepting and drops open connections.
+    pub fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn bind(listener: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            listener: listener.to_owned(),
+            addr,
+            source,
+        })
+}
+
+fn connection_builder(settings: &ProxyConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+async fn serve_https(
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    proxy: Arc<Proxy>,
+    settings: Arc<ProxyConfig>,
+) {
+    loop {
+        let (stream, peer) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let proxy = Arc::clone(&proxy);
+        let settings = Arc::clone(&settings);
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            // The handshake counts against the header timeout too (slow TLS clients).
+            let tls = match tokio::time::timeout(settings.header_timeout, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let connection = Arc::new(Connection { peer, https: true });
+            let service = service_fn(move |request: Request<Incoming>| {
+                let proxy = Arc::clone(&proxy);
+                let connection = Arc::clone(&connection);
+                async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
+            });
+            if let Err(error) = connection_builder(&settings)
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn serve_redirect(tcp: TcpListener, https_port: u16, settings: Arc<ProxyConfig>) {
+    loop {
+        let Ok((stream, _peer)) = tcp.accept().await else {
+            continue;
+        };
+        let settings = Arc::clone(&settings);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| async move {
+                Ok::<_, Infallible>(redirect(&request, https_port))
+            });
+            let _ = connection_builder(&settings)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The 308 to the HTTPS listener, or 400 when the request names no host.
+fn redirect(request: &Request<Incoming>, https_port: u16) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(host_without_port)
+        .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ']));
+    let Some(host) = host else {
+        return problem::response(Denial::BadRequest, Some("a Host header is required"), None);
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("https://{host}{port}{target}");
+    let mut response = Response::new(full(Vec::new()));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}

@@ -1,0 +1,245 @@
+//! TLS for the HTTPS listeners (rustls with the ring provider): TLS 1.2 and 1.3 only, AEAD
+//! suites only (a configurable subset), ALPN `h2` and `http/1.1`, PEM chains and keys (RSA,
+//! ECDSA, Ed25519) chosen by SNI, or an `adhoc` self-signed certificate for development.
+
+use std::{path::PathBuf, sync::Arc};
+
+use rustls::{
+    crypto::{ring as provider, CryptoProvider},
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+    ServerConfig, SupportedCipherSuite,
+};
+
+use crate::config::TlsConfig;
+
+/// Every suite offered, by IANA name: all AEAD (AES-GCM, ChaCha20-Poly1305), forward secret.
+pub static SUITE_NAMES: &[(&str, SupportedCipherSuite)] = &[
+    (
+        "TLS13_AES_256_GCM_SHA384",
+        provider::cipher_suite::TLS13_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS13_AES_128_GCM_SHA256",
+        provider::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS13_CHACHA20_POLY1305_SHA256",
+        provider::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        provider::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+];
+
+/// Why a listener's TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{}: {what}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        what: &'static str,
+    },
+    /// The key does not suit the certificate, or rustls refused it.
+    #[error("{}: {source}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The adhoc certificate could not be made.
+    #[error("cannot generate the adhoc certificate: {source}")]
+    Adhoc {
+        /// Why.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// rustls refused the settings.
+    #[error("TLS settings: {source}")]
+    Settings {
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// The rustls configuration of one listener.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut crypto = provider::default_provider();
+    if !tls.cipher_suites.is_empty() {
+        crypto.cipher_suites = SUITE_NAMES
+            .iter()
+            .filter(|(name, _)| {
+                tls.cipher_suites
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, suite)| *suite)
+            .collect();
+    }
+    let crypto = Arc::new(crypto);
+    let wants_12 = tls.versions.is_empty() || tls.versions.iter().any(|v| v == "1.2");
+    let wants_13 = tls.versions.is_empty() || tls.versions.iter().any(|v| v == "1.3");
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if wants_13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if wants_12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let certs = if tls.adhoc {
+        vec![adhoc(&crypto, &tls.adhoc_names)?]
+    } else {
+        tls.certificates
+            .iter()
+            .map(|c| load(&crypto, &c.cert, &c.key))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut config = ServerConfig::builder_with_provider(crypto)
+        .with_protocol_versions(&versions)
+        .map_err(|source| TlsError::Settings { source })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { certs }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A certificate with the DER of its leaf, to test names against.
+#[derive(Debug)]
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    leaf: CertificateDer<'static>,
+}
+
+/// Picks the first certificate valid for the SNI name, else the first one.
+#[derive(Debug)]
+struct SniResolver {
+    certs: Vec<Loaded>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let chosen = hello.server_name().and_then(|name| {
+            let name = ServerName::try_from(name).ok()?;
+            self.certs.iter().find(|c| {
+                webpki::EndEntityCert::try_from(&c.leaf)
+                    .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+            })
+        });
+        chosen
+            .or_else(|| self.certs.first())
+            .map(|c| Arc::clone(&c.key))
+    }
+}
+
+fn load(
+    crypto: &CryptoProvider,
+    cert_path: &PathBuf,
+    key_path: &PathBuf,
+) -> Result<Loaded, TlsError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let cert_pem = read(cert_path)?;
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|source| TlsError::Read {
+            path: cert_path.clone(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::Pem {
+            path: cert_path.clone(),
+            what: "no certificate in the file",
+        });
+    }
+    let key_pem = read(key_path)?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|source| TlsError::Read {
+            path: key_path.clone(),
+            source,
+        })?
+        .ok_or_else(|| TlsError::Pem {
+            path: key_path.clone(),
+            what: "no private key in the file",
+        })?;
+    let certified =
+        CertifiedKey::from_der(chain.clone(), key, crypto).map_err(|source| TlsError::Key {
+            path: key_path.clone(),
+            source,
+        })?;
+    Ok(Loaded {
+        key: Arc::new(certified),
+        leaf: chain[0].clone(),
+    })
+}
+
+fn adhoc(crypto: &CryptoProvider, names: &[String]) -> Result<Loaded, TlsError> {
+    let names: Vec<String> = if names.is_empty() {
+        vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+    } else {
+        names.to_vec()
+    };
+    let generated = rcgen::generate_simple_self_signed(names.clone())
+        .map_err(|source| TlsError::Adhoc { source })?;
+    tracing::warn!(
+        names = names.join(","),
+        "TLS: serving an ADHOC SELF-SIGNED certificate generated at start; for development only"
+    );
+    let leaf = CertificateDer::from(generated.cert.der().to_vec());
+    let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der()).map_err(|what| {
+        TlsError::Pem {
+            path: PathBuf::from("<adhoc>"),
+            what,
+        }
+    })?;
+    let certified = CertifiedKey::from_der(vec![leaf.clone()], key, crypto).map_err(|source| {
+        TlsError::Key {
+            path: PathBuf::from("<adhoc>"),
+            source,
+        }
+    })?;
+    Ok(Loaded {
+        key: Arc::new(certified),
+        leaf,
+    })
+}

@@ -1,0 +1,465 @@
+//! The L7 proxy end to end: the real daemon binary with TLS from a CA made in the test, a real
+//! upstream, and TLS clients speaking HTTP/1.1 and HTTP/2: routing, 404/405, path
+//! normalisation bypasses, CORS, HSTS only over TLS, body limits, upstream failure.
+// Pedantic lints are for the product code; tests favour plain, direct code.
+#![allow(clippy::pedantic)]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{
+    daemon::Daemon,
+    https::{client_config, get, send, TestPki, Upstream, Version},
+};
+
+struct Shield {
+    daemon: Daemon,
+    https: SocketAddr,
+    http: SocketAddr,
+    pki: TestPki,
+    _dir: tempfile::TempDir,
+}
+
+impl Shield {
+    /// Starts the daemon (fast path off) in front of `upstream` with `routes` (TOML).
+    fn start(upstream: SocketAddr, routes: &str) -> Shield {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path());
+        let config = format!(
+            r#"
+[fastpath]
+enabled = false
+
+[proxy]
+max_body_bytes = 1024
+header_timeout = "1s"
+
+[[listeners]]
+bind = "127.0.0.1:0"
+redirect = {{ bind = "127.0.0.1:0" }}
+[listeners.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+
+[[upstreams]]
+name = "api"
+url = "http://{upstream}"
+
+[[upstreams]]
+name = "down"
+url = "http://127.0.0.1:1"
+connect_timeout = "1s"
+
+{routes}
+"#,
+            cert = pki.cert.display(),
+            key = pki.key.display(),
+        );
+        let path = dir.path().join("api-shield.toml");
+        std::fs::write(&path, config).unwrap();
+        let daemon = Daemon::start(None, &path).unwrap_or_else(|e| panic!("{e}"));
+        let ready = daemon
+            .log
+            .iter()
+            .find(|l| l.contains("\"message\":\"ready\""))
+            .unwrap()
+            .clone();
+        let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
+        let listening = json["listening"].as_str().unwrap().to_owned();
+        let addr = |suffix: &str| -> SocketAddr {
+            listening
+                .split(',')
+                .find_map(|item| item.strip_prefix(&format!("listener-0{suffix}=")))
+                .unwrap_or_else(|| panic!("no listener-0{suffix} in {listening}"))
+                .parse()
+                .unwrap()
+        };
+        Shield {
+            https: addr(""),
+            http: addr("-redirect"),
+            daemon,
+            pki,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, version: Version, request: Request<Full<Bytes>>) -> support::https::Reply {
+        send(
+            self.https,
+            client_config(&self.pki.ca, version),
+            version,
+            request,
+        )
+        .await
+    }
+}
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "users"
+path = "/api/v1/users/{id}"
+methods = ["GET", "PUT"]
+upstream = "api"
+
+[[routes]]
+name = "public"
+path = "/public/*"
+upstream = "api"
+
+[[routes]]
+name = "broken"
+path = "/broken"
+upstream = "down"
+
+[[routes]]
+name = "cors"
+path = "/cors/*"
+methods = ["GET", "PUT"]
+upstream = "api"
+[routes.cors]
+origins = ["https://app.example.com", "https://*.tenant.example"]
+headers = ["content-type"]
+expose = ["x-request-id"]
+credentials = true
+max_age = "10m"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_proxy_over_h1_and_h2_with_forwarding_and_security_headers() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    for version in [Version::H1, Version::H2] {
+        let mut request = get("GET", "/api/v1/users/42?full=1");
+        request
+            .headers_mut()
+            .insert("x-request-id", "trace-abc-123".parse().unwrap());
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        request
+            .headers_mut()
+            .insert("connection", "x-drop-me".parse().unwrap());
+        request
+            .headers_mut()
+            .insert("x-drop-me", "1".parse().unwrap());
+        let reply = shield.send(version, request).await;
+        assert_eq!(reply.status, 200, "{version:?}: {:?}", reply.body);
+        assert_eq!(
+            reply.version,
+            if version == Version::H1 {
+                http::Version::HTTP_11
+            } else {
+                http::Version::HTTP_2
+            }
+        );
+        assert_eq!(reply.body, "upstream:/api/v1/users/42?full=1");
+        assert_eq!(reply.headers["x-request-id"], "trace-abc-123");
+        assert_eq!(
+            reply.headers["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        assert!(reply.headers.get("server").is_none(), "no Server banner");
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(
+            request.headers["x-forwarded-for"], "127.0.0.1",
+            "the client cannot choose its address"
+        );
+        assert_eq!(request.headers["x-forwarded-proto"], "https");
+        assert_eq!(request.headers["x-forwarded-host"], "localhost");
+        assert_eq!(request.headers["x-request-id"], "trace-abc-123");
+        assert!(
+            request.headers.get("x-drop-me").is_none(),
+            "headers named by Connection are hop-by-hop"
+        );
+    }
+    // A request without an id gets a fresh one, on the response and upstream alike.
+    let reply = shield.send(Version::H1, get("GET", "/public/x")).await;
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(upstream.seen()[2].headers["x-request-id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_requests_get_404_and_405_problems_without_reaching_the_upstream() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    for version in [Version::H1, Version::H2] {
+        let reply = shield.send(version, get("GET", "/nowhere")).await;
+        assert_eq!(reply.status, 404);
+        assert_eq!(reply.headers["content-type"], "application/problem+json");
+        let body = reply.json();
+        assert_eq!(body["type"], "https://api-shield.dev/problems/not-found");
+        assert_eq!(body["status"], 404);
+        let reply = shield
+            .send(version, get("DELETE", "/api/v1/users/42"))
+            .await;
+        assert_eq!(reply.status, 405);
+        assert_eq!(reply.headers["allow"], "GET, HEAD, PUT");
+        assert_eq!(
+            reply.json()["type"],
+            "https://api-shield.dev/problems/method-not-allowed"
+        );
+        let reply = shield.send(version, get("GET", "/api/v1/users/")).await;
+        assert_eq!(
+            reply.status, 404,
+            "an empty template segment does not match"
+        );
+    }
+    assert!(upstream.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_normalisation_defeats_route_bypasses() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    // Each of these aims at /admin/... (no route) through the /public/* route's prefix.
+    let bypasses = [
+        "/public/../admin/x",
+        "/public/%2e%2e/admin/x",
+        "/public/.%2E/admin/x",
+        "//admin/x",
+        "/%61dmin/x",
+        "/public/./../admin/x",
+        "/public/x/../../admin/x",
+    ];
+    for target in bypasses {
+        let reply = shield.send(Version::H1, get("GET", target)).await;
+        assert_eq!(reply.status, 404, "{target}");
+    }
+    for target in [
+        "/public/%2fadmin",
+        "/public/%2Fadmin",
+        "/public/a%00b",
+        "/public/a%5c..%5cadmin",
+        "/public/%zz",
+    ] {
+        let reply = shield.send(Version::H1, get("GET", target)).await;
+        assert_eq!(reply.status, 400, "{target}");
+        assert_eq!(
+            reply.json()["type"],
+            "https://api-shield.dev/problems/invalid-path",
+            "{target}"
+        );
+    }
+    assert!(
+        upstream.seen().is_empty(),
+        "nothing reached the upstream: {:?}",
+        upstream.seen()
+    );
+    // What does reach the upstream is the normalised path.
+    let reply = shield
+        .send(Version::H2, get("GET", "/public//a/./b/../%63?q=%2e"))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(upstream.seen()[0].target, "/public/a/c?q=%2e");
+}
+
+fn with_origin(method: &str, target: &str, origin: &str) -> Request<Full<Bytes>> {
+    let mut request = get(method, target);
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_at_the_edge_and_headers_only_for_allowed_origins() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    // Allowed preflight: answered by the shield.
+    let mut preflight = with_origin("OPTIONS", "/cors/item", "https://app.example.com");
+    preflight
+        .headers_mut()
+        .insert("access-control-request-method", "PUT".parse().unwrap());
+    preflight.headers_mut().insert(
+        "access-control-request-headers",
+        "Content-Type".parse().unwrap(),
+    );
+    let reply = shield.send(Version::H2, preflight).await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    assert_eq!(reply.headers["access-control-max-age"], "600");
+    assert!(reply.headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("PUT"));
+    // Preflights for a method or header not allowed, or another origin, are refused.
+    for (origin, method, headers) in [
+        ("https://app.example.com", "DELETE", None),
+        ("https://app.example.com", "PUT", Some("x-secret")),
+        ("https://evil.example.com", "PUT", None),
+        ("https://tenant.example", "GET", None),
+    ] {
+        let mut preflight = with_origin("OPTIONS", "/cors/item", origin);
+        preflight
+            .headers_mut()
+            .insert("access-control-request-method", method.parse().unwrap());
+        if let Some(h) = headers {
+            preflight
+                .headers_mut()
+                .insert("access-control-request-headers", h.parse().unwrap());
+        }
+        let reply = shield.send(Version::H1, preflight).await;
+        assert_eq!(reply.status, 403, "{origin} {method} {headers:?}");
+        assert!(reply.headers.get("access-control-allow-origin").is_none());
+        assert!(reply.headers["vary"].to_str().unwrap().contains("Origin"));
+    }
+    assert!(
+        upstream.seen().is_empty(),
+        "preflights never reach the upstream"
+    );
+    // Actual requests: allowed exact and wildcard-subdomain origins get the headers.
+    for origin in [
+        "https://app.example.com",
+        "https://a.tenant.example",
+        "https://x.y.tenant.example",
+    ] {
+        let reply = shield
+            .send(Version::H1, with_origin("GET", "/cors/item", origin))
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.headers["access-control-allow-origin"], origin);
+        assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+        assert_eq!(
+            reply.headers["access-control-expose-headers"],
+            "x-request-id"
+        );
+        assert_eq!(reply.headers["vary"], "Origin");
+    }
+    // A disallowed origin gets no CORS headers, but still Vary: Origin.
+    let reply = shield
+        .send(
+            Version::H1,
+            with_origin("GET", "/cors/item", "https://evil.example"),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.get("access-control-allow-origin").is_none());
+    assert_eq!(reply.headers["vary"], "Origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_only_redirects_and_never_sends_hsts() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let reply = sender
+        .send_request(get("GET", "/api/v1/users/1?x=2"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 308);
+    assert_eq!(
+        reply.headers()["location"],
+        format!(
+            "https://localhost:{}/api/v1/users/1?x=2",
+            shield.https.port()
+        )
+        .as_str()
+    );
+    assert!(reply.headers().get("strict-transport-security").is_none());
+    assert!(upstream.seen().is_empty());
+    let reply = shield
+        .send(Version::H1, get("GET", "/api/v1/users/1"))
+        .await;
+    assert!(reply.headers.get("strict-transport-security").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_before_the_upstream_sees_anything() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    for version in [Version::H1, Version::H2] {
+        let request = Request::builder()
+            .method("PUT")
+            .uri("/api/v1/users/1")
+            .header("host", "localhost")
+            .header("content-length", "2048")
+            .body(Full::new(Bytes::from(vec![b'x'; 2048])))
+            .unwrap();
+        let reply = shield.send(version, request).await;
+        assert_eq!(reply.status, 413, "{version:?}");
+        assert_eq!(
+            reply.json()["type"],
+            "https://api-shield.dev/problems/payload-too-large"
+        );
+    }
+    assert!(upstream.seen().is_empty());
+    // Within the limit, the body goes through whole.
+    let request = Request::builder()
+        .method("PUT")
+        .uri("/api/v1/users/1")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from(vec![b'x'; 1000])))
+        .unwrap();
+    let reply = shield.send(Version::H2, request).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(upstream.seen()[0].body_len, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_gives_502_problem_json() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let reply = shield.send(Version::H1, get("GET", "/broken")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    let body = reply.json();
+    assert_eq!(
+        body["type"],
+        "https://api-shield.dev/problems/upstream-unavailable"
+    );
+    assert!(
+        !reply.body.windows(9).any(|w| w == b"127.0.0.1"),
+        "no internals in the problem"
+    );
+    drop(shield.daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_off_by_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H1))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    // Half a request head, then silence (slowloris).
+    tls.write_all(b"GET /api/v1/users/1 HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the shield must close the connection");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "closed after {waited:?}, before the 1 s timeout"
+    );
+    assert!(upstream.seen().is_empty());
+}

@@ -1,0 +1,238 @@
+//! HTTPS test kit: a CA and a server certificate made in the test (rcgen), a real upstream HTTP
+//! server that records what reaches it, and a TLS client speaking HTTP/1.1 or HTTP/2 by ALPN.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A CA and a leaf for `localhost` and `127.0.0.1`, as PEM files in a directory.
+pub struct TestPki {
+    /// The CA certificate (DER), to trust in clients.
+    pub ca: CertificateDer<'static>,
+    /// Leaf chain PEM path.
+    pub cert: PathBuf,
+    /// Leaf key PEM path.
+    pub key: PathBuf,
+}
+
+impl TestPki {
+    /// Makes the CA and the leaf in `dir`.
+    pub fn new(dir: &Path) -> TestPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "api-shield test CA");
+        let ca = ca_params.clone().self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let cert = dir.join("server.pem");
+        let key = dir.join("server.key");
+        std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+        TestPki {
+            ca: ca.der().clone(),
+            cert,
+            key,
+        }
+    }
+}
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body length.
+    pub body_len: usize,
+}
+
+/// A real upstream on 127.0.0.1 (port chosen by the kernel) answering `200 upstream:<path>`
+/// with a `Server` banner, and recording every request.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What reached it.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    /// Starts it on the current runtime.
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let target = parts
+                                .uri
+                                .path_and_query()
+                                .map_or("/", |p| p.as_str())
+                                .to_owned();
+                            record.lock().unwrap().push(Seen {
+                                method: parts.method.to_string(),
+                                target: target.clone(),
+                                headers: parts.headers.clone(),
+                                body_len: body.len(),
+                            });
+                            let mut response =
+                                Response::new(Full::new(Bytes::from(format!("upstream:{target}"))));
+                            response
+                                .headers_mut()
+                                .insert("server", "upstream/1.0".parse().unwrap());
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    /// Requests seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Which HTTP version the client asks for by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.1.
+    H1,
+    /// HTTP/2.
+    H2,
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+    /// The version spoken.
+    pub version: http::Version,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// A TLS client config trusting `ca`, offering `version` by ALPN.
+pub fn client_config(ca: &CertificateDer<'static>, version: Version) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![match version {
+        Version::H1 => b"http/1.1".to_vec(),
+        Version::H2 => b"h2".to_vec(),
+    }];
+    Arc::new(config)
+}
+
+/// Sends one request over a fresh TLS connection to `addr` (SNI `localhost`).
+pub async fn send(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    version: Version,
+    mut request: Request<Full<Bytes>>,
+) -> Reply {
+    if version == Version::H2 && request.uri().scheme().is_none() {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        *request.uri_mut() = format!("https://localhost{target}").parse().unwrap();
+        request.headers_mut().remove("host");
+    }
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let io = TokioIo::new(tls);
+    let response = match version {
+        Version::H1 => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            sender.send_request(request).await.unwrap()
+        }
+        Version::H2 => {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            sender.send_request(request).await.unwrap()
+        }
+    };
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+        version: parts.version,
+    }
+}
+
+/// A GET (or another method) with a Host header and no body.
+pub fn get(method: &str, target: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
