@@ -463,3 +463,113 @@ async fn a_slow_client_is_cut_off_by_the_header_timeout() {
     );
     assert!(upstream.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_reload_serves_new_connections_without_dropping_open_ones() {
+    let upstream = Upstream::start().await;
+    let mut shield = Shield::start(upstream.addr, ROUTES);
+    let config = client_config(&shield.pki.ca, Version::H2);
+    let (mut open, first) = support::https::connect_h2(shield.https, config).await;
+    let reply = open
+        .send_request(get("GET", "https://localhost/public/1"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+
+    let second = shield.pki.issue();
+    assert_ne!(first, second);
+    nix::sys::signal::kill(shield.daemon.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    shield
+        .daemon
+        .wait_for("certificates reloaded", std::time::Duration::from_secs(10))
+        .unwrap();
+    // A fresh client config: no TLS session to resume, so the server must show its certificate.
+    let fresh = client_config(&shield.pki.ca, Version::H2);
+    let (_, served) = support::https::connect_h2(shield.https, fresh).await;
+    assert_eq!(served, second, "new connections get the new certificate");
+    let reply = open
+        .send_request(get("GET", "https://localhost/public/2"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200, "the open connection is still served");
+    assert_eq!(upstream.seen().len(), 2);
+}
+
+/// A ClientHello as an old or weak client sends it: `version` in the hello, these suites.
+fn client_hello(version: u16, suites: &[u16]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend(version.to_be_bytes());
+    body.extend([0x42u8; 32]);
+    body.push(0);
+    body.extend(((suites.len() * 2) as u16).to_be_bytes());
+    for suite in suites {
+        body.extend(suite.to_be_bytes());
+    }
+    body.extend([1, 0]);
+    let mut ext = Vec::new();
+    let name = b"localhost";
+    let mut sni = Vec::new();
+    sni.extend(((name.len() + 3) as u16).to_be_bytes());
+    sni.push(0);
+    sni.extend((name.len() as u16).to_be_bytes());
+    sni.extend(name);
+    for (kind, data) in [
+        (0x0000u16, sni),
+        (0x000a, vec![0, 4, 0x00, 0x1d, 0x00, 0x17]),
+        (0x000b, vec![1, 0]),
+        (0x000d, vec![0, 6, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01]),
+    ] {
+        ext.extend(kind.to_be_bytes());
+        ext.extend((data.len() as u16).to_be_bytes());
+        ext.extend(data);
+    }
+    body.extend((ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    let mut handshake = vec![1];
+    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// The first record the server answers a hello with: (content type, first bytes).
+async fn first_record(addr: SocketAddr, hello: &[u8]) -> (u8, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(hello).await.unwrap();
+    let mut buf = [0u8; 7];
+    tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_exact(&mut buf))
+        .await
+        .expect("the server answers")
+        .unwrap();
+    (buf[0], buf.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_1_and_weak_suites_are_refused() {
+    const ALERT: u8 = 0x15;
+    const HANDSHAKE: u8 = 0x16;
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    // Control: a TLS 1.2 hello with an AEAD suite for the server's ECDSA key gets a ServerHello.
+    let (kind, _) = first_record(shield.https, &client_hello(0x0303, &[0xc02b])).await;
+    assert_eq!(kind, HANDSHAKE);
+    // TLS 1.1, even with good suites: protocol_version alert.
+    let (kind, bytes) = first_record(
+        shield.https,
+        &client_hello(0x0302, &[0xc02b, 0xc009, 0x002f]),
+    )
+    .await;
+    assert_eq!(kind, ALERT, "{bytes:?}");
+    assert_eq!(bytes[6], 70, "protocol_version");
+    // TLS 1.2 with only CBC and RSA-key-exchange suites: handshake_failure.
+    let (kind, bytes) = first_record(
+        shield.https,
+        &client_hello(0x0303, &[0xc009, 0xc013, 0x002f, 0x0035, 0x000a]),
+    )
+    .await;
+    assert_eq!(kind, ALERT, "{bytes:?}");
+    assert_eq!(bytes[6], 40, "handshake_failure");
+}

@@ -125,6 +125,11 @@ impl Daemon {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
     /// Sends SIGTERM and waits for the exit; collects the rest of the log.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

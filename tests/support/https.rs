@@ -24,6 +24,9 @@ pub struct TestPki {
     pub cert: PathBuf,
     /// Leaf key PEM path.
     pub key: PathBuf,
+    ca_params: rcgen::CertificateParams,
+    ca_key: rcgen::KeyPair,
+    ca_pem: String,
 }
 
 impl TestPki {
@@ -36,21 +39,29 @@ impl TestPki {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "api-shield test CA");
         let ca = ca_params.clone().self_signed(&ca_key).unwrap();
+        let pki = TestPki {
+            ca: ca.der().clone(),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            ca_params,
+            ca_key,
+            ca_pem: ca.pem(),
+        };
+        pki.issue();
+        pki
+    }
+
+    /// Issues a fresh leaf (new key) into the PEM files; returns its DER.
+    pub fn issue(&self) -> CertificateDer<'static> {
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let leaf_params =
             rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                 .unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-        let cert = dir.join("server.pem");
-        let key = dir.join("server.key");
-        std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-        TestPki {
-            ca: ca.der().clone(),
-            cert,
-            key,
-        }
+        std::fs::write(&self.key, leaf_key.serialize_pem()).unwrap();
+        std::fs::write(&self.cert, format!("{}{}", leaf.pem(), self.ca_pem)).unwrap();
+        leaf.der().clone()
     }
 }
 
@@ -225,6 +236,30 @@ pub async fn send(
         body: body.collect().await.unwrap().to_bytes(),
         version: parts.version,
     }
+}
+
+/// An open HTTP/2 connection over TLS, and the leaf certificate the server showed.
+pub async fn connect_h2(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    CertificateDer<'static>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    (sender, leaf)
 }
 
 /// A GET (or another method) with a Host header and no body.

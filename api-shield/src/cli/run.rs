@@ -13,6 +13,9 @@ use crate::{
     telemetry::{init_logging, LogFormat},
 };
 
+/// How often certificate files are checked for changes.
+const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How often expired bans are removed from the map.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -87,9 +90,24 @@ async fn serve(config: config::Config) -> Result<()> {
         dry_run = config.fastpath.dry_run,
         "ready"
     );
-    let signal = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut file_check = tokio::time::interval(CERTIFICATE_CHECK_INTERVAL);
+    let signal = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading certificates");
+                if let Some(proxy) = &proxy {
+                    proxy.reload_certificates(false);
+                }
+            }
+            _ = file_check.tick() => {
+                if let Some(proxy) = &proxy {
+                    proxy.reload_certificates(true);
+                }
+            }
+        }
     };
     tracing::info!(signal, "stopping");
     if let Some(proxy) = proxy {

@@ -16,7 +16,7 @@ use super::{
     handler::{Connection, Proxy},
     problem::{self, full, Body, Denial},
     routing::host_without_port,
-    tls::{self, TlsError},
+    tls::{self, Certificates, TlsError},
 };
 use crate::config::{Config, ProxyConfig};
 
@@ -49,6 +49,7 @@ pub enum ProxyError {
 #[derive(Debug)]
 pub struct ProxyServer {
     tasks: Vec<JoinHandle<()>>,
+    certificates: Vec<(String, Arc<Certificates>)>,
     /// Where each listener listens, by name (HTTPS and redirect).
     pub addresses: Vec<(String, SocketAddr)>,
 }
@@ -60,6 +61,7 @@ impl ProxyServer {
         let settings = Arc::new(config.proxy.clone());
         let mut server = ProxyServer {
             tasks: Vec::new(),
+            certificates: Vec::new(),
             addresses: Vec::new(),
         };
         for (i, listener) in config.listeners.iter().enumerate() {
@@ -67,10 +69,12 @@ impl ProxyServer {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("listener-{i}"));
-            let tls = tls::server_config(&listener.tls).map_err(|source| ProxyError::Tls {
-                listener: name.clone(),
-                source,
-            })?;
+            let (tls, certificates) =
+                tls::server_config(&listener.tls).map_err(|source| ProxyError::Tls {
+                    listener: name.clone(),
+                    source,
+                })?;
+            server.certificates.push((name.clone(), certificates));
             let addr: SocketAddr = listener.bind.parse().expect("validated bind address");
             let tcp = bind(&name, addr).await?;
             let local = tcp.local_addr().unwrap_or(addr);
@@ -96,6 +100,23 @@ impl ProxyServer {
             }
         }
         Ok(server)
+    }
+
+    /// Reloads every listener's certificates from their files (all of them when `only_changed`
+    /// is false, else those whose files changed). A listener whose new files are bad keeps its
+    /// old certificates and the error is logged.
+    pub fn reload_certificates(&self, only_changed: bool) {
+        for (listener, certificates) in &self.certificates {
+            if only_changed && !certificates.files_changed() {
+                continue;
+            }
+            match certificates.reload() {
+                Ok(()) => tracing::info!(listener = %listener, "certificates reloaded"),
+                Err(error) => {
+                    tracing::error!(listener = %listener, %error, "certificate reload failed; keeping the previous ones")
+                }
+            }
+        }
     }
 
     /// Stops accepting and drops open connections.

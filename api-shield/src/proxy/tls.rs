@@ -1,8 +1,12 @@
 //! TLS for the HTTPS listeners (rustls with the ring provider): TLS 1.2 and 1.3 only, AEAD
 //! suites only (a configurable subset), ALPN `h2` and `http/1.1`, PEM chains and keys (RSA,
 //! ECDSA, Ed25519) chosen by SNI, or an `adhoc` self-signed certificate for development.
+//! Certificates are swapped in place ([`Certificates::reload`]): new handshakes get the new ones,
+//! open connections keep going.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::SystemTime};
+
+use arc_swap::ArcSwap;
 
 use rustls::{
     crypto::{ring as provider, CryptoProvider},
@@ -99,8 +103,8 @@ pub enum TlsError {
     },
 }
 
-/// The rustls configuration of one listener.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+/// The rustls configuration of one listener, and the handle that reloads its certificates.
+pub fn server_config(tls: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<Certificates>), TlsError> {
     let mut crypto = provider::default_provider();
     if !tls.cipher_suites.is_empty() {
         crypto.cipher_suites = SUITE_NAMES
@@ -123,21 +127,75 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     if wants_12 {
         versions.push(&rustls::version::TLS12);
     }
-    let certs = if tls.adhoc {
-        vec![adhoc(&crypto, &tls.adhoc_names)?]
-    } else {
-        tls.certificates
-            .iter()
-            .map(|c| load(&crypto, &c.cert, &c.key))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let certificates = Arc::new(Certificates {
+        current: ArcSwap::from_pointee(load_all(&crypto, tls)?),
+        files_changed: std::sync::Mutex::new(modified(tls)),
+        config: tls.clone(),
+        crypto: Arc::clone(&crypto),
+    });
     let mut config = ServerConfig::builder_with_provider(crypto)
         .with_protocol_versions(&versions)
         .map_err(|source| TlsError::Settings { source })?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { certs }));
+        .with_cert_resolver(Arc::new(SniResolver {
+            certificates: Arc::clone(&certificates),
+        }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), certificates))
+}
+
+/// A listener's certificates, swappable while it serves.
+#[derive(Debug)]
+pub struct Certificates {
+    current: ArcSwap<Vec<Loaded>>,
+    files_changed: std::sync::Mutex<Vec<Option<SystemTime>>>,
+    config: TlsConfig,
+    crypto: Arc<CryptoProvider>,
+}
+
+impl Certificates {
+    /// Reads the PEM files again and swaps them in; on error the old ones stay.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        if self.config.adhoc {
+            return Ok(());
+        }
+        let fresh = load_all(&self.crypto, &self.config)?;
+        self.current.store(Arc::new(fresh));
+        *self
+            .files_changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = modified(&self.config);
+        Ok(())
+    }
+
+    /// Whether a certificate or key file changed since the last load.
+    pub fn files_changed(&self) -> bool {
+        let now = modified(&self.config);
+        *self
+            .files_changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            != now
+    }
+}
+
+fn modified(tls: &TlsConfig) -> Vec<Option<SystemTime>> {
+    tls.certificates
+        .iter()
+        .flat_map(|c| [&c.cert, &c.key])
+        .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn load_all(crypto: &CryptoProvider, tls: &TlsConfig) -> Result<Vec<Loaded>, TlsError> {
+    if tls.adhoc {
+        Ok(vec![adhoc(crypto, &tls.adhoc_names)?])
+    } else {
+        tls.certificates
+            .iter()
+            .map(|c| load(crypto, &c.cert, &c.key))
+            .collect()
+    }
 }
 
 /// A certificate with the DER of its leaf, to test names against.
@@ -150,21 +208,20 @@ struct Loaded {
 /// Picks the first certificate valid for the SNI name, else the first one.
 #[derive(Debug)]
 struct SniResolver {
-    certs: Vec<Loaded>,
+    certificates: Arc<Certificates>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let certs = self.certificates.current.load();
         let chosen = hello.server_name().and_then(|name| {
             let name = ServerName::try_from(name).ok()?;
-            self.certs.iter().find(|c| {
+            certs.iter().find(|c| {
                 webpki::EndEntityCert::try_from(&c.leaf)
                     .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
             })
         });
-        chosen
-            .or_else(|| self.certs.first())
-            .map(|c| Arc::clone(&c.key))
+        chosen.or_else(|| certs.first()).map(|c| Arc::clone(&c.key))
     }
 }
 
