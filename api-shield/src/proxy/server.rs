@@ -113,7 +113,11 @@ impl ProxyServer {
             match certificates.reload() {
                 Ok(()) => tracing::info!(listener = %listener, "certificates reloaded"),
                 Err(error) => {
-                    tracing::error!(listener = %listener, %error, "certificate reload failed; keeping the previous ones")
+                    tracing::error!(
+                        listener = %listener,
+                        %error,
+                        "certificate reload failed; keeping the previous ones"
+                    );
                 }
             }
         }
