@@ -3,6 +3,7 @@
 mod ban;
 mod bans;
 mod check_config;
+mod demo_api;
 mod maps_args;
 mod run;
 mod stats;
@@ -49,6 +50,10 @@ enum Command {
     ///
     /// Example: api-shield stats --json
     Stats(stats::Args),
+    /// Serve a small demo JSON API to put the shield in front of (for trying it out).
+    ///
+    /// Example: api-shield demo-api --bind 127.0.0.1:9000
+    DemoApi(demo_api::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -61,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Unban(args) => unban::run(&args),
         Command::Bans(args) => bans::run(&args),
         Command::Stats(args) => stats::run(&args),
+        Command::DemoApi(args) => demo_api::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

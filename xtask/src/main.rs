@@ -24,7 +24,8 @@ enum Task {
     Setup,
     /// Set up, then build the release binary (with the XDP program embedded).
     Build,
-    /// Set up, build, and run the daemon on config/api-shield.toml (needs root).
+    /// Set up, build, and run the daemon on config/api-shield.toml (needs root), with the demo
+    /// API it fronts beside it.
     ///
     /// Extra arguments go to `api-shield run`, e.g. `cargo xtask run -- --log-format json`.
     Run {
@@ -57,9 +58,16 @@ fn main() -> Result<()> {
             build_release()?;
             let binary = cmd::workspace_root().join("target/release/api-shield");
             let config = cmd::workspace_root().join("config/api-shield.toml");
+            // The default config fronts the demo API on 127.0.0.1:9000.
+            let mut demo = std::process::Command::new(&binary)
+                .args(["demo-api", "--bind", "127.0.0.1:9000"])
+                .spawn()?;
             let mut run = std::process::Command::new(binary);
             run.arg("run").arg("--config").arg(config).args(args);
-            cmd::exec(run)
+            let result = cmd::exec(run);
+            let _ = demo.kill();
+            let _ = demo.wait();
+            result
         }
         Task::Test { args } => {
             setup::run()?;
