@@ -56,7 +56,7 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         .into_body()
         .collect()
         .await
-        .map(|b| b.to_bytes())
+        .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
     let (status, value) = match (method.as_str(), path.as_str()) {
         ("GET", "/health") => (StatusCode::OK, json!({ "status": "ok" })),
