@@ -27,6 +27,11 @@ struct Shield {
 impl Shield {
     /// Starts the daemon (fast path off) in front of `upstream` with `routes` (TOML).
     fn start(upstream: SocketAddr, routes: &str) -> Shield {
+        Shield::start_with(upstream, routes, "")
+    }
+
+    /// The same, with more `[proxy]` settings.
+    fn start_with(upstream: SocketAddr, routes: &str, proxy: &str) -> Shield {
         let dir = tempfile::tempdir().unwrap();
         let pki = TestPki::new(dir.path());
         let config = format!(
@@ -37,6 +42,7 @@ enabled = false
 [proxy]
 max_body_bytes = 1024
 header_timeout = "1s"
+{proxy}
 
 [[listeners]]
 bind = "127.0.0.1:0"
@@ -572,4 +578,107 @@ async fn tls_1_1_and_weak_suites_are_refused() {
     .await;
     assert_eq!(kind, ALERT, "{bytes:?}");
     assert_eq!(bytes[6], 40, "handshake_failure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_or_too_many_headers_get_431_without_reaching_the_upstream() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start_with(
+        upstream.addr,
+        ROUTES,
+        "max_header_bytes = 8192\nmax_headers = 20",
+    );
+    let mut many = get("GET", "/public/x");
+    for i in 0..30 {
+        many.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+            "1".parse().unwrap(),
+        );
+    }
+    assert_eq!(shield.send(Version::H1, many).await.status, 431);
+    let mut big = get("GET", "/public/x");
+    big.headers_mut()
+        .insert("x-big", "a".repeat(10_000).parse().unwrap());
+    assert_eq!(shield.send(Version::H1, big).await.status, 431);
+    assert!(upstream.seen().is_empty());
+    assert_eq!(
+        shield
+            .send(Version::H1, get("GET", "/public/x"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_client_address_are_limited() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start_with(upstream.addr, ROUTES, "max_connections_per_ip = 2");
+    let config = client_config(&shield.pki.ca, Version::H2);
+    let (mut first, _) = support::https::connect_h2(shield.https, config.clone()).await;
+    let (_second, _) = support::https::connect_h2(shield.https, config.clone()).await;
+    assert_eq!(
+        first
+            .send_request(get("GET", "https://localhost/public/1"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The third is closed as soon as it is accepted: its handshake fails.
+    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
+    let third = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H2))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await;
+    assert!(
+        third.is_err(),
+        "a third connection from the same address must be refused"
+    );
+    assert!(shield.daemon.log.iter().all(|l| !l.contains("panicked")));
+    // Closing one frees its place: a new connection gets through once the shield sees the close.
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
+        let attempt = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H2))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await;
+        if attempt.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed connection's place was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_is_kept_only_from_trusted_proxies() {
+    let upstream = Upstream::start().await;
+    let mut shield =
+        Shield::start_with(upstream.addr, ROUTES, "trusted_proxies = [\"127.0.0.0/8\"]");
+    let mut request = get("GET", "/public/x");
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    assert_eq!(shield.send(Version::H1, request).await.status, 200);
+    assert_eq!(
+        upstream.seen()[0].headers["x-forwarded-for"],
+        "203.0.113.9, 127.0.0.1"
+    );
+    shield
+        .daemon
+        .wait_for(
+            "\"client_ip\":\"203.0.113.9\"",
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
 }

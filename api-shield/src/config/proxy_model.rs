@@ -137,8 +137,14 @@ pub struct ProxyConfig {
     pub header_timeout: Duration,
     /// Largest request body forwarded (bytes); larger gets 413 before the upstream sees it.
     pub max_body_bytes: u64,
-    /// Largest request head (bytes, HTTP/1.1).
+    /// Largest request head (bytes).
     pub max_header_bytes: usize,
+    /// Most request headers (HTTP/1.1; HTTP/2 is bounded by `max_header_bytes`).
+    pub max_headers: usize,
+    /// Most connections open at once from one client address (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Peers (CIDRs) trusted to say who the client is in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// HSTS on HTTPS responses.
     pub hsts: HstsConfig,
     /// Add the default security headers (nosniff, frame-ancestors, Referrer-Policy).
@@ -153,6 +159,9 @@ impl Default for ProxyConfig {
             header_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
             max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_connections_per_ip: 256,
+            trusted_proxies: Vec::new(),
             hsts: HstsConfig::default(),
             security_headers: true,
             workers: 2,

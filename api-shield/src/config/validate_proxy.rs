@@ -164,13 +164,16 @@ fn proxy(config: &Config) -> Result<(), Problem> {
     if proxy.header_timeout.is_zero() {
         return Err(problem("proxy.header_timeout", "must be more than zero"));
     }
+    if !(1..=1000).contains(&proxy.max_headers) {
+        return Err(problem("proxy.max_headers", "must be between 1 and 1000"));
+    }
     if !(1..=64).contains(&proxy.workers) {
         return Err(problem("proxy.workers", "must be between 1 and 64"));
     }
-    if !(1024..=1024 * 1024).contains(&proxy.max_header_bytes) {
+    if !(8192..=1024 * 1024).contains(&proxy.max_header_bytes) {
         return Err(problem(
             "proxy.max_header_bytes",
-            "must be between 1024 and 1048576",
+            "must be between 8192 and 1048576",
         ));
     }
     Ok(())

@@ -1,7 +1,12 @@
 //! The request pipeline: request id, path normalisation, routing, CORS preflight, body limit,
 //! forwarding with X-Forwarded-* and without hop-by-hop headers, response headers, access log.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
@@ -40,6 +45,7 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Proxy {
     routes: RouteTable<Target>,
+    trusted_proxies: Vec<ipnet::IpNet>,
     headers: ResponseHeaders,
     max_body: u64,
 }
@@ -75,6 +81,7 @@ impl Proxy {
             routes: RouteTable::new(routes),
             headers: ResponseHeaders::new(&config.proxy),
             max_body: config.proxy.max_body_bytes,
+            trusted_proxies: config.proxy.trusted_proxies.clone(),
         }
     }
 
@@ -86,10 +93,18 @@ impl Proxy {
     ) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
+        let client = client_address(
+            connection.peer.ip(),
+            request
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+            &self.trusted_proxies,
+        );
         let method = request.method().clone();
         let mut outcome = Outcome::default();
         let mut response = self
-            .route(request, connection, &request_id, &mut outcome)
+            .route(request, connection, &client, &request_id, &mut outcome)
             .await;
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
@@ -99,7 +114,7 @@ impl Proxy {
         tracing::info!(
             target: "access",
             request_id = %request_id,
-            client_ip = %connection.peer.ip(),
+            client_ip = %client.ip,
             route = outcome.route.as_deref().unwrap_or("-"),
             method = %method,
             status = response.status().as_u16(),
@@ -115,6 +130,7 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         connection: &Connection,
+        client: &Client,
         request_id: &str,
         outcome: &mut Outcome,
     ) -> Response<Body> {
@@ -190,6 +206,7 @@ impl Proxy {
             .forward(
                 request,
                 connection,
+                client,
                 &route.target.upstream,
                 &path,
                 request_id,
@@ -236,6 +253,7 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         connection: &Connection,
+        client: &Client,
         upstream: &Upstream,
         path: &str,
         request_id: &str,
@@ -288,6 +306,7 @@ impl Proxy {
         forwarded_headers(
             &mut parts.headers,
             connection,
+            client,
             original_host.as_deref(),
             request_id,
         );
@@ -326,17 +345,72 @@ struct Outcome {
     denial: Option<Denial>,
 }
 
+/// Who the client is, as far as the shield can trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The client's address.
+    pub ip: IpAddr,
+    /// The `X-Forwarded-For` to send upstream.
+    pub forwarded_for: String,
+}
+
+/// The client behind a request. The socket peer is the client, and a client-sent
+/// `X-Forwarded-For` is replaced, unless the peer is a trusted proxy: then its chain is kept (the
+/// peer appended) and the client is the rightmost address in it that is not a trusted proxy.
+pub fn client_address(
+    peer: IpAddr,
+    forwarded_for: Option<&str>,
+    trusted: &[ipnet::IpNet],
+) -> Client {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let untrusted_peer = Client {
+        ip: peer,
+        forwarded_for: peer.to_string(),
+    };
+    let Some(chain) = forwarded_for.filter(|_| is_trusted(&peer)) else {
+        return untrusted_peer;
+    };
+    let mut hops = Vec::new();
+    for hop in chain.split(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => hops.push(ip),
+            // A chain that is not a list of addresses says nothing to trust.
+            Err(_) => return untrusted_peer,
+        }
+    }
+    let ip = hops
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .copied()
+        .unwrap_or(peer);
+    Client {
+        ip,
+        forwarded_for: format!(
+            "{}, {peer}",
+            hops.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 fn forwarded_headers(
     headers: &mut HeaderMap,
     connection: &Connection,
+    client: &Client,
     host: Option<&str>,
     request_id: &str,
 ) {
-    // The client address comes from the socket; a client-sent X-Forwarded-For is not trusted.
-    headers.insert(
-        "x-forwarded-for",
-        HeaderValue::from_str(&connection.peer.ip().to_string()).expect("an IP is a header value"),
-    );
+    match HeaderValue::from_str(&client.forwarded_for) {
+        Ok(value) => {
+            headers.insert("x-forwarded-for", value);
+        }
+        Err(_) => {
+            headers.remove("x-forwarded-for");
+        }
+    }
     headers.insert(
         "x-forwarded-proto",
         HeaderValue::from_static(if connection.https { "https" } else { "http" }),
@@ -371,4 +445,27 @@ fn request_id(headers: &HeaderMap) -> String {
         let _ = write!(id, "{b:02x}");
         id
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "198.51.100.1".parse().unwrap();
+        let c = client_address(peer, Some("6.6.6.6"), &trusted);
+        assert_eq!(c.ip, peer, "an untrusted peer cannot name the client");
+        assert_eq!(c.forwarded_for, "198.51.100.1");
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let c = client_address(proxy, Some("203.0.113.7, 10.1.1.1"), &trusted);
+        assert_eq!(c.ip.to_string(), "203.0.113.7", "rightmost untrusted hop");
+        assert_eq!(c.forwarded_for, "203.0.113.7, 10.1.1.1, 10.0.0.5");
+        let c = client_address(proxy, Some("not-an-ip"), &trusted);
+        assert_eq!(c.ip, proxy);
+        assert_eq!(c.forwarded_for, "10.0.0.5");
+        let c = client_address(proxy, None, &trusted);
+        assert_eq!(c.ip, proxy);
+    }
 }

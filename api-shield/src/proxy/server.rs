@@ -13,6 +13,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use super::{
+    conn_limit::ConnectionLimiter,
     handler::{Connection, Proxy},
     problem::{self, full, Body, Denial},
     routing::host_without_port,
@@ -59,6 +60,8 @@ impl ProxyServer {
     pub async fn start(config: &Config) -> Result<ProxyServer, ProxyError> {
         let proxy = Arc::new(Proxy::new(config));
         let settings = Arc::new(config.proxy.clone());
+        // One limiter for all listeners: the limit is per client address.
+        let limiter = ConnectionLimiter::new(config.proxy.max_connections_per_ip);
         let mut server = ProxyServer {
             tasks: Vec::new(),
             certificates: Vec::new(),
@@ -85,6 +88,7 @@ impl ProxyServer {
                 TlsAcceptor::from(tls),
                 Arc::clone(&proxy),
                 Arc::clone(&settings),
+                Arc::clone(&limiter),
             )));
             if let Some(redirect) = &listener.redirect {
                 let addr: SocketAddr = redirect.bind.parse().expect("validated bind address");
@@ -147,7 +151,8 @@ fn connection_builder(settings: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
-        .max_buf_size(settings.max_header_bytes.max(8192));
+        .max_headers(settings.max_headers)
+        .max_buf_size(settings.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -160,6 +165,7 @@ async fn serve_https(
     acceptor: TlsAcceptor,
     proxy: Arc<Proxy>,
     settings: Arc<ProxyConfig>,
+    limiter: Arc<ConnectionLimiter>,
 ) {
     loop {
         let (stream, peer) = match tcp.accept().await {
@@ -169,10 +175,15 @@ async fn serve_https(
                 continue;
             }
         };
+        let Some(permit) = limiter.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, "connection refused: too many open from this address");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let proxy = Arc::clone(&proxy);
         let settings = Arc::clone(&settings);
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = stream.set_nodelay(true);
             // The handshake counts against the header timeout too (slow TLS clients).
             let tls = match tokio::time::timeout(settings.header_timeout, acceptor.accept(stream))
