@@ -34,6 +34,18 @@ impl Shield {
     fn start_with(upstream: SocketAddr, routes: &str, proxy: &str) -> Shield {
         let dir = tempfile::tempdir().unwrap();
         let pki = TestPki::new(dir.path());
+        Shield::start_full(upstream, routes, proxy, "", pki, dir)
+    }
+
+    /// The same, with more `[listeners.tls]` settings and a given PKI.
+    fn start_full(
+        upstream: SocketAddr,
+        routes: &str,
+        proxy: &str,
+        tls: &str,
+        pki: TestPki,
+        dir: tempfile::TempDir,
+    ) -> Shield {
         let config = format!(
             r#"
 [fastpath]
@@ -49,6 +61,7 @@ bind = "127.0.0.1:0"
 redirect = {{ bind = "127.0.0.1:0" }}
 [listeners.tls]
 certificates = [{{ cert = "{cert}", key = "{key}" }}]
+{tls}
 
 [[upstreams]]
 name = "api"
@@ -681,4 +694,99 @@ async fn x_forwarded_for_is_kept_only_from_trusted_proxies() {
             std::time::Duration::from_secs(5),
         )
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let tls = format!("client_ca = \"{}\"", pki.ca_file.display());
+    let shield = Shield::start_full(upstream.addr, ROUTES, "", &tls, pki, dir);
+    let identity = shield.pki.client_identity();
+    let with_cert = support::https::client_config_with(&shield.pki.ca, Version::H1, Some(identity));
+    let reply = send(
+        shield.https,
+        with_cert,
+        Version::H1,
+        get("GET", "/public/x"),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    // Without a certificate, or with one from another CA, the request is never served.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestPki::new(other_dir.path());
+    for identity in [None, Some(other.client_identity())] {
+        let config = support::https::client_config_with(&shield.pki.ca, Version::H1, identity);
+        let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
+        let outcome: Result<_, std::io::Error> = async {
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(
+                    rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                    tcp,
+                )
+                .await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            sender
+                .send_request(get("GET", "/public/y"))
+                .await
+                .map_err(std::io::Error::other)
+        }
+        .await;
+        assert!(
+            outcome.is_err(),
+            "served without a valid client certificate"
+        );
+    }
+    assert_eq!(upstream.seen().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstreams_are_validated_against_the_configured_ca() {
+    let plain = Upstream::start().await;
+    let up_dir = tempfile::tempdir().unwrap();
+    let up_pki = TestPki::new(up_dir.path());
+    let secure = Upstream::start_with(Some(up_pki.server_config())).await;
+    let wrong_dir = tempfile::tempdir().unwrap();
+    let wrong = TestPki::new(wrong_dir.path());
+    let routes = format!(
+        r#"
+[[upstreams]]
+name = "secure"
+url = "https://localhost:{port}"
+ca = "{ca}"
+
+[[upstreams]]
+name = "mistrusted"
+url = "https://localhost:{port}"
+ca = "{wrong}"
+
+[[routes]]
+name = "secure"
+path = "/secure/*"
+upstream = "secure"
+
+[[routes]]
+name = "mistrusted"
+path = "/mistrusted/*"
+upstream = "mistrusted"
+"#,
+        port = secure.addr.port(),
+        ca = up_pki.ca_file.display(),
+        wrong = wrong.ca_file.display(),
+    );
+    let shield = Shield::start(plain.addr, &routes);
+    let reply = shield.send(Version::H2, get("GET", "/secure/a")).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body, "upstream:/secure/a");
+    let reply = shield.send(Version::H1, get("GET", "/mistrusted/a")).await;
+    assert_eq!(
+        reply.status, 502,
+        "an upstream certificate from an unknown CA is refused"
+    );
+    assert_eq!(secure.seen().len(), 1);
 }

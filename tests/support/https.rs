@@ -24,6 +24,8 @@ pub struct TestPki {
     pub cert: PathBuf,
     /// Leaf key PEM path.
     pub key: PathBuf,
+    /// The CA certificate as a PEM file.
+    pub ca_file: PathBuf,
     ca_params: rcgen::CertificateParams,
     ca_key: rcgen::KeyPair,
     ca_pem: String,
@@ -43,12 +45,55 @@ impl TestPki {
             ca: ca.der().clone(),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
+            ca_file: dir.join("ca.pem"),
             ca_params,
             ca_key,
             ca_pem: ca.pem(),
         };
+        std::fs::write(&pki.ca_file, &pki.ca_pem).unwrap();
         pki.issue();
         pki
+    }
+
+    /// A client certificate chain and key signed by this CA.
+    pub fn client_identity(
+        &self,
+    ) -> (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test client");
+        let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+    }
+
+    /// A TLS server config serving this PKI's leaf (for a TLS upstream).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let chain: Vec<CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut std::fs::read(&self.cert).unwrap().as_slice())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = rustls_pemfile::private_key(&mut std::fs::read(&self.key).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+        )
     }
 
     /// Issues a fresh leaf (new key) into the PEM files; returns its DER.
@@ -90,6 +135,11 @@ pub struct Upstream {
 impl Upstream {
     /// Starts it on the current runtime.
     pub async fn start() -> Upstream {
+        Upstream::start_with(None).await
+    }
+
+    /// Starts it, serving TLS with `tls` when given.
+    pub async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -100,6 +150,7 @@ impl Upstream {
                     return;
                 };
                 let record = Arc::clone(&record);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let record = Arc::clone(&record);
@@ -129,9 +180,25 @@ impl Upstream {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(config) => {
+                            let Ok(stream) =
+                                tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                            else {
+                                return;
+                            };
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -174,22 +241,38 @@ impl Reply {
     }
 }
 
-/// A TLS client config trusting `ca`, offering `version` by ALPN.
-pub fn client_config(ca: &CertificateDer<'static>, version: Version) -> Arc<rustls::ClientConfig> {
+/// A TLS client config trusting `ca`, offering `version` by ALPN, with a client certificate
+/// when `identity` is given.
+pub fn client_config_with(
+    ca: &CertificateDer<'static>,
+    version: Version,
+    identity: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![match version {
         Version::H1 => b"http/1.1".to_vec(),
         Version::H2 => b"h2".to_vec(),
     }];
     Arc::new(config)
+}
+
+/// A TLS client config trusting `ca`, offering `version` by ALPN.
+pub fn client_config(ca: &CertificateDer<'static>, version: Version) -> Arc<rustls::ClientConfig> {
+    client_config_with(ca, version, None)
 }
 
 /// Sends one request over a fresh TLS connection to `addr` (SNI `localhost`).

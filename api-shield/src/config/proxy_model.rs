@@ -39,6 +39,10 @@ pub struct TlsConfig {
     pub versions: Vec<String>,
     /// AEAD cipher suites (IANA names), a subset of what the library offers (default all).
     pub cipher_suites: Vec<String>,
+    /// PEM CA(s) whose client certificates this listener requires (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: also serve clients that present no certificate.
+    pub client_auth_optional: bool,
 }
 
 /// One certificate chain and its key.
@@ -65,8 +69,11 @@ pub struct RedirectConfig {
 pub struct UpstreamConfig {
     /// Name routes refer to.
     pub name: String,
-    /// Base URL, e.g. `"http://127.0.0.1:9000"`.
+    /// Base URL, e.g. `"http://127.0.0.1:9000"` or `"https://api.internal:8443"`.
     pub url: String,
+    /// PEM CA(s) to validate an `https` upstream against (default: the system roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
     /// Time to establish a connection.
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,

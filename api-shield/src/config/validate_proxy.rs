@@ -91,14 +91,13 @@ fn upstreams(config: &Config) -> Result<HashSet<&str>, Problem> {
             )
         })?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+            Some("http" | "https") => {}
+            _ => {
                 return Err(problem(
                     format!("{key}.url"),
-                    "TLS to upstreams is not supported yet: use http://",
+                    "must start with http:// or https://",
                 ))
             }
-            _ => return Err(problem(format!("{key}.url"), "must start with http://")),
         }
         if uri.authority().is_none() || !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(problem(

@@ -19,6 +19,7 @@ use super::{
     normalize::normalize,
     problem::{self, full, Body, Denial},
     routing::{HostPattern, PathPattern, Route, RouteMatch, RouteTable},
+    tls::TlsError,
     upstream::Upstream,
 };
 use crate::config::Config;
@@ -51,13 +52,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Compiles a validated config.
-    pub fn new(config: &Config) -> Proxy {
-        let upstreams: HashMap<&str, Arc<Upstream>> = config
-            .upstreams
-            .iter()
-            .map(|u| (u.name.as_str(), Arc::new(Upstream::new(u))))
-            .collect();
+    /// Compiles a validated config; fails when an upstream's TLS cannot be set up.
+    pub fn new(config: &Config) -> Result<Proxy, (String, TlsError)> {
+        let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
+        for upstream in &config.upstreams {
+            let compiled = Upstream::new(upstream).map_err(|e| (upstream.name.clone(), e))?;
+            upstreams.insert(upstream.name.as_str(), Arc::new(compiled));
+        }
         let routes = config
             .routes
             .iter()
@@ -77,12 +78,12 @@ impl Proxy {
                 },
             })
             .collect();
-        Proxy {
+        Ok(Proxy {
             routes: RouteTable::new(routes),
             headers: ResponseHeaders::new(&config.proxy),
             max_body: config.proxy.max_body_bytes,
             trusted_proxies: config.proxy.trusted_proxies.clone(),
-        }
+        })
     }
 
     /// Handles one request end to end and logs it.

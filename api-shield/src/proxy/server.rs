@@ -33,6 +33,15 @@ pub enum ProxyError {
         #[source]
         source: TlsError,
     },
+    /// An upstream's TLS could not be set up.
+    #[error("upstream `{upstream}`: {source}")]
+    Upstream {
+        /// Upstream name.
+        upstream: String,
+        /// Why.
+        #[source]
+        source: TlsError,
+    },
     /// A socket could not be bound.
     #[error("listener `{listener}`: cannot listen on {addr}: {source}")]
     Bind {
@@ -58,7 +67,10 @@ pub struct ProxyServer {
 impl ProxyServer {
     /// Binds every listener and starts serving.
     pub async fn start(config: &Config) -> Result<ProxyServer, ProxyError> {
-        let proxy = Arc::new(Proxy::new(config));
+        let proxy = Arc::new(
+            Proxy::new(config)
+                .map_err(|(upstream, source)| ProxyError::Upstream { upstream, source })?,
+        );
         let settings = Arc::new(config.proxy.clone());
         // One limiter for all listeners: the limit is per client address.
         let limiter = ConnectionLimiter::new(config.proxy.max_connections_per_ip);

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use rustls::{
     crypto::{ring as provider, CryptoProvider},
     pki_types::{CertificateDer, PrivateKeyDer, ServerName},
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
     sign::CertifiedKey,
     ServerConfig, SupportedCipherSuite,
 };
@@ -94,6 +94,20 @@ pub enum TlsError {
         #[source]
         source: rcgen::Error,
     },
+    /// The client CA could not be used to verify client certificates.
+    #[error("client certificate verification: {source}")]
+    ClientVerifier {
+        /// Why.
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
+    /// The system's root certificates could not be read.
+    #[error("system root certificates: {source}")]
+    SystemRoots {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// rustls refused the settings.
     #[error("TLS settings: {source}")]
     Settings {
@@ -136,12 +150,58 @@ pub fn server_config(tls: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<Certific
     let mut config = ServerConfig::builder_with_provider(crypto)
         .with_protocol_versions(&versions)
         .map_err(|source| TlsError::Settings { source })?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier(tls, &certificates.crypto)?)
         .with_cert_resolver(Arc::new(SniResolver {
             certificates: Arc::clone(&certificates),
         }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(config), certificates))
+}
+
+/// Mutual TLS when the listener names a client CA, else no client authentication.
+fn client_verifier(
+    tls: &TlsConfig,
+    crypto: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let Some(path) = &tls.client_ca else {
+        return Ok(WebPkiClientVerifier::no_client_auth());
+    };
+    let roots = load_roots(path)?;
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(crypto));
+    let builder = if tls.client_auth_optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|source| TlsError::ClientVerifier { source })
+}
+
+/// The certificates of a PEM file as trust anchors.
+pub fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|source| TlsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| TlsError::Key {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.clone(),
+            what: "no certificate in the file",
+        });
+    }
+    Ok(roots)
 }
 
 /// A listener's certificates, swappable while it serves.
