@@ -790,3 +790,46 @@ upstream = "mistrusted"
     );
     assert_eq!(secure.seen().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_such_as_websocket_are_passed_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H1))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let mut request = get("GET", "/public/socket");
+    request
+        .headers_mut()
+        .insert("connection", "upgrade".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("upgrade", "websocket".parse().unwrap());
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers()["upgrade"], "websocket");
+    let mut upgraded = hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    upgraded.write_all(b"ping over the splice").await.unwrap();
+    let mut echoed = [0u8; 20];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        upgraded.read_exact(&mut echoed),
+    )
+    .await
+    .expect("echo arrives")
+    .unwrap();
+    assert_eq!(&echoed, b"ping over the splice");
+    let seen = &upstream.seen();
+    assert!(seen.is_empty() || seen.iter().all(|s| s.target == "/public/socket"));
+}

@@ -10,4 +10,5 @@ pub mod problem;
 pub mod routing;
 pub mod server;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;

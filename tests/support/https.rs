@@ -152,9 +152,27 @@ impl Upstream {
                 let record = Arc::clone(&record);
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request: Request<Incoming>| {
+                    let service = service_fn(move |mut request: Request<Incoming>| {
                         let record = Arc::clone(&record);
                         async move {
+                            // An upgrade request: switch, then echo every byte back.
+                            if let Some(protocol) = request.headers().get("upgrade").cloned() {
+                                let on_upgrade = hyper::upgrade::on(&mut request);
+                                tokio::spawn(async move {
+                                    if let Ok(upgraded) = on_upgrade.await {
+                                        let (mut reader, mut writer) =
+                                            tokio::io::split(TokioIo::new(upgraded));
+                                        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                                    }
+                                });
+                                let mut response = Response::new(Full::new(Bytes::new()));
+                                *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                                response
+                                    .headers_mut()
+                                    .insert("connection", "upgrade".parse().unwrap());
+                                response.headers_mut().insert("upgrade", protocol);
+                                return Ok::<_, Infallible>(response);
+                            }
                             let (parts, body) = request.into_parts();
                             let body = body
                                 .collect()
@@ -190,12 +208,12 @@ impl Upstream {
                                 return;
                             };
                             let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await;
                         }
                         None => {
                             let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await;
                         }
                     }

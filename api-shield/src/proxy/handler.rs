@@ -20,6 +20,7 @@ use super::{
     problem::{self, full, Body, Denial},
     routing::{HostPattern, PathPattern, Route, RouteMatch, RouteTable},
     tls::TlsError,
+    upgrade,
     upstream::Upstream,
 };
 use crate::config::Config;
@@ -252,13 +253,15 @@ impl Proxy {
 
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         connection: &Connection,
         client: &Client,
         upstream: &Upstream,
         path: &str,
         request_id: &str,
     ) -> Result<Response<Body>, Denial> {
+        let upgrade = upgrade::requested(&request)
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (mut parts, body) = request.into_parts();
         let declared = parts
             .headers
@@ -304,6 +307,9 @@ impl Proxy {
             .map_err(|_| Denial::BadRequest)?;
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
+        if let Some((protocol, _)) = &upgrade {
+            upgrade::restore(&mut parts.headers, protocol.clone());
+        }
         forwarded_headers(
             &mut parts.headers,
             connection,
@@ -325,8 +331,22 @@ impl Proxy {
             }
             Err(_) => return Err(Denial::UpstreamTimeout),
         };
+        let mut response = response;
+        let switched = match upgrade {
+            Some((_, client_side))
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS =>
+            {
+                let protocol = response.headers().get(header::UPGRADE).cloned();
+                upgrade::splice(client_side, hyper::upgrade::on(&mut response));
+                protocol
+            }
+            _ => None,
+        };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = switched {
+            upgrade::restore(&mut parts.headers, protocol);
+        }
         Ok(Response::from_parts(parts, body.boxed()))
     }
 }
