@@ -14,6 +14,17 @@ pub struct Args {
     args: Vec<String>,
 }
 
+/// Runs the proxy benchmark (installs nginx and wrk if missing).
+pub fn run_proxy(args: &Args) -> Result<()> {
+    setup::packages(&[("nginx", "nginx"), ("wrk", "wrk")])?;
+    let mut full = vec!["--".to_owned()];
+    full.extend(args.args.iter().cloned());
+    cmd::cargo(
+        &["run", "--release", "--package", "api-shield-bench", "--bin", "bench-proxy"],
+        &full,
+    )
+}
+
 /// Runs the benchmark.
 pub fn run(args: &Args) -> Result<()> {
     setup::packages(&[("nftables", "nft"), ("ethtool", "ethtool")])?;

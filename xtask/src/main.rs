@@ -44,6 +44,8 @@ enum Task {
     Lint,
     /// Benchmark: receiver CPU per dropped packet, api-shield (generic, driver) vs nftables.
     BenchXdp(bench_xdp::Args),
+    /// Benchmark: requests/s and latency over TLS, api-shield vs nginx vs the upstream direct.
+    BenchProxy(bench_xdp::Args),
 }
 
 fn main() -> Result<()> {
@@ -77,6 +79,11 @@ fn main() -> Result<()> {
         Task::BenchXdp(args) => {
             setup::run()?;
             bench_xdp::run(&args)
+        }
+        Task::BenchProxy(args) => {
+            setup::run()?;
+            build_release()?;
+            bench_xdp::run_proxy(&args)
         }
     }
 }

@@ -1,0 +1,274 @@
+//! bench-proxy: requests/s and p50/p99 latency over TLS with keep-alive for (a) the upstream
+//! directly (plain HTTP), (b) nginx as TLS reverse proxy with HSTS, (c) api-shield with the same
+//! certificate, upstream and a route with CORS and HSTS. One run, peers interleaved, three
+//! rounds each, medians and ratios to nginx (see ../shared/bench-method.md).
+//!
+//! Run it with `cargo xtask bench-proxy` (as root: it installs nginx and wrk if missing).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+
+/// Options.
+#[derive(Parser, Debug)]
+#[command(name = "bench-proxy")]
+struct Args {
+    /// Rounds per peer.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// wrk connections.
+    #[arg(long, default_value_t = 50)]
+    connections: u32,
+    /// Markdown report written here too.
+    #[arg(long, default_value = "target/bench-proxy.md")]
+    output: PathBuf,
+}
+
+const UPSTREAM_PORT: u16 = 18080;
+const NGINX_PORT: u16 = 18443;
+const SHIELD_PORT: u16 = 18444;
+
+/// One wrk result.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// A child process killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = certificate(dir.path())?;
+    let _upstream = nginx(dir.path(), "upstream", &upstream_conf(dir.path()))?;
+    let _nginx = nginx(dir.path(), "proxy", &proxy_conf(dir.path(), &cert, &key))?;
+    let _shield = shield(dir.path(), &cert, &key)?;
+    for port in [UPSTREAM_PORT, NGINX_PORT, SHIELD_PORT] {
+        wait_for_port(port)?;
+    }
+    let peers = [
+        ("upstream direct (HTTP)", format!("http://127.0.0.1:{UPSTREAM_PORT}/")),
+        ("nginx (TLS, HSTS)", format!("https://127.0.0.1:{NGINX_PORT}/")),
+        ("api-shield (TLS, HSTS, CORS)", format!("https://127.0.0.1:{SHIELD_PORT}/api/ping")),
+    ];
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
+    for round in 0..args.rounds {
+        for (i, (name, url)) in peers.iter().enumerate() {
+            let run = wrk(url, args.seconds, args.connections)?;
+            eprintln!(
+                "round {round} {name:<30} {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
+                run.rps, run.p50_ms, run.p99_ms
+            );
+            results[i].push(run);
+        }
+    }
+    let medians: Vec<Run> = results.iter().map(|runs| median(runs)).collect();
+    let nginx = medians[1];
+    let mut text = format!(
+        "Command: `cargo xtask bench-proxy -- --rounds {} --seconds {} --connections {}` \
+         (wrk -t1 -c{} -d{}s --latency; nginx 1 worker, api-shield 1 worker thread)\n\n",
+        args.rounds, args.seconds, args.connections, args.connections, args.seconds
+    );
+    text.push_str("| peer | req/s (median) | p50 ms | p99 ms | req/s ÷ nginx | p99 ÷ nginx |\n|---|---|---|---|---|---|\n");
+    for ((name, _), run) in peers.iter().zip(&medians) {
+        text.push_str(&format!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2}x | {:.2}x |\n",
+            run.rps,
+            run.p50_ms,
+            run.p99_ms,
+            run.rps / nginx.rps,
+            run.p99_ms / nginx.p99_ms
+        ));
+    }
+    println!("{text}");
+    if let Some(parent) = args.output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.output, text)?;
+    Ok(())
+}
+
+fn median(runs: &[Run]) -> Run {
+    let pick = |f: fn(&Run) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Run {
+        rps: pick(|r| r.rps),
+        p50_ms: pick(|r| r.p50_ms),
+        p99_ms: pick(|r| r.p99_ms),
+    }
+}
+
+/// An ECDSA P-256 self-signed certificate for 127.0.0.1 (wrk does not verify).
+fn certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    let cert = dir.join("bench.pem");
+    let key = dir.join("bench.key");
+    std::fs::write(&cert, generated.cert.pem())?;
+    std::fs::write(&key, generated.signing_key.serialize_pem())?;
+    Ok((cert, key))
+}
+
+fn common_conf(dir: &Path, name: &str) -> String {
+    format!(
+        "worker_processes 1;\npid {dir}/{name}.pid;\nerror_log {dir}/{name}.error.log;\ndaemon off;\n\
+         events {{ worker_connections 1024; }}\n",
+        dir = dir.display()
+    )
+}
+
+fn upstream_conf(dir: &Path) -> String {
+    format!(
+        "{}http {{\n access_log off;\n keepalive_requests 1000000;\n server {{\n  listen 127.0.0.1:{UPSTREAM_PORT};\n  \
+         location / {{ default_type text/plain; return 200 \"ok\"; }}\n }}\n}}\n",
+        common_conf(dir, "upstream")
+    )
+}
+
+fn proxy_conf(dir: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "{}http {{\n access_log off;\n keepalive_requests 1000000;\n \
+         limit_req_zone $binary_remote_addr zone=bench:10m rate=1000000r/s;\n \
+         upstream api {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 64; }}\n server {{\n  \
+         listen 127.0.0.1:{NGINX_PORT} ssl http2;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  \
+         ssl_protocols TLSv1.2 TLSv1.3;\n  \
+         add_header Strict-Transport-Security \"max-age=31536000; includeSubDomains\" always;\n  \
+         location / {{ limit_req zone=bench burst=1000000 nodelay; proxy_pass http://api; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n",
+        common_conf(dir, "proxy"),
+        cert.display(),
+        key.display()
+    )
+}
+
+fn nginx(dir: &Path, name: &str, conf: &str) -> Result<Guard> {
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, conf)?;
+    let check = Command::new("nginx").arg("-t").arg("-c").arg(&path).arg("-p").arg(dir).output()?;
+    if !check.status.success() {
+        bail!("nginx config {name}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nginx")?;
+    Ok(Guard(child))
+}
+
+fn shield(dir: &Path, cert: &Path, key: &Path) -> Result<Guard> {
+    let config = format!(
+        r#"
+[fastpath]
+enabled = false
+
+[proxy]
+workers = 1
+
+[[listeners]]
+bind = "127.0.0.1:{SHIELD_PORT}"
+[listeners.tls]
+certificates = [{{ cert = "{}", key = "{}" }}]
+
+[[upstreams]]
+name = "api"
+url = "http://127.0.0.1:{UPSTREAM_PORT}"
+
+[[routes]]
+name = "api"
+path = "/api/*"
+upstream = "api"
+[routes.cors]
+origins = ["https://app.example.com"]
+"#,
+        cert.display(),
+        key.display()
+    );
+    let path = dir.join("api-shield.toml");
+    std::fs::write(&path, config)?;
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/api-shield");
+    let child = Command::new(binary)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting api-shield (build it with cargo build --release first)")?;
+    Ok(Guard(child))
+}
+
+fn wait_for_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn wrk(url: &str, seconds: u32, connections: u32) -> Result<Run> {
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", url])
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
+    let percentile = |p: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(p))
+            .and_then(|v| millis(v.trim()))
+            .with_context(|| format!("no {p} latency in wrk output:\n{text}"))
+    };
+    let errors = text.lines().any(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if errors {
+        bail!("wrk saw errors against {url}:\n{text}");
+    }
+    Ok(Run {
+        rps,
+        p50_ms: percentile("50%")?,
+        p99_ms: percentile("99%")?,
+    })
+}
+
+fn millis(value: &str) -> Option<f64> {
+    let (number, unit) = value.split_at(value.find(|c: char| c.is_ascii_alphabetic())?);
+    let number: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        _ => return None,
+    })
+}
