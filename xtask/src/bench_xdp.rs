@@ -20,7 +20,14 @@ pub fn run_proxy(args: &Args) -> Result<()> {
     let mut full = vec!["--".to_owned()];
     full.extend(args.args.iter().cloned());
     cmd::cargo(
-        &["run", "--release", "--package", "api-shield-bench", "--bin", "bench-proxy"],
+        &[
+            "run",
+            "--release",
+            "--package",
+            "api-shield-bench",
+            "--bin",
+            "bench-proxy",
+        ],
         &full,
     )
 }

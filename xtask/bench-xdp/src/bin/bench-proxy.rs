@@ -65,9 +65,18 @@ fn main() -> Result<()> {
         wait_for_port(port)?;
     }
     let peers = [
-        ("upstream direct (HTTP)", format!("http://127.0.0.1:{UPSTREAM_PORT}/")),
-        ("nginx (TLS, HSTS)", format!("https://127.0.0.1:{NGINX_PORT}/")),
-        ("api-shield (TLS, HSTS, CORS)", format!("https://127.0.0.1:{SHIELD_PORT}/api/ping")),
+        (
+            "upstream direct (HTTP)",
+            format!("http://127.0.0.1:{UPSTREAM_PORT}/"),
+        ),
+        (
+            "nginx (TLS, HSTS)",
+            format!("https://127.0.0.1:{NGINX_PORT}/"),
+        ),
+        (
+            "api-shield (TLS, HSTS, CORS)",
+            format!("https://127.0.0.1:{SHIELD_PORT}/api/ping"),
+        ),
     ];
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
     for round in 0..args.rounds {
@@ -89,14 +98,16 @@ fn main() -> Result<()> {
     );
     text.push_str("| peer | req/s (median) | p50 ms | p99 ms | req/s ÷ nginx | p99 ÷ nginx |\n|---|---|---|---|---|---|\n");
     for ((name, _), run) in peers.iter().zip(&medians) {
-        text.push_str(&format!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2}x | {:.2}x |\n",
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2}x | {:.2}x |",
             run.rps,
             run.p50_ms,
             run.p99_ms,
             run.rps / nginx.rps,
             run.p99_ms / nginx.p99_ms
-        ));
+        );
     }
     println!("{text}");
     if let Some(parent) = args.output.parent() {
@@ -121,7 +132,8 @@ fn median(runs: &[Run]) -> Run {
 
 /// An ECDSA P-256 self-signed certificate for 127.0.0.1 (wrk does not verify).
 fn certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
     let cert = dir.join("bench.pem");
     let key = dir.join("bench.key");
     std::fs::write(&cert, generated.cert.pem())?;
@@ -163,9 +175,18 @@ fn proxy_conf(dir: &Path, cert: &Path, key: &Path) -> String {
 fn nginx(dir: &Path, name: &str, conf: &str) -> Result<Guard> {
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, conf)?;
-    let check = Command::new("nginx").arg("-t").arg("-c").arg(&path).arg("-p").arg(dir).output()?;
+    let check = Command::new("nginx")
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .output()?;
     if !check.status.success() {
-        bail!("nginx config {name}: {}", String::from_utf8_lossy(&check.stderr));
+        bail!(
+            "nginx config {name}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
     }
     let child = Command::new("nginx")
         .arg("-c")
@@ -235,7 +256,13 @@ fn wait_for_port(port: u16) -> Result<()> {
 
 fn wrk(url: &str, seconds: u32, connections: u32) -> Result<Run> {
     let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", url])
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -251,7 +278,9 @@ fn wrk(url: &str, seconds: u32, connections: u32) -> Result<Run> {
             .and_then(|v| millis(v.trim()))
             .with_context(|| format!("no {p} latency in wrk output:\n{text}"))
     };
-    let errors = text.lines().any(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    let errors = text
+        .lines()
+        .any(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
     if errors {
         bail!("wrk saw errors against {url}:\n{text}");
     }
