@@ -833,3 +833,35 @@ async fn upgrades_such_as_websocket_are_passed_through() {
     let seen = &upstream.seen();
     assert!(seen.is_empty() || seen.iter().all(|s| s.target == "/public/socket"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_outlasts_the_request_timeout_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let shield = Shield::start_with(upstream.addr, ROUTES, "request_timeout = \"1s\"");
+    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H1))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    // A body announced at 100 bytes, 10 sent, then silence (slow POST).
+    tls.write_all(
+        b"PUT /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_exact(&mut head),
+    )
+    .await
+    .expect("the shield answers")
+    .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}

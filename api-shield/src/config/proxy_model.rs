@@ -142,6 +142,10 @@ pub struct ProxyConfig {
     /// Longest a client may take to send a request head (slowloris).
     #[serde(deserialize_with = "duration")]
     pub header_timeout: Duration,
+    /// Longest a whole exchange may take until the response head: receiving the request (body
+    /// included) and the upstream's answer. Past it: 408.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
     /// Largest request body forwarded (bytes); larger gets 413 before the upstream sees it.
     pub max_body_bytes: u64,
     /// Largest request head (bytes).
@@ -164,6 +168,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_mins(1),
             max_body_bytes: 1024 * 1024,
             max_header_bytes: 16 * 1024,
             max_headers: 100,

@@ -160,6 +160,9 @@ fn proxy(config: &Config) -> Result<(), Problem> {
     if proxy.max_body_bytes == 0 {
         return Err(problem("proxy.max_body_bytes", "must be more than zero"));
     }
+    if proxy.request_timeout.is_zero() {
+        return Err(problem("proxy.request_timeout", "must be more than zero"));
+    }
     if proxy.header_timeout.is_zero() {
         return Err(problem("proxy.header_timeout", "must be more than zero"));
     }

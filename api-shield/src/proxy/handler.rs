@@ -47,6 +47,7 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Proxy {
     routes: RouteTable<Target>,
+    request_timeout: std::time::Duration,
     trusted_proxies: Vec<ipnet::IpNet>,
     headers: ResponseHeaders,
     max_body: u64,
@@ -84,6 +85,7 @@ impl Proxy {
             headers: ResponseHeaders::new(&config.proxy),
             max_body: config.proxy.max_body_bytes,
             trusted_proxies: config.proxy.trusted_proxies.clone(),
+            request_timeout: config.proxy.request_timeout,
         })
     }
 
@@ -105,9 +107,15 @@ impl Proxy {
         );
         let method = request.method().clone();
         let mut outcome = Outcome::default();
-        let mut response = self
-            .route(request, connection, &client, &request_id, &mut outcome)
-            .await;
+        let routed = tokio::time::timeout(
+            self.request_timeout,
+            self.route(request, connection, &client, &request_id, &mut outcome),
+        )
+        .await;
+        let mut response = routed.unwrap_or_else(|_| {
+            outcome.denial = Some(Denial::RequestTimeout);
+            problem::response(Denial::RequestTimeout, None, Some(&request_id))
+        });
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }

@@ -29,6 +29,8 @@ pub enum Denial {
     UpstreamTimeout,
     /// The request could not be read.
     BadRequest,
+    /// The exchange took longer than `request_timeout`.
+    RequestTimeout,
 }
 
 impl Denial {
@@ -43,6 +45,7 @@ impl Denial {
             Denial::UpstreamUnavailable => "upstream-unavailable",
             Denial::UpstreamTimeout => "upstream-timeout",
             Denial::BadRequest => "bad-request",
+            Denial::RequestTimeout => "request-timeout",
         }
     }
 
@@ -56,6 +59,7 @@ impl Denial {
             Denial::CorsPreflightDenied => StatusCode::FORBIDDEN,
             Denial::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Denial::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Denial::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -69,6 +73,7 @@ impl Denial {
             Denial::UpstreamUnavailable => "The upstream service is unavailable",
             Denial::UpstreamTimeout => "The upstream service did not answer in time",
             Denial::BadRequest => "The request could not be read",
+            Denial::RequestTimeout => "The request took too long",
         }
     }
 }
