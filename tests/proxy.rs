@@ -34,7 +34,7 @@ impl Shield {
     fn start_with(upstream: SocketAddr, routes: &str, proxy: &str) -> Shield {
         let dir = tempfile::tempdir().unwrap();
         let pki = TestPki::new(dir.path());
-        Shield::start_full(upstream, routes, proxy, "", pki, dir)
+        Shield::start_full(upstream, routes, proxy, "", "", pki, dir)
     }
 
     /// The same, with more `[listeners.tls]` settings and a given PKI.
@@ -42,6 +42,7 @@ impl Shield {
         upstream: SocketAddr,
         routes: &str,
         proxy: &str,
+        listener: &str,
         tls: &str,
         pki: TestPki,
         dir: tempfile::TempDir,
@@ -59,6 +60,7 @@ header_timeout = "1s"
 [[listeners]]
 bind = "127.0.0.1:0"
 redirect = {{ bind = "127.0.0.1:0" }}
+{listener}
 [listeners.tls]
 certificates = [{{ cert = "{cert}", key = "{key}" }}]
 {tls}
@@ -702,7 +704,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
     let tls = format!("client_ca = \"{}\"", pki.ca_file.display());
-    let shield = Shield::start_full(upstream.addr, ROUTES, "", &tls, pki, dir);
+    let shield = Shield::start_full(upstream.addr, ROUTES, "", "", &tls, pki, dir);
     let identity = shield.pki.client_identity();
     let with_cert = support::https::client_config_with(&shield.pki.ca, Version::H1, Some(identity));
     let reply = send(
@@ -864,4 +866,60 @@ async fn a_request_that_outlasts_the_request_timeout_gets_408() {
     .unwrap();
     assert_eq!(&head, b"HTTP/1.1 408");
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_names_the_client_from_trusted_balancers_only() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let shield = Shield::start_full(
+        upstream.addr,
+        ROUTES,
+        "trusted_proxies = [\"127.0.0.0/8\"]",
+        "proxy_protocol = true",
+        "",
+        pki,
+        dir,
+    );
+    let send_through = |header: &'static [u8]| {
+        let ca = shield.pki.ca.clone();
+        let addr = shield.https;
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(header).await.unwrap();
+            let tls = tokio_rustls::TlsConnector::from(client_config(&ca, Version::H1))
+                .connect(
+                    rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                    tcp,
+                )
+                .await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            let mut request = get("GET", "/public/pp");
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+            sender
+                .send_request(request)
+                .await
+                .map_err(std::io::Error::other)
+        }
+    };
+    let reply = send_through(b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 443\r\n")
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        upstream.seen()[0].headers["x-forwarded-for"],
+        "198.51.100.7",
+        "the client the balancer names, not what the client claims"
+    );
+    // Without the header the connection is refused.
+    assert!(send_through(b"").await.is_err());
+    assert_eq!(upstream.seen().len(), 1);
 }

@@ -7,6 +7,7 @@ pub mod handler;
 pub mod headers;
 pub mod normalize;
 pub mod problem;
+pub mod proxy_protocol;
 pub mod routing;
 pub mod server;
 pub mod tls;

@@ -22,6 +22,10 @@ pub struct ListenerConfig {
     /// A plain-HTTP listener answering every request with a 308 to this one.
     #[serde(default)]
     pub redirect: Option<RedirectConfig>,
+    /// Connections start with a PROXY protocol header (v1 or v2) naming the client; accepted
+    /// only from `proxy.trusted_proxies`, and required from them.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `[listeners.tls]`.

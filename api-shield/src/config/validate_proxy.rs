@@ -43,6 +43,12 @@ fn listeners(config: &Config) -> Result<(), Problem> {
                 ));
             }
         }
+        if listener.proxy_protocol && config.proxy.trusted_proxies.is_empty() {
+            return Err(problem(
+                format!("{key}.proxy_protocol"),
+                "name the load balancers it accepts the header from in proxy.trusted_proxies",
+            ));
+        }
         let tls = &listener.tls;
         if tls.adhoc != tls.certificates.is_empty() {
             return Err(problem(

@@ -16,6 +16,7 @@ use super::{
     conn_limit::ConnectionLimiter,
     handler::{Connection, Proxy},
     problem::{self, full, Body, Denial},
+    proxy_protocol,
     routing::host_without_port,
     tls::{self, Certificates, TlsError},
 };
@@ -101,6 +102,7 @@ impl ProxyServer {
                 Arc::clone(&proxy),
                 Arc::clone(&settings),
                 Arc::clone(&limiter),
+                listener.proxy_protocol,
             )));
             if let Some(redirect) = &listener.redirect {
                 let addr: SocketAddr = redirect.bind.parse().expect("validated bind address");
@@ -178,6 +180,7 @@ async fn serve_https(
     proxy: Arc<Proxy>,
     settings: Arc<ProxyConfig>,
     limiter: Arc<ConnectionLimiter>,
+    proxy_protocol: bool,
 ) {
     loop {
         let (stream, peer) = match tcp.accept().await {
@@ -187,15 +190,19 @@ async fn serve_https(
                 continue;
             }
         };
-        let Some(permit) = limiter.try_acquire(peer.ip()) else {
-            tracing::warn!(%peer, "connection refused: too many open from this address");
-            continue;
-        };
         let acceptor = acceptor.clone();
         let proxy = Arc::clone(&proxy);
         let settings = Arc::clone(&settings);
+        let limiter = Arc::clone(&limiter);
         tokio::spawn(async move {
-            let _permit = permit;
+            let mut stream = stream;
+            let Some(peer) = client_of(&mut stream, peer, proxy_protocol, &settings).await else {
+                return;
+            };
+            let Some(_permit) = limiter.try_acquire(peer.ip()) else {
+                tracing::warn!(%peer, "connection refused: too many open from this address");
+                return;
+            };
             let _ = stream.set_nodelay(true);
             // The handshake counts against the header timeout too (slow TLS clients).
             let tls = match tokio::time::timeout(settings.header_timeout, acceptor.accept(stream))
@@ -224,6 +231,38 @@ async fn serve_https(
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
+    }
+}
+
+/// The client of a connection: its peer, or on a PROXY protocol listener the client the
+/// header names (read only from trusted proxies). `None` refuses the connection.
+async fn client_of(
+    stream: &mut tokio::net::TcpStream,
+    peer: SocketAddr,
+    proxy_protocol: bool,
+    settings: &ProxyConfig,
+) -> Option<SocketAddr> {
+    if !proxy_protocol {
+        return Some(peer);
+    }
+    if !settings
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&peer.ip()))
+    {
+        tracing::warn!(%peer, "connection refused: PROXY protocol listener, peer not a trusted proxy");
+        return None;
+    }
+    match tokio::time::timeout(settings.header_timeout, proxy_protocol::read_header(stream)).await {
+        Ok(Ok(client)) => Some(client.unwrap_or(peer)),
+        Ok(Err(error)) => {
+            tracing::warn!(%peer, %error, "connection refused");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "PROXY header timed out");
+            None
+        }
     }
 }
 
