@@ -276,7 +276,17 @@ fn bans_drop_every_port_until_they_expire() {
         .unwrap()
         .iter()
         .all(|b| b.target != "203.0.113.20/32"));
-    assert_eq!(h.maps.sweep_expired_bans(&SystemClock).unwrap(), 1);
+    // The program deleted the expired entry it met, so the sweep finds nothing left.
+    assert_eq!(h.maps.sweep_expired_bans(&SystemClock).unwrap(), 0);
+
+    // An expired narrow ban must not hide a broader one in force.
+    h.ban("198.18.0.0/16", Duration::from_secs(600), &SystemClock);
+    h.ban("198.18.7.7", Duration::from_secs(1), &past);
+    assert_eq!(
+        h.run_frame(&frames::udp4(Ipv4Addr::new(198, 18, 7, 7), 22)),
+        XDP_DROP
+    );
+    assert_eq!(h.stats().packets(Reason::DropBanned), 5);
 }
 
 /// The real clocks, shifted into the past.
@@ -603,4 +613,63 @@ fn cached_verdicts_expire_when_the_source_may_conform_again() {
     let stats = h.stats();
     assert_eq!(stats.packets(Reason::PassWithinLimit), 2);
     assert_eq!(stats.packets(Reason::DropRateLimited), 3);
+}
+
+#[test]
+fn extension_header_chains_are_no_way_around_the_limiter() {
+    let Some(h) = Harness::new(
+        "extension_header_chains_are_no_way_around_the_limiter",
+        BASE,
+    ) else {
+        return;
+    };
+    // Seven destination-options headers: more than the parser walks, so the transport is hidden.
+    let mut frame = frames::v6(SRC6, L4::Udp(9000));
+    if let L3::V6 { ext, .. } = &mut frame.l3 {
+        *ext = vec![(60, 8); 7];
+    }
+    let verdicts: Vec<u32> = (0..6).map(|_| h.run_frame(&frame)).collect();
+    assert_eq!(verdicts[..5], [XDP_PASS; 5]);
+    assert_eq!(
+        verdicts[5], XDP_DROP,
+        "a hidden transport counts against the source"
+    );
+    // A non-first fragment behind a destination-options header: limited too.
+    let mut fragment = frames::v6(
+        Ipv6Addr::new(0x2001, 0xdb8, 0x6, 1, 0, 0, 0, 1),
+        L4::Udp(22),
+    );
+    if let L3::V6 {
+        ext, fragment: f, ..
+    } = &mut fragment.l3
+    {
+        *ext = vec![(60, 8)];
+        *f = Some(3);
+    }
+    let verdicts: Vec<u32> = (0..6).map(|_| h.run_frame(&fragment)).collect();
+    assert_eq!(verdicts[5], XDP_DROP);
+}
+
+#[test]
+fn an_allowed_address_passes_while_its_ipv6_prefix_floods() {
+    let text = BASE.replace(
+        "\"2001:db8:a::/48\"",
+        "\"2001:db8:a::/48\", \"2001:db8:5:1::10/128\"",
+    );
+    let Some(h) = Harness::new(
+        "an_allowed_address_passes_while_its_ipv6_prefix_floods",
+        &text,
+    ) else {
+        return;
+    };
+    // A neighbour in the same /64 spends the prefix's budget (its verdict gets cached)...
+    let neighbour = Ipv6Addr::new(0x2001, 0xdb8, 5, 1, 0, 0, 0, 0x99);
+    for _ in 0..8 {
+        h.run_frame(&frames::v6(neighbour, L4::Udp(9000)));
+    }
+    assert_eq!(h.run_frame(&frames::v6(neighbour, L4::Udp(9000))), XDP_DROP);
+    // ...and the allowed address of that /64 still passes.
+    let allowed = Ipv6Addr::new(0x2001, 0xdb8, 5, 1, 0, 0, 0, 0x10);
+    assert_eq!(h.run_frame(&frames::v6(allowed, L4::Udp(9000))), XDP_PASS);
+    assert_eq!(h.stats().packets(Reason::PassAllowed), 1);
 }

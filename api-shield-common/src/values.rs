@@ -21,6 +21,13 @@ pub struct BanValue {
     pub created_unix_ms: u64,
     /// Monotonic time of the last drop event sent for this ban (written by the program).
     pub last_event_ns: u64,
+    /// The ban's own key (prefix length in the mapped space), so the program can delete it once
+    /// it has expired: the trie gives back only the value of a match.
+    pub prefix_len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The ban's own network address (16 bytes, IPv4 mapped).
+    pub addr: [u8; 16],
     /// Why, as UTF-8 padded with zeros.
     pub reason: [u8; BAN_REASON_LEN],
 }

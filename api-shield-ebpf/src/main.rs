@@ -65,6 +65,12 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
         Parsed::Malformed => return Reason::PassMalformed,
         Parsed::Ip(pkt) => pkt,
     };
+    // Allow first: the verdict cache is keyed by the limiter key (an IPv6 prefix), which an
+    // allowed address may share with a flooding neighbour.
+    let key = lpm::host_key(&pkt.src);
+    if ALLOW.get(&key).is_some() {
+        return Reason::PassAllowed;
+    }
     let now = monotonic_ns(cfg);
     let protected = protected(cfg, &pkt);
     let generation = verdicts::generation();
@@ -72,28 +78,44 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
     if protected && verdicts::over_budget(&limiter_key, generation, now) {
         return verdict(cfg, Reason::DropRateLimited);
     }
-    let key = lpm::host_key(&pkt.src);
-    if ALLOW.get(&key).is_some() {
-        return Reason::PassAllowed;
-    }
     if let Some(rule) = lpm::lookup_mut(&DENY, &key) {
         // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
         let last = unsafe { core::ptr::addr_of_mut!((*rule).last_event_ns) };
         return dropping(cfg, Reason::DropDenied, last, &pkt, now);
     }
-    if let Some(ban) = lpm::lookup_mut(&BANS, &key) {
-        // SAFETY: as above.
-        let expires = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*ban).expires_ns)) };
-        if expires == 0 || now < expires {
-            // SAFETY: as above.
-            let last = unsafe { core::ptr::addr_of_mut!((*ban).last_event_ns) };
-            return dropping(cfg, Reason::DropBanned, last, &pkt, now);
-        }
+    if let Some(last) = active_ban(&key, now) {
+        return dropping(cfg, Reason::DropBanned, last, &pkt, now);
     }
     if !protected {
         return Reason::PassUnprotected;
     }
     limiter::check(ctx, cfg, &pkt, &limiter_key, generation, now)
+}
+
+/// The last-event field of the ban in force for `key`, if any. The trie gives only the longest
+/// match, so an expired ban would hide a broader one in force: an expired match is deleted (the
+/// daemon's sweep would delete it anyway) and the lookup made once more.
+#[inline(always)]
+fn active_ban(
+    key: &aya_ebpf::maps::lpm_trie::Key<api_shield_common::Addr>,
+    now: u64,
+) -> Option<*mut u64> {
+    for _ in 0..2 {
+        let ban = lpm::lookup_mut(&BANS, key)?;
+        // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
+        let (expires, own_key) = unsafe {
+            (
+                core::ptr::read_volatile(core::ptr::addr_of!((*ban).expires_ns)),
+                aya_ebpf::maps::lpm_trie::Key::new((*ban).prefix_len, (*ban).addr),
+            )
+        };
+        if expires == 0 || now < expires {
+            // SAFETY: as above.
+            return Some(unsafe { core::ptr::addr_of_mut!((*ban).last_event_ns) });
+        }
+        let _ = BANS.remove(&own_key);
+    }
+    None
 }
 
 /// `CLOCK_MONOTONIC` now: to the nanosecond, or as of the last tick (see `FLAG_PRECISE_CLOCK`).
@@ -115,6 +137,11 @@ fn protected(cfg: &ShieldConfig, pkt: &Packet) -> bool {
     if cfg.flags & FLAG_PROTECT_ALL != 0 {
         return true;
     }
+    // No telling which transport a hidden header hides: limit it whenever any port is
+    // protected, so an extension-header chain is no way around the limiter.
+    if let L4::Hidden = pkt.l4 {
+        return cfg.flags & (FLAG_PROTECT_TCP | FLAG_PROTECT_UDP) != 0;
+    }
     let (base, any_flag) = match pkt.proto {
         IPPROTO_TCP => (0, FLAG_PROTECT_TCP),
         IPPROTO_UDP => (UDP_PORT_WORD_BASE, FLAG_PROTECT_UDP),
@@ -133,7 +160,7 @@ fn protected(cfg: &ShieldConfig, pkt: &Packet) -> bool {
         }
         // A non-first fragment or a cut L4 header carries no port: charge it to the source
         // when its protocol has any protected port, so fragments are no way around the limiter.
-        L4::Unknown => true,
+        L4::Unknown | L4::Hidden => true,
     }
 }
 

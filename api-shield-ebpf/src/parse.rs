@@ -22,8 +22,12 @@ const MAX_L4_OFFSET: usize = 512;
 pub enum L4 {
     /// TCP or UDP destination port.
     Port(u16),
-    /// No port to be had: a non-first fragment, a cut header or an extension chain too long.
+    /// No port to be had: an IPv4 non-first fragment, a cut header, or a protocol without
+    /// ports.
     Unknown,
+    /// IPv6 whose transport header was not reached (an extension chain too long or too deep,
+    /// or a non-first fragment): the protocol is unknown too.
+    Hidden,
 }
 
 /// The fields of an IP packet the decisions need.
@@ -165,7 +169,6 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Parsed {
     ];
     let mut next = hdr[6];
     let mut offset = l3 + IPV6_HLEN;
-    let mut l4 = L4::Unknown;
     let mut found = false;
     for _ in 0..MAX_EXT_HEADERS {
         if offset > MAX_L4_OFFSET {
@@ -207,9 +210,11 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Parsed {
             }
         }
     }
-    if found && offset <= MAX_L4_OFFSET {
-        l4 = ports(ctx, next, offset);
-    }
+    let l4 = if !found || offset > MAX_L4_OFFSET {
+        L4::Hidden
+    } else {
+        ports(ctx, next, offset)
+    };
     Parsed::Ip(Packet {
         src,
         is_v6: true,

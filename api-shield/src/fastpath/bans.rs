@@ -45,16 +45,21 @@ impl PinnedMaps {
     pub fn ban(&mut self, request: &BanRequest, clock: &impl Clock) -> Result<Ban, FastpathError> {
         let now_mono = clock.monotonic_ns();
         let expires_ns = match request.ttl {
-            Some(ttl) => now_mono.saturating_add(ttl.as_nanos() as u64).max(1),
+            Some(ttl) => now_mono
+                .saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX))
+                .max(1),
             None => 0,
         };
+        let key = target_key(&request.target);
         let value = BanValue {
             expires_ns,
             created_unix_ms: unix_ms(clock.wall()),
             last_event_ns: 0,
+            prefix_len: key.prefix_len(),
+            _pad: 0,
+            addr: key.data(),
             reason: reason_bytes(&request.reason),
         };
-        let key = target_key(&request.target);
         self.bans
             .insert(&key, value, 0)
             .map_err(|source| match &source {
@@ -201,6 +206,9 @@ mod tests {
             expires_ns: 100,
             created_unix_ms: 0,
             last_event_ns: 0,
+            prefix_len: 128,
+            _pad: 0,
+            addr: [0; 16],
             reason: [0; BAN_REASON_LEN],
         };
         assert!(!is_expired(&value, 99));
