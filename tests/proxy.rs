@@ -923,3 +923,65 @@ async fn proxy_protocol_names_the_client_from_trusted_balancers_only() {
     assert!(send_through(b"").await.is_err());
     assert_eq!(upstream.seen().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_vectors_are_refused_or_neutralised() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    // HTTP/2 with a Host header that disagrees with :authority.
+    let mut request = get("GET", "https://localhost/public/a");
+    request
+        .headers_mut()
+        .insert("host", "admin.internal".parse().unwrap());
+    let reply = shield.send(Version::H2, request).await;
+    assert_eq!(reply.status, 400);
+    // Absolute-form HTTP/1.1 target naming another host than Host.
+    let mut request = get("GET", "https://localhost/public/a");
+    request
+        .headers_mut()
+        .insert("host", "admin.internal".parse().unwrap());
+    assert_eq!(shield.send(Version::H1, request).await.status, 400);
+    // Two Host headers.
+    let mut request = get("GET", "/public/a");
+    request
+        .headers_mut()
+        .append("host", "admin.internal".parse().unwrap());
+    assert_eq!(shield.send(Version::H1, request).await.status, 400);
+    assert!(upstream.seen().is_empty());
+    // An h2c upgrade is not an upgrade here: forwarded as a plain request, upgrade headers gone.
+    let mut request = get("GET", "/public/h2c");
+    request
+        .headers_mut()
+        .insert("connection", "Upgrade, HTTP2-Settings".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("upgrade", "h2c".parse().unwrap());
+    request.headers_mut().insert(
+        "http2-settings",
+        "AAMAAABkAAQCAAAAAAIAAAAA".parse().unwrap(),
+    );
+    let reply = shield.send(Version::H1, request).await;
+    assert_eq!(reply.status, 200);
+    let seen = upstream.seen();
+    assert!(seen[0].headers.get("upgrade").is_none());
+    assert!(seen[0].headers.get("http2-settings").is_none());
+    assert_eq!(
+        seen[0].headers["host"], "localhost",
+        "the upstream gets the host routing saw"
+    );
+    // A preflight-looking OPTIONS on a route without CORS is routed as OPTIONS: 405 here.
+    let mut preflight = with_origin("OPTIONS", "/api/v1/users/1", "https://app.example.com");
+    preflight
+        .headers_mut()
+        .insert("access-control-request-method", "GET".parse().unwrap());
+    assert_eq!(shield.send(Version::H1, preflight).await.status, 405);
+    // Dot segments with parameters.
+    assert_eq!(
+        shield
+            .send(Version::H1, get("GET", "/public/..;/admin"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(upstream.seen().len(), 1);
+}

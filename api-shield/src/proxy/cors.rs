@@ -235,8 +235,19 @@ impl CorsPolicy {
         Preflight::Allowed(out)
     }
 
-    /// Adds the CORS headers of an actual response.
+    /// Sets the CORS headers of an actual response: the upstream's own are removed first, so
+    /// only this policy decides what a browser may read.
     pub fn apply(&self, origin: Option<&str>, headers: &mut HeaderMap) {
+        for name in [
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            header::ACCESS_CONTROL_MAX_AGE,
+        ] {
+            headers.remove(name);
+        }
         if self.varies() {
             headers.append(header::VARY, HeaderValue::from_static("Origin"));
         }
@@ -365,8 +376,18 @@ mod tests {
         assert!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
         assert_eq!(h[header::VARY], "Origin");
         let mut h = HeaderMap::new();
+        // An upstream reflecting any origin does not get its way.
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("https://evil.com"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
         p.apply(Some("https://evil.com"), &mut h);
         assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
         assert_eq!(h[header::VARY], "Origin");
         let mut h = HeaderMap::new();
         p.apply(None, &mut h);

@@ -41,6 +41,9 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub https: bool,
+    /// Its place under the per-address connection limit, held as long as the connection or
+    /// an upgraded tunnel made from it lives.
+    pub permit: Option<Arc<super::conn_limit::ConnectionPermit>>,
 }
 
 /// The compiled proxy: routes, upstreams and response policies.
@@ -101,8 +104,9 @@ impl Proxy {
             connection.peer.ip(),
             request
                 .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok()),
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
             &self.trusted_proxies,
         );
         let method = request.method().clone();
@@ -152,35 +156,37 @@ impl Proxy {
             Ok(path) => path,
             Err(error) => return deny(outcome, Denial::InvalidPath, Some(&error.to_string())),
         };
-        let host = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                request
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
-        let preflight = request.method() == Method::OPTIONS
-            && request.headers().contains_key(header::ORIGIN)
-            && request
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        let lookup_method = if preflight {
-            request
-                .headers()
-                .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-                .and_then(|m| m.to_str().ok())
-                .unwrap_or("OPTIONS")
-                .to_owned()
-        } else {
-            request.method().as_str().to_owned()
+        let Ok(host) = request_host(&request) else {
+            return deny(
+                outcome,
+                Denial::BadRequest,
+                Some("repeated or conflicting Host"),
+            );
         };
-        let found = self.lookup(host.as_deref(), &path, &lookup_method, preflight);
-        let (route, _params) = match found {
-            RouteMatch::Found { route, params } => (route, params),
+        let origin = header_str(request.headers(), &header::ORIGIN);
+        if request.method() == Method::OPTIONS {
+            let asked = header_str(request.headers(), &header::ACCESS_CONTROL_REQUEST_METHOD);
+            if let (Some(origin), Some(asked)) = (origin.as_deref(), asked.as_deref()) {
+                if let Some((route, cors)) = self.preflight_route(host.as_deref(), &path, asked) {
+                    outcome.route = Some(route.name.clone());
+                    let requested =
+                        header_str(request.headers(), &header::ACCESS_CONTROL_REQUEST_HEADERS);
+                    return match cors.preflight(origin, asked, requested.as_deref()) {
+                        Preflight::Allowed(headers) => preflight_response(headers),
+                        Preflight::Denied(headers) => {
+                            let mut response = deny(outcome, Denial::CorsPreflightDenied, None);
+                            response.headers_mut().extend(headers);
+                            response
+                        }
+                    };
+                }
+            }
+        }
+        let route = match self
+            .routes
+            .find(host.as_deref(), &path, request.method().as_str())
+        {
+            RouteMatch::Found { route, .. } => route,
             RouteMatch::NotFound => return deny(outcome, Denial::NotFound, None),
             RouteMatch::MethodNotAllowed { allow } => {
                 let mut response = deny(outcome, Denial::MethodNotAllowed, None);
@@ -191,38 +197,15 @@ impl Proxy {
             }
         };
         outcome.route = Some(route.name.clone());
-        let origin = request
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .map(str::to_owned);
-        if preflight {
-            if let (Some(cors), Some(origin)) = (&route.target.cors, origin.as_deref()) {
-                let requested = request
-                    .headers()
-                    .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-                    .and_then(|h| h.to_str().ok());
-                return match cors.preflight(origin, &lookup_method, requested) {
-                    Preflight::Allowed(headers) => preflight_response(headers),
-                    Preflight::Denied(headers) => {
-                        let mut response = deny(outcome, Denial::CorsPreflightDenied, None);
-                        response.headers_mut().extend(headers);
-                        response
-                    }
-                };
-            }
-        }
-        let mut response = match self
-            .forward(
-                request,
-                connection,
-                client,
-                &route.target.upstream,
-                &path,
-                request_id,
-            )
-            .await
-        {
+        let exchange = Exchange {
+            connection,
+            client,
+            upstream: &route.target.upstream,
+            host: host.as_deref(),
+            path: &path,
+            request_id,
+        };
+        let mut response = match self.forward(request, &exchange).await {
             Ok(response) => response,
             Err(denial) => deny(outcome, denial, None),
         };
@@ -232,84 +215,36 @@ impl Proxy {
         response
     }
 
-    /// Routes by host, path and method; a preflight for a method its route does not take is the
-    /// route's CORS policy's to refuse (with the CORS `Vary` headers), not a 405.
-    fn lookup(
+    /// The route whose CORS policy answers a preflight asking for `method`: the first route
+    /// matching host and path that has CORS. Without one, the OPTIONS request is routed as such.
+    fn preflight_route(
         &self,
         host: Option<&str>,
         path: &str,
         method: &str,
-        preflight: bool,
-    ) -> RouteMatch<'_, Target> {
-        match self.routes.find(host, path, method) {
-            RouteMatch::MethodNotAllowed { allow } if preflight => {
-                match self
-                    .routes
-                    .find_any_method(host, path)
-                    .filter(|r| r.target.cors.is_some())
-                {
-                    Some(route) => RouteMatch::Found {
-                        route,
-                        params: Vec::new(),
-                    },
-                    None => RouteMatch::MethodNotAllowed { allow },
-                }
-            }
-            other => other,
-        }
+    ) -> Option<(&Route<Target>, &CorsPolicy)> {
+        let route = match self.routes.find(host, path, method) {
+            RouteMatch::Found { route, .. } => Some(route),
+            RouteMatch::MethodNotAllowed { .. } => self.routes.find_any_method(host, path),
+            RouteMatch::NotFound => None,
+        }?;
+        route.target.cors.as_ref().map(|cors| (route, cors))
     }
 
     async fn forward(
         &self,
         mut request: Request<Incoming>,
-        connection: &Connection,
-        client: &Client,
-        upstream: &Upstream,
-        path: &str,
-        request_id: &str,
+        exchange: &Exchange<'_>,
     ) -> Result<Response<Body>, Denial> {
         let upgrade = upgrade::requested(&request)
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (mut parts, body) = request.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body) {
-            return Err(Denial::PayloadTooLarge);
-        }
-        let body: Body = if declared.is_some() || body.is_end_stream() {
-            body.boxed()
-        } else {
-            // No length announced: read up to the limit first, so an oversized body never
-            // reaches the upstream.
-            match Limited::new(body, usize::try_from(self.max_body).unwrap_or(usize::MAX))
-                .collect()
-                .await
-            {
-                Ok(collected) => full(collected.to_bytes()),
-                Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                    return Err(Denial::PayloadTooLarge)
-                }
-                Err(_) => return Err(Denial::BadRequest),
-            }
-        };
+        let body = self.limited_body(&parts.headers, body).await?;
+        let upstream = exchange.upstream;
         let path_and_query = match parts.uri.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_owned(),
+            Some(query) => format!("{}?{query}", exchange.path),
+            None => exchange.path.to_owned(),
         };
-        let original_host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
         parts.uri = upstream
             .uri(&path_and_query)
             .map_err(|_| Denial::BadRequest)?;
@@ -318,15 +253,9 @@ impl Proxy {
         if let Some((protocol, _)) = &upgrade {
             upgrade::restore(&mut parts.headers, protocol.clone());
         }
-        forwarded_headers(
-            &mut parts.headers,
-            connection,
-            client,
-            original_host.as_deref(),
-            request_id,
-        );
+        forwarded_headers(&mut parts.headers, exchange);
         let outgoing = Request::from_parts(parts, body);
-        let response = match tokio::time::timeout(
+        let mut response = match tokio::time::timeout(
             upstream.response_timeout,
             upstream.client.request(outgoing),
         )
@@ -339,13 +268,16 @@ impl Proxy {
             }
             Err(_) => return Err(Denial::UpstreamTimeout),
         };
-        let mut response = response;
         let switched = match upgrade {
             Some((_, client_side))
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS =>
             {
                 let protocol = response.headers().get(header::UPGRADE).cloned();
-                upgrade::splice(client_side, hyper::upgrade::on(&mut response));
+                upgrade::splice(
+                    client_side,
+                    hyper::upgrade::on(&mut response),
+                    exchange.connection.permit.clone(),
+                );
                 protocol
             }
             _ => None,
@@ -357,6 +289,73 @@ impl Proxy {
         }
         Ok(Response::from_parts(parts, body.boxed()))
     }
+
+    /// The request body to forward: refused past the limit when its length is announced, read
+    /// up to the limit first when it is not, so an oversized body never reaches the upstream.
+    async fn limited_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Body, Denial> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body) {
+            return Err(Denial::PayloadTooLarge);
+        }
+        if declared.is_some() || body.is_end_stream() {
+            return Ok(body.boxed());
+        }
+        match Limited::new(body, usize::try_from(self.max_body).unwrap_or(usize::MAX))
+            .collect()
+            .await
+        {
+            Ok(collected) => Ok(full(collected.to_bytes())),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(Denial::PayloadTooLarge)
+            }
+            Err(_) => Err(Denial::BadRequest),
+        }
+    }
+}
+
+/// What forwarding one request needs to know.
+struct Exchange<'a> {
+    connection: &'a Connection,
+    client: &'a Client,
+    upstream: &'a Upstream,
+    /// The host routing used; sent upstream as `Host` and `X-Forwarded-Host`.
+    host: Option<&'a str>,
+    /// The normalised path.
+    path: &'a str,
+    request_id: &'a str,
+}
+
+/// The host of a request: its authority (absolute-form or HTTP/2 `:authority`) or its one
+/// `Host` header. Several `Host` headers, or a `Host` differing from the authority, are refused:
+/// what routing sees must be what the upstream gets.
+fn request_host<B>(request: &Request<B>) -> Result<Option<String>, ()> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let host = hosts
+        .next()
+        .map(|h| h.to_str().map_err(|_| ()))
+        .transpose()?;
+    if hosts.next().is_some() {
+        return Err(());
+    }
+    match (
+        request.uri().authority().map(http::uri::Authority::as_str),
+        host,
+    ) {
+        (Some(authority), Some(host)) if !authority.eq_ignore_ascii_case(host) => Err(()),
+        (Some(authority), _) => Ok(Some(authority.to_owned())),
+        (None, host) => Ok(host.map(str::to_owned)),
+    }
+}
+
+/// A header's value as text, when it is text.
+fn header_str(headers: &HeaderMap, name: &header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// The 204 answering an allowed preflight.
@@ -384,55 +383,53 @@ pub struct Client {
 }
 
 /// The client behind a request. The socket peer is the client, and a client-sent
-/// `X-Forwarded-For` is replaced, unless the peer is a trusted proxy: then its chain is kept (the
-/// peer appended) and the client is the rightmost address in it that is not a trusted proxy.
-pub fn client_address(
+/// `X-Forwarded-For` is replaced, unless the peer is a trusted proxy. Then the chain it sent
+/// (every `X-Forwarded-For` line, in order) is walked from the right past trusted proxies: the
+/// first other valid address is the client, and what lies left of it is dropped. A hop that is
+/// not an address stops the walk at the last trusted hop.
+pub fn client_address<'a>(
     peer: IpAddr,
-    forwarded_for: Option<&str>,
+    forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[ipnet::IpNet],
 ) -> Client {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let untrusted_peer = Client {
-        ip: peer,
-        forwarded_for: peer.to_string(),
-    };
-    let Some(chain) = forwarded_for.filter(|_| is_trusted(&peer)) else {
-        return untrusted_peer;
-    };
-    let mut hops = Vec::new();
-    for hop in chain.split(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) => hops.push(ip),
-            // A chain that is not a list of addresses says nothing to trust.
-            Err(_) => return untrusted_peer,
+    if !is_trusted(&peer) {
+        return Client {
+            ip: peer,
+            forwarded_for: peer.to_string(),
+        };
+    }
+    let hops: Vec<&str> = forwarded_for
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+        .collect();
+    let mut kept = vec![peer];
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+            break;
+        };
+        kept.push(ip);
+        if !is_trusted(&ip) {
+            break;
         }
     }
-    let ip = hops
+    let ip = *kept.last().expect("the peer is always kept");
+    let forwarded_for = kept
         .iter()
         .rev()
-        .find(|ip| !is_trusted(ip))
-        .copied()
-        .unwrap_or(peer);
-    Client {
-        ip,
-        forwarded_for: format!(
-            "{}, {peer}",
-            hops.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Client { ip, forwarded_for }
 }
 
-fn forwarded_headers(
-    headers: &mut HeaderMap,
-    connection: &Connection,
-    client: &Client,
-    host: Option<&str>,
-    request_id: &str,
-) {
-    match HeaderValue::from_str(&client.forwarded_for) {
+fn forwarded_headers(headers: &mut HeaderMap, exchange: &Exchange<'_>) {
+    // Other ways a client could claim an address are not passed on.
+    headers.remove("forwarded");
+    headers.remove("x-real-ip");
+    match HeaderValue::from_str(&exchange.client.forwarded_for) {
         Ok(value) => {
             headers.insert("x-forwarded-for", value);
         }
@@ -442,17 +439,19 @@ fn forwarded_headers(
     }
     headers.insert(
         "x-forwarded-proto",
-        HeaderValue::from_static(if connection.https { "https" } else { "http" }),
+        HeaderValue::from_static(if exchange.connection.https {
+            "https"
+        } else {
+            "http"
+        }),
     );
-    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        Some(value) => {
-            headers.insert("x-forwarded-host", value);
-        }
-        None => {
-            headers.remove("x-forwarded-host");
-        }
+    headers.remove(header::HOST);
+    headers.remove("x-forwarded-host");
+    if let Some(value) = exchange.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(header::HOST, value.clone());
+        headers.insert("x-forwarded-host", value);
     }
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    if let Ok(value) = HeaderValue::from_str(exchange.request_id) {
         headers.insert(REQUEST_ID, value);
     }
 }
@@ -510,17 +509,32 @@ mod tests {
     fn forwarded_for_is_trusted_only_from_trusted_proxies() {
         let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "198.51.100.1".parse().unwrap();
-        let c = client_address(peer, Some("6.6.6.6"), &trusted);
+        let c = client_address(peer, ["6.6.6.6"].into_iter(), &trusted);
         assert_eq!(c.ip, peer, "an untrusted peer cannot name the client");
         assert_eq!(c.forwarded_for, "198.51.100.1");
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
-        let c = client_address(proxy, Some("203.0.113.7, 10.1.1.1"), &trusted);
+        let c = client_address(proxy, ["203.0.113.7, 10.1.1.1"].into_iter(), &trusted);
         assert_eq!(c.ip.to_string(), "203.0.113.7", "rightmost untrusted hop");
         assert_eq!(c.forwarded_for, "203.0.113.7, 10.1.1.1, 10.0.0.5");
-        let c = client_address(proxy, Some("not-an-ip"), &trusted);
+        // A client prepending lies or junk cannot displace itself or empty the chain.
+        let c = client_address(proxy, ["1.2.3.4", "x, 203.0.113.7"].into_iter(), &trusted);
+        assert_eq!(c.ip.to_string(), "203.0.113.7");
+        assert_eq!(c.forwarded_for, "203.0.113.7, 10.0.0.5");
+        // Several lines are one chain (a balancer adds its own line).
+        let c = client_address(proxy, ["6.6.6.6", "203.0.113.8"].into_iter(), &trusted);
+        assert_eq!(c.ip.to_string(), "203.0.113.8");
+        // Junk right of every untrusted hop stops the walk at the last trusted one.
+        let c = client_address(proxy, ["203.0.113.7, junk"].into_iter(), &trusted);
         assert_eq!(c.ip, proxy);
-        assert_eq!(c.forwarded_for, "10.0.0.5");
-        let c = client_address(proxy, None, &trusted);
+        let c = client_address(proxy, std::iter::empty(), &trusted);
         assert_eq!(c.ip, proxy);
+        // IPv4 peers on a dual-stack socket arrive IPv4-mapped.
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(
+            client_address(mapped, ["203.0.113.9"].into_iter(), &trusted)
+                .ip
+                .to_string(),
+            "203.0.113.9"
+        );
     }
 }

@@ -85,6 +85,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
+    headers.remove("http2-settings");
 }
 
 #[cfg(test)]

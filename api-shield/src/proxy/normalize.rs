@@ -23,6 +23,9 @@ pub enum PathError {
     Nul,
     /// A raw backslash or control character.
     ForbiddenCharacter,
+    /// A `.` or `..` segment with parameters (`/..;/`): some servers resolve it as a dot
+    /// segment after routing saw it as a name.
+    DotSegmentParameters,
 }
 
 impl fmt::Display for PathError {
@@ -33,6 +36,7 @@ impl fmt::Display for PathError {
             PathError::EncodedSeparator => "encoded slash or backslash",
             PathError::Nul => "NUL in the path",
             PathError::ForbiddenCharacter => "backslash or control character in the path",
+            PathError::DotSegmentParameters => "dot segment with parameters (;)",
         })
     }
 }
@@ -55,6 +59,9 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
             ".." => {
                 segments.pop();
                 trailing_slash = last;
+            }
+            other if matches!(other.split(';').next(), Some("." | "..")) => {
+                return Err(PathError::DotSegmentParameters);
             }
             other => {
                 segments.push(other);
@@ -184,6 +191,9 @@ mod tests {
             ("/a%zz", PathError::BadEscape),
             ("/a%4", PathError::BadEscape),
             ("/a%", PathError::BadEscape),
+            ("/api/..;/admin", PathError::DotSegmentParameters),
+            ("/api/.;x/admin", PathError::DotSegmentParameters),
+            ("/api/%2e%2e;/admin", PathError::DotSegmentParameters),
             ("admin", PathError::NotAbsolute),
             ("", PathError::NotAbsolute),
         ];

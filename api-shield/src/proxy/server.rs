@@ -184,7 +184,11 @@ async fn serve_https(
 ) {
     loop {
         let (stream, peer) = match tcp.accept().await {
-            Ok(accepted) => accepted,
+            // IPv4 clients of a dual-stack socket arrive IPv4-mapped: compare them as IPv4.
+            Ok((stream, peer)) => (
+                stream,
+                SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+            ),
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
                 continue;
@@ -199,7 +203,7 @@ async fn serve_https(
             let Some(peer) = client_of(&mut stream, peer, proxy_protocol, &settings).await else {
                 return;
             };
-            let Some(_permit) = limiter.try_acquire(peer.ip()) else {
+            let Some(permit) = limiter.try_acquire(peer.ip()) else {
                 tracing::warn!(%peer, "connection refused: too many open from this address");
                 return;
             };
@@ -218,7 +222,11 @@ async fn serve_https(
                     return;
                 }
             };
-            let connection = Arc::new(Connection { peer, https: true });
+            let connection = Arc::new(Connection {
+                peer,
+                https: true,
+                permit: Some(Arc::new(permit)),
+            });
             let service = service_fn(move |request: Request<Incoming>| {
                 let proxy = Arc::clone(&proxy);
                 let connection = Arc::clone(&connection);

@@ -1,14 +1,16 @@
-//! Protocol upgrades over HTTP/1.1 (`Connection: upgrade` + `Upgrade: websocket`, or any other
-//! protocol): the upgrade headers survive hop-by-hop stripping, and once the upstream answers
-//! `101 Switching Protocols` the two connections are spliced together byte for byte.
+//! WebSocket over HTTP/1.1 (`GET` with `Connection: upgrade` and `Upgrade: websocket`): the
+//! upgrade headers survive hop-by-hop stripping, and once the upstream answers `101 Switching
+//! Protocols` the two connections are spliced together byte for byte. No other protocol is
+//! upgraded: an `h2c` upgrade, say, would let a client speak HTTP/2 to the upstream past every
+//! route and policy.
 
 use http::{header, HeaderMap, HeaderValue, Request, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-/// The protocol a request asks to upgrade to, if it does.
+/// The protocol a request asks to upgrade to, if it is a WebSocket handshake.
 pub fn requested<B>(request: &Request<B>) -> Option<HeaderValue> {
-    if request.version() != Version::HTTP_11 {
+    if request.version() != Version::HTTP_11 || request.method() != http::Method::GET {
         return None;
     }
     let asks = request
@@ -18,11 +20,8 @@ pub fn requested<B>(request: &Request<B>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        request.headers().get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    let protocol = request.headers().get(header::UPGRADE)?;
+    (asks && protocol.as_bytes().eq_ignore_ascii_case(b"websocket")).then(|| protocol.clone())
 }
 
 /// Puts the upgrade headers back after hop-by-hop stripping.
@@ -31,9 +30,11 @@ pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// Splices the client's and the upstream's upgraded connections until either side closes.
-pub fn splice(client: OnUpgrade, upstream: OnUpgrade) {
+/// Splices the client's and the upstream's upgraded connections until either side closes,
+/// holding `permit` (the client's place under the connection limit) meanwhile.
+pub fn splice<P: Send + 'static>(client: OnUpgrade, upstream: OnUpgrade, permit: P) {
     tokio::spawn(async move {
+        let _permit = permit;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(both) => both,
             Err(error) => {
