@@ -66,12 +66,12 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// One slot of the per-CPU verdict cache: the limiter found `key` over budget, and no packet of
+/// One slot of the per-CPU verdict cache: the limiter found the source `key` over budget, and no packet of
 /// it can conform before `until_ns` unless the rules change (`generation`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerdictSlot {
-    /// Limiter key (the 16 address bytes, IPv6 masked to the prefix), as two words.
+    /// Source address (the 16 bytes, IPv4 mapped), as two words.
     pub key: [u64; 2],
     /// Monotonic time before which every packet of the key is over budget.
     pub until_ns: u64,

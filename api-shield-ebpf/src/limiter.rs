@@ -45,7 +45,7 @@ pub fn check(
         return match conforms(tat, now, cfg.emission_ns, cfg.tolerance_ns) {
             Ok(()) => Reason::PassWithinLimit,
             Err(until) => {
-                verdicts::remember(key, generation, until);
+                verdicts::remember(&pkt.src, generation, until);
                 dropping(cfg, Reason::DropRateLimited, last, pkt, now)
             }
         };

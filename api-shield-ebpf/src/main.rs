@@ -65,19 +65,20 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
         Parsed::Malformed => return Reason::PassMalformed,
         Parsed::Ip(pkt) => pkt,
     };
-    // Allow first: the verdict cache is keyed by the limiter key (an IPv6 prefix), which an
-    // allowed address may share with a flooding neighbour.
+    // The verdict cache is keyed by the exact source, which only the limiter puts there: an
+    // allowed address never reaches the limiter, so it is never cached, even when a flooding
+    // neighbour spends the budget of their shared IPv6 prefix; a change of the lists voids all.
+    let now = monotonic_ns(cfg);
+    let protected = protected(cfg, &pkt);
+    let generation = verdicts::generation();
+    if protected && verdicts::over_budget(&pkt.src, generation, now) {
+        return verdict(cfg, Reason::DropRateLimited);
+    }
     let key = lpm::host_key(&pkt.src);
     if ALLOW.get(&key).is_some() {
         return Reason::PassAllowed;
     }
-    let now = monotonic_ns(cfg);
-    let protected = protected(cfg, &pkt);
-    let generation = verdicts::generation();
     let limiter_key = limiter::key(cfg, &pkt);
-    if protected && verdicts::over_budget(&limiter_key, generation, now) {
-        return verdict(cfg, Reason::DropRateLimited);
-    }
     if let Some(rule) = lpm::lookup_mut(&DENY, &key) {
         // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
         let last = unsafe { core::ptr::addr_of_mut!((*rule).last_event_ns) };

@@ -1,7 +1,9 @@
 //! The per-CPU verdict cache: once the limiter finds a source over budget, every packet of it
-//! before the next conforming instant is dropped without the map lookups. The cached instant is
-//! exact (a GCRA state only moves forward, so a source never conforms sooner than computed), and
-//! a change of the allow, deny or ban lists bumps `RULES_GEN`, which voids every entry.
+//! before the next conforming instant is dropped without the map lookups. Entries are keyed by
+//! the exact source address (the instant is its limiter key's, e.g. its IPv6 prefix's). The
+//! cached instant is exact (a GCRA state only moves forward, so a source never conforms sooner
+//! than computed), and a change of the allow, deny or ban lists bumps `RULES_GEN`, which voids
+//! every entry.
 
 use api_shield_common::{maps::VERDICT_BITS, VerdictSlot};
 
