@@ -153,19 +153,15 @@ async fn routes_proxy_over_h1_and_h2_with_forwarding_and_security_headers() {
     let upstream = Upstream::start().await;
     let shield = Shield::start(upstream.addr, ROUTES);
     for version in [Version::H1, Version::H2] {
-        let mut request = get("GET", "/api/v1/users/42?full=1");
-        request
-            .headers_mut()
-            .insert("x-request-id", "trace-abc-123".parse().unwrap());
-        request
-            .headers_mut()
-            .insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
-        request
-            .headers_mut()
-            .insert("connection", "x-drop-me".parse().unwrap());
-        request
-            .headers_mut()
-            .insert("x-drop-me", "1".parse().unwrap());
+        let request = with_headers(
+            get("GET", "/api/v1/users/42?full=1"),
+            &[
+                ("x-request-id", "trace-abc-123"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("connection", "x-drop-me"),
+                ("x-drop-me", "1"),
+            ],
+        );
         let reply = shield.send(version, request).await;
         assert_eq!(reply.status, 200, "{version:?}: {:?}", reply.body);
         assert_eq!(
@@ -280,6 +276,17 @@ async fn path_normalisation_defeats_route_bypasses() {
         .await;
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.seen()[0].target, "/public/a/c?q=%2e");
+}
+
+/// A request with these extra headers.
+fn with_headers(
+    mut request: Request<Full<Bytes>>,
+    headers: &[(&'static str, &str)],
+) -> Request<Full<Bytes>> {
+    for (name, value) in headers {
+        request.headers_mut().append(*name, value.parse().unwrap());
+    }
+    request
 }
 
 fn with_origin(method: &str, target: &str, origin: &str) -> Request<Full<Bytes>> {
@@ -811,13 +818,10 @@ async fn upgrades_such_as_websocket_are_passed_through() {
             .await
             .unwrap();
     tokio::spawn(conn.with_upgrades());
-    let mut request = get("GET", "/public/socket");
-    request
-        .headers_mut()
-        .insert("connection", "upgrade".parse().unwrap());
-    request
-        .headers_mut()
-        .insert("upgrade", "websocket".parse().unwrap());
+    let request = with_headers(
+        get("GET", "/public/socket"),
+        &[("connection", "upgrade"), ("upgrade", "websocket")],
+    );
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 101);
     assert_eq!(response.headers()["upgrade"], "websocket");

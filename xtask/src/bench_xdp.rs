@@ -1,6 +1,6 @@
-//! `cargo xtask bench-xdp`: installs nftables and ethtool if missing, then runs the benchmark
-//! binary (`xtask/bench-xdp`) in release mode. Its report goes to stdout and
-//! `target/bench-xdp.md`; BENCHMARKS.md records the figures.
+//! `cargo xtask bench-xdp` and `cargo xtask bench-proxy`: install what each benchmark drives
+//! (nftables and ethtool; nginx and wrk) if missing, then run its binary from `xtask/bench-xdp`
+//! in release mode. Reports go to stdout and `target/bench-*.md`; BENCHMARKS.md records them.
 
 use anyhow::Result;
 
@@ -14,27 +14,22 @@ pub struct Args {
     args: Vec<String>,
 }
 
-/// Runs the proxy benchmark (installs nginx and wrk if missing).
-pub fn run_proxy(args: &Args) -> Result<()> {
-    setup::packages(&[("nginx", "nginx"), ("wrk", "wrk")])?;
-    let mut full = vec!["--".to_owned()];
-    full.extend(args.args.iter().cloned());
-    cmd::cargo(
-        &[
-            "run",
-            "--release",
-            "--package",
-            "api-shield-bench",
-            "--bin",
-            "bench-proxy",
-        ],
-        &full,
+/// Runs the XDP benchmark.
+pub fn run(args: &Args) -> Result<()> {
+    run_bench(
+        "bench-xdp",
+        &[("nftables", "nft"), ("ethtool", "ethtool")],
+        args,
     )
 }
 
-/// Runs the benchmark.
-pub fn run(args: &Args) -> Result<()> {
-    setup::packages(&[("nftables", "nft"), ("ethtool", "ethtool")])?;
+/// Runs the proxy benchmark.
+pub fn run_proxy(args: &Args) -> Result<()> {
+    run_bench("bench-proxy", &[("nginx", "nginx"), ("wrk", "wrk")], args)
+}
+
+fn run_bench(binary: &str, packages: &[(&str, &str)], args: &Args) -> Result<()> {
+    setup::packages(packages)?;
     let mut full = vec!["--".to_owned()];
     full.extend(args.args.iter().cloned());
     cmd::cargo(
@@ -44,7 +39,7 @@ pub fn run(args: &Args) -> Result<()> {
             "--package",
             "api-shield-bench",
             "--bin",
-            "bench-xdp",
+            binary,
         ],
         &full,
     )
