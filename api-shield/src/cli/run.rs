@@ -34,8 +34,15 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     init_logging(args.log_format);
     let config = config::load(&args.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.proxy.workers)
+    // One worker: a single-threaded runtime, which spares the work-stealing machinery.
+    let mut builder = if config.proxy.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(config.proxy.workers);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;
