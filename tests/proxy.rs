@@ -989,3 +989,24 @@ async fn smuggling_vectors_are_refused_or_neutralised() {
     );
     assert_eq!(upstream.seen().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_upstream_takes_what_no_route_matches() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start_with(upstream.addr, ROUTES, "default_upstream = \"api\"");
+    let reply = shield.send(Version::H1, get("GET", "/elsewhere/./x")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body, "upstream:/elsewhere/x",
+        "normalised like any other request"
+    );
+    // A route that matches with another method still answers 405.
+    assert_eq!(
+        shield
+            .send(Version::H1, get("DELETE", "/api/v1/users/1"))
+            .await
+            .status,
+        405
+    );
+    assert_eq!(upstream.seen().len(), 1);
+}

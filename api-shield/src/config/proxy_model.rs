@@ -160,6 +160,8 @@ pub struct ProxyConfig {
     pub max_connections_per_ip: usize,
     /// Peers (CIDRs) trusted to say who the client is in `X-Forwarded-For`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where requests that match no route go: an upstream name, or none for 404.
+    pub default_upstream: Option<String>,
     /// HSTS on HTTPS responses.
     pub hsts: HstsConfig,
     /// Add the default security headers (nosniff, frame-ancestors, Referrer-Policy).
@@ -178,6 +180,7 @@ impl Default for ProxyConfig {
             max_headers: 100,
             max_connections_per_ip: 256,
             trusted_proxies: Vec::new(),
+            default_upstream: None,
             hsts: HstsConfig::default(),
             security_headers: true,
             workers: 2,

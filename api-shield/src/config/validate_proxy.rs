@@ -17,6 +17,14 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
     listeners(config)?;
     let upstreams = upstreams(config)?;
     routes(config, &upstreams)?;
+    if let Some(name) = &config.proxy.default_upstream {
+        if !upstreams.contains(name.as_str()) {
+            return Err(problem(
+                "proxy.default_upstream",
+                format!("no upstream is named `{name}`"),
+            ));
+        }
+    }
     proxy(config)
 }
 

@@ -50,6 +50,7 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Proxy {
     routes: RouteTable<Target>,
+    default_upstream: Option<Arc<Upstream>>,
     request_timeout: std::time::Duration,
     trusted_proxies: Vec<ipnet::IpNet>,
     headers: ResponseHeaders,
@@ -84,6 +85,11 @@ impl Proxy {
             })
             .collect();
         Ok(Proxy {
+            default_upstream: config
+                .proxy
+                .default_upstream
+                .as_deref()
+                .map(|name| Arc::clone(&upstreams[name])),
             routes: RouteTable::new(routes),
             headers: ResponseHeaders::new(&config.proxy),
             max_body: config.proxy.max_body_bytes,
@@ -187,7 +193,24 @@ impl Proxy {
             .find(host.as_deref(), &path, request.method().as_str())
         {
             RouteMatch::Found { route, .. } => route,
-            RouteMatch::NotFound => return deny(outcome, Denial::NotFound, None),
+            RouteMatch::NotFound => {
+                let Some(upstream) = &self.default_upstream else {
+                    return deny(outcome, Denial::NotFound, None);
+                };
+                outcome.route = Some("default".to_owned());
+                let exchange = Exchange {
+                    connection,
+                    client,
+                    upstream,
+                    host: host.as_deref(),
+                    path: &path,
+                    request_id,
+                };
+                return match self.forward(request, &exchange).await {
+                    Ok(response) => response,
+                    Err(denial) => deny(outcome, denial, None),
+                };
+            }
             RouteMatch::MethodNotAllowed { allow } => {
                 let mut response = deny(outcome, Denial::MethodNotAllowed, None);
                 if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
