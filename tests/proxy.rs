@@ -107,6 +107,20 @@ connect_timeout = "1s"
         }
     }
 
+    /// A fresh TLS connection to the HTTPS listener (SNI `localhost`), offering `version`.
+    async fn tls(
+        &self,
+        version: Version,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp = tokio::net::TcpStream::connect(self.https).await?;
+        tokio_rustls::TlsConnector::from(client_config(&self.pki.ca, version))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+    }
+
     async fn send(&self, version: Version, request: Request<Full<Bytes>>) -> support::https::Reply {
         send(
             self.https,
@@ -464,14 +478,7 @@ async fn a_slow_client_is_cut_off_by_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;
     let shield = Shield::start(upstream.addr, ROUTES);
-    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H1))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut tls = shield.tls(Version::H1).await.unwrap();
     // Half a request head, then silence (slowloris).
     tls.write_all(b"GET /api/v1/users/1 HTTP/1.1\r\nHost: local")
         .await
@@ -648,13 +655,7 @@ async fn connections_per_client_address_are_limited() {
         200
     );
     // The third is closed as soon as it is accepted: its handshake fails.
-    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
-    let third = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H2))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await;
+    let third = shield.tls(Version::H2).await;
     assert!(
         third.is_err(),
         "a third connection from the same address must be refused"
@@ -664,13 +665,7 @@ async fn connections_per_client_address_are_limited() {
     drop(first);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
-        let attempt = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H2))
-            .connect(
-                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-                tcp,
-            )
-            .await;
+        let attempt = shield.tls(Version::H2).await;
         if attempt.is_ok() {
             break;
         }
@@ -805,14 +800,7 @@ async fn upgrades_such_as_websocket_are_passed_through() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;
     let shield = Shield::start(upstream.addr, ROUTES);
-    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H1))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let tls = shield.tls(Version::H1).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await
@@ -845,14 +833,7 @@ async fn a_request_that_outlasts_the_request_timeout_gets_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;
     let shield = Shield::start_with(upstream.addr, ROUTES, "request_timeout = \"1s\"");
-    let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(client_config(&shield.pki.ca, Version::H1))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut tls = shield.tls(Version::H1).await.unwrap();
     // A body announced at 100 bytes, 10 sent, then silence (slow POST).
     tls.write_all(
         b"PUT /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
