@@ -8,7 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     config,
-    fastpath::{self, layout_dir, Fastpath, PinnedMaps, SystemClock},
+    fastpath::{self, Fastpath, PinnedMaps, SystemClock},
     proxy::server::ProxyServer,
     telemetry::{init_logging, LogFormat},
 };
@@ -69,8 +69,9 @@ async fn serve(config: config::Config) -> Result<()> {
                 }
             });
         }
-        let dir = layout_dir(&config.fastpath.pin_dir);
-        tokio::spawn(sweep_bans(dir));
+        if let Some(maps) = fastpath.take_maps() {
+            tokio::spawn(sweep_bans(maps));
+        }
         Some(fastpath)
     } else {
         tracing::info!("fast path disabled (fastpath.enabled = false)");
@@ -127,14 +128,7 @@ async fn serve(config: config::Config) -> Result<()> {
     Ok(())
 }
 
-async fn sweep_bans(dir: PathBuf) {
-    let mut maps = match PinnedMaps::open(&dir) {
-        Ok(maps) => maps,
-        Err(error) => {
-            tracing::error!(%error, "ban sweeper cannot open the maps");
-            return;
-        }
-    };
+async fn sweep_bans(mut maps: PinnedMaps) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         ticker.tick().await;

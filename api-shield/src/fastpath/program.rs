@@ -73,9 +73,8 @@ pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<()
 
 /// The running fast path of the daemon.
 pub struct Fastpath {
-    // Field order is drop order: the program (and the links it manages) goes before the maps.
     ebpf: Ebpf,
-    maps: PinnedMaps,
+    maps: Option<PinnedMaps>,
     attachments: Vec<Attachment>,
     config: FastpathConfig,
 }
@@ -115,7 +114,7 @@ impl Fastpath {
         status.write(&config.runtime_dir)?;
         Ok(Fastpath {
             ebpf,
-            maps,
+            maps: Some(maps),
             attachments,
             config: config.clone(),
         })
@@ -126,9 +125,9 @@ impl Fastpath {
         &self.attachments
     }
 
-    /// The pinned maps.
-    pub fn maps_mut(&mut self) -> &mut PinnedMaps {
-        &mut self.maps
+    /// The pinned maps the daemon opened at start (once), for the tasks that keep them.
+    pub fn take_maps(&mut self) -> Option<PinnedMaps> {
+        self.maps.take()
     }
 
     /// The drop-event ring buffer (once).
