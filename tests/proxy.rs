@@ -1,166 +1,19 @@
 //! The L7 proxy end to end: the real daemon binary with TLS from a CA made in the test, a real
 //! upstream, and TLS clients speaking HTTP/1.1 and HTTP/2: routing, 404/405, path
-//! normalisation bypasses, CORS, HSTS only over TLS, body limits, upstream failure.
+//! normalisation bypasses, CORS, HSTS only over TLS, limits, timeouts, forwarding headers,
+//! upgrades, smuggling vectors, upstream failure. TLS itself is in proxy_tls.rs.
 // Pedantic lints are for the product code; tests favour plain, direct code.
 #![allow(clippy::pedantic)]
 
 mod support;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use support::{
-    daemon::Daemon,
-    https::{client_config, get, send, TestPki, Upstream, Version},
+    https::{client_config, get, Upstream, Version},
+    shield::{with_headers, with_origin, Shield, ROUTES},
 };
-
-struct Shield {
-    daemon: Daemon,
-    https: SocketAddr,
-    http: SocketAddr,
-    pki: TestPki,
-    _dir: tempfile::TempDir,
-}
-
-impl Shield {
-    /// Starts the daemon (fast path off) in front of `upstream` with `routes` (TOML).
-    fn start(upstream: SocketAddr, routes: &str) -> Shield {
-        Shield::start_with(upstream, routes, "")
-    }
-
-    /// The same, with more `[proxy]` settings.
-    fn start_with(upstream: SocketAddr, routes: &str, proxy: &str) -> Shield {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::new(dir.path());
-        Shield::start_full(upstream, routes, proxy, "", "", pki, dir)
-    }
-
-    /// The same, with more `[listeners.tls]` settings and a given PKI.
-    fn start_full(
-        upstream: SocketAddr,
-        routes: &str,
-        proxy: &str,
-        listener: &str,
-        tls: &str,
-        pki: TestPki,
-        dir: tempfile::TempDir,
-    ) -> Shield {
-        let config = format!(
-            r#"
-[fastpath]
-enabled = false
-
-[proxy]
-max_body_bytes = 1024
-header_timeout = "1s"
-{proxy}
-
-[[listeners]]
-bind = "127.0.0.1:0"
-redirect = {{ bind = "127.0.0.1:0" }}
-{listener}
-[listeners.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-{tls}
-
-[[upstreams]]
-name = "api"
-url = "http://{upstream}"
-
-[[upstreams]]
-name = "down"
-url = "http://127.0.0.1:1"
-connect_timeout = "1s"
-
-{routes}
-"#,
-            cert = pki.cert.display(),
-            key = pki.key.display(),
-        );
-        let path = dir.path().join("api-shield.toml");
-        std::fs::write(&path, config).unwrap();
-        let daemon = Daemon::start(None, &path).unwrap_or_else(|e| panic!("{e}"));
-        let ready = daemon
-            .log
-            .iter()
-            .find(|l| l.contains("\"message\":\"ready\""))
-            .unwrap()
-            .clone();
-        let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
-        let listening = json["listening"].as_str().unwrap().to_owned();
-        let addr = |suffix: &str| -> SocketAddr {
-            listening
-                .split(',')
-                .find_map(|item| item.strip_prefix(&format!("listener-0{suffix}=")))
-                .unwrap_or_else(|| panic!("no listener-0{suffix} in {listening}"))
-                .parse()
-                .unwrap()
-        };
-        Shield {
-            https: addr(""),
-            http: addr("-redirect"),
-            daemon,
-            pki,
-            _dir: dir,
-        }
-    }
-
-    /// A fresh TLS connection to the HTTPS listener (SNI `localhost`), offering `version`.
-    async fn tls(
-        &self,
-        version: Version,
-    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        let tcp = tokio::net::TcpStream::connect(self.https).await?;
-        tokio_rustls::TlsConnector::from(client_config(&self.pki.ca, version))
-            .connect(
-                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-                tcp,
-            )
-            .await
-    }
-
-    async fn send(&self, version: Version, request: Request<Full<Bytes>>) -> support::https::Reply {
-        send(
-            self.https,
-            client_config(&self.pki.ca, version),
-            version,
-            request,
-        )
-        .await
-    }
-}
-
-const ROUTES: &str = r#"
-[[routes]]
-name = "users"
-path = "/api/v1/users/{id}"
-methods = ["GET", "PUT"]
-upstream = "api"
-
-[[routes]]
-name = "public"
-path = "/public/*"
-upstream = "api"
-
-[[routes]]
-name = "broken"
-path = "/broken"
-upstream = "down"
-
-[[routes]]
-name = "cors"
-path = "/cors/*"
-methods = ["GET", "PUT"]
-upstream = "api"
-[routes.cors]
-origins = ["https://app.example.com", "https://*.tenant.example"]
-headers = ["content-type"]
-expose = ["x-request-id"]
-credentials = true
-max_age = "10m"
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_proxy_over_h1_and_h2_with_forwarding_and_security_headers() {
@@ -290,25 +143,6 @@ async fn path_normalisation_defeats_route_bypasses() {
         .await;
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.seen()[0].target, "/public/a/c?q=%2e");
-}
-
-/// A request with these extra headers.
-fn with_headers(
-    mut request: Request<Full<Bytes>>,
-    headers: &[(&'static str, &str)],
-) -> Request<Full<Bytes>> {
-    for (name, value) in headers {
-        request.headers_mut().append(*name, value.parse().unwrap());
-    }
-    request
-}
-
-fn with_origin(method: &str, target: &str, origin: &str) -> Request<Full<Bytes>> {
-    let mut request = get(method, target);
-    request
-        .headers_mut()
-        .insert("origin", origin.parse().unwrap());
-    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,116 +334,6 @@ async fn a_slow_client_is_cut_off_by_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certificate_reload_serves_new_connections_without_dropping_open_ones() {
-    let upstream = Upstream::start().await;
-    let mut shield = Shield::start(upstream.addr, ROUTES);
-    let config = client_config(&shield.pki.ca, Version::H2);
-    let (mut open, first) = support::https::connect_h2(shield.https, config).await;
-    let reply = open
-        .send_request(get("GET", "https://localhost/public/1"))
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 200);
-
-    let second = shield.pki.issue();
-    assert_ne!(first, second);
-    nix::sys::signal::kill(shield.daemon.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
-    shield
-        .daemon
-        .wait_for("certificates reloaded", std::time::Duration::from_secs(10))
-        .unwrap();
-    // A fresh client config: no TLS session to resume, so the server must show its certificate.
-    let fresh = client_config(&shield.pki.ca, Version::H2);
-    let (_, served) = support::https::connect_h2(shield.https, fresh).await;
-    assert_eq!(served, second, "new connections get the new certificate");
-    let reply = open
-        .send_request(get("GET", "https://localhost/public/2"))
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 200, "the open connection is still served");
-    assert_eq!(upstream.seen().len(), 2);
-}
-
-/// A ClientHello as an old or weak client sends it: `version` in the hello, these suites.
-fn client_hello(version: u16, suites: &[u16]) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend(version.to_be_bytes());
-    body.extend([0x42u8; 32]);
-    body.push(0);
-    body.extend(((suites.len() * 2) as u16).to_be_bytes());
-    for suite in suites {
-        body.extend(suite.to_be_bytes());
-    }
-    body.extend([1, 0]);
-    let mut ext = Vec::new();
-    let name = b"localhost";
-    let mut sni = Vec::new();
-    sni.extend(((name.len() + 3) as u16).to_be_bytes());
-    sni.push(0);
-    sni.extend((name.len() as u16).to_be_bytes());
-    sni.extend(name);
-    for (kind, data) in [
-        (0x0000u16, sni),
-        (0x000a, vec![0, 4, 0x00, 0x1d, 0x00, 0x17]),
-        (0x000b, vec![1, 0]),
-        (0x000d, vec![0, 6, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01]),
-    ] {
-        ext.extend(kind.to_be_bytes());
-        ext.extend((data.len() as u16).to_be_bytes());
-        ext.extend(data);
-    }
-    body.extend((ext.len() as u16).to_be_bytes());
-    body.extend(ext);
-    let mut handshake = vec![1];
-    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    handshake.extend(body);
-    let mut record = vec![0x16, 0x03, 0x01];
-    record.extend((handshake.len() as u16).to_be_bytes());
-    record.extend(handshake);
-    record
-}
-
-/// The first record the server answers a hello with: (content type, first bytes).
-async fn first_record(addr: SocketAddr, hello: &[u8]) -> (u8, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(hello).await.unwrap();
-    let mut buf = [0u8; 7];
-    tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_exact(&mut buf))
-        .await
-        .expect("the server answers")
-        .unwrap();
-    (buf[0], buf.to_vec())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_1_1_and_weak_suites_are_refused() {
-    const ALERT: u8 = 0x15;
-    const HANDSHAKE: u8 = 0x16;
-    let upstream = Upstream::start().await;
-    let shield = Shield::start(upstream.addr, ROUTES);
-    // Control: a TLS 1.2 hello with an AEAD suite for the server's ECDSA key gets a ServerHello.
-    let (kind, _) = first_record(shield.https, &client_hello(0x0303, &[0xc02b])).await;
-    assert_eq!(kind, HANDSHAKE);
-    // TLS 1.1, even with good suites: protocol_version alert.
-    let (kind, bytes) = first_record(
-        shield.https,
-        &client_hello(0x0302, &[0xc02b, 0xc009, 0x002f]),
-    )
-    .await;
-    assert_eq!(kind, ALERT, "{bytes:?}");
-    assert_eq!(bytes[6], 70, "protocol_version");
-    // TLS 1.2 with only CBC and RSA-key-exchange suites: handshake_failure.
-    let (kind, bytes) = first_record(
-        shield.https,
-        &client_hello(0x0303, &[0xc009, 0xc013, 0x002f, 0x0035, 0x000a]),
-    )
-    .await;
-    assert_eq!(kind, ALERT, "{bytes:?}");
-    assert_eq!(bytes[6], 40, "handshake_failure");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_or_too_many_headers_get_431_without_reaching_the_upstream() {
     let upstream = Upstream::start().await;
     let shield = Shield::start_with(
@@ -701,101 +425,6 @@ async fn x_forwarded_for_is_kept_only_from_trusted_proxies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let tls = format!("client_ca = \"{}\"", pki.ca_file.display());
-    let shield = Shield::start_full(upstream.addr, ROUTES, "", "", &tls, pki, dir);
-    let identity = shield.pki.client_identity();
-    let with_cert = support::https::client_config_with(&shield.pki.ca, Version::H1, Some(identity));
-    let reply = send(
-        shield.https,
-        with_cert,
-        Version::H1,
-        get("GET", "/public/x"),
-    )
-    .await;
-    assert_eq!(reply.status, 200);
-    // Without a certificate, or with one from another CA, the request is never served.
-    let other_dir = tempfile::tempdir().unwrap();
-    let other = TestPki::new(other_dir.path());
-    for identity in [None, Some(other.client_identity())] {
-        let config = support::https::client_config_with(&shield.pki.ca, Version::H1, identity);
-        let tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
-        let outcome: Result<_, std::io::Error> = async {
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(
-                    rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-                    tcp,
-                )
-                .await?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(std::io::Error::other)?;
-            tokio::spawn(conn);
-            sender
-                .send_request(get("GET", "/public/y"))
-                .await
-                .map_err(std::io::Error::other)
-        }
-        .await;
-        assert!(
-            outcome.is_err(),
-            "served without a valid client certificate"
-        );
-    }
-    assert_eq!(upstream.seen().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_upstreams_are_validated_against_the_configured_ca() {
-    let plain = Upstream::start().await;
-    let up_dir = tempfile::tempdir().unwrap();
-    let up_pki = TestPki::new(up_dir.path());
-    let secure = Upstream::start_with(Some(up_pki.server_config())).await;
-    let wrong_dir = tempfile::tempdir().unwrap();
-    let wrong = TestPki::new(wrong_dir.path());
-    let routes = format!(
-        r#"
-[[upstreams]]
-name = "secure"
-url = "https://localhost:{port}"
-ca = "{ca}"
-
-[[upstreams]]
-name = "mistrusted"
-url = "https://localhost:{port}"
-ca = "{wrong}"
-
-[[routes]]
-name = "secure"
-path = "/secure/*"
-upstream = "secure"
-
-[[routes]]
-name = "mistrusted"
-path = "/mistrusted/*"
-upstream = "mistrusted"
-"#,
-        port = secure.addr.port(),
-        ca = up_pki.ca_file.display(),
-        wrong = wrong.ca_file.display(),
-    );
-    let shield = Shield::start(plain.addr, &routes);
-    let reply = shield.send(Version::H2, get("GET", "/secure/a")).await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.body, "upstream:/secure/a");
-    let reply = shield.send(Version::H1, get("GET", "/mistrusted/a")).await;
-    assert_eq!(
-        reply.status, 502,
-        "an upstream certificate from an unknown CA is refused"
-    );
-    assert_eq!(secure.seen().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_such_as_websocket_are_passed_through() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;
@@ -851,62 +480,6 @@ async fn a_request_that_outlasts_the_request_timeout_gets_408() {
     .unwrap();
     assert_eq!(&head, b"HTTP/1.1 408");
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_protocol_names_the_client_from_trusted_balancers_only() {
-    use tokio::io::AsyncWriteExt;
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let shield = Shield::start_full(
-        upstream.addr,
-        ROUTES,
-        "trusted_proxies = [\"127.0.0.0/8\"]",
-        "proxy_protocol = true",
-        "",
-        pki,
-        dir,
-    );
-    let send_through = |header: &'static [u8]| {
-        let ca = shield.pki.ca.clone();
-        let addr = shield.https;
-        async move {
-            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            tcp.write_all(header).await.unwrap();
-            let tls = tokio_rustls::TlsConnector::from(client_config(&ca, Version::H1))
-                .connect(
-                    rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-                    tcp,
-                )
-                .await?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(std::io::Error::other)?;
-            tokio::spawn(conn);
-            let mut request = get("GET", "/public/pp");
-            request
-                .headers_mut()
-                .insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
-            sender
-                .send_request(request)
-                .await
-                .map_err(std::io::Error::other)
-        }
-    };
-    let reply = send_through(b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 443\r\n")
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 200);
-    assert_eq!(
-        upstream.seen()[0].headers["x-forwarded-for"],
-        "198.51.100.7",
-        "the client the balancer names, not what the client claims"
-    );
-    // Without the header the connection is refused.
-    assert!(send_through(b"").await.is_err());
-    assert_eq!(upstream.seen().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ pub mod frames;
 pub mod https;
 pub mod netns;
 pub mod privileged;
+pub mod shield;
 pub mod traffic;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -372,3 +372,23 @@ pub fn get(method: &str, target: &str) -> Request<Full<Bytes>> {
         .body(Full::new(Bytes::new()))
         .unwrap()
 }
+
+/// Sends one HTTP/1.1 request over TLS on an open `tcp` connection (bytes may already have been
+/// written on it), failing instead of panicking when the server refuses the connection.
+pub async fn try_send_h1(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    request: Request<Full<Bytes>>,
+) -> std::io::Result<Response<Incoming>> {
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    sender
+        .send_request(request)
+        .await
+        .map_err(std::io::Error::other)
+}
