@@ -4,9 +4,11 @@ mod ban;
 mod bans;
 mod check_config;
 mod demo_api;
+mod key;
 mod maps_args;
 mod run;
 mod stats;
+mod token;
 mod unban;
 
 use std::process::ExitCode;
@@ -54,6 +56,14 @@ enum Command {
     ///
     /// Example: api-shield demo-api --bind 127.0.0.1:9000
     DemoApi(demo_api::Args),
+    /// Make API keys: the key is printed once, the config keeps only its hash.
+    ///
+    /// Example: api-shield key new --id ci --scopes orders:read
+    Key(key::Args),
+    /// Mint bearer tokens with a configured issuer's secret or signing key, for testing.
+    ///
+    /// Example: api-shield token new --issuer demo --sub alice --scopes orders:read --ttl 1h
+    Token(token::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -67,6 +77,8 @@ pub fn main() -> ExitCode {
         Command::Bans(args) => bans::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::DemoApi(args) => demo_api::run(&args),
+        Command::Key(args) => key::run(&args),
+        Command::Token(args) => token::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

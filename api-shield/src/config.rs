@@ -8,8 +8,11 @@ mod load;
 mod locate;
 mod model;
 mod parse;
+mod policy_model;
 mod proxy_model;
-mod validate;
+mod source;
+pub(crate) mod validate;
+mod validate_policy;
 mod validate_proxy;
 
 pub use error::ConfigError;
@@ -19,7 +22,14 @@ pub use model::{
     XdpModeSetting,
 };
 pub use parse::parse;
+pub use policy_model::{
+    AfterSunset, ApiKeyEntry, ApiKeysConfig, DeprecationConfig, IssuerConfig, OpenApiConfig,
+    RateLimitConfig, RouteAuthConfig, ScopesMatch, ValidateConfig, VersionConfig, VersionSource,
+    VersioningConfig,
+};
 pub use proxy_model::{
     CertificateConfig, CorsConfig, HstsConfig, ListenerConfig, ProxyConfig, RedirectConfig,
     RouteConfig, TlsConfig, UpstreamConfig,
 };
+pub use source::Source;
+pub use validate::{problem, Problem};

@@ -7,5 +7,6 @@
 pub mod cli;
 pub mod config;
 pub mod fastpath;
+pub mod policy;
 pub mod proxy;
 pub mod telemetry;

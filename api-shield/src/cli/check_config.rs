@@ -16,6 +16,8 @@ pub struct Args {
 /// Checks the file; a bad one is an error that `cli::main` turns into exit status 64.
 pub fn run(args: &Args) -> Result<()> {
     let config = config::load(&args.file)?;
+    // Compiling the proxy reads what the config points at (keys, schemas, OpenAPI documents).
+    crate::proxy::handler::Proxy::new(&config, crate::policy::clock::system())?;
     println!(
         "{}: ok (fast path {} on {})",
         args.file.display(),

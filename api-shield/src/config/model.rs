@@ -24,6 +24,21 @@ pub struct Config {
     /// Settings for every listener and route.
     #[serde(default)]
     pub proxy: super::ProxyConfig,
+    /// Bearer token issuers.
+    #[serde(default)]
+    pub issuers: Vec<super::IssuerConfig>,
+    /// API keys.
+    #[serde(default)]
+    pub api_keys: super::ApiKeysConfig,
+    /// API versions and their deprecation.
+    #[serde(default)]
+    pub versioning: super::VersioningConfig,
+    /// Routes imported from OpenAPI documents.
+    #[serde(default)]
+    pub openapi: Vec<super::OpenApiConfig>,
+    /// The file and text this config was read from.
+    #[serde(skip)]
+    pub source: super::Source,
 }
 
 /// How the program is attached to an interface.

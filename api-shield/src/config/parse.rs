@@ -2,12 +2,14 @@
 
 use std::path::Path;
 
-use super::{error::Location, locate::line_column, model::Config, validate, ConfigError};
+use super::{
+    error::Location, locate::line_column, model::Config, source::Source, validate, ConfigError,
+};
 
 /// Parses and validates config text; `origin` names the file in errors.
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
-    let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = error.path().to_string();
         let inner = error.into_inner();
         let (line, column) = match inner.span() {
@@ -27,18 +29,11 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
             message: inner.message().trim().to_owned(),
         }
     })?;
-    validate::validate(&config).map_err(|problem| {
-        let position = super::locate::locate(text, &problem.key);
-        ConfigError::Invalid {
-            location: Location {
-                file: origin.to_path_buf(),
-                line: position.map(|p| p.0),
-                column: position.map(|p| p.1),
-            },
-            key: problem.key,
-            message: problem.message,
-        }
-    })?;
+    config.source = Source {
+        file: origin.to_path_buf(),
+        text: text.into(),
+    };
+    validate::validate(&config).map_err(|problem| config.source.error(problem))?;
     Ok(config)
 }
 

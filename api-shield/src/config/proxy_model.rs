@@ -113,6 +113,18 @@ pub struct RouteConfig {
     /// CORS for this route.
     #[serde(default)]
     pub cors: Option<CorsConfig>,
+    /// Who may call it (bearer tokens, API keys, scopes).
+    #[serde(default)]
+    pub auth: Option<super::RouteAuthConfig>,
+    /// Requests per client over time.
+    #[serde(default)]
+    pub rate_limit: Option<super::RateLimitConfig>,
+    /// What requests must look like.
+    #[serde(default)]
+    pub validate: Option<super::ValidateConfig>,
+    /// Deprecation and sunset of this route.
+    #[serde(default)]
+    pub deprecation: Option<super::DeprecationConfig>,
 }
 
 /// `[routes.cors]`.

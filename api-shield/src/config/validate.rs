@@ -106,5 +106,6 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
             "must be more than zero",
         ));
     }
-    super::validate_proxy::validate(config)
+    super::validate_proxy::validate(config)?;
+    super::validate_policy::validate(config)
 }

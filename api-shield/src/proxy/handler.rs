@@ -17,13 +17,18 @@ use super::{
     cors::{CorsPolicy, Preflight},
     headers::{strip_hop_by_hop, ResponseHeaders},
     normalize::normalize,
-    problem::{self, full, Body, Denial},
+    problem::{self, full, Body, Denial, Rejection},
     routing::{HostPattern, PathPattern, Route, RouteMatch, RouteTable},
-    tls::TlsError,
     upgrade,
     upstream::Upstream,
 };
-use crate::config::Config;
+use crate::{
+    config::{problem as config_problem, Config, ConfigError},
+    policy::{
+        auth::without_query_param, openapi, validate::Validation, version::Deprecation, RouteParts,
+        RoutePolicies, SharedClock, SharedPolicies,
+    },
+};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -32,6 +37,7 @@ const REQUEST_ID: &str = "x-request-id";
 pub struct Target {
     upstream: Arc<Upstream>,
     cors: Option<CorsPolicy>,
+    policies: RoutePolicies,
 }
 
 /// The connection a request came on.
@@ -55,20 +61,41 @@ pub struct Proxy {
     trusted_proxies: Vec<ipnet::IpNet>,
     headers: ResponseHeaders,
     max_body: u64,
+    policies: SharedPolicies,
 }
 
 impl Proxy {
-    /// Compiles a validated config; fails when an upstream's TLS cannot be set up.
-    pub fn new(config: &Config) -> Result<Proxy, (String, TlsError)> {
+    /// Compiles a validated config with its policies (reading key, schema and OpenAPI files);
+    /// fails naming the key at fault.
+    pub fn new(config: &Config, clock: SharedClock) -> Result<Proxy, ConfigError> {
+        let error = |problem| config.source.error(problem);
         let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
-        for upstream in &config.upstreams {
-            let compiled = Upstream::new(upstream).map_err(|e| (upstream.name.clone(), e))?;
+        for (i, upstream) in config.upstreams.iter().enumerate() {
+            let compiled = Upstream::new(upstream)
+                .map_err(|e| error(config_problem(format!("upstreams[{i}]"), e.to_string())))?;
             upstreams.insert(upstream.name.as_str(), Arc::new(compiled));
         }
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| Route {
+        let shared = SharedPolicies::compile(config, clock).map_err(error)?;
+        let mut routes = imported_routes(config, &shared, &upstreams).map_err(error)?;
+        for (i, r) in config.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let parts = RouteParts {
+                auth: r.auth.as_ref(),
+                rate_limit: r.rate_limit.as_ref(),
+                validation: r
+                    .validate
+                    .as_ref()
+                    .map(|v| Validation::compile(v, &format!("{key}.validate"), &config.source))
+                    .transpose()
+                    .map_err(error)?,
+                deprecation: r
+                    .deprecation
+                    .as_ref()
+                    .map(|d| Deprecation::compile(d, &format!("{key}.deprecation"), &r.name))
+                    .transpose()
+                    .map_err(error)?,
+            };
+            routes.push(Route {
                 name: r.name.clone(),
                 host: r
                     .host
@@ -81,9 +108,10 @@ impl Proxy {
                     cors: r.cors.as_ref().map(|c| {
                         CorsPolicy::compile(c, r.methods.as_deref()).expect("validated CORS")
                     }),
+                    policies: shared.route(parts, &key).map_err(error)?,
                 },
-            })
-            .collect();
+            });
+        }
         Ok(Proxy {
             default_upstream: config
                 .proxy
@@ -95,7 +123,13 @@ impl Proxy {
             max_body: config.proxy.max_body_bytes,
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             request_timeout: config.proxy.request_timeout,
+            policies: shared,
         })
+    }
+
+    /// The policies every route shares (issuers, for their background key refresh).
+    pub fn policies(&self) -> &SharedPolicies {
+        &self.policies
     }
 
     /// Handles one request end to end and logs it.
@@ -148,7 +182,7 @@ impl Proxy {
 
     async fn route(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         connection: &Connection,
         client: &Client,
         request_id: &str,
@@ -158,6 +192,7 @@ impl Proxy {
             outcome.denial = Some(denial);
             problem::response(denial, detail, Some(request_id))
         };
+        self.policies.strip_forged(request.headers_mut());
         let path = match normalize(request.uri().path()) {
             Ok(path) => path,
             Err(error) => return deny(outcome, Denial::InvalidPath, Some(&error.to_string())),
@@ -205,10 +240,15 @@ impl Proxy {
                     host: host.as_deref(),
                     path: &path,
                     request_id,
+                    validation: None,
+                    strip_query: None,
                 };
                 return match self.forward(request, &exchange).await {
                     Ok(response) => response,
-                    Err(denial) => deny(outcome, denial, None),
+                    Err(rejection) => {
+                        outcome.denial = Some(rejection.denial);
+                        rejection.into_response(Some(request_id))
+                    }
                 };
             }
             RouteMatch::MethodNotAllowed { allow } => {
@@ -227,15 +267,56 @@ impl Proxy {
             host: host.as_deref(),
             path: &path,
             request_id,
+            validation: route.target.policies.validation.as_ref(),
+            strip_query: route.target.policies.query_param(),
         };
-        let mut response = match self.forward(request, &exchange).await {
-            Ok(response) => response,
-            Err(denial) => deny(outcome, denial, None),
-        };
+        let mut response = self
+            .through_policies(route, request, &exchange, outcome)
+            .await;
         if let Some(cors) = &route.target.cors {
             cors.apply(origin.as_deref(), response.headers_mut());
         }
         response
+    }
+
+    /// Runs a route's policies, then forwards; the answer carries the headers they add
+    /// (`RateLimit`, `Deprecation`, `Sunset`, `Link`).
+    async fn through_policies(
+        &self,
+        route: &Route<Target>,
+        request: Request<Incoming>,
+        exchange: &Exchange<'_>,
+        outcome: &mut Outcome,
+    ) -> Response<Body> {
+        let (mut parts, body) = request.into_parts();
+        let admitted = self
+            .policies
+            .admit(
+                &route.target.policies,
+                &mut parts,
+                exchange.path,
+                exchange.client.ip,
+            )
+            .await;
+        let forwarded = match admitted {
+            Ok(admitted) => self
+                .forward(Request::from_parts(parts, body), exchange)
+                .await
+                .map(|response| (response, admitted.answer)),
+            Err(rejection) => Err(rejection),
+        };
+        match forwarded {
+            Ok((mut response, answer)) => {
+                for (name, value) in &answer {
+                    response.headers_mut().insert(name, value.clone());
+                }
+                response
+            }
+            Err(rejection) => {
+                outcome.denial = Some(rejection.denial);
+                rejection.into_response(Some(exchange.request_id))
+            }
+        }
     }
 
     /// The route whose CORS policy answers a preflight asking for `method`: the first route
@@ -258,19 +339,37 @@ impl Proxy {
         &self,
         mut request: Request<Incoming>,
         exchange: &Exchange<'_>,
-    ) -> Result<Response<Body>, Denial> {
+    ) -> Result<Response<Body>, Rejection> {
         let upgrade = upgrade::requested(&request)
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (mut parts, body) = request.into_parts();
-        let body = self.limited_body(&parts.headers, body).await?;
+        let max_body = exchange
+            .validation
+            .and_then(|v| v.max_body_bytes)
+            .unwrap_or(self.max_body);
+        let body = match exchange.validation.filter(|v| v.reads_body()) {
+            Some(validation) => {
+                let bytes = read_body(body, max_body).await?;
+                validation.check_body(&bytes)?;
+                full(bytes)
+            }
+            None => self
+                .limited_body(&parts.headers, body, max_body)
+                .await
+                .map_err(Rejection::new)?,
+        };
         let upstream = exchange.upstream;
-        let path_and_query = match parts.uri.query() {
+        let query = match (parts.uri.query(), exchange.strip_query) {
+            (Some(query), Some(name)) => Some(without_query_param(query, name)),
+            (query, _) => query.map(str::to_owned),
+        };
+        let path_and_query = match query.as_deref() {
+            Some("") | None => exchange.path.to_owned(),
             Some(query) => format!("{}?{query}", exchange.path),
-            None => exchange.path.to_owned(),
         };
         parts.uri = upstream
             .uri(&path_and_query)
-            .map_err(|_| Denial::BadRequest)?;
+            .map_err(|_| Rejection::new(Denial::BadRequest))?;
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         if let Some((protocol, _)) = &upgrade {
@@ -287,9 +386,9 @@ impl Proxy {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
-                return Err(Denial::UpstreamUnavailable);
+                return Err(Rejection::new(Denial::UpstreamUnavailable));
             }
-            Err(_) => return Err(Denial::UpstreamTimeout),
+            Err(_) => return Err(Rejection::new(Denial::UpstreamTimeout)),
         };
         let switched = match upgrade {
             Some((_, client_side))
@@ -315,28 +414,94 @@ impl Proxy {
 
     /// The request body to forward: refused past the limit when its length is announced, read
     /// up to the limit first when it is not, so an oversized body never reaches the upstream.
-    async fn limited_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Body, Denial> {
+    async fn limited_body(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+        max_body: u64,
+    ) -> Result<Body, Denial> {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body) {
+        if declared.is_some_and(|len| len > max_body) {
             return Err(Denial::PayloadTooLarge);
         }
         if declared.is_some() || body.is_end_stream() {
             return Ok(body.boxed());
         }
-        match Limited::new(body, usize::try_from(self.max_body).unwrap_or(usize::MAX))
-            .collect()
+        read_body(body, max_body)
             .await
+            .map(full)
+            .map_err(|r| r.denial)
+    }
+}
+
+/// A whole body, up to `max_body` bytes (413 past it).
+async fn read_body(body: Incoming, max_body: u64) -> Result<Bytes, Rejection> {
+    if body.size_hint().lower() > max_body {
+        return Err(Rejection::new(Denial::PayloadTooLarge));
+    }
+    match Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(Rejection::new(Denial::PayloadTooLarge))
+        }
+        Err(_) => Err(Rejection::new(Denial::BadRequest)),
+    }
+}
+
+/// Routes of the `[[openapi]]` documents, one per operation, tried before `[[routes]]`.
+fn imported_routes(
+    config: &Config,
+    shared: &SharedPolicies,
+    upstreams: &HashMap<&str, Arc<Upstream>>,
+) -> Result<Vec<Route<Target>>, crate::config::Problem> {
+    let mut routes = Vec::new();
+    for (i, entry) in config.openapi.iter().enumerate() {
+        let key = format!("openapi[{i}]");
+        let upstream = upstreams.get(entry.upstream.as_str()).ok_or_else(|| {
+            config_problem(
+                format!("{key}.upstream"),
+                format!("no upstream is named `{}`", entry.upstream),
+            )
+        })?;
+        let path = config.source.resolve(&entry.file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            config_problem(
+                format!("{key}.file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let document = openapi::parse(&text, &format!("{key}.file"))?;
+        for operation in openapi::operations(&document, &entry.path_prefix, &format!("{key}.file"))?
         {
-            Ok(collected) => Ok(full(collected.to_bytes())),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                Err(Denial::PayloadTooLarge)
-            }
-            Err(_) => Err(Denial::BadRequest),
+            let pattern = PathPattern::parse(&operation.path).map_err(|e| {
+                config_problem(format!("{key}.file"), format!("{}: {e}", operation.name))
+            })?;
+            let parts = RouteParts {
+                auth: entry.auth.as_ref(),
+                rate_limit: entry.rate_limit.as_ref(),
+                validation: Some(operation.validation),
+                deprecation: None,
+            };
+            routes.push(Route {
+                name: operation.name,
+                host: None,
+                path: pattern,
+                methods: Some(vec![operation.method]),
+                target: Target {
+                    upstream: Arc::clone(upstream),
+                    cors: None,
+                    policies: shared.route(parts, &key)?,
+                },
+            });
         }
     }
+    Ok(routes)
 }
 
 /// What forwarding one request needs to know.
@@ -349,6 +514,10 @@ struct Exchange<'a> {
     /// The normalised path.
     path: &'a str,
     request_id: &'a str,
+    /// The route's validation (body size and schema).
+    validation: Option<&'a Validation>,
+    /// A query parameter kept from the upstream.
+    strip_query: Option<&'a str>,
 }
 
 /// The host of a request: its authority (absolute-form or HTTP/2 `:authority`) or its one

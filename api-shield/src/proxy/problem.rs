@@ -31,6 +31,26 @@ pub enum Denial {
     BadRequest,
     /// The exchange took longer than `request_timeout`.
     RequestTimeout,
+    /// The route needs credentials and none came.
+    Unauthenticated,
+    /// A bearer token that is not acceptable (signature, claims, algorithm, form).
+    InvalidToken,
+    /// An API key that is unknown or expired.
+    InvalidApiKey,
+    /// Valid credentials without the scope the route needs.
+    InsufficientScope,
+    /// Over the route's rate limit.
+    RateLimited,
+    /// A body of a media type the route does not take.
+    UnsupportedMediaType,
+    /// A required header is missing or the request is otherwise malformed for the route.
+    InvalidRequest,
+    /// The body is not well-formed JSON.
+    MalformedBody,
+    /// The body or query does not satisfy the route's schema.
+    SchemaViolation,
+    /// The API version or route is past its sunset.
+    Gone,
 }
 
 impl Denial {
@@ -46,17 +66,37 @@ impl Denial {
             Denial::UpstreamTimeout => "upstream-timeout",
             Denial::BadRequest => "bad-request",
             Denial::RequestTimeout => "request-timeout",
+            Denial::Unauthenticated => "unauthenticated",
+            Denial::InvalidToken => "invalid-token",
+            Denial::InvalidApiKey => "invalid-api-key",
+            Denial::InsufficientScope => "insufficient-scope",
+            Denial::RateLimited => "rate-limited",
+            Denial::UnsupportedMediaType => "unsupported-media-type",
+            Denial::InvalidRequest => "invalid-request",
+            Denial::MalformedBody => "malformed-body",
+            Denial::SchemaViolation => "schema-violation",
+            Denial::Gone => "gone",
         }
     }
 
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
-            Denial::InvalidPath | Denial::BadRequest => StatusCode::BAD_REQUEST,
+            Denial::InvalidPath
+            | Denial::BadRequest
+            | Denial::InvalidRequest
+            | Denial::MalformedBody => StatusCode::BAD_REQUEST,
+            Denial::Unauthenticated | Denial::InvalidToken | Denial::InvalidApiKey => {
+                StatusCode::UNAUTHORIZED
+            }
+            Denial::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Denial::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Denial::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
+            Denial::Gone => StatusCode::GONE,
             Denial::NotFound => StatusCode::NOT_FOUND,
             Denial::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Denial::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Denial::CorsPreflightDenied => StatusCode::FORBIDDEN,
+            Denial::CorsPreflightDenied | Denial::InsufficientScope => StatusCode::FORBIDDEN,
             Denial::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Denial::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Denial::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -74,6 +114,16 @@ impl Denial {
             Denial::UpstreamTimeout => "The upstream service did not answer in time",
             Denial::BadRequest => "The request could not be read",
             Denial::RequestTimeout => "The request took too long",
+            Denial::Unauthenticated => "Credentials are required",
+            Denial::InvalidToken => "The bearer token is not acceptable",
+            Denial::InvalidApiKey => "The API key is not acceptable",
+            Denial::InsufficientScope => "The credentials lack a required scope",
+            Denial::RateLimited => "Too many requests",
+            Denial::UnsupportedMediaType => "Unsupported content type",
+            Denial::InvalidRequest => "The request does not meet the route's requirements",
+            Denial::MalformedBody => "The request body is not well-formed",
+            Denial::SchemaViolation => "The request does not match its schema",
+            Denial::Gone => "This API version or route has been retired",
         }
     }
 }
@@ -88,6 +138,68 @@ struct Problem<'a> {
     detail: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+/// Most field errors listed in one problem body.
+pub const MAX_FIELD_ERRORS: usize = 16;
+
+/// One failing part of a request: where (a JSON pointer into the body, or `query`/`header`
+/// plus a pointer) and which rule. Never the failing value, which may be a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON pointer of the failing value (`/items/0/qty`), prefixed by `#query` for the query.
+    pub pointer: String,
+    /// The schema keyword that failed (`type`, `required`, `maximum`, ...).
+    pub keyword: String,
+}
+
+/// A policy's refusal: the denial, a detail that never echoes request data, failing fields,
+/// and headers the answer carries (`WWW-Authenticate`, `Retry-After`, `RateLimit`...).
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Why.
+    pub denial: Denial,
+    /// A fixed explanation.
+    pub detail: Option<&'static str>,
+    /// Failing fields (at most [`MAX_FIELD_ERRORS`]).
+    pub errors: Vec<FieldError>,
+    /// Headers for the response (boxed: rejections travel in `Result`s, kept small).
+    pub headers: Box<http::HeaderMap>,
+}
+
+impl Rejection {
+    /// A rejection with no detail.
+    pub fn new(denial: Denial) -> Rejection {
+        Rejection {
+            denial,
+            detail: None,
+            errors: Vec::new(),
+            headers: Box::default(),
+        }
+    }
+
+    /// With a fixed explanation.
+    #[must_use]
+    pub fn detail(mut self, detail: &'static str) -> Rejection {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// With a header.
+    #[must_use]
+    pub fn header(mut self, name: http::HeaderName, value: HeaderValue) -> Rejection {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The problem response, for the request `request_id`.
+    pub fn into_response(self, request_id: Option<&str>) -> Response<Body> {
+        let mut response = render(self.denial, self.detail, &self.errors, request_id);
+        response.headers_mut().extend(*self.headers);
+        response
+    }
 }
 
 /// The response body type of the proxy.
@@ -102,12 +214,22 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// The problem response for a denial; `detail` must not echo request data.
 pub fn response(denial: Denial, detail: Option<&str>, request_id: Option<&str>) -> Response<Body> {
+    render(denial, detail, &[], request_id)
+}
+
+fn render(
+    denial: Denial,
+    detail: Option<&str>,
+    errors: &[FieldError],
+    request_id: Option<&str>,
+) -> Response<Body> {
     let problem = Problem {
         kind: format!("{TYPE_BASE}{}", denial.slug()),
         title: denial.title(),
         status: denial.status().as_u16(),
         detail,
         request_id,
+        errors: &errors[..errors.len().min(MAX_FIELD_ERRORS)],
     };
     let body = serde_json::to_vec(&problem).expect("a problem serialises");
     let mut response = Response::new(full(body));

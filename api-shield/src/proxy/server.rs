@@ -34,15 +34,9 @@ pub enum ProxyError {
         #[source]
         source: TlsError,
     },
-    /// An upstream's TLS could not be set up.
-    #[error("upstream `{upstream}`: {source}")]
-    Upstream {
-        /// Upstream name.
-        upstream: String,
-        /// Why.
-        #[source]
-        source: TlsError,
-    },
+    /// A route, upstream or policy could not be compiled.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// A socket could not be bound.
     #[error("listener `{listener}`: cannot listen on {addr}: {source}")]
     Bind {
@@ -68,15 +62,12 @@ pub struct ProxyServer {
 impl ProxyServer {
     /// Binds every listener and starts serving.
     pub async fn start(config: &Config) -> Result<ProxyServer, ProxyError> {
-        let proxy = Arc::new(
-            Proxy::new(config)
-                .map_err(|(upstream, source)| ProxyError::Upstream { upstream, source })?,
-        );
+        let proxy = Arc::new(Proxy::new(config, crate::policy::clock::system())?);
         let settings = Arc::new(config.proxy.clone());
         // One limiter for all listeners: the limit is per client address.
         let limiter = ConnectionLimiter::new(config.proxy.max_connections_per_ip);
         let mut server = ProxyServer {
-            tasks: Vec::new(),
+            tasks: proxy.policies().spawn_refreshes(),
             certificates: Vec::new(),
             addresses: Vec::new(),
         };

@@ -1,0 +1,69 @@
+//! Checks of the policy tables that need no files: names that must exist or be unique. What
+//! needs files (keys, schemas, OpenAPI documents) is checked when the policies are compiled.
+
+use std::collections::HashSet;
+
+use super::{
+    model::Config,
+    validate::{problem, Problem},
+};
+
+/// The first problem in `issuers`, `openapi` or the routes' policy tables.
+pub fn validate(config: &Config) -> Result<(), Problem> {
+    let mut names = HashSet::new();
+    for (i, issuer) in config.issuers.iter().enumerate() {
+        let at = format!("issuers[{i}]");
+        if issuer.name.is_empty() || !names.insert(issuer.name.as_str()) {
+            return Err(problem(
+                format!("{at}.name"),
+                "names must be unique and not empty",
+            ));
+        }
+        if issuer.issuer.is_empty() {
+            return Err(problem(
+                format!("{at}.issuer"),
+                "the `iss` tokens carry; required",
+            ));
+        }
+        if issuer.audiences.is_empty() || issuer.audiences.iter().any(String::is_empty) {
+            return Err(problem(
+                format!("{at}.audiences"),
+                "list at least one audience",
+            ));
+        }
+        if issuer.algorithms.is_empty() {
+            return Err(problem(
+                format!("{at}.algorithms"),
+                "list the accepted algorithms",
+            ));
+        }
+        if issuer.secret_file.is_some() && issuer.secret_env.is_some() {
+            return Err(problem(
+                format!("{at}.secret_env"),
+                "give secret_file or secret_env, not both",
+            ));
+        }
+    }
+    for (i, route) in config.routes.iter().enumerate() {
+        if let Some(auth) = &route.auth {
+            for name in &auth.jwt {
+                if !names.contains(name.as_str()) {
+                    return Err(problem(
+                        format!("routes[{i}].auth.jwt"),
+                        format!("no issuer is named `{name}`"),
+                    ));
+                }
+            }
+        }
+    }
+    let upstreams: HashSet<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+    for (i, entry) in config.openapi.iter().enumerate() {
+        if !upstreams.contains(entry.upstream.as_str()) {
+            return Err(problem(
+                format!("openapi[{i}].upstream"),
+                format!("no upstream is named `{}`", entry.upstream),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! The policy chain: per-route checks compiled from config at load time (so a bad policy fails
+//! the load, never a request) and applied in a fixed order: version sunset, rate limits keyed
+//! before auth (client IP, header), authentication and scopes, rate limits keyed by the
+//! credential, then input validation. Each refusal is a typed [`Rejection`] that
+//! `proxy::problem` alone turns into the answer.
+//!
+//! [`Rejection`]: crate::proxy::problem::Rejection
+
+pub mod auth;
+pub mod clock;
+pub mod openapi;
+pub mod ratelimit;
+pub mod time;
+pub mod validate;
+pub mod version;
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use http::{HeaderMap, HeaderName};
+
+use self::{
+    auth::{api_key::ApiKeys, jwt::Issuer, Auth},
+    ratelimit::RateLimit,
+    validate::Validation,
+    version::{Deprecation, Versioning},
+};
+pub use self::{
+    auth::{Principal, TokenPrincipal},
+    clock::SharedClock,
+};
+use crate::{
+    config::{Config, Problem, RateLimitConfig, RouteAuthConfig},
+    proxy::problem::Rejection,
+};
+
+/// What every route shares: issuers, API keys, versions, the clock.
+#[derive(Debug)]
+pub struct SharedPolicies {
+    /// Issuers by name.
+    pub issuers: HashMap<String, Arc<Issuer>>,
+    api_keys: Arc<ApiKeys>,
+    versioning: Versioning,
+    /// Headers no client may send: the ones forwarded claims are written to.
+    strip: Vec<HeaderName>,
+    /// The clock.
+    pub clock: SharedClock,
+}
+
+impl SharedPolicies {
+    /// Compiles `[[issuers]]`, `[api_keys]` and `[versioning]`, reading key files.
+    pub fn compile(config: &Config, clock: SharedClock) -> Result<SharedPolicies, Problem> {
+        let mut issuers = HashMap::new();
+        let mut strip = Vec::new();
+        for (i, issuer) in config.issuers.iter().enumerate() {
+            let compiled = Issuer::compile(issuer, i, &config.source, Arc::clone(&clock))?;
+            strip.extend(compiled.forwarded_headers().cloned());
+            issuers.insert(issuer.name.clone(), Arc::new(compiled));
+        }
+        Ok(SharedPolicies {
+            issuers,
+            api_keys: Arc::new(ApiKeys::compile(&config.api_keys)?),
+            versioning: Versioning::compile(&config.versioning)?,
+            strip,
+            clock,
+        })
+    }
+
+    /// Removes headers only the shield may set (forwarded claims) from a client request.
+    pub fn strip_forged(&self, headers: &mut HeaderMap) {
+        for name in &self.strip {
+            headers.remove(name);
+        }
+    }
+
+    /// Compiles one route's policies (its table at `key`).
+    pub fn route(&self, parts: RouteParts<'_>, key: &str) -> Result<RoutePolicies, Problem> {
+        Ok(RoutePolicies {
+            auth: parts
+                .auth
+                .map(|a| {
+                    Auth::compile(
+                        a,
+                        &format!("{key}.auth"),
+                        &self.issuers,
+                        &self.api_keys,
+                        Arc::clone(&self.clock),
+                    )
+                })
+                .transpose()?,
+            rate_limit: parts
+                .rate_limit
+                .map(|r| {
+                    RateLimit::compile(r, &format!("{key}.rate_limit"), Arc::clone(&self.clock))
+                })
+                .transpose()?,
+            validation: parts.validation,
+            deprecation: parts.deprecation.map(Arc::new),
+        })
+    }
+
+    /// The deprecation that applies to a request: its route's, else its version's.
+    fn deprecation<'a>(
+        &'a self,
+        route: &'a RoutePolicies,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<&'a Arc<Deprecation>> {
+        route
+            .deprecation
+            .as_ref()
+            .or_else(|| self.versioning.of(path, headers))
+    }
+
+    /// Runs a route's head checks. On success, what the request may forward and the headers
+    /// its answer carries; on refusal, the rejection (with those headers too).
+    pub async fn admit(
+        &self,
+        route: &RoutePolicies,
+        request: &mut http::request::Parts,
+        path: &str,
+        client_ip: IpAddr,
+    ) -> Result<Admitted, Rejection> {
+        let mut answer = HeaderMap::new();
+        if let Some(deprecation) = self.deprecation(route, path, &request.headers) {
+            answer.extend(deprecation.check(&self.clock)?.clone());
+        }
+        let with_answer = |mut rejection: Rejection, answer: &HeaderMap| {
+            for (name, value) in answer {
+                rejection
+                    .headers
+                    .entry(name)
+                    .or_insert_with(|| value.clone());
+            }
+            rejection
+        };
+        let limit =
+            |principal: Option<&Principal>, answer: &mut HeaderMap| -> Result<(), Rejection> {
+                if let Some(limit) = &route.rate_limit {
+                    let spent = limit.check(&request.headers, client_ip, principal)?;
+                    limit.add_headers(answer, &spent);
+                }
+                Ok(())
+            };
+        let early = route
+            .rate_limit
+            .as_ref()
+            .is_some_and(|l| l.source().before_auth());
+        if early {
+            limit(None, &mut answer).map_err(|r| with_answer(r, &answer))?;
+        }
+        let principal = match &route.auth {
+            Some(auth) => Some(
+                auth.check(&request.headers, request.uri.query())
+                    .await
+                    .map_err(|r| with_answer(r, &answer))?,
+            ),
+            None => None,
+        };
+        if !early {
+            limit(principal.as_ref(), &mut answer).map_err(|r| with_answer(r, &answer))?;
+        }
+        if let Some(validation) = &route.validation {
+            validation
+                .check_head(&request.headers, request.uri.query())
+                .map_err(|r| with_answer(r, &answer))?;
+        }
+        if let Some(Principal::Token(token)) = &principal {
+            for (name, value) in &token.forwarded {
+                request.headers.insert(name.clone(), value.clone());
+            }
+        }
+        Ok(Admitted { answer, principal })
+    }
+
+    /// Starts the background JWK set refreshes; dropping the handles stops them.
+    pub fn spawn_refreshes(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.issuers
+            .values()
+            .filter(|i| i.jwks().is_some())
+            .map(|i| tokio::spawn(auth::jwks::refresh_forever(Arc::clone(i))))
+            .collect()
+    }
+}
+
+/// The policy tables of one route (from `[[routes]]` or an OpenAPI import).
+#[derive(Debug, Default)]
+pub struct RouteParts<'a> {
+    /// `auth`.
+    pub auth: Option<&'a RouteAuthConfig>,
+    /// `rate_limit`.
+    pub rate_limit: Option<&'a RateLimitConfig>,
+    /// Compiled validation.
+    pub validation: Option<Validation>,
+    /// Compiled deprecation.
+    pub deprecation: Option<Deprecation>,
+}
+
+/// A route's compiled policies.
+#[derive(Debug, Default)]
+pub struct RoutePolicies {
+    auth: Option<Auth>,
+    rate_limit: Option<RateLimit>,
+    /// Its validation.
+    pub validation: Option<Validation>,
+    deprecation: Option<Arc<Deprecation>>,
+}
+
+impl RoutePolicies {
+    /// A query parameter carrying an API key, removed before forwarding.
+    pub fn query_param(&self) -> Option<&str> {
+        self.auth.as_ref().and_then(Auth::query_param)
+    }
+}
+
+/// What passing the head checks gives.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// Headers for the answer (`RateLimit`, `Deprecation`, `Sunset`, `Link`).
+    pub answer: HeaderMap,
+    /// Who the caller is, if the route authenticates.
+    pub principal: Option<Principal>,
+}
