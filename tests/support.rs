@@ -9,6 +9,7 @@ pub mod https;
 pub mod netns;
 pub mod privileged;
 pub mod shield;
+pub mod tokens;
 pub mod traffic;
 
 use std::sync::atomic::{AtomicU32, Ordering};
