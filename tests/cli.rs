@@ -83,6 +83,30 @@ fn check_config_exits_64_naming_file_line_and_key() {
             3,
             "listeners[0].tls",
         ),
+        (
+            "issuer.toml",
+            "[[issuers]]\nname = \"i\"\nissuer = \"https://i\"\naudiences = [\"api\"]\nalgorithms = [\"none\"]\nsecret_env = \"X\"\n",
+            5,
+            "issuers[0].algorithms",
+        ),
+        (
+            "schema.toml",
+            "[[upstreams]]\nname = \"api\"\nurl = \"http://127.0.0.1:9000\"\n[[routes]]\nname = \"r\"\npath = \"/x\"\nupstream = \"api\"\n[routes.validate]\nbody_schema = \"missing.json\"\n",
+            9,
+            "routes[0].validate.body_schema",
+        ),
+        (
+            "rate.toml",
+            "[[upstreams]]\nname = \"api\"\nurl = \"http://127.0.0.1:9000\"\n[[routes]]\nname = \"r\"\npath = \"/x\"\nupstream = \"api\"\nrate_limit = \"5 per fortnight\"\n",
+            8,
+            "routes[0].rate_limit",
+        ),
+        (
+            "apikey.toml",
+            "[api_keys]\nkeys = [\n  { id = \"a\", sha256 = \"abc\" },\n]\n",
+            3,
+            "api_keys.keys[0].sha256",
+        ),
     ];
     for (name, text, line, key) in cases {
         let path = write(&dir, name, text);
@@ -228,5 +252,97 @@ fn ban_unban_bans_and_stats_work_without_a_daemon() {
     assert!(
         table.contains("daemon: not running") && table.contains("rate_limited"),
         "{table}"
+    );
+}
+
+#[test]
+fn key_new_prints_a_key_whose_hash_the_config_accepts() {
+    let (code, out, err) = cli(&[
+        "key",
+        "new",
+        "--id",
+        "ci",
+        "--scopes",
+        "orders:read,orders:write",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key (shown once, give it to the client): "))
+        .unwrap();
+    assert!(key.starts_with("ask_") && key.len() > 40, "{key}");
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(out.contains(&format!("sha256 = \"{hex}\"")), "{out}");
+    assert!(
+        out.contains("scopes = [\"orders:read\", \"orders:write\"]"),
+        "{out}"
+    );
+    assert!(
+        !out[out.find("[[api_keys.keys]]").unwrap()..].contains(key),
+        "the config line holds no key"
+    );
+    let (_, again, _) = cli(&["key", "new"]);
+    assert_ne!(out, again, "keys are random");
+}
+
+#[test]
+fn token_new_mints_tokens_the_issuer_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(&dir, "secret", "0123456789abcdef0123456789abcdef-secret\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/jwt");
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "[[issuers]]\nname = \"hs\"\nissuer = \"https://hs\"\naudiences = [\"api\"]\nalgorithms = [\"HS256\"]\nsecret_file = \"secret\"\n\n[[issuers]]\nname = \"rs\"\nissuer = \"https://rs\"\naudiences = [\"api\"]\nalgorithms = [\"RS256\"]\nkeys = [\"{fixtures}/rsa-public.pem\"]\nsigning_key = \"{fixtures}/rsa-private.pem\"\n"
+        ),
+    );
+    let (code, out, err) = cli(&["check-config", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    for (issuer, alg, key) in [
+        (
+            "hs",
+            jsonwebtoken::Algorithm::HS256,
+            jsonwebtoken::DecodingKey::from_secret(b"0123456789abcdef0123456789abcdef-secret"),
+        ),
+        (
+            "rs",
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::DecodingKey::from_rsa_pem(
+                &std::fs::read(format!("{fixtures}/rsa-public.pem")).unwrap(),
+            )
+            .unwrap(),
+        ),
+    ] {
+        let (code, out, err) = cli(&[
+            "token", "new", "--config", &config, "--issuer", issuer, "--sub", "alice", "--scopes",
+            "a,b", "--ttl", "10m",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.set_audience(&["api"]);
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(out.trim(), &key, &validation).unwrap();
+        assert_eq!(data.claims["sub"], "alice");
+        assert_eq!(data.claims["scope"], "a b");
+        assert_eq!(data.claims["iss"], format!("https://{issuer}"));
+        let ttl = data.claims["exp"].as_u64().unwrap() - data.claims["iat"].as_u64().unwrap();
+        assert_eq!(ttl, 600);
+    }
+    let (code, _, err) = cli(&[
+        "token", "new", "--config", &config, "--issuer", "nope", "--sub", "s",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no issuer is named `nope`"), "{err}");
+    // A world-readable secret is refused.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = cli(&["check-config", &config]);
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("readable by other users") && err.contains("issuers[0].secret_file"),
+        "{err}"
     );
 }

@@ -380,5 +380,8 @@ async fn api_keys_right_wrong_expired_and_in_the_query() {
     assert_eq!(reply.status, 200);
     let seen = setup.upstream.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].headers["x-api-key-id"], "reader");
+    assert_eq!(seen[0].headers.get_all("x-api-key-id").iter().count(), 1);
     assert_eq!(seen[1].target, "/keys-query/a?x=1&y=2");
+    assert_eq!(seen[1].headers["x-api-key-id"], "nobody");
 }

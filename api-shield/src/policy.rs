@@ -33,6 +33,9 @@ use crate::{
     proxy::problem::Rejection,
 };
 
+/// The header telling the upstream which API key called (never taken from a client).
+pub const API_KEY_ID: HeaderName = HeaderName::from_static("x-api-key-id");
+
 /// What every route shares: issuers, API keys, versions, the clock.
 #[derive(Debug)]
 pub struct SharedPolicies {
@@ -50,7 +53,7 @@ impl SharedPolicies {
     /// Compiles `[[issuers]]`, `[api_keys]` and `[versioning]`, reading key files.
     pub fn compile(config: &Config, clock: SharedClock) -> Result<SharedPolicies, Problem> {
         let mut issuers = HashMap::new();
-        let mut strip = Vec::new();
+        let mut strip = vec![API_KEY_ID];
         for (i, issuer) in config.issuers.iter().enumerate() {
             let compiled = Issuer::compile(issuer, i, &config.source, Arc::clone(&clock))?;
             strip.extend(compiled.forwarded_headers().cloned());
@@ -164,10 +167,18 @@ impl SharedPolicies {
                 .check_head(&request.headers, request.uri.query())
                 .map_err(|r| with_answer(r, &answer))?;
         }
-        if let Some(Principal::Token(token)) = &principal {
-            for (name, value) in &token.forwarded {
-                request.headers.insert(name.clone(), value.clone());
+        match &principal {
+            Some(Principal::Token(token)) => {
+                for (name, value) in &token.forwarded {
+                    request.headers.insert(name.clone(), value.clone());
+                }
             }
+            Some(Principal::ApiKey { id, .. }) => {
+                if let Ok(value) = http::HeaderValue::from_str(id) {
+                    request.headers.insert(API_KEY_ID, value);
+                }
+            }
+            None => {}
         }
         Ok(Admitted { answer, principal })
     }

@@ -52,6 +52,13 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    // What the shield tells the upstream about a caller is read from the headers it forwards.
+    let key_id = request
+        .headers()
+        .get("x-api-key-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
     let body = request
         .into_body()
         .collect()
@@ -66,6 +73,9 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
                 StatusCode::OK,
                 json!({ "id": id, "name": format!("user {id}"), "seen_from": forwarded_for }),
             )
+        }
+        ("GET", "/api/v1/admin/stats") => {
+            (StatusCode::OK, json!({ "users": 42, "key_id": key_id }))
         }
         ("POST", "/api/v1/users") => (
             StatusCode::CREATED,
