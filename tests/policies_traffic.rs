@@ -296,3 +296,45 @@ after_sunset = "serve"
     assert_eq!(reply.headers["sunset"], "Sun, 01 Dec 2024 00:00:00 GMT");
     assert_eq!(upstream.seen().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_limit_runs_before_auth_so_guessing_is_limited_too() {
+    let upstream = Upstream::start().await;
+    let routes = r#"
+[api_keys]
+keys = [{ id = "k", sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b" }]
+
+[[routes]]
+name = "login"
+path = "/login"
+upstream = "api"
+rate_limit = { rate = "3 per minute", key = "client_ip" }
+[routes.auth]
+api_key = true
+"#;
+    let shield = Shield::start(upstream.addr, routes);
+    let guess = |key: &str| {
+        let mut request = get("GET", "/login");
+        request
+            .headers_mut()
+            .insert("x-api-key", key.parse().unwrap());
+        request
+    };
+    for attempt in 0..3 {
+        let reply = shield
+            .send(Version::H1, guess(&format!("guess-{attempt}")))
+            .await;
+        problem(&reply, 401, "invalid-api-key");
+        assert!(
+            reply.headers.contains_key("ratelimit"),
+            "limited routes say so on every answer"
+        );
+    }
+    // The fourth guess is refused by the limit before any key is looked at, and so would be
+    // the right key.
+    let reply = shield.send(Version::H1, guess("guess-3")).await;
+    problem(&reply, 429, "rate-limited");
+    let reply = shield.send(Version::H1, guess("secret")).await;
+    problem(&reply, 429, "rate-limited");
+    assert!(upstream.seen().is_empty());
+}

@@ -25,6 +25,8 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Runs the proxy benchmark.
 pub fn run_proxy(args: &Args) -> Result<()> {
+    // The benchmark runs the release daemon binary.
+    cmd::cargo(&["build", "--release", "--package", "api-shield"], &[])?;
     run_bench("bench-proxy", &[("nginx", "nginx"), ("wrk", "wrk")], args)
 }
 

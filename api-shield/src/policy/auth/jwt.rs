@@ -231,11 +231,31 @@ impl Issuer {
             return Err(TokenError::TooLong);
         }
         let digest = sha256(token.as_bytes());
-        let set = self.keys.load_full();
-        if let Some(principal) = self.cache.get(&digest, set.generation) {
+        let generation = self.keys.load().generation;
+        if let Some(principal) = self.cache.get(&digest, generation) {
             self.check_times(&principal)?;
             return Ok(principal);
         }
+        let (generation, principal) = self.verify_uncached(token).await?;
+        self.cache.insert(
+            digest,
+            generation,
+            Arc::clone(&principal),
+            unix_seconds(&*self.clock),
+        );
+        Ok(principal)
+    }
+
+    /// Verifies a token without the cache (what a cache miss costs); gives the key-set
+    /// generation it was verified under.
+    pub async fn verify_uncached(
+        &self,
+        token: &str,
+    ) -> Result<(u64, Arc<TokenPrincipal>), TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLong);
+        }
+        let set = self.keys.load_full();
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if !self.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm);
@@ -260,13 +280,7 @@ impl Issuer {
         };
         let principal = Arc::new(self.principal(claims)?);
         self.check_times(&principal)?;
-        self.cache.insert(
-            digest,
-            set.generation,
-            Arc::clone(&principal),
-            unix_seconds(&*self.clock),
-        );
-        Ok(principal)
+        Ok((set.generation, principal))
     }
 
     fn principal(&self, claims: Map<String, Value>) -> Result<TokenPrincipal, TokenError> {

@@ -1,7 +1,10 @@
 //! bench-proxy: requests/s and p50/p99 latency over TLS with keep-alive for (a) the upstream
 //! directly (plain HTTP), (b) nginx as TLS reverse proxy with HSTS, (c) api-shield with the same
-//! certificate, upstream and a route with CORS and HSTS. One run, peers interleaved, three
-//! rounds each, medians and ratios to nginx (see ../shared/bench-method.md).
+//! certificate, upstream and a route with CORS and HSTS; and api-shield with a 1 KiB JSON POST
+//! on (d) a route without policies and (e) a route with the full policy chain (JWT RS256 with
+//! scopes, a rate limit that never refuses, JSON Schema validation of the body). One run, peers
+//! interleaved, three rounds each, medians and ratios to nginx and of (e) to (d) (see
+//! ../shared/bench-method.md).
 //!
 //! Run it with `cargo xtask bench-proxy` (as root: it installs nginx and wrk if missing).
 
@@ -27,6 +30,9 @@ struct Args {
     /// wrk connections.
     #[arg(long, default_value_t = 50)]
     connections: u32,
+    /// Run only the peers whose names contain this (for profiling one peer).
+    #[arg(long)]
+    only: Option<String>,
     /// Markdown report written here too.
     #[arg(long, default_value = "target/bench-proxy.md")]
     output: PathBuf,
@@ -60,10 +66,13 @@ fn main() -> Result<()> {
     let (cert, key) = certificate(dir.path())?;
     let _upstream = nginx(dir.path(), "upstream", &upstream_conf(dir.path()))?;
     let _nginx = nginx(dir.path(), "proxy", &proxy_conf(dir.path(), &cert, &key))?;
-    let _shield = shield(dir.path(), &cert, &key)?;
+    let (_shield, config) = shield(dir.path(), &cert, &key)?;
     for port in [UPSTREAM_PORT, NGINX_PORT, SHIELD_PORT] {
         wait_for_port(port)?;
     }
+    let token = mint_token(&config)?;
+    let plain_script = post_script(dir.path(), "plain", None)?;
+    let chain_script = post_script(dir.path(), "chain", Some(&token))?;
     let peers = [
         (
             "upstream direct (HTTP)",
@@ -77,11 +86,38 @@ fn main() -> Result<()> {
             "api-shield (TLS, HSTS, CORS)",
             format!("https://127.0.0.1:{SHIELD_PORT}/api/ping"),
         ),
+        (
+            "api-shield POST 1 KiB, no policies",
+            format!("https://127.0.0.1:{SHIELD_PORT}/plain/orders"),
+        ),
+        (
+            "api-shield POST 1 KiB, JWT + rate limit + schema",
+            format!("https://127.0.0.1:{SHIELD_PORT}/chain/orders"),
+        ),
+        (
+            "api-shield POST 1 KiB, JWT + rate limit",
+            format!("https://127.0.0.1:{SHIELD_PORT}/auth/orders"),
+        ),
+    ];
+    let scripts = [
+        None,
+        None,
+        None,
+        Some(&plain_script),
+        Some(&chain_script),
+        Some(&chain_script),
     ];
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
     for round in 0..args.rounds {
         for (i, (name, url)) in peers.iter().enumerate() {
-            let run = wrk(url, args.seconds, args.connections)?;
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|only| !name.contains(only.as_str()))
+            {
+                continue;
+            }
+            let run = wrk(url, scripts[i], args.seconds, args.connections)?;
             eprintln!(
                 "round {round} {name:<30} {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
                 run.rps, run.p50_ms, run.p99_ms
@@ -89,7 +125,23 @@ fn main() -> Result<()> {
             results[i].push(run);
         }
     }
+    if args.only.is_some() {
+        return Ok(());
+    }
     let medians: Vec<Run> = results.iter().map(|runs| median(runs)).collect();
+    let names: Vec<&str> = peers.iter().map(|(name, _)| *name).collect();
+    let text = report(&args, &names, &medians);
+    println!("{text}");
+    if let Some(parent) = args.output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.output, text)?;
+    Ok(())
+}
+
+/// The Markdown table of medians and the policy-chain ratios.
+fn report(args: &Args, names: &[&str], medians: &[Run]) -> String {
+    use std::fmt::Write as _;
     let nginx = medians[1];
     let mut text = format!(
         "Command: `cargo xtask bench-proxy -- --rounds {} --seconds {} --connections {}` \
@@ -97,8 +149,7 @@ fn main() -> Result<()> {
         args.rounds, args.seconds, args.connections, args.connections, args.seconds
     );
     text.push_str("| peer | req/s (median) | p50 ms | p99 ms | req/s ÷ nginx | p99 ÷ nginx |\n|---|---|---|---|---|---|\n");
-    for ((name, _), run) in peers.iter().zip(&medians) {
-        use std::fmt::Write as _;
+    for (name, run) in names.iter().zip(medians) {
         let _ = writeln!(
             text,
             "| {name} | {:.0} | {:.2} | {:.2} | {:.2}x | {:.2}x |",
@@ -109,12 +160,19 @@ fn main() -> Result<()> {
             run.p99_ms / nginx.p99_ms
         );
     }
-    println!("{text}");
-    if let Some(parent) = args.output.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.output, text)?;
-    Ok(())
+    let _ = writeln!(
+        text,
+        "\nFull policy chain ÷ the same POST on a route without policies: {:.2}x req/s, {:.2}x p99",
+        medians[4].rps / medians[3].rps,
+        medians[4].p99_ms / medians[3].p99_ms
+    );
+    let _ = writeln!(
+        text,
+        "JWT + rate limit (no schema) ÷ the same: {:.2}x req/s, {:.2}x p99",
+        medians[5].rps / medians[3].rps,
+        medians[5].p99_ms / medians[3].p99_ms
+    );
+    text
 }
 
 fn median(runs: &[Run]) -> Run {
@@ -200,7 +258,53 @@ fn nginx(dir: &Path, name: &str, conf: &str) -> Result<Guard> {
     Ok(Guard(child))
 }
 
-fn shield(dir: &Path, cert: &Path, key: &Path) -> Result<Guard> {
+/// A `wrk` script sending a 1 KiB JSON order by POST, with a bearer token when given.
+fn post_script(dir: &Path, name: &str, token: Option<&str>) -> Result<PathBuf> {
+    let items: Vec<String> = (0..29)
+        .map(|i| format!(r#"{{"sku": "SKU-{i:04}", "quantity": {}}}"#, i + 1))
+        .collect();
+    let body = format!(
+        r#"{{"customer": "acme-corp", "note": "leave at the door", "items": [{}]}}"#,
+        items.join(", ")
+    );
+    let mut script = format!(
+        "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+    );
+    if let Some(token) = token {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            script,
+            "wrk.headers[\"Authorization\"] = \"Bearer {token}\""
+        );
+    }
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, script)?;
+    Ok(path)
+}
+
+/// A token for the chain route, minted by `api-shield token new`.
+fn mint_token(config: &Path) -> Result<String> {
+    let out = Command::new(shield_binary())
+        .args(["token", "new", "--issuer", "bench", "--sub", "bench-client"])
+        .args(["--scopes", "orders:write", "--ttl", "2h", "--config"])
+        .arg(config)
+        .output()
+        .context("running api-shield token new")?;
+    if !out.status.success() {
+        bail!("token new failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn shield_binary() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/api-shield")
+}
+
+fn shield(dir: &Path, cert: &Path, key: &Path) -> Result<(Guard, PathBuf)> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jwt");
+    // The schema the criterion benchmark of the policies uses too.
+    let schema =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/order.schema.json");
     let config = format!(
         r#"
 [fastpath]
@@ -224,14 +328,49 @@ path = "/api/*"
 upstream = "api"
 [routes.cors]
 origins = ["https://app.example.com"]
+
+[[routes]]
+name = "plain"
+path = "/plain/*"
+upstream = "api"
+
+[[routes]]
+name = "chain"
+path = "/chain/*"
+upstream = "api"
+rate_limit = {{ rate = "1000000 per second", key = "subject" }}
+[routes.auth]
+jwt = ["bench"]
+scopes = ["orders:write"]
+[routes.validate]
+content_types = ["application/json"]
+body_schema = "{schema}"
+
+[[routes]]
+name = "auth"
+path = "/auth/*"
+upstream = "api"
+rate_limit = {{ rate = "1000000 per second", key = "subject" }}
+[routes.auth]
+jwt = ["bench"]
+scopes = ["orders:write"]
+
+[[issuers]]
+name = "bench"
+issuer = "https://issuer.bench"
+audiences = ["orders"]
+algorithms = ["RS256"]
+keys = ["{fixtures}/rsa-public.pem"]
+signing_key = "{fixtures}/rsa-private.pem"
 "#,
         cert.display(),
-        key.display()
+        key.display(),
+        schema = schema.display(),
+        fixtures = fixtures.display(),
     );
     let path = dir.join("api-shield.toml");
     std::fs::write(&path, config)?;
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/api-shield");
-    let child = Command::new(binary)
+    let child = Command::new(shield_binary())
         .arg("run")
         .arg("--config")
         .arg(&path)
@@ -240,7 +379,7 @@ origins = ["https://app.example.com"]
         .stderr(Stdio::null())
         .spawn()
         .context("starting api-shield (build it with cargo build --release first)")?;
-    Ok(Guard(child))
+    Ok((Guard(child), path))
 }
 
 fn wait_for_port(port: u16) -> Result<()> {
@@ -254,8 +393,12 @@ fn wait_for_port(port: u16) -> Result<()> {
     Ok(())
 }
 
-fn wrk(url: &str, seconds: u32, connections: u32) -> Result<Run> {
-    let out = Command::new("wrk")
+fn wrk(url: &str, script: Option<&PathBuf>, seconds: u32, connections: u32) -> Result<Run> {
+    let mut command = Command::new("wrk");
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let out = command
         .args([
             "-t1",
             &format!("-c{connections}"),
