@@ -18,14 +18,14 @@ mod validate_proxy;
 pub use error::ConfigError;
 pub use load::load;
 pub use model::{
-    ClockSetting, Config, EventsConfig, FastpathConfig, LimiterConfig, PortSpec, ProtectConfig,
-    XdpModeSetting,
+    AdminConfig, ClockSetting, Config, EventsConfig, FastpathConfig, LimiterConfig, PortSpec,
+    ProtectConfig, XdpModeSetting,
 };
 pub use parse::parse;
 pub use policy_model::{
-    AfterSunset, ApiKeyEntry, ApiKeysConfig, DeprecationConfig, IssuerConfig, OpenApiConfig,
-    RateLimitConfig, RouteAuthConfig, ScopesMatch, ValidateConfig, VersionConfig, VersionSource,
-    VersioningConfig,
+    AfterSunset, ApiKeyEntry, ApiKeysConfig, DeprecationConfig, EscalationConfig, EscalationRule,
+    EscalationSignal, IssuerConfig, OpenApiConfig, RateLimitConfig, RouteAuthConfig, ScopesMatch,
+    ValidateConfig, VersionConfig, VersionSource, VersioningConfig,
 };
 pub use proxy_model::{
     CertificateConfig, CorsConfig, HstsConfig, ListenerConfig, ProxyConfig, RedirectConfig,

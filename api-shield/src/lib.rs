@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod escalate;
 pub mod fastpath;
 pub mod policy;
 pub mod proxy;

@@ -20,6 +20,10 @@ pub struct Shield {
     pub https: SocketAddr,
     /// The redirect listener.
     pub http: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: SocketAddr,
+    /// The config file it runs (rewrite it and send SIGHUP to reload).
+    pub config: std::path::PathBuf,
     /// The CA and certificate it serves.
     pub pki: TestPki,
     _dir: tempfile::TempDir,
@@ -52,6 +56,9 @@ impl Shield {
             r#"
 [fastpath]
 enabled = false
+
+[admin]
+bind = "127.0.0.1:0"
 
 [proxy]
 max_body_bytes = 1024
@@ -91,17 +98,19 @@ connect_timeout = "1s"
             .clone();
         let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
         let listening = json["listening"].as_str().unwrap().to_owned();
-        let addr = |suffix: &str| -> SocketAddr {
+        let addr = |name: &str| -> SocketAddr {
             listening
                 .split(',')
-                .find_map(|item| item.strip_prefix(&format!("listener-0{suffix}=")))
-                .unwrap_or_else(|| panic!("no listener-0{suffix} in {listening}"))
+                .find_map(|item| item.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {listening}"))
                 .parse()
                 .unwrap()
         };
         Shield {
-            https: addr(""),
-            http: addr("-redirect"),
+            https: addr("listener-0"),
+            http: addr("listener-0-redirect"),
+            admin: addr("admin"),
+            config: path.clone(),
             daemon,
             pki,
             _dir: dir,

@@ -36,6 +36,12 @@ pub struct Config {
     /// Routes imported from OpenAPI documents.
     #[serde(default)]
     pub openapi: Vec<super::OpenApiConfig>,
+    /// L7 abuse to kernel bans.
+    #[serde(default)]
+    pub escalation: super::EscalationConfig,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The file and text this config was read from.
     #[serde(skip)]
     pub source: super::Source,
@@ -217,6 +223,25 @@ impl<'de> Deserialize<'de> for PortSpec {
                 let last = last.trim().parse().map_err(|_| bad(&text))?;
                 Ok(PortSpec { first, last })
             }
+        }
+    }
+}
+
+/// The `[admin]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve it at all.
+    pub enabled: bool,
+    /// Address and port; loopback unless you mean to expose metrics.
+    pub bind: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            bind: "127.0.0.1:9901".to_owned(),
         }
     }
 }

@@ -307,3 +307,63 @@ pub struct OpenApiConfig {
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
 }
+
+/// `[escalation]`: repeated abuse seen at L7 becomes a ban at the NIC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    /// The rules.
+    pub rules: Vec<EscalationRule>,
+    /// Longest ban any rule may set (protects from a config mistake).
+    #[serde(deserialize_with = "duration")]
+    pub max_ban_ttl: Duration,
+    /// Most bans in force; past it, escalation bans nobody more (and says so).
+    pub max_active_bans: usize,
+    /// Most client addresses counted at once, per rule.
+    pub max_tracked_clients: usize,
+    /// Sources never banned, besides `fastpath.allow` and `proxy.trusted_proxies`.
+    pub never_ban: Vec<ipnet::IpNet>,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            rules: Vec::new(),
+            max_ban_ttl: Duration::from_hours(24),
+            max_active_bans: 10_000,
+            max_tracked_clients: 100_000,
+            never_ban: Vec::new(),
+        }
+    }
+}
+
+/// One `[[escalation.rules]]` entry: `threshold` signals from one client within `window` ban it
+/// for `ban`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationRule {
+    /// Name for logs, metrics and the ban's reason.
+    pub name: String,
+    /// `auth_failure` (missing or bad credentials), `rate_limited` or `invalid_request`.
+    pub signal: EscalationSignal,
+    /// Signals that trigger the ban.
+    pub threshold: u32,
+    /// Over this long.
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// Ban length.
+    #[serde(deserialize_with = "duration")]
+    pub ban: Duration,
+}
+
+/// What a rule counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationSignal {
+    /// 401s: no credentials, bad token, bad key.
+    AuthFailure,
+    /// 429s.
+    RateLimited,
+    /// 400, 413, 415 and 422 answers: malformed or invalid requests.
+    InvalidRequest,
+}

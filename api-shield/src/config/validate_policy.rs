@@ -56,6 +56,47 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
             }
         }
     }
+    let escalation = &config.escalation;
+    let mut rule_names = HashSet::new();
+    for (i, rule) in escalation.rules.iter().enumerate() {
+        let at = format!("escalation.rules[{i}]");
+        if rule.name.is_empty() || !rule_names.insert(rule.name.as_str()) {
+            return Err(problem(
+                format!("{at}.name"),
+                "names must be unique and not empty",
+            ));
+        }
+        if rule.threshold == 0 {
+            return Err(problem(format!("{at}.threshold"), "must be at least 1"));
+        }
+        if rule.window.is_zero() {
+            return Err(problem(format!("{at}.window"), "must be more than zero"));
+        }
+        if rule.ban.is_zero() || rule.ban > escalation.max_ban_ttl {
+            return Err(problem(
+                format!("{at}.ban"),
+                format!(
+                    "must be more than zero and at most escalation.max_ban_ttl ({})",
+                    humantime::format_duration(escalation.max_ban_ttl)
+                ),
+            ));
+        }
+    }
+    if escalation.max_tracked_clients == 0 {
+        return Err(problem(
+            "escalation.max_tracked_clients",
+            "must be at least 1",
+        ));
+    }
+    if config.admin.enabled && config.admin.bind.parse::<std::net::SocketAddr>().is_err() {
+        return Err(problem(
+            "admin.bind",
+            format!(
+                "`{}` is not an address:port (e.g. \"127.0.0.1:9901\")",
+                config.admin.bind
+            ),
+        ));
+    }
     let upstreams: HashSet<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
     for (i, entry) in config.openapi.iter().enumerate() {
         if !upstreams.contains(entry.upstream.as_str()) {

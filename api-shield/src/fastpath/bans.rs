@@ -42,7 +42,11 @@ pub struct Ban {
 
 impl PinnedMaps {
     /// Bans a source or network (replacing any ban of the same network).
-    pub fn ban(&mut self, request: &BanRequest, clock: &impl Clock) -> Result<Ban, FastpathError> {
+    pub fn ban(
+        &mut self,
+        request: &BanRequest,
+        clock: &(impl Clock + ?Sized),
+    ) -> Result<Ban, FastpathError> {
         let now_mono = clock.monotonic_ns();
         let expires_ns = match request.ttl {
             Some(ttl) => now_mono
@@ -100,7 +104,7 @@ impl PinnedMaps {
     }
 
     /// Bans in force, soonest to expire first (permanent ones last).
-    pub fn bans(&self, clock: &impl Clock) -> Result<Vec<Ban>, FastpathError> {
+    pub fn bans(&self, clock: &(impl Clock + ?Sized)) -> Result<Vec<Ban>, FastpathError> {
         let now_mono = clock.monotonic_ns();
         let mut bans = Vec::new();
         for entry in &self.bans {
@@ -123,7 +127,10 @@ impl PinnedMaps {
     }
 
     /// Removes expired bans from the map; returns how many.
-    pub fn sweep_expired_bans(&mut self, clock: &impl Clock) -> Result<usize, FastpathError> {
+    pub fn sweep_expired_bans(
+        &mut self,
+        clock: &(impl Clock + ?Sized),
+    ) -> Result<usize, FastpathError> {
         let now_mono = clock.monotonic_ns();
         let expired: Vec<_> = self
             .bans
@@ -156,7 +163,7 @@ fn reason_bytes(reason: &str) -> [u8; BAN_REASON_LEN] {
     out
 }
 
-fn describe(target: &IpNet, value: &BanValue, now_mono: u64, clock: &impl Clock) -> Ban {
+fn describe(target: &IpNet, value: &BanValue, now_mono: u64, clock: &(impl Clock + ?Sized)) -> Ban {
     let reason_len = value
         .reason
         .iter()

@@ -50,6 +50,7 @@ pub async fn log_events(ring: RingBuf<MapData>) -> std::io::Result<()> {
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
             if let Some(event) = decode(&item) {
+                crate::telemetry::metrics().drop_events.inc();
                 let reason = event.reason.map_or("unknown", Reason::cause);
                 if event.dry_run {
                     tracing::warn!(source = %event.source, reason, "source would be dropped (dry run)");

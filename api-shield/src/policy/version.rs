@@ -5,11 +5,12 @@
 
 use std::{
     collections::HashMap,
-    sync::{atomic::AtomicU64, Arc},
+    sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use prometheus::IntCounter;
 
 use super::{
     clock::{unix_seconds, SharedClock},
@@ -28,8 +29,9 @@ pub struct Deprecation {
     sunset_unix: Option<u64>,
     after_sunset: AfterSunset,
     headers: HeaderMap,
-    /// Requests answered with these headers (or refused after the sunset).
-    pub requests: AtomicU64,
+    /// Requests answered with these headers (or refused after the sunset):
+    /// `api_shield_deprecated_requests_total{deprecation="<label>"}`.
+    pub requests: IntCounter,
 }
 
 impl Deprecation {
@@ -98,14 +100,15 @@ impl Deprecation {
             sunset_unix: sunset,
             after_sunset: config.after_sunset,
             headers,
-            requests: AtomicU64::new(0),
+            requests: crate::telemetry::metrics()
+                .deprecated
+                .with_label_values(&[label]),
         })
     }
 
     /// The headers for a response now, or 410 once past the sunset.
     pub fn check(&self, clock: &SharedClock) -> Result<&HeaderMap, Rejection> {
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.requests.inc();
         let now = unix_seconds(&**clock);
         if self.after_sunset == AfterSunset::Gone && self.sunset_unix.is_some_and(|s| now >= s) {
             let mut rejection = Rejection::new(Denial::Gone);
@@ -222,7 +225,7 @@ mod tests {
         let rejection = v1.check(&after).unwrap_err();
         assert_eq!(rejection.denial, Denial::Gone);
         assert_eq!(rejection.headers["sunset"], "Wed, 01 Jul 2026 00:00:00 GMT");
-        assert_eq!(v1.requests.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(v1.requests.get(), 2);
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct Proxy {
     headers: ResponseHeaders,
     max_body: u64,
     policies: SharedPolicies,
+    escalator: Option<Arc<crate::escalate::Escalator>>,
 }
 
 impl Proxy {
@@ -74,6 +75,11 @@ impl Proxy {
             let compiled = Upstream::new(upstream)
                 .map_err(|e| error(config_problem(format!("upstreams[{i}]"), e.to_string())))?;
             upstreams.insert(upstream.name.as_str(), Arc::new(compiled));
+            for kind in ["unavailable", "timeout"] {
+                crate::telemetry::metrics()
+                    .upstream_errors
+                    .with_label_values(&[upstream.name.as_str(), kind]);
+            }
         }
         let shared = SharedPolicies::compile(config, clock).map_err(error)?;
         let mut routes = imported_routes(config, &shared, &upstreams).map_err(error)?;
@@ -124,7 +130,15 @@ impl Proxy {
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             request_timeout: config.proxy.request_timeout,
             policies: shared,
+            escalator: None,
         })
+    }
+
+    /// Reports refusals to `escalator`, which may ban repeat offenders at the NIC.
+    #[must_use]
+    pub fn with_escalator(mut self, escalator: Option<Arc<crate::escalate::Escalator>>) -> Proxy {
+        self.escalator = escalator;
+        self
     }
 
     /// The policies every route shares (issuers, for their background key refresh).
@@ -165,6 +179,30 @@ impl Proxy {
         }
         self.headers.apply(response.headers_mut(), connection.https);
         let bytes = response.body().size_hint().exact();
+        let route = outcome.route.as_deref().unwrap_or("none");
+        let elapsed = started.elapsed();
+        let metrics = crate::telemetry::metrics();
+        metrics
+            .requests
+            .with_label_values(&[
+                route,
+                crate::telemetry::method_label(&method),
+                response.status().as_str(),
+            ])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        if let Some(denial) = outcome.denial {
+            metrics
+                .denials
+                .with_label_values(&[route, denial.slug()])
+                .inc();
+            if let Some(escalator) = &self.escalator {
+                escalator.record(client.ip, denial);
+            }
+        }
         tracing::info!(
             target: "access",
             request_id = %request_id,
@@ -173,7 +211,7 @@ impl Proxy {
             method = %method,
             status = response.status().as_u16(),
             bytes,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             denial = outcome.denial.map_or("-", Denial::slug),
             "request"
         );
@@ -377,18 +415,36 @@ impl Proxy {
         }
         forwarded_headers(&mut parts.headers, exchange);
         let outgoing = Request::from_parts(parts, body);
+        let asked = Instant::now();
+        let metrics = crate::telemetry::metrics();
         let mut response = match tokio::time::timeout(
             upstream.response_timeout,
             upstream.client.request(outgoing),
         )
         .await
         {
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                metrics
+                    .upstream_latency
+                    .with_label_values(&[upstream.name.as_str()])
+                    .observe(asked.elapsed().as_secs_f64());
+                response
+            }
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
+                metrics
+                    .upstream_errors
+                    .with_label_values(&[upstream.name.as_str(), "unavailable"])
+                    .inc();
                 return Err(Rejection::new(Denial::UpstreamUnavailable));
             }
-            Err(_) => return Err(Rejection::new(Denial::UpstreamTimeout)),
+            Err(_) => {
+                metrics
+                    .upstream_errors
+                    .with_label_values(&[upstream.name.as_str(), "timeout"])
+                    .inc();
+                return Err(Rejection::new(Denial::UpstreamTimeout));
+            }
         };
         let switched = match upgrade {
             Some((_, client_side))

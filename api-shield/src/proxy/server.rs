@@ -3,6 +3,8 @@
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
+use arc_swap::ArcSwap;
+
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
@@ -50,25 +52,48 @@ pub enum ProxyError {
     },
 }
 
+/// What the listeners serve with, swapped whole on reload: requests already running keep the
+/// proxy they started with, new ones get the new one.
+#[derive(Debug)]
+pub struct Live {
+    proxy: ArcSwap<Proxy>,
+    settings: ArcSwap<ProxyConfig>,
+}
+
 /// The running listeners.
 #[derive(Debug)]
 pub struct ProxyServer {
     tasks: Vec<JoinHandle<()>>,
+    refreshes: Vec<JoinHandle<()>>,
     certificates: Vec<(String, Arc<Certificates>)>,
+    live: Arc<Live>,
+    listeners: String,
+    escalator: Option<Arc<crate::escalate::Escalator>>,
     /// Where each listener listens, by name (HTTPS and redirect).
     pub addresses: Vec<(String, SocketAddr)>,
 }
 
 impl ProxyServer {
     /// Binds every listener and starts serving.
-    pub async fn start(config: &Config) -> Result<ProxyServer, ProxyError> {
-        let proxy = Arc::new(Proxy::new(config, crate::policy::clock::system())?);
-        let settings = Arc::new(config.proxy.clone());
+    pub async fn start(
+        config: &Config,
+        escalator: Option<Arc<crate::escalate::Escalator>>,
+    ) -> Result<ProxyServer, ProxyError> {
+        let proxy =
+            Proxy::new(config, crate::policy::clock::system())?.with_escalator(escalator.clone());
+        let live = Arc::new(Live {
+            proxy: ArcSwap::from_pointee(proxy),
+            settings: ArcSwap::from_pointee(config.proxy.clone()),
+        });
         // One limiter for all listeners: the limit is per client address.
         let limiter = ConnectionLimiter::new(config.proxy.max_connections_per_ip);
         let mut server = ProxyServer {
-            tasks: proxy.policies().spawn_refreshes(),
+            tasks: Vec::new(),
+            refreshes: live.proxy.load().policies().spawn_refreshes(),
             certificates: Vec::new(),
+            live: Arc::clone(&live),
+            listeners: format!("{:?}", config.listeners),
+            escalator,
             addresses: Vec::new(),
         };
         for (i, listener) in config.listeners.iter().enumerate() {
@@ -82,6 +107,9 @@ impl ProxyServer {
                     source,
                 })?;
             server.certificates.push((name.clone(), certificates));
+            crate::telemetry::metrics()
+                .tls_failures
+                .with_label_values(&[name.as_str()]);
             let addr: SocketAddr = listener.bind.parse().expect("validated bind address");
             let tcp = bind(&name, addr).await?;
             let local = tcp.local_addr().unwrap_or(addr);
@@ -89,9 +117,9 @@ impl ProxyServer {
             server.addresses.push((name.clone(), local));
             server.tasks.push(tokio::spawn(serve_https(
                 tcp,
+                name.clone(),
                 TlsAcceptor::from(tls),
-                Arc::clone(&proxy),
-                Arc::clone(&settings),
+                Arc::clone(&live),
                 Arc::clone(&limiter),
                 listener.proxy_protocol,
             )));
@@ -104,7 +132,7 @@ impl ProxyServer {
                 server.tasks.push(tokio::spawn(serve_redirect(
                     tcp,
                     local.port(),
-                    Arc::clone(&settings),
+                    Arc::clone(&live),
                 )));
             }
         }
@@ -132,9 +160,33 @@ impl ProxyServer {
         }
     }
 
+    /// Serves a new config: compiles it first (an error changes nothing), then swaps routes,
+    /// policies and settings in, restarts key refreshes and reloads certificates. Open
+    /// connections and running requests finish on what they started with. Listener addresses
+    /// and certificate paths are read at start only: a change to them is logged and needs a
+    /// restart.
+    pub fn reload(&mut self, config: &Config) -> Result<(), ProxyError> {
+        let proxy = Proxy::new(config, crate::policy::clock::system())?
+            .with_escalator(self.escalator.clone());
+        if let Some(escalator) = &self.escalator {
+            escalator.update(config);
+        }
+        if format!("{:?}", config.listeners) != self.listeners {
+            tracing::warn!("listener changes (addresses, certificate paths, TLS settings) take effect at the next restart");
+        }
+        for task in self.refreshes.drain(..) {
+            task.abort();
+        }
+        self.refreshes = proxy.policies().spawn_refreshes();
+        self.live.proxy.store(Arc::new(proxy));
+        self.live.settings.store(Arc::new(config.proxy.clone()));
+        self.reload_certificates(false);
+        Ok(())
+    }
+
     /// Stops accepting and drops open connections.
     pub fn stop(self) {
-        for task in self.tasks {
+        for task in self.tasks.into_iter().chain(self.refreshes) {
             task.abort();
         }
     }
@@ -167,9 +219,9 @@ fn connection_builder(settings: &ProxyConfig) -> auto::Builder<TokioExecutor> {
 
 async fn serve_https(
     tcp: TcpListener,
+    listener: String,
     acceptor: TlsAcceptor,
-    proxy: Arc<Proxy>,
-    settings: Arc<ProxyConfig>,
+    live: Arc<Live>,
     limiter: Arc<ConnectionLimiter>,
     proxy_protocol: bool,
 ) {
@@ -186,8 +238,11 @@ async fn serve_https(
             }
         };
         let acceptor = acceptor.clone();
-        let proxy = Arc::clone(&proxy);
-        let settings = Arc::clone(&settings);
+        let tls_failures = crate::telemetry::metrics()
+            .tls_failures
+            .with_label_values(&[listener.as_str()]);
+        let live = Arc::clone(&live);
+        let settings = live.settings.load_full();
         let limiter = Arc::clone(&limiter);
         tokio::spawn(async move {
             let mut stream = stream;
@@ -206,10 +261,12 @@ async fn serve_https(
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
+                    tls_failures.inc();
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    tls_failures.inc();
                     return;
                 }
             };
@@ -219,7 +276,7 @@ async fn serve_https(
                 permit: Some(Arc::new(permit)),
             });
             let service = service_fn(move |request: Request<Incoming>| {
-                let proxy = Arc::clone(&proxy);
+                let proxy = live.proxy.load_full();
                 let connection = Arc::clone(&connection);
                 async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
             });
@@ -265,12 +322,12 @@ async fn client_of(
     }
 }
 
-async fn serve_redirect(tcp: TcpListener, https_port: u16, settings: Arc<ProxyConfig>) {
+async fn serve_redirect(tcp: TcpListener, https_port: u16, live: Arc<Live>) {
     loop {
         let Ok((stream, _peer)) = tcp.accept().await else {
             continue;
         };
-        let settings = Arc::clone(&settings);
+        let settings = live.settings.load_full();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| async move {
                 Ok::<_, Infallible>(redirect(&request, https_port))

@@ -113,6 +113,18 @@ impl Jwks {
 
     /// Fetches the set and installs it in `issuer`; on failure the last good set stays.
     pub async fn fetch_into(&self, issuer: &Issuer) -> Result<usize, JwksError> {
+        let result = self.try_fetch_into(issuer).await;
+        crate::telemetry::metrics()
+            .jwks_fetches
+            .with_label_values(&[
+                &*issuer.name,
+                if result.is_ok() { "success" } else { "failure" },
+            ])
+            .inc();
+        result
+    }
+
+    async fn try_fetch_into(&self, issuer: &Issuer) -> Result<usize, JwksError> {
         let _one_at_a_time = self.fetching.lock().await;
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -152,6 +152,13 @@ impl Issuer {
             .map(|url| Jwks::new(url, config.jwks_refresh, config.jwks_refetch_cooldown))
             .transpose()
             .map_err(|e| problem(format!("{at}.jwks_url"), e.to_string()))?;
+        if jwks.is_some() {
+            for result in ["success", "failure"] {
+                crate::telemetry::metrics()
+                    .jwks_fetches
+                    .with_label_values(&[config.name.as_str(), result]);
+            }
+        }
         if static_keys.is_empty() && jwks.is_none() {
             return Err(problem(
                 format!("{at}.algorithms"),

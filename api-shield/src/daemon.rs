@@ -1,0 +1,267 @@
+//! The running service: the fast path and its map tasks (events, program log, ban sweep), the
+//! HTTPS listeners and the admin listener. Started from a config, reloaded in place (a bad
+//! config changes nothing), stopped.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+
+use crate::{
+    config::{self, Config, ConfigError},
+    escalate::{system_clock, Escalator},
+    fastpath::{self, Fastpath, FastpathError, PinnedMaps, SystemClock},
+    proxy::server::{ProxyError, ProxyServer},
+    telemetry::{admin, kernel::KernelCollector, metrics},
+};
+
+/// How often expired bans are removed from the map.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a reload was refused (the running config stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Its routes or policies could not be compiled.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The kernel maps could not be updated.
+    #[error("updating the kernel maps: {0}")]
+    Fastpath(#[from] FastpathError),
+}
+
+struct State {
+    config: Config,
+    fastpath: Option<Fastpath>,
+    proxy: Option<ProxyServer>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The daemon.
+pub struct Daemon {
+    config_path: PathBuf,
+    started: Instant,
+    state: Mutex<State>,
+    readiness: Arc<admin::Readiness>,
+    maps: Option<Arc<Mutex<PinnedMaps>>>,
+    /// Where the admin listener listens.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Daemon {
+    /// Starts everything the config asks for.
+    pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Arc<Daemon>> {
+        let mut tasks = Vec::new();
+        let mut maps = None;
+        let fastpath = if config.fastpath.enabled {
+            let mut fastpath = Fastpath::start(&config.fastpath)?;
+            if let Some(events) = fastpath.take_events() {
+                tasks.push(tokio::spawn(async move {
+                    if let Err(error) = fastpath::log_events(events).await {
+                        tracing::error!(%error, "drop events unavailable");
+                    }
+                }));
+            }
+            if let Some(logger) = fastpath.take_logger() {
+                tasks.push(tokio::spawn(async move {
+                    if let Err(error) = fastpath::forward_program_log(logger).await {
+                        tracing::error!(%error, "program log unavailable");
+                    }
+                }));
+            }
+            if let Some(opened) = fastpath.take_maps() {
+                let shared = Arc::new(Mutex::new(opened));
+                tasks.push(tokio::spawn(sweep_bans(Arc::clone(&shared))));
+                register_kernel_metrics(&shared);
+                maps = Some(shared);
+            }
+            Some(fastpath)
+        } else {
+            tracing::info!("fast path disabled (fastpath.enabled = false)");
+            None
+        };
+        let escalator = Arc::new(Escalator::new(&config, maps.clone(), system_clock()));
+        let proxy = if config.listeners.is_empty() {
+            None
+        } else {
+            Some(ProxyServer::start(&config, Some(escalator)).await?)
+        };
+        let readiness = Arc::new(admin::Readiness::default());
+        let admin = if config.admin.enabled {
+            let bind: SocketAddr = config.admin.bind.parse().expect("validated admin address");
+            let (local, task) = admin::start(bind, Arc::clone(&readiness))
+                .await
+                .with_context(|| format!("admin listener: cannot listen on {bind}"))?;
+            tracing::info!(addr = %local, "listening (admin: /metrics, /healthz, /readyz)");
+            tasks.push(task);
+            Some(local)
+        } else {
+            None
+        };
+        metrics().last_reload.set(unix_now());
+        let daemon = Arc::new(Daemon {
+            config_path,
+            started: Instant::now(),
+            state: Mutex::new(State {
+                config,
+                fastpath,
+                proxy,
+                tasks,
+            }),
+            readiness,
+            maps,
+            admin,
+        });
+        daemon.readiness.set(true);
+        daemon.log_ready();
+        Ok(daemon)
+    }
+
+    fn log_ready(&self) {
+        let state = self
+            .state
+            .lock()
+            .expect("the daemon lock is never poisoned");
+        let mut listening: Vec<String> = state
+            .proxy
+            .iter()
+            .flat_map(|p| p.addresses.iter())
+            .map(|(name, addr)| format!("{name}={addr}"))
+            .collect();
+        if let Some(admin) = self.admin {
+            listening.push(format!("admin={admin}"));
+        }
+        let attached: Vec<String> = state
+            .fastpath
+            .iter()
+            .flat_map(Fastpath::attachments)
+            .map(|a| format!("{}:{}", a.interface, a.mode.as_str()))
+            .collect();
+        tracing::info!(
+            attached = attached.join(","),
+            listening = listening.join(","),
+            dry_run = state.config.fastpath.dry_run,
+            "ready"
+        );
+    }
+
+    /// Reads the config file again and applies it in place; on any error the running config
+    /// stays and the error says what is wrong (file, line, key).
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let result = self.try_reload();
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        metrics().reloads.with_label_values(&[outcome]).inc();
+        match &result {
+            Ok(()) => {
+                metrics().last_reload.set(unix_now());
+                tracing::info!(config = %self.config_path.display(), "config reloaded");
+            }
+            Err(error) => {
+                tracing::error!(%error, "config reload refused; the running config stays");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
+        let config = config::load(&self.config_path)?;
+        let mut state = self
+            .state
+            .lock()
+            .expect("the daemon lock is never poisoned");
+        let before = &state.config;
+        if before.fastpath.enabled != config.fastpath.enabled
+            || before.fastpath.interfaces != config.fastpath.interfaces
+            || before.fastpath.mode != config.fastpath.mode
+            || before.fastpath.pin_dir != config.fastpath.pin_dir
+            || before.listeners.is_empty() != config.listeners.is_empty()
+            || format!("{:?}", before.admin) != format!("{:?}", config.admin)
+        {
+            tracing::warn!("fast path interfaces, mode, pin_dir, and adding or removing every listener or the admin listener take effect at the next restart");
+        }
+        if let Some(proxy) = state.proxy.as_mut() {
+            proxy.reload(&config)?;
+        }
+        if let (Some(maps), true) = (&self.maps, config.fastpath.enabled) {
+            let mut maps = maps.lock().expect("the maps lock is never poisoned");
+            fastpath::apply_config(&mut maps, &config.fastpath)?;
+        }
+        state.config = config;
+        Ok(())
+    }
+
+    /// Reloads certificates whose files changed.
+    pub fn check_certificates(&self) {
+        let state = self
+            .state
+            .lock()
+            .expect("the daemon lock is never poisoned");
+        if let Some(proxy) = &state.proxy {
+            proxy.reload_certificates(true);
+        }
+    }
+
+    /// The kernel maps, when the fast path runs.
+    pub fn maps(&self) -> Option<&Arc<Mutex<PinnedMaps>>> {
+        self.maps.as_ref()
+    }
+
+    /// How long it has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops listeners and tasks, and detaches the program unless configured to stay.
+    pub fn stop(&self) {
+        self.readiness.set(false);
+        let mut state = self
+            .state
+            .lock()
+            .expect("the daemon lock is never poisoned");
+        if let Some(proxy) = state.proxy.take() {
+            proxy.stop();
+        }
+        for task in state.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(fastpath) = state.fastpath.take() {
+            fastpath.stop();
+        }
+    }
+}
+
+fn register_kernel_metrics(maps: &Arc<Mutex<PinnedMaps>>) {
+    let collector = KernelCollector::new(Arc::clone(maps));
+    if let Err(error) = metrics().registry.register(Box::new(collector)) {
+        tracing::warn!(%error, "kernel counters not exported");
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+async fn sweep_bans(maps: Arc<Mutex<PinnedMaps>>) {
+    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let swept = maps
+            .lock()
+            .expect("the maps lock is never poisoned")
+            .sweep_expired_bans(&SystemClock);
+        match swept {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired bans removed"),
+            Err(error) => tracing::warn!(%error, "ban sweep failed"),
+        }
+    }
+}

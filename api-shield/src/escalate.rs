@@ -1,0 +1,335 @@
+//! Escalation: L7 signals (auth failures, rate-limit refusals, invalid requests) counted per
+//! client address over a sliding window; past a rule's threshold the address is written into
+//! the kernel ban map with the rule as its reason and an expiry, so its next packets die at the
+//! NIC. Sources in `fastpath.allow`, `proxy.trusted_proxies` and `escalation.never_ban` are never
+//! banned; `max_ban_ttl` and `max_active_bans` bound what a config mistake can do.
+//!
+//! The window is the two-bucket estimate Cloudflare and nginx-style limiters use: the previous
+//! window's count weighted by how much of it still overlaps, plus the current count. One entry
+//! per address and rule, at most `max_tracked_clients` per rule; entries whose windows have
+//! passed are dropped first, and when none has, new addresses are not counted (the L7 rate
+//! limits still apply to them).
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+
+use crate::{
+    config::{Config, EscalationRule, EscalationSignal},
+    fastpath::{BanRequest, Clock, PinnedMaps, SystemClock},
+    proxy::problem::Denial,
+    telemetry::metrics,
+};
+
+/// The signal a refusal gives, if any.
+pub fn signal_of(denial: Denial) -> Option<EscalationSignal> {
+    match denial {
+        Denial::Unauthenticated | Denial::InvalidToken | Denial::InvalidApiKey => {
+            Some(EscalationSignal::AuthFailure)
+        }
+        Denial::RateLimited => Some(EscalationSignal::RateLimited),
+        Denial::InvalidPath
+        | Denial::BadRequest
+        | Denial::InvalidRequest
+        | Denial::MalformedBody
+        | Denial::SchemaViolation
+        | Denial::UnsupportedMediaType
+        | Denial::PayloadTooLarge => Some(EscalationSignal::InvalidRequest),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start_ns: u64,
+    current: u32,
+    previous: u32,
+}
+
+impl Window {
+    /// Counts one signal at `now`; the estimate over the last `window`.
+    fn count(&mut self, now: u64, window: u64) -> f64 {
+        let elapsed = now.saturating_sub(self.start_ns);
+        if elapsed >= 2 * window {
+            *self = Window {
+                start_ns: now,
+                current: 0,
+                previous: 0,
+            };
+        } else if elapsed >= window {
+            *self = Window {
+                start_ns: self.start_ns + window,
+                current: 0,
+                previous: self.current,
+            };
+        }
+        self.current += 1;
+        let into = now.saturating_sub(self.start_ns) as f64 / window as f64;
+        f64::from(self.previous) * (1.0 - into).max(0.0) + f64::from(self.current)
+    }
+
+    fn stale(&self, now: u64, window: u64) -> bool {
+        now.saturating_sub(self.start_ns) >= 2 * window
+    }
+}
+
+/// One rule and its counts.
+#[derive(Debug)]
+struct Rule {
+    config: EscalationRule,
+    counts: Mutex<HashMap<IpAddr, Window>>,
+}
+
+/// The compiled rules and what they never ban.
+#[derive(Debug)]
+struct Rules {
+    list: Vec<Rule>,
+    never: Vec<IpNet>,
+    max_ttl: Duration,
+    max_active: usize,
+    max_tracked: usize,
+}
+
+/// The escalation engine of a daemon.
+pub struct Escalator {
+    rules: ArcSwap<Rules>,
+    maps: Option<Arc<Mutex<PinnedMaps>>>,
+    clock: Arc<dyn Clock + Send + Sync>,
+}
+
+impl std::fmt::Debug for Escalator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Escalator").finish_non_exhaustive()
+    }
+}
+
+impl Escalator {
+    /// Rules from `config`, banning through `maps` (without them, bans are only logged).
+    pub fn new(
+        config: &Config,
+        maps: Option<Arc<Mutex<PinnedMaps>>>,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Escalator {
+        if maps.is_none() && !config.escalation.rules.is_empty() {
+            tracing::warn!("escalation rules need the fast path to ban at the NIC; with it disabled they only log");
+        }
+        Escalator {
+            rules: ArcSwap::from_pointee(compile(config, None)),
+            maps,
+            clock,
+        }
+    }
+
+    /// Takes the rules of a reloaded config; counts of rules that keep their name and settings
+    /// carry over.
+    pub fn update(&self, config: &Config) {
+        let old = self.rules.load_full();
+        self.rules.store(Arc::new(compile(config, Some(&old))));
+    }
+
+    /// Counts a refusal of `client` and bans it when a rule's threshold is reached.
+    pub fn record(&self, client: IpAddr, denial: Denial) {
+        let Some(signal) = signal_of(denial) else {
+            return;
+        };
+        let rules = self.rules.load();
+        if rules.list.is_empty() || rules.never.iter().any(|net| net.contains(&client)) {
+            return;
+        }
+        let now = self.clock.monotonic_ns();
+        for rule in rules.list.iter().filter(|r| r.config.signal == signal) {
+            let window = u64::try_from(rule.config.window.as_nanos()).unwrap_or(u64::MAX);
+            let reached = {
+                let mut counts = rule.counts.lock().expect("never poisoned");
+                if !counts.contains_key(&client) && counts.len() >= rules.max_tracked {
+                    counts.retain(|_, w| !w.stale(now, window));
+                    if counts.len() >= rules.max_tracked {
+                        continue;
+                    }
+                }
+                let estimate = counts
+                    .entry(client)
+                    .or_insert(Window {
+                        start_ns: now,
+                        current: 0,
+                        previous: 0,
+                    })
+                    .count(now, window);
+                let reached = estimate >= f64::from(rule.config.threshold);
+                if reached {
+                    counts.remove(&client);
+                }
+                reached
+            };
+            if reached {
+                self.ban(client, &rule.config, &rules);
+            }
+        }
+    }
+
+    fn ban(&self, client: IpAddr, rule: &EscalationRule, rules: &Rules) {
+        let ttl = rule.ban.min(rules.max_ttl);
+        let Some(maps) = &self.maps else {
+            tracing::warn!(target: "audit", %client, rule = %rule.name, "escalation would ban (fast path disabled)");
+            return;
+        };
+        let mut maps = maps.lock().expect("the maps lock is never poisoned");
+        match maps.bans(&*self.clock) {
+            Ok(active) if active.len() >= rules.max_active => {
+                tracing::error!(target: "audit", %client, rule = %rule.name, max = rules.max_active, "escalation ban refused: escalation.max_active_bans reached");
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "escalation: cannot read the ban map");
+                return;
+            }
+        }
+        let request = BanRequest {
+            target: IpNet::from(client),
+            ttl: Some(ttl),
+            reason: format!("escalation:{}", rule.name),
+        };
+        match maps.ban(&request, &*self.clock) {
+            Ok(ban) => {
+                metrics()
+                    .escalation_bans
+                    .with_label_values(&[&rule.name])
+                    .inc();
+                tracing::warn!(
+                    target: "audit",
+                    %client,
+                    rule = %rule.name,
+                    ttl_secs = ttl.as_secs(),
+                    expires = ban.expires.as_deref().unwrap_or("-"),
+                    "source banned at the NIC by escalation"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%client, rule = %rule.name, %error, "escalation ban failed");
+            }
+        }
+    }
+}
+
+fn compile(config: &Config, old: Option<&Rules>) -> Rules {
+    let escalation = &config.escalation;
+    let rules = escalation
+        .rules
+        .iter()
+        .map(|rule| {
+            metrics().escalation_bans.with_label_values(&[&rule.name]);
+            let kept = old
+                .and_then(|o| {
+                    o.list
+                        .iter()
+                        .find(|r| format!("{:?}", r.config) == format!("{rule:?}"))
+                })
+                .map(|r| r.counts.lock().expect("never poisoned").clone())
+                .unwrap_or_default();
+            Rule {
+                config: rule.clone(),
+                counts: Mutex::new(kept),
+            }
+        })
+        .collect();
+    let mut never = escalation.never_ban.clone();
+    never.extend(config.fastpath.allow.iter().copied());
+    never.extend(config.proxy.trusted_proxies.iter().copied());
+    Rules {
+        list: rules,
+        never,
+        max_ttl: escalation.max_ban_ttl,
+        max_active: escalation.max_active_bans,
+        max_tracked: escalation.max_tracked_clients,
+    }
+}
+
+/// The system clock, for the daemon.
+pub fn system_clock() -> Arc<dyn Clock + Send + Sync> {
+    Arc::new(SystemClock)
+}
+
+#[cfg(test)]
+#[allow(clippy::float_cmp)] // The estimates compared are exact in binary.
+mod tests {
+    use super::*;
+    use crate::policy::clock::ManualClock;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    const RULES: &str = r#"
+[fastpath]
+allow = ["10.9.0.0/16"]
+[escalation]
+max_tracked_clients = 4
+[[escalation.rules]]
+name = "auth"
+signal = "auth_failure"
+threshold = 3
+window = "60s"
+ban = "15m"
+"#;
+
+    #[test]
+    fn windows_estimate_the_last_period() {
+        let mut w = Window {
+            start_ns: 0,
+            current: 0,
+            previous: 0,
+        };
+        let s = 1_000_000_000u64;
+        assert_eq!(w.count(0, 60 * s), 1.0);
+        assert_eq!(w.count(30 * s, 60 * s), 2.0);
+        // Half-way into the next window, half of the previous two still count.
+        assert_eq!(w.count(90 * s, 60 * s), 2.0);
+        // Two windows later, everything is forgotten.
+        assert_eq!(w.count(300 * s, 60 * s), 1.0);
+    }
+
+    #[test]
+    fn thresholds_are_counted_per_client_and_allowed_sources_never_count() {
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let escalator = Escalator::new(&config(RULES), None, clock.clone());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let allowed: IpAddr = "10.9.1.1".parse().unwrap();
+        let count = |ip: &IpAddr| {
+            escalator.rules.load().list[0]
+                .counts
+                .lock()
+                .unwrap()
+                .get(ip)
+                .map(|w| w.current)
+        };
+        escalator.record(a, Denial::InvalidToken);
+        escalator.record(a, Denial::NotFound);
+        escalator.record(a, Denial::RateLimited);
+        assert_eq!(count(&a), Some(1), "only auth failures count for this rule");
+        escalator.record(allowed, Denial::InvalidToken);
+        assert_eq!(count(&allowed), None);
+        escalator.record(a, Denial::Unauthenticated);
+        escalator.record(a, Denial::InvalidApiKey);
+        assert_eq!(
+            count(&a),
+            None,
+            "the third one banned it and reset its count"
+        );
+        // Memory stays bounded by max_tracked_clients.
+        for i in 0..100u8 {
+            escalator.record(IpAddr::from([198, 51, 100, i]), Denial::InvalidToken);
+        }
+        assert!(escalator.rules.load().list[0].counts.lock().unwrap().len() <= 4);
+        // After the windows pass, stale entries make room again.
+        clock.advance(Duration::from_mins(3));
+        escalator.record(a, Denial::InvalidToken);
+        assert_eq!(count(&a), Some(1));
+    }
+}

@@ -1,0 +1,219 @@
+//! The metrics registry: every metric the daemon exports, with labels only from config (route,
+//! upstream, listener, issuer and version names) and fixed enums, never from clients. One
+//! process-wide instance, so metrics outlive reloads of the proxy they describe.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets (seconds), from 100 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
+];
+
+/// Every metric of the daemon.
+#[derive(Debug)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// `api_shield_requests_total{route,method,code}`.
+    pub requests: IntCounterVec,
+    /// `api_shield_request_duration_seconds{route}`.
+    pub request_duration: HistogramVec,
+    /// `api_shield_denials_total{route,reason}`.
+    pub denials: IntCounterVec,
+    /// `api_shield_upstream_errors_total{upstream,kind}`.
+    pub upstream_errors: IntCounterVec,
+    /// `api_shield_upstream_response_seconds{upstream}`.
+    pub upstream_latency: HistogramVec,
+    /// `api_shield_tls_handshake_failures_total{listener}`.
+    pub tls_failures: IntCounterVec,
+    /// `api_shield_config_reloads_total{result}`.
+    pub reloads: IntCounterVec,
+    /// `api_shield_jwks_fetches_total{issuer,result}`.
+    pub jwks_fetches: IntCounterVec,
+    /// `api_shield_deprecated_requests_total{deprecation}`.
+    pub deprecated: IntCounterVec,
+    /// `api_shield_escalation_bans_total{rule}`.
+    pub escalation_bans: IntCounterVec,
+    /// `api_shield_xdp_drop_events_total`.
+    pub drop_events: IntCounter,
+    /// `api_shield_build_info{version}`.
+    pub build_info: IntGaugeVec,
+    /// `api_shield_config_last_reload_success_timestamp_seconds`.
+    pub last_reload: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let metric = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let metrics = Metrics::register();
+        // Series of fixed enums exist from the start, at zero, so rate() works from the first
+        // scrape.
+        for result in ["success", "failure"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        metrics
+    }
+
+    fn register() -> Metrics {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new("api_shield_build_info", "Always 1; the version that runs."),
+            &["version"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("registered once");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let drop_events = IntCounter::new(
+            "api_shield_xdp_drop_events_total",
+            "Drop-start events read from the XDP program's ring buffer.",
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(drop_events.clone()))
+            .expect("registered once");
+        let last_reload = IntGauge::new(
+            "api_shield_config_last_reload_success_timestamp_seconds",
+            "When the config in use was loaded (Unix time).",
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(last_reload.clone()))
+            .expect("registered once");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
+        Metrics {
+            requests: counter(
+                &registry,
+                "api_shield_requests_total",
+                "Requests answered, by route, method and status code.",
+                &["route", "method", "code"],
+            ),
+            request_duration: histogram(
+                &registry,
+                "api_shield_request_duration_seconds",
+                "Time from request to response head, by route.",
+                &["route"],
+            ),
+            denials: counter(
+                &registry,
+                "api_shield_denials_total",
+                "Requests the shield answered itself, by route and reason.",
+                &["route", "reason"],
+            ),
+            upstream_errors: counter(
+                &registry,
+                "api_shield_upstream_errors_total",
+                "Upstream requests that failed, by upstream and kind (unavailable, timeout).",
+                &["upstream", "kind"],
+            ),
+            upstream_latency: histogram(
+                &registry,
+                "api_shield_upstream_response_seconds",
+                "Time for an upstream to answer with a response head.",
+                &["upstream"],
+            ),
+            tls_failures: counter(
+                &registry,
+                "api_shield_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out, by listener.",
+                &["listener"],
+            ),
+            reloads: counter(
+                &registry,
+                "api_shield_config_reloads_total",
+                "Config reloads, by result (success, failure).",
+                &["result"],
+            ),
+            jwks_fetches: counter(
+                &registry,
+                "api_shield_jwks_fetches_total",
+                "JWK set fetches, by issuer and result (success, failure).",
+                &["issuer", "result"],
+            ),
+            deprecated: counter(
+                &registry,
+                "api_shield_deprecated_requests_total",
+                "Requests to deprecated versions or routes, by deprecation (version or route name).",
+                &["deprecation"],
+            ),
+            escalation_bans: counter(
+                &registry,
+                "api_shield_escalation_bans_total",
+                "Bans written into the kernel by escalation rules, by rule.",
+                &["rule"],
+            ),
+            drop_events,
+            build_info,
+            last_reload,
+            registry,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into memory cannot fail");
+        out
+    }
+
+    /// The per-route request duration histogram (resolved once per route).
+    pub fn route_duration(&self, route: &str) -> Histogram {
+        self.request_duration.with_label_values(&[route])
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// A method as a label: the standard ones, else `OTHER` (clients choose methods).
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,396 @@
+//! The loop closed, end to end in network namespaces: a client that keeps failing auth is
+//! banned after the threshold and its next packets die at the NIC (its TCP connect times out,
+//! the drop counter rises) while another client keeps being served; the ban expires on time;
+//! `api-shield unban` restores it at once. Along the way `/metrics` holds the kernel counters,
+//! every metric the shipped dashboard and alert rules use, and passes `promtool check metrics`.
+#![allow(clippy::pedantic)]
+
+mod support;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use api_shield::fastpath::PinnedMaps;
+use api_shield_common::Reason;
+use support::{
+    daemon::{cli, cli_json, Daemon},
+    https::{client_config, get, try_send_h1, TestPki, Version},
+    netns::{Netns, Topology, RX_V4},
+    privileged::{self, PinDir},
+};
+
+const BAD: Ipv4Addr = Ipv4Addr::new(10, 201, 5, 1);
+const GOOD: Ipv4Addr = Ipv4Addr::new(10, 201, 5, 2);
+const PORT: u16 = 8443;
+const BAN_SECS: u64 = 4;
+const THRESHOLD: u32 = 5;
+
+/// A child process killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTPS request from `src` inside `ns` with API key `key`: its status, or the error
+/// (a connect that times out when the source is dropped at the NIC).
+fn request(
+    ns: &Netns,
+    src: Ipv4Addr,
+    key: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) -> std::io::Result<u16> {
+    let (key, config) = (key.to_owned(), client_config(ca, Version::H1));
+    ns.run(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(src.into(), 0))?;
+                let tcp = tokio::time::timeout(
+                    Duration::from_millis(1500),
+                    socket.connect(SocketAddr::new(RX_V4.into(), PORT)),
+                )
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+                let mut request = get("GET", "/api/v1/users/7");
+                request
+                    .headers_mut()
+                    .insert("x-api-key", key.parse().unwrap());
+                let response =
+                    tokio::time::timeout(Duration::from_secs(5), try_send_h1(tcp, config, request))
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer")
+                        })??;
+                Ok(response.status().as_u16())
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+/// The admin listener's `/metrics`, read inside the daemon's namespace.
+fn scrape(ns: &Netns) -> String {
+    ns.run(|| {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect("127.0.0.1:9901").unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).unwrap();
+        text.split_once("\r\n\r\n").unwrap().1.to_owned()
+    })
+    .join()
+    .unwrap()
+}
+
+fn banned_drops(pins: &PinDir) -> u64 {
+    PinnedMaps::open(&pins.layout())
+        .unwrap()
+        .stats()
+        .unwrap()
+        .packets(Reason::DropBanned)
+}
+
+/// `promtool`, or a loud skip (a failure when privileged tests are required: CI installs it).
+fn promtool() -> Option<&'static str> {
+    let found = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !privileged::required(),
+            "promtool (Debian package prometheus) is not installed"
+        );
+        eprintln!(
+            "skipping the promtool checks: promtool (Debian package prometheus) is not installed"
+        );
+        return None;
+    }
+    Some("promtool")
+}
+
+#[test]
+fn repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban() {
+    if !privileged::can_run(
+        "repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban",
+        true,
+    ) {
+        return;
+    }
+    let topo = Topology::new();
+    topo.add_sources(&[BAD.into(), GOOD.into()]);
+    let pins = PinDir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let good_hash = {
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"good-key");
+        digest
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let config = dir.path().join("api-shield.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[fastpath]
+interfaces = ["{rx_if}"]
+pin_dir = "{pins}"
+runtime_dir = "{runtime}"
+[fastpath.limiter.protect]
+tcp = [{PORT}]
+
+[[listeners]]
+bind = "{RX_V4}:{PORT}"
+[listeners.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+
+[[upstreams]]
+name = "demo"
+url = "http://127.0.0.1:9000"
+
+[[routes]]
+name = "secure"
+path = "/api/v1/users/*"
+upstream = "demo"
+[routes.auth]
+api_key = true
+[routes.deprecation]
+deprecated = "2025-01-01T00:00:00Z"
+
+[api_keys]
+keys = [{{ id = "good", sha256 = "{good_hash}" }}]
+
+[[issuers]]
+name = "unreachable-jwks"
+issuer = "https://issuer.test"
+audiences = ["api"]
+algorithms = ["RS256"]
+jwks_url = "http://127.0.0.1:1/jwks.json"
+
+[escalation]
+[[escalation.rules]]
+name = "auth-failures"
+signal = "auth_failure"
+threshold = {THRESHOLD}
+window = "1m"
+ban = "{BAN_SECS}s"
+"#,
+            rx_if = topo.rx_if,
+            pins = pins.path.display(),
+            runtime = dir.path().join("run").display(),
+            cert = pki.cert.display(),
+            key = pki.key.display(),
+        ),
+    )
+    .unwrap();
+    let binary = support::daemon::binary();
+    let _demo = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", &topo.rx.name])
+            .arg(&binary)
+            .args(["demo-api", "--bind", "127.0.0.1:9000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut daemon = Daemon::start(Some(&topo.rx.name), &config).unwrap_or_else(|e| panic!("{e}"));
+    let ca = Arc::new(pki.ca.clone());
+    // The demo API comes up on its own time: wait until the good client is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while request(&topo.tx, GOOD, "good-key", &ca).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the good client is never served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Below the threshold: refused at L7, still reachable.
+    for _ in 0..THRESHOLD - 1 {
+        assert_eq!(request(&topo.tx, BAD, "wrong-key", &ca).unwrap(), 401);
+    }
+    let drops_before = banned_drops(&pins);
+    // The threshold: this refusal bans it.
+    assert_eq!(request(&topo.tx, BAD, "wrong-key", &ca).unwrap(), 401);
+    let banned_at = Instant::now();
+    daemon
+        .wait_for(
+            "source banned at the NIC by escalation",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    let bans = cli_json(&["bans", "--json", "--config", &config.display().to_string()]);
+    assert_eq!(bans[0]["target"], format!("{BAD}/32"), "{bans}");
+    assert_eq!(bans[0]["reason"], "escalation:auth-failures");
+    // Its next packets die at the NIC: the connect times out, and the counter rises.
+    let error = request(&topo.tx, BAD, "good-key", &ca).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+    assert!(
+        banned_drops(&pins) > drops_before,
+        "no banned drops counted"
+    );
+    // The other client is served all along.
+    assert_eq!(request(&topo.tx, GOOD, "good-key", &ca).unwrap(), 200);
+
+    // Metrics: kernel counters, the escalation, and every name the dashboard and rules use.
+    let text = scrape(&topo.rx);
+    let samples = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let find = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?}"))
+    };
+    assert!(
+        find(
+            "api_shield_xdp_packets_total",
+            &[("action", "drop"), ("reason", "banned")]
+        ) >= 1.0
+    );
+    assert!(
+        find(
+            "api_shield_xdp_bytes_total",
+            &[("action", "drop"), ("reason", "banned")]
+        ) >= 1.0
+    );
+    assert!(
+        find(
+            "api_shield_xdp_packets_total",
+            &[("action", "pass"), ("reason", "within_limit")]
+        ) >= 1.0
+    );
+    assert_eq!(find("api_shield_xdp_active_bans", &[]), 1.0);
+    assert_eq!(
+        find(
+            "api_shield_escalation_bans_total",
+            &[("rule", "auth-failures")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        find(
+            "api_shield_denials_total",
+            &[("route", "secure"), ("reason", "invalid-api-key")]
+        ),
+        5.0
+    );
+    let names: std::collections::HashSet<&str> =
+        samples.samples.iter().map(|s| s.metric.as_str()).collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in [
+        "config/grafana-dashboard.json",
+        "config/prometheus-alerts.yml",
+    ] {
+        let shipped = std::fs::read_to_string(root.join(file)).unwrap();
+        for (start, _) in shipped.match_indices("api_shield_") {
+            let name: String = shipped[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // The parser files histogram series under the histogram's name.
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                names.contains(name.as_str()) || names.contains(base),
+                "{file} uses {name}, which /metrics does not serve"
+            );
+        }
+    }
+    if let Some(promtool) = promtool() {
+        use std::io::Write;
+        let mut check = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rules = Command::new(promtool)
+            .args(["check", "rules"])
+            .arg(root.join("config/prometheus-alerts.yml"))
+            .output()
+            .unwrap();
+        assert!(
+            rules.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rules.stdout)
+        );
+    }
+
+    // The ban expires on time: not before its TTL, and within a second of it.
+    let deadline = banned_at + Duration::from_secs(BAN_SECS + 3);
+    loop {
+        match request(&topo.tx, BAD, "good-key", &ca) {
+            Ok(status) => {
+                assert_eq!(status, 200);
+                break;
+            }
+            Err(_) => assert!(Instant::now() < deadline, "the ban did not expire"),
+        }
+    }
+    let served_after = banned_at.elapsed();
+    assert!(
+        served_after >= Duration::from_secs(BAN_SECS) - Duration::from_millis(200),
+        "served again after {served_after:?}, before the {BAN_SECS}s ban ended"
+    );
+
+    // Banned again, then lifted by hand at once.
+    for _ in 0..THRESHOLD {
+        assert_eq!(request(&topo.tx, BAD, "wrong-key", &ca).unwrap(), 401);
+    }
+    daemon
+        .wait_for_count(
+            "source banned at the NIC by escalation",
+            2,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(request(&topo.tx, BAD, "good-key", &ca).is_err());
+    let (code, out, err) = cli(&[
+        "unban",
+        &BAD.to_string(),
+        "--config",
+        &config.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(request(&topo.tx, BAD, "good-key", &ca).unwrap(), 200);
+    daemon.stop();
+}

@@ -1,0 +1,288 @@
+//! Running it as a service: `/metrics` parsed by a real Prometheus text-format parser, with
+//! every L7 metric present and moving with traffic; `/healthz` and `/readyz`; config reload on
+//! SIGHUP under continuous load (nothing lost), a bad reload changing nothing, a certificate
+//! swap seen by new connections.
+#![allow(clippy::pedantic)]
+
+mod support;
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use nix::sys::signal::Signal;
+use support::{
+    https::{get, Upstream, Version},
+    shield::Shield,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// GET over plain HTTP/1.1 on the admin listener: (status, body).
+async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Every sample of a scrape, keyed by metric name and sorted labels.
+async fn scrape(admin: SocketAddr) -> HashMap<String, f64> {
+    let (status, body) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    let mut samples = HashMap::new();
+    for sample in parsed.samples {
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        samples.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
+    }
+    samples
+}
+
+fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
+}
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "orders"
+path = "/orders/*"
+upstream = "api"
+rate_limit = { rate = "2 per minute", burst = 2 }
+
+[[routes]]
+name = "secure"
+path = "/secure/*"
+upstream = "api"
+[routes.auth]
+api_key = true
+
+[[routes]]
+name = "broken"
+path = "/broken"
+upstream = "down"
+
+[[routes]]
+name = "old"
+path = "/old"
+upstream = "api"
+[routes.deprecation]
+deprecated = "2025-01-01T00:00:00Z"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_valid_prometheus_text_and_move_with_traffic() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    assert_eq!(admin_get(shield.admin, "/healthz").await.0, 200);
+    assert_eq!(admin_get(shield.admin, "/readyz").await.0, 200);
+    assert_eq!(admin_get(shield.admin, "/nope").await.0, 404);
+    let before = scrape(shield.admin).await;
+    assert_eq!(value(&before, "api_shield_build_info{version=0.1.0}"), 1.0);
+    for _ in 0..3 {
+        shield.send(Version::H1, get("GET", "/orders/1")).await;
+    }
+    shield.send(Version::H2, get("GET", "/secure/x")).await;
+    shield.send(Version::H1, get("GET", "/broken")).await;
+    shield.send(Version::H1, get("GET", "/old")).await;
+    shield.send(Version::H1, get("GET", "/nowhere")).await;
+    // A failed TLS handshake: plain bytes on the TLS port.
+    let mut tcp = tokio::net::TcpStream::connect(shield.https).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut sink = Vec::new();
+    let _ = tcp.read_to_end(&mut sink).await;
+    let after = scrape(shield.admin).await;
+    let expect = [
+        (
+            "api_shield_requests_total{code=200,method=GET,route=orders}",
+            2.0,
+        ),
+        (
+            "api_shield_requests_total{code=429,method=GET,route=orders}",
+            1.0,
+        ),
+        (
+            "api_shield_requests_total{code=401,method=GET,route=secure}",
+            1.0,
+        ),
+        (
+            "api_shield_requests_total{code=502,method=GET,route=broken}",
+            1.0,
+        ),
+        (
+            "api_shield_requests_total{code=404,method=GET,route=none}",
+            1.0,
+        ),
+        (
+            "api_shield_denials_total{reason=rate-limited,route=orders}",
+            1.0,
+        ),
+        (
+            "api_shield_denials_total{reason=unauthenticated,route=secure}",
+            1.0,
+        ),
+        ("api_shield_denials_total{reason=not-found,route=none}", 1.0),
+        (
+            "api_shield_upstream_errors_total{kind=unavailable,upstream=down}",
+            1.0,
+        ),
+        ("api_shield_deprecated_requests_total{deprecation=old}", 1.0),
+        (
+            "api_shield_tls_handshake_failures_total{listener=listener-0}",
+            1.0,
+        ),
+        (
+            "api_shield_request_duration_seconds_count{route=orders}",
+            3.0,
+        ),
+        (
+            "api_shield_upstream_response_seconds_count{upstream=api}",
+            3.0,
+        ),
+    ];
+    for (key, expected) in expect {
+        let was = before.get(key).copied().unwrap_or(0.0);
+        assert_eq!(value(&after, key) - was, expected, "{key}");
+    }
+    for present in [
+        "process_resident_memory_bytes{}",
+        "process_open_fds{}",
+        "api_shield_config_last_reload_success_timestamp_seconds{}",
+    ] {
+        assert!(value(&after, present) > 0.0, "{present}");
+    }
+    // No label carries what a client sent.
+    let (_, text) = admin_get(shield.admin, "/metrics").await;
+    assert!(
+        !text.contains("nowhere") && !text.contains("127.0.0.1"),
+        "client data in labels"
+    );
+}
+
+/// Replaces what follows `# ROUTES` in the shield's config file.
+fn write_routes(shield: &Shield, routes: &str) {
+    let text = std::fs::read_to_string(&shield.config).unwrap();
+    let base = text.split("# ROUTES").next().unwrap().to_owned();
+    std::fs::write(&shield.config, format!("{base}# ROUTES\n{routes}")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_routes_under_load_and_a_bad_reload_changes_nothing() {
+    let upstream = Upstream::start().await;
+    let mut shield = Shield::start(
+        upstream.addr,
+        "# ROUTES\n[[routes]]\nname = \"a\"\npath = \"/a/*\"\nupstream = \"api\"\n",
+    );
+    assert_eq!(
+        shield.send(Version::H1, get("GET", "/b/1")).await.status,
+        404
+    );
+    // Continuous load on /a while the config is reloaded three times.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (https, ca, stop) = (shield.https, shield.pki.ca.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let version = if worker % 2 == 0 {
+                Version::H1
+            } else {
+                Version::H2
+            };
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let reply = support::https::send(
+                    https,
+                    support::https::client_config(&ca, version),
+                    version,
+                    get("GET", "/a/x"),
+                )
+                .await;
+                statuses.push(reply.status.as_u16());
+            }
+            statuses
+        }));
+    }
+    for round in 1..=3 {
+        write_routes(
+            &shield,
+            &format!(
+                "[[routes]]\nname = \"a\"\npath = \"/a/*\"\nupstream = \"api\"\n[[routes]]\nname = \"b{round}\"\npath = \"/b/*\"\nupstream = \"api\"\n"
+            ),
+        );
+        shield.daemon.signal(Signal::SIGHUP);
+        shield
+            .daemon
+            .wait_for_count("config reloaded", round, Duration::from_secs(10))
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut total = 0;
+    for task in load {
+        let statuses = task.await.unwrap();
+        total += statuses.len();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    assert!(total >= 8, "only {total} requests ran during the reloads");
+    assert_eq!(
+        shield.send(Version::H2, get("GET", "/b/1")).await.status,
+        200
+    );
+    // A bad config: refused with file, line and key; the running one stays.
+    write_routes(
+        &shield,
+        "[[routes]]\nname = \"a\"\npath = \"/a/*\"\nupstream = \"nowhere\"\n",
+    );
+    shield.daemon.signal(Signal::SIGHUP);
+    shield
+        .daemon
+        .wait_for("config reload refused", Duration::from_secs(10))
+        .unwrap();
+    let refusal = shield
+        .daemon
+        .log
+        .iter()
+        .find(|l| l.contains("config reload refused"))
+        .unwrap()
+        .clone();
+    assert!(
+        refusal.contains("api-shield.toml:") && refusal.contains("routes[0].upstream"),
+        "{refusal}"
+    );
+    assert_eq!(
+        shield.send(Version::H1, get("GET", "/b/1")).await.status,
+        200
+    );
+    let samples = scrape(shield.admin).await;
+    assert_eq!(
+        value(&samples, "api_shield_config_reloads_total{result=success}"),
+        3.0
+    );
+    assert_eq!(
+        value(&samples, "api_shield_config_reloads_total{result=failure}"),
+        1.0
+    );
+}
