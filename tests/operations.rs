@@ -115,7 +115,18 @@ async fn metrics_are_valid_prometheus_text_and_move_with_traffic() {
     tcp.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let mut sink = Vec::new();
     let _ = tcp.read_to_end(&mut sink).await;
-    let after = scrape(shield.admin).await;
+    // The server counts the failed handshake after closing the socket: wait for the count.
+    let tls_key = "api_shield_tls_handshake_failures_total{listener=listener-0}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let samples = scrape(shield.admin).await;
+        if value(&samples, tls_key) > value(&before, tls_key)
+            || std::time::Instant::now() > deadline
+        {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let expect = [
         (
             "api_shield_requests_total{code=200,method=GET,route=orders}",
@@ -285,4 +296,138 @@ async fn reload_swaps_routes_under_load_and_a_bad_reload_changes_nothing() {
         value(&samples, "api_shield_config_reloads_total{result=failure}"),
         1.0
     );
+}
+
+#[test]
+fn the_service_manager_hears_ready_reloading_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config = dir.path().join("api-shield.toml");
+    std::fs::write(
+        &config,
+        "[fastpath]\nenabled = false\n[admin]\nbind = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let mut daemon = support::daemon::Daemon::start_with_env(
+        None,
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let next = |wanted: &str| -> String {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buffer).expect("a notification");
+            let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if message.lines().any(|l| l == wanted) {
+                return message;
+            }
+        }
+    };
+    next("READY=1");
+    next("WATCHDOG=1");
+    daemon.signal(Signal::SIGHUP);
+    let reloading = next("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let ready = next("READY=1");
+    assert!(
+        ready.contains("STATUS=serving (config reloaded)"),
+        "{ready}"
+    );
+    daemon.signal(Signal::SIGTERM);
+    next("STOPPING=1");
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_socket_answers_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(
+        upstream.addr,
+        "# ROUTES\n[[routes]]\nname = \"a\"\npath = \"/a/*\"\nupstream = \"api\"\n",
+    );
+    let socket = shield.control.display().to_string();
+    let mode = std::fs::metadata(&shield.control)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, out, err) = support::daemon::cli(&["status", "--json", "--socket", &socket]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["routes"], serde_json::json!(["a"]));
+    assert_eq!(status["listening"][0]["addr"], shield.https.to_string());
+    let (code, out, _) = support::daemon::cli(&["status", "--socket", &socket]);
+    assert_eq!(code, 0);
+    assert!(out.contains("routes:      a"), "{out}");
+    // Reload through the socket; a bad config is refused with its location, the old one stays.
+    write_routes(
+        &shield,
+        "[[routes]]\nname = \"b\"\npath = \"/b/*\"\nupstream = \"api\"\n",
+    );
+    let (code, out, err) = support::daemon::cli(&["reload", "--socket", &socket]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        shield.send(Version::H1, get("GET", "/b/1")).await.status,
+        200
+    );
+    write_routes(
+        &shield,
+        "[[routes]]\nname = \"c\"\npath = \"c\"\nupstream = \"api\"\n",
+    );
+    let (code, _, err) = support::daemon::cli(&["reload", "--socket", &socket]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("api-shield.toml:") && err.contains("routes[0].path"),
+        "{err}"
+    );
+    assert_eq!(
+        shield.send(Version::H1, get("GET", "/b/1")).await.status,
+        200
+    );
+    // top, once: the busiest routes with their totals.
+    let (code, out, err) = support::daemon::cli(&["top", "--once", "--socket", &socket]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("BUSIEST ROUTES") && out.contains("SOURCES BEING DROPPED"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('b') && l.trim_end().ends_with(" 2")),
+        "{out}"
+    );
+    // A caller that is not root is refused, with a clear message.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(support::daemon::binary())
+        .args(["status", "--socket", &socket])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("root-only"), "{err}");
+    // A second daemon on the same socket refuses to start.
+    write_routes(
+        &shield,
+        "[[routes]]\nname = \"b\"\npath = \"/b/*\"\nupstream = \"api\"\n",
+    );
+    let failure = support::daemon::start_expecting_failure(None, &shield.config);
+    assert!(
+        failure.log.contains("in use by a running daemon"),
+        "{}",
+        failure.log
+    );
+    // Without a daemon, the CLI says so.
+    let (code, _, err) = support::daemon::cli(&["status", "--socket", "/nonexistent/control.sock"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("the daemon is not running"), "{err}");
 }

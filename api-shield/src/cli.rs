@@ -3,12 +3,17 @@
 mod ban;
 mod bans;
 mod check_config;
+mod control_args;
 mod demo_api;
+mod generate;
 mod key;
 mod maps_args;
+mod reload;
 mod run;
 mod stats;
+mod status;
 mod token;
+mod top;
 mod unban;
 
 use std::process::ExitCode;
@@ -52,10 +57,26 @@ enum Command {
     ///
     /// Example: api-shield stats --json
     Stats(stats::Args),
+    /// Show the running daemon: version, uptime, attachments, listeners, routes, bans.
+    ///
+    /// Example: api-shield status
+    Status(status::Args),
+    /// Make the running daemon read its config again (a bad config is refused, the running one
+    /// stays).
+    ///
+    /// Example: api-shield reload
+    Reload(reload::Args),
+    /// A live view of the sources being dropped and the busiest routes (q quits).
+    ///
+    /// Example: api-shield top --interval 2
+    Top(top::Args),
     /// Serve a small demo JSON API to put the shield in front of (for trying it out).
     ///
     /// Example: api-shield demo-api --bind 127.0.0.1:9000
     DemoApi(demo_api::Args),
+    /// Generate the man page or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(generate::Args),
     /// Make API keys: the key is printed once, the config keeps only its hash.
     ///
     /// Example: api-shield key new --id ci --scopes orders:read
@@ -77,6 +98,10 @@ pub fn main() -> ExitCode {
         Command::Bans(args) => bans::run(&args),
         Command::Stats(args) => stats::run(&args),
         Command::DemoApi(args) => demo_api::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Generate(args) => generate::run(&args),
+        Command::Reload(args) => reload::run(&args),
+        Command::Top(args) => top::run(&args),
         Command::Key(args) => key::run(&args),
         Command::Token(args) => token::run(&args),
     };
@@ -88,6 +113,11 @@ pub fn main() -> ExitCode {
                 cause.downcast_ref::<crate::config::ConfigError>().is_some()
                     || cause.downcast_ref::<crate::fastpath::AddrError>().is_some()
                     || cause.downcast_ref::<humantime::DurationError>().is_some()
+                    || cause
+                        .downcast_ref::<crate::control::client::ControlError>()
+                        .is_some_and(|e| {
+                            matches!(e, crate::control::client::ControlError::Refused(_))
+                        })
             });
             ExitCode::from(if usage { EX_USAGE } else { 1 })
         }

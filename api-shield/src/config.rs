@@ -18,8 +18,8 @@ mod validate_proxy;
 pub use error::ConfigError;
 pub use load::load;
 pub use model::{
-    AdminConfig, ClockSetting, Config, EventsConfig, FastpathConfig, LimiterConfig, PortSpec,
-    ProtectConfig, XdpModeSetting,
+    AdminConfig, ClockSetting, Config, ControlConfig, EventsConfig, FastpathConfig, LimiterConfig,
+    PortSpec, ProtectConfig, XdpModeSetting,
 };
 pub use parse::parse;
 pub use policy_model::{

@@ -14,10 +14,11 @@ use tokio::task::JoinHandle;
 
 use crate::{
     config::{self, Config, ConfigError},
+    control,
     escalate::{system_clock, Escalator},
     fastpath::{self, Fastpath, FastpathError, PinnedMaps, SystemClock},
     proxy::server::{ProxyError, ProxyServer},
-    telemetry::{admin, kernel::KernelCollector, metrics},
+    telemetry::{admin, drops::RecentDrops, kernel::KernelCollector, metrics},
 };
 
 /// How often expired bans are removed from the map.
@@ -51,20 +52,30 @@ pub struct Daemon {
     state: Mutex<State>,
     readiness: Arc<admin::Readiness>,
     maps: Option<Arc<Mutex<PinnedMaps>>>,
+    drops: Arc<RecentDrops>,
     /// Where the admin listener listens.
     pub admin: Option<SocketAddr>,
+    control_path: Option<PathBuf>,
 }
 
 impl Daemon {
     /// Starts everything the config asks for.
     pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Arc<Daemon>> {
+        // Bound first: a socket a live daemon answers on means another daemon runs.
+        let control = if config.control.disabled {
+            None
+        } else {
+            Some(control::server::bind(&config.control_socket())?)
+        };
+        let drops = Arc::new(RecentDrops::default());
         let mut tasks = Vec::new();
         let mut maps = None;
         let fastpath = if config.fastpath.enabled {
             let mut fastpath = Fastpath::start(&config.fastpath)?;
             if let Some(events) = fastpath.take_events() {
+                let drops = Arc::clone(&drops);
                 tasks.push(tokio::spawn(async move {
-                    if let Err(error) = fastpath::log_events(events).await {
+                    if let Err(error) = fastpath::log_events(events, |e| drops.record(e)).await {
                         tracing::error!(%error, "drop events unavailable");
                     }
                 }));
@@ -106,6 +117,7 @@ impl Daemon {
             None
         };
         metrics().last_reload.set(unix_now());
+        let config_socket = config.control_socket();
         let daemon = Arc::new(Daemon {
             config_path,
             started: Instant::now(),
@@ -117,8 +129,20 @@ impl Daemon {
             }),
             readiness,
             maps,
+            drops,
             admin,
+            control_path: control.as_ref().map(|_| config_socket.clone()),
         });
+        if let Some(listener) = control {
+            let task = control::server::serve(listener, Arc::downgrade(&daemon));
+            daemon
+                .state
+                .lock()
+                .expect("never poisoned")
+                .tasks
+                .push(task);
+            tracing::info!(socket = %config_socket.display(), "listening (control socket)");
+        }
         daemon.readiness.set(true);
         daemon.log_ready();
         Ok(daemon)
@@ -218,9 +242,79 @@ impl Daemon {
         self.started.elapsed()
     }
 
+    /// What `api-shield status` shows.
+    pub fn status(&self) -> serde_json::Value {
+        let state = self
+            .state
+            .lock()
+            .expect("the daemon lock is never poisoned");
+        let (active_bans, counters) = match &self.maps {
+            Some(maps) => {
+                let maps = maps.lock().expect("the maps lock is never poisoned");
+                (
+                    maps.bans(&SystemClock).map(|b| b.len()).ok(),
+                    maps.stats().map(|s| s.counters).unwrap_or_default(),
+                )
+            }
+            None => (None, Vec::new()),
+        };
+        let interfaces: Vec<serde_json::Value> = state
+            .fastpath
+            .iter()
+            .flat_map(Fastpath::attachments)
+            .map(|a| serde_json::json!({"name": a.interface, "mode": a.mode.as_str()}))
+            .collect();
+        let listening: Vec<serde_json::Value> = state
+            .proxy
+            .iter()
+            .flat_map(|p| p.addresses.iter())
+            .map(|(name, addr)| serde_json::json!({"name": name, "addr": addr.to_string()}))
+            .collect();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_secs": self.uptime().as_secs(),
+            "config": self.config_path,
+            "interfaces": interfaces,
+            "dry_run": state.config.fastpath.dry_run,
+            "listening": listening,
+            "admin": self.admin.map(|a| a.to_string()),
+            "routes": state.config.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+            "active_bans": active_bans,
+            "counters": counters,
+        })
+    }
+
+    /// What `api-shield top` shows: the sources being dropped, and requests per route so far.
+    pub fn top(&self) -> serde_json::Value {
+        let mut routes: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for family in metrics().registry.gather() {
+            if family.name() != "api_shield_requests_total" {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let route = metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "route")
+                    .map_or("none", |l| l.value());
+                *routes.entry(route.to_owned()).or_default() +=
+                    metric.get_counter().get_value() as u64;
+            }
+        }
+        let routes: Vec<serde_json::Value> = routes
+            .into_iter()
+            .map(|(route, requests)| serde_json::json!({"route": route, "requests": requests}))
+            .collect();
+        serde_json::json!({ "drops": self.drops.top(20), "routes": routes })
+    }
+
     /// Stops listeners and tasks, and detaches the program unless configured to stay.
     pub fn stop(&self) {
         self.readiness.set(false);
+        if let Some(path) = &self.control_path {
+            let _ = std::fs::remove_file(path);
+        }
         let mut state = self
             .state
             .lock()

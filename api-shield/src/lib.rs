@@ -6,9 +6,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod escalate;
 pub mod fastpath;
 pub mod policy;
 pub mod proxy;
+pub mod systemd;
 pub mod telemetry;

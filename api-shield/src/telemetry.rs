@@ -1,6 +1,7 @@
 //! Logging setup, the metrics registry, and the kernel counters read at scrape time.
 
 pub mod admin;
+pub mod drops;
 pub mod kernel;
 mod logging;
 pub mod metrics;

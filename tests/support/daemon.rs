@@ -56,6 +56,15 @@ impl Daemon {
     /// Starts `api-shield run --config CONFIG` inside network namespace `netns` (or the test's
     /// own when `None`) and waits for its `ready` line.
     pub fn start(netns: Option<&str>, config: &Path) -> Result<Daemon, StartFailure> {
+        Daemon::start_with_env(netns, config, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub fn start_with_env(
+        netns: Option<&str>,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, StartFailure> {
         let mut command = match netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");
@@ -70,6 +79,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        command.envs(env.iter().copied());
         let mut child = command.spawn().expect("spawning the daemon");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = channel();

@@ -24,6 +24,8 @@ pub struct Shield {
     pub admin: SocketAddr,
     /// The config file it runs (rewrite it and send SIGHUP to reload).
     pub config: std::path::PathBuf,
+    /// Its control socket.
+    pub control: std::path::PathBuf,
     /// The CA and certificate it serves.
     pub pki: TestPki,
     _dir: tempfile::TempDir,
@@ -60,6 +62,9 @@ enabled = false
 [admin]
 bind = "127.0.0.1:0"
 
+[control]
+socket = "{control}"
+
 [proxy]
 max_body_bytes = 1024
 header_timeout = "1s"
@@ -86,6 +91,7 @@ connect_timeout = "1s"
 "#,
             cert = pki.cert.display(),
             key = pki.key.display(),
+            control = dir.path().join("control.sock").display(),
         );
         let path = dir.path().join("api-shield.toml");
         std::fs::write(&path, config).unwrap();
@@ -111,6 +117,7 @@ connect_timeout = "1s"
             http: addr("listener-0-redirect"),
             admin: addr("admin"),
             config: path.clone(),
+            control: dir.path().join("control.sock"),
             daemon,
             pki,
             _dir: dir,

@@ -2,10 +2,12 @@
 //!
 //! `setup` makes a fresh machine ready (nightly with rust-src, bpf-linker, the test tools);
 //! `build`, `run`, `test` and `lint` call cargo the same way everywhere (README and CI);
-//! `bench-xdp` measures the fast path against nftables (see BENCHMARKS.md).
+//! `install` puts the daemon, its config and its systemd unit in place; `bench-xdp` and
+//! `bench-proxy` measure (see BENCHMARKS.md).
 
 mod bench_xdp;
 mod cmd;
+mod install;
 mod setup;
 
 use anyhow::Result;
@@ -40,6 +42,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the release binary and install it with its config, systemd unit, man page and
+    /// shell completions (`--destdir DIR` stages the tree there instead).
+    Install(install::Args),
     /// cargo fmt --check and clippy -D warnings on the userspace crates and on the eBPF crate.
     Lint,
     /// Benchmark: receiver CPU per dropped packet, api-shield (generic, driver) vs nftables.
@@ -76,6 +81,10 @@ fn main() -> Result<()> {
             cmd::cargo(&["test", "--workspace"], &args)
         }
         Task::Lint => lint(),
+        Task::Install(args) => {
+            setup::run()?;
+            install::run(&args)
+        }
         Task::BenchXdp(args) => {
             setup::run()?;
             bench_xdp::run(&args)

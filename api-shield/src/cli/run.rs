@@ -9,6 +9,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     config,
     daemon::Daemon,
+    systemd,
     telemetry::{init_logging, LogFormat},
 };
 
@@ -51,6 +52,8 @@ async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let daemon = Daemon::start(path, config).await?;
+    systemd::ready("serving");
+    let watchdog = systemd::spawn_watchdog();
     let mut file_check = tokio::time::interval(CERTIFICATE_CHECK_INTERVAL);
     let signal = loop {
         tokio::select! {
@@ -58,13 +61,22 @@ async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
             _ = interrupt.recv() => break "SIGINT",
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
+                systemd::reloading();
                 // The outcome is logged and counted by the daemon.
-                let _ = daemon.reload();
+                let status = match daemon.reload() {
+                    Ok(()) => "serving (config reloaded)",
+                    Err(_) => "serving (last reload refused; see the log)",
+                };
+                systemd::ready(status);
             }
             _ = file_check.tick() => daemon.check_certificates(),
         }
     };
     tracing::info!(signal, "stopping");
+    systemd::stopping();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     daemon.stop();
     tracing::info!("stopped");
     Ok(())

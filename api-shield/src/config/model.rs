@@ -42,6 +42,9 @@ pub struct Config {
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The control socket the CLI talks to.
+    #[serde(default)]
+    pub control: ControlConfig,
     /// The file and text this config was read from.
     #[serde(skip)]
     pub source: super::Source,
@@ -243,6 +246,26 @@ impl Default for AdminConfig {
             enabled: true,
             bind: "127.0.0.1:9901".to_owned(),
         }
+    }
+}
+
+/// The `[control]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Serve it at all (default true).
+    pub disabled: bool,
+    /// Its path (default `<fastpath.runtime_dir>/control.sock`); mode 0600, root only.
+    pub socket: Option<PathBuf>,
+}
+
+impl Config {
+    /// Where the control socket is.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.fastpath.runtime_dir.join("control.sock"))
     }
 }
 

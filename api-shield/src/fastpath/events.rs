@@ -43,7 +43,10 @@ fn watch<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
 }
 
 /// Logs every drop-start event until the ring buffer fails.
-pub async fn log_events(ring: RingBuf<MapData>) -> std::io::Result<()> {
+pub async fn log_events(
+    ring: RingBuf<MapData>,
+    on_event: impl Fn(&DropStarted),
+) -> std::io::Result<()> {
     let mut fd = watch(ring)?;
     loop {
         let mut guard = fd.readable_mut().await?;
@@ -51,6 +54,7 @@ pub async fn log_events(ring: RingBuf<MapData>) -> std::io::Result<()> {
         while let Some(item) = ring.next() {
             if let Some(event) = decode(&item) {
                 crate::telemetry::metrics().drop_events.inc();
+                on_event(&event);
                 let reason = event.reason.map_or("unknown", Reason::cause);
                 if event.dry_run {
                     tracing::warn!(source = %event.source, reason, "source would be dropped (dry run)");

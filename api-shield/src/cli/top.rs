@@ -1,0 +1,119 @@
+//! `api-shield top`: a live view of the sources the XDP program is dropping and the busiest
+//! routes (requests per second between refreshes), from the running daemon. Quit with q.
+
+use std::{collections::HashMap, io::Write, time::Duration};
+
+use anyhow::Result;
+use crossterm::{
+    event::{self, Event, KeyCode, KeyModifiers},
+    terminal,
+};
+
+use super::control_args::ControlArgs;
+use crate::control::{client::ask, Request};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Print one view and exit (for scripts).
+    #[arg(long)]
+    pub once: bool,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// Runs the view.
+pub fn run(args: &Args) -> Result<()> {
+    let socket = args.control.socket()?;
+    let interval = Duration::from_secs_f64(args.interval.max(0.1));
+    if args.once {
+        print!("{}", frame(&ask(&socket, &Request::Top)?, None, interval));
+        return Ok(());
+    }
+    terminal::enable_raw_mode()?;
+    let result = (|| -> Result<()> {
+        let mut previous: Option<HashMap<String, u64>> = None;
+        loop {
+            let top = ask(&socket, &Request::Top)?;
+            let text = frame(&top, previous.as_ref(), interval).replace('\n', "\r\n");
+            let mut out = std::io::stdout();
+            write!(out, "\x1b[2J\x1b[H{text}\r\n(q to quit)")?;
+            out.flush()?;
+            previous = Some(route_totals(&top));
+            if event::poll(interval)? {
+                if let Event::Key(key) = event::read()? {
+                    let ctrl_c = key.code == KeyCode::Char('c')
+                        && key.modifiers.contains(KeyModifiers::CONTROL);
+                    if key.code == KeyCode::Char('q') || key.code == KeyCode::Esc || ctrl_c {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })();
+    terminal::disable_raw_mode()?;
+    println!();
+    result
+}
+
+fn route_totals(top: &serde_json::Value) -> HashMap<String, u64> {
+    top["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["route"].as_str().unwrap_or("?").to_owned(),
+                r["requests"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// One screen of text.
+fn frame(
+    top: &serde_json::Value,
+    previous: Option<&HashMap<String, u64>>,
+    interval: Duration,
+) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from("SOURCES BEING DROPPED\n");
+    let _ = writeln!(
+        text,
+        "{:<40} {:<22} {:>8} {:>10}",
+        "SOURCE", "REASON", "EVENTS", "LAST SEEN"
+    );
+    let drops = top["drops"].as_array().cloned().unwrap_or_default();
+    if drops.is_empty() {
+        text.push_str("(none)\n");
+    }
+    for drop in &drops {
+        let _ = writeln!(
+            text,
+            "{:<40} {:<22} {:>8} {:>9}s",
+            drop["source"].as_str().unwrap_or("?"),
+            drop["reason"].as_str().unwrap_or("?"),
+            drop["events"],
+            drop["last_seen_secs"]
+        );
+    }
+    text.push_str("\nBUSIEST ROUTES\n");
+    let _ = writeln!(text, "{:<40} {:>12} {:>12}", "ROUTE", "REQ/S", "TOTAL");
+    let mut routes: Vec<(String, u64, f64)> = route_totals(top)
+        .into_iter()
+        .map(|(route, total)| {
+            let rate = previous.and_then(|p| p.get(&route)).map_or(0.0, |before| {
+                total.saturating_sub(*before) as f64 / interval.as_secs_f64()
+            });
+            (route, total, rate)
+        })
+        .collect();
+    routes.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.cmp(&a.1)));
+    for (route, total, rate) in routes.iter().take(20) {
+        let _ = writeln!(text, "{route:<40} {rate:>12.1} {total:>12}");
+    }
+    text
+}
