@@ -61,7 +61,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts everything the config asks for.
     pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Arc<Daemon>> {
-        // Bound first: a socket a live daemon answers on means another daemon runs.
+        if config.fastpath.enabled {
+            fastpath::privileges::check()?;
+        }
+        // Bound before the fast path starts: a socket a live daemon answers on means another
+        // daemon runs, and this one must not touch its attachments.
         let control = if config.control.disabled {
             None
         } else {

@@ -25,7 +25,7 @@ pub enum ControlError {
         path: PathBuf,
     },
     /// Talking to it failed.
-    #[error("control socket {}: {source}", path.display())]
+    #[error("control socket {}: cannot talk to the daemon", path.display())]
     Io {
         /// The socket path.
         path: PathBuf,

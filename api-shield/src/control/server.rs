@@ -27,7 +27,7 @@ pub enum ControlServerError {
         path: PathBuf,
     },
     /// Binding failed.
-    #[error("control socket {}: {source}", path.display())]
+    #[error("control socket {}: cannot listen there", path.display())]
     Bind {
         /// The path.
         path: PathBuf,
