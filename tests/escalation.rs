@@ -1,7 +1,7 @@
 //! The loop closed, end to end in network namespaces: a client that keeps failing auth is
 //! banned after the threshold and its next packets die at the NIC (its TCP connect times out,
 //! the drop counter rises) while another client keeps being served; the ban expires on time;
-//! `api-shield unban` restores it at once. Along the way `/metrics` holds the kernel counters,
+//! `api-shield unban` (through the daemon's control socket) restores it at once. Along the way `/metrics` holds the kernel counters,
 //! every metric the shipped dashboard and alert rules use, and passes `promtool check metrics`.
 #![allow(clippy::pedantic)]
 
@@ -391,6 +391,10 @@ ban = "{BAN_SECS}s"
         &config.display().to_string(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
+    // With the daemon running, the CLI went through its control socket (an audit line).
+    daemon
+        .wait_for("ban lifted by an operator", Duration::from_secs(5))
+        .unwrap();
     assert_eq!(request(&topo.tx, BAD, "good-key", &ca).unwrap(), 200);
     daemon.stop();
 }

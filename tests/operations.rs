@@ -431,3 +431,78 @@ async fn the_control_socket_answers_root_only() {
     assert_ne!(code, 0);
     assert!(err.contains("the daemon is not running"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight_and_refuses_new_connections() {
+    use std::sync::Arc;
+    // An upstream that answers only when told to.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = listener.local_addr().unwrap();
+    {
+        let release = Arc::clone(&release);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| {
+                        let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
+                        async move {
+                            let _ = arrived_tx.send(());
+                            release.notified().await;
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from("late")),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+    let mut shield = Shield::start_with(
+        slow,
+        "[[routes]]\nname = \"slow\"\npath = \"/slow\"\nupstream = \"api\"\n",
+        "drain_timeout = \"10s\"",
+    );
+    let (https, ca) = (shield.https, shield.pki.ca.clone());
+    let in_flight = tokio::spawn(async move {
+        support::https::send(
+            https,
+            support::https::client_config(&ca, Version::H1),
+            Version::H1,
+            get("GET", "/slow"),
+        )
+        .await
+    });
+    arrived.recv().await.unwrap();
+    shield.daemon.signal(Signal::SIGTERM);
+    shield
+        .daemon
+        .wait_for("\"message\":\"stopping\"", Duration::from_secs(5))
+        .unwrap();
+    // New connections are refused while the old exchange finishes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(shield.https).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    release.notify_one();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(&reply.body[..], b"late");
+    shield
+        .daemon
+        .wait_for("connections drained", Duration::from_secs(10))
+        .unwrap();
+    shield
+        .daemon
+        .wait_for("\"message\":\"stopped\"", Duration::from_secs(10))
+        .unwrap();
+}

@@ -289,6 +289,74 @@ impl Daemon {
         })
     }
 
+    fn locked_maps(&self) -> anyhow::Result<std::sync::MutexGuard<'_, PinnedMaps>> {
+        let maps = self
+            .maps
+            .as_ref()
+            .context("the fast path is disabled in this daemon's config")?;
+        Ok(maps.lock().expect("the maps lock is never poisoned"))
+    }
+
+    /// Bans a target (for the control socket).
+    pub fn ban(
+        &self,
+        target: &str,
+        ttl: Option<Duration>,
+        reason: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let request = fastpath::BanRequest {
+            target: fastpath::parse_target(target)?,
+            ttl,
+            reason: reason.to_owned(),
+        };
+        let ban = self.locked_maps()?.ban(&request, &SystemClock)?;
+        tracing::warn!(target: "audit", ban = %ban.target, reason = %ban.reason, "source banned by an operator");
+        Ok(serde_json::to_value(ban)?)
+    }
+
+    /// Lifts a ban (for the control socket).
+    pub fn unban(&self, target: &str) -> anyhow::Result<serde_json::Value> {
+        let target = fastpath::parse_target(target)?;
+        self.locked_maps()?.unban(&target)?;
+        tracing::warn!(target: "audit", ban = %target, "ban lifted by an operator");
+        Ok(serde_json::json!({ "unbanned": target.to_string() }))
+    }
+
+    /// The bans in force (for the control socket).
+    pub fn bans(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::to_value(
+            self.locked_maps()?.bans(&SystemClock)?,
+        )?)
+    }
+
+    /// Counters and attachments, as `api-shield stats --json` prints them.
+    pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
+        let (active_bans, counters) = {
+            let maps = self.locked_maps()?;
+            (maps.bans(&SystemClock)?.len(), maps.stats()?.counters)
+        };
+        let state = self
+            .state
+            .lock()
+            .expect("the daemon lock is never poisoned");
+        let interfaces: Vec<fastpath::InterfaceStatus> = state
+            .fastpath
+            .iter()
+            .flat_map(Fastpath::attachments)
+            .map(|a| fastpath::InterfaceStatus {
+                name: a.interface.clone(),
+                mode: a.mode.as_str().to_owned(),
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "daemon_running": true,
+            "interfaces": interfaces,
+            "dry_run": state.config.fastpath.dry_run,
+            "active_bans": active_bans,
+            "counters": counters,
+        }))
+    }
+
     /// What `api-shield top` shows: the sources being dropped, and requests per route so far.
     pub fn top(&self) -> serde_json::Value {
         let mut routes: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
@@ -313,19 +381,28 @@ impl Daemon {
         serde_json::json!({ "drops": self.drops.top(20), "routes": routes })
     }
 
-    /// Stops listeners and tasks, and detaches the program unless configured to stay.
-    pub fn stop(&self) {
+    /// Stops: not ready any more, listeners stop accepting, open connections get up to
+    /// `proxy.drain_timeout` to finish, then tasks end and the program detaches unless
+    /// configured to stay.
+    pub async fn stop(&self) {
         self.readiness.set(false);
         if let Some(path) = &self.control_path {
             let _ = std::fs::remove_file(path);
+        }
+        let (proxy, drain_timeout) = {
+            let mut state = self
+                .state
+                .lock()
+                .expect("the daemon lock is never poisoned");
+            (state.proxy.take(), state.config.proxy.drain_timeout)
+        };
+        if let Some(proxy) = proxy {
+            proxy.stop(drain_timeout).await;
         }
         let mut state = self
             .state
             .lock()
             .expect("the daemon lock is never poisoned");
-        if let Some(proxy) = state.proxy.take() {
-            proxy.stop();
-        }
         for task in state.tasks.drain(..) {
             task.abort();
         }

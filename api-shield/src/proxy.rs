@@ -3,6 +3,7 @@
 
 pub mod conn_limit;
 pub mod cors;
+pub mod drain;
 pub mod handler;
 pub mod headers;
 pub mod normalize;

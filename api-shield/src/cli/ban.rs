@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::maps_args::MapsArgs;
-use crate::fastpath::{self, layout_dir, BanRequest, PinnedMaps, SystemClock};
+use crate::{
+    control::Request,
+    fastpath::{self, layout_dir, Ban, BanRequest, PinnedMaps, SystemClock},
+};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -44,6 +47,14 @@ pub fn run(args: &Args) -> Result<()> {
     if args.reason.trim().is_empty() {
         bail!("--reason must not be empty");
     }
+    let ttl = (!args.permanent).then_some(args.ttl);
+    if let Some(body) = args.maps.via_daemon(&Request::Ban {
+        target: target.to_string(),
+        ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+        reason: args.reason.clone(),
+    })? {
+        return print(&serde_json::from_value(body)?, args.json);
+    }
     let config = args.maps.fastpath()?;
     let dir = layout_dir(&config.pin_dir);
     let mut maps = match PinnedMaps::open(&dir) {
@@ -58,13 +69,17 @@ pub fn run(args: &Args) -> Result<()> {
     let ban = maps.ban(
         &BanRequest {
             target,
-            ttl: (!args.permanent).then_some(args.ttl),
+            ttl,
             reason: args.reason.clone(),
         },
         &SystemClock,
     )?;
-    if args.json {
-        println!("{}", serde_json::to_string(&ban)?);
+    print(&ban, args.json)
+}
+
+fn print(ban: &Ban, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(ban)?);
     } else {
         println!(
             "banned {} until {} ({})",

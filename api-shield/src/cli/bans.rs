@@ -3,7 +3,10 @@
 use anyhow::Result;
 
 use super::maps_args::MapsArgs;
-use crate::fastpath::SystemClock;
+use crate::{
+    control::Request,
+    fastpath::{Ban, SystemClock},
+};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -17,8 +20,10 @@ pub struct Args {
 
 /// Lists the bans.
 pub fn run(args: &Args) -> Result<()> {
-    let (_, maps) = args.maps.open()?;
-    let bans = maps.bans(&SystemClock)?;
+    let bans: Vec<Ban> = match args.maps.via_daemon(&Request::Bans)? {
+        Some(body) => serde_json::from_value(body)?,
+        None => args.maps.open()?.1.bans(&SystemClock)?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&bans)?);
         return Ok(());

@@ -1,5 +1,6 @@
-//! Options shared by the subcommands that work on the pinned maps: which config (and so which
-//! pin directory) to use.
+//! Options shared by the subcommands that work on the kernel maps: which config (and so which
+//! pin directory and control socket) to use. With a daemon running they go through its control
+//! socket; without one, straight to the pinned maps.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,10 @@ use anyhow::Result;
 
 use crate::{
     config::{self, FastpathConfig},
+    control::{
+        client::{ask, ControlError},
+        Request,
+    },
     fastpath::{layout_dir, PinnedMaps},
 };
 
@@ -46,6 +51,28 @@ impl MapsArgs {
             fastpath.runtime_dir.clone_from(dir);
         }
         Ok(fastpath)
+    }
+
+    /// Asks the running daemon over its control socket, unless `--pin-dir` or `--runtime-dir`
+    /// point elsewhere. `None` when no daemon runs (the caller then uses the pinned maps).
+    pub fn via_daemon(&self, request: &Request) -> Result<Option<serde_json::Value>> {
+        if self.pin_dir.is_some() || self.runtime_dir.is_some() {
+            return Ok(None);
+        }
+        let path = self.config.clone().or_else(|| {
+            Path::new(DEFAULT_CONFIG)
+                .exists()
+                .then(|| PathBuf::from(DEFAULT_CONFIG))
+        });
+        let socket = match path {
+            Some(path) => config::load(&path)?.control_socket(),
+            None => config::Config::default().control_socket(),
+        };
+        match ask(&socket, request) {
+            Ok(body) => Ok(Some(body)),
+            Err(ControlError::NotRunning { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Opens the pinned maps.

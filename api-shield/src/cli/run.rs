@@ -77,7 +77,7 @@ async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    daemon.stop();
+    daemon.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,10 +1,13 @@
 //! `api-shield stats`: counters per action and reason, and where the program is attached.
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::maps_args::MapsArgs;
-use crate::fastpath::{CounterRow, InterfaceStatus, RuntimeStatus, SystemClock};
+use crate::{
+    control::Request,
+    fastpath::{CounterRow, InterfaceStatus, RuntimeStatus, SystemClock},
+};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -16,7 +19,7 @@ pub struct Args {
     pub maps: MapsArgs,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Report {
     daemon_running: bool,
     interfaces: Vec<InterfaceStatus>,
@@ -27,9 +30,17 @@ struct Report {
 
 /// Prints the counters.
 pub fn run(args: &Args) -> Result<()> {
+    let report = match args.maps.via_daemon(&Request::Stats)? {
+        Some(body) => serde_json::from_value(body)?,
+        None => from_maps(args)?,
+    };
+    print(&report, args.json)
+}
+
+fn from_maps(args: &Args) -> Result<Report> {
     let (config, maps) = args.maps.open()?;
     let status = RuntimeStatus::read(&config.runtime_dir);
-    let report = Report {
+    Ok(Report {
         daemon_running: status.as_ref().is_some_and(RuntimeStatus::daemon_running),
         interfaces: status
             .as_ref()
@@ -38,9 +49,12 @@ pub fn run(args: &Args) -> Result<()> {
         dry_run: status.as_ref().is_some_and(|s| s.dry_run),
         active_bans: maps.bans(&SystemClock)?.len(),
         counters: maps.stats()?.counters,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    })
+}
+
+fn print(report: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
     println!(

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::maps_args::MapsArgs;
-use crate::fastpath;
+use crate::{control::Request, fastpath};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -17,8 +17,13 @@ pub struct Args {
 /// Lifts the ban.
 pub fn run(args: &Args) -> Result<()> {
     let target = fastpath::parse_target(&args.target)?;
-    let (_, mut maps) = args.maps.open()?;
-    maps.unban(&target)?;
+    let request = Request::Unban {
+        target: target.to_string(),
+    };
+    if args.maps.via_daemon(&request)?.is_none() {
+        let (_, mut maps) = args.maps.open()?;
+        maps.unban(&target)?;
+    }
     println!("unbanned {target}");
     Ok(())
 }

@@ -180,6 +180,9 @@ pub struct ProxyConfig {
     pub security_headers: bool,
     /// Worker threads of the async runtime (default 2).
     pub workers: usize,
+    /// On SIGTERM, how long open connections may take to finish their exchanges.
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -196,6 +199,7 @@ impl Default for ProxyConfig {
             hsts: HstsConfig::default(),
             security_headers: true,
             workers: 2,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

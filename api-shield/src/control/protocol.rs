@@ -12,6 +12,24 @@ pub enum Request {
     Reload,
     /// Sources being dropped and requests per route, for `top`.
     Top,
+    /// Ban an address or network at the NIC.
+    Ban {
+        /// Address or CIDR.
+        target: String,
+        /// Seconds, or none for a ban until unbanned.
+        ttl_secs: Option<u64>,
+        /// Why.
+        reason: String,
+    },
+    /// Lift a ban.
+    Unban {
+        /// Address or CIDR, as banned.
+        target: String,
+    },
+    /// The bans in force.
+    Bans,
+    /// The XDP counters and attachments.
+    Stats,
 }
 
 /// The daemon's answer: `ok` with a body, or an error message.

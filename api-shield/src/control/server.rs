@@ -107,5 +107,20 @@ fn answer(daemon: &Daemon, request: &Request) -> Response {
             }
         }
         Request::Top => Response::ok(daemon.top()),
+        Request::Ban {
+            target,
+            ttl_secs,
+            reason,
+        } => result(daemon.ban(target, ttl_secs.map(std::time::Duration::from_secs), reason)),
+        Request::Unban { target } => result(daemon.unban(target)),
+        Request::Bans => result(daemon.bans()),
+        Request::Stats => result(daemon.stats()),
+    }
+}
+
+fn result(answer: anyhow::Result<serde_json::Value>) -> Response {
+    match answer {
+        Ok(body) => Response::ok(body),
+        Err(error) => Response::error(format!("{error:#}")),
     }
 }

@@ -26,7 +26,7 @@ pub struct BanRequest {
 }
 
 /// A ban as the CLI shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Ban {
     /// Address or network.
     pub target: String,

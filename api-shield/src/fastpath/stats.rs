@@ -1,17 +1,19 @@
 //! Reads the per-CPU counters and sums them per reason.
 
 use api_shield_common::Reason;
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use super::{FastpathError, PinnedMaps};
 
 /// One counter, summed over CPUs.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CounterRow {
     /// `pass`, `drop` or `dry_run`.
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     /// The cause (`banned`, `rate_limited`, ...).
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// Packets.
     pub packets: u64,
     /// Bytes.
@@ -45,8 +47,8 @@ impl PinnedMaps {
                 .iter()
                 .fold((0u64, 0u64), |(p, b), c| (p + c.packets, b + c.bytes));
             counters.push(CounterRow {
-                action: reason.action(),
-                reason: reason.cause(),
+                action: Cow::Borrowed(reason.action()),
+                reason: Cow::Borrowed(reason.cause()),
                 packets,
                 bytes,
             });

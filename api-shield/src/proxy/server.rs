@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{
     conn_limit::ConnectionLimiter,
+    drain::{Drain, Held, Watcher},
     handler::{Connection, Proxy},
     problem::{self, full, Body, Denial},
     proxy_protocol,
@@ -69,6 +70,7 @@ pub struct ProxyServer {
     live: Arc<Live>,
     listeners: String,
     escalator: Option<Arc<crate::escalate::Escalator>>,
+    drain: Drain,
     /// Where each listener listens, by name (HTTPS and redirect).
     pub addresses: Vec<(String, SocketAddr)>,
 }
@@ -94,6 +96,7 @@ impl ProxyServer {
             live: Arc::clone(&live),
             listeners: format!("{:?}", config.listeners),
             escalator,
+            drain: Drain::default(),
             addresses: Vec::new(),
         };
         for (i, listener) in config.listeners.iter().enumerate() {
@@ -107,21 +110,24 @@ impl ProxyServer {
                     source,
                 })?;
             server.certificates.push((name.clone(), certificates));
-            crate::telemetry::metrics()
-                .tls_failures
-                .with_label_values(&[name.as_str()]);
             let addr: SocketAddr = listener.bind.parse().expect("validated bind address");
             let tcp = bind(&name, addr).await?;
             let local = tcp.local_addr().unwrap_or(addr);
             tracing::info!(listener = %name, addr = %local, "listening (HTTPS)");
             server.addresses.push((name.clone(), local));
+            let context = ListenerContext {
+                acceptor: TlsAcceptor::from(tls),
+                tls_failures: crate::telemetry::metrics()
+                    .tls_failures
+                    .with_label_values(&[name.as_str()]),
+                live: Arc::clone(&live),
+                limiter: Arc::clone(&limiter),
+                proxy_protocol: listener.proxy_protocol,
+            };
             server.tasks.push(tokio::spawn(serve_https(
                 tcp,
-                name.clone(),
-                TlsAcceptor::from(tls),
-                Arc::clone(&live),
-                Arc::clone(&limiter),
-                listener.proxy_protocol,
+                context,
+                server.drain.watcher(),
             )));
             if let Some(redirect) = &listener.redirect {
                 let addr: SocketAddr = redirect.bind.parse().expect("validated bind address");
@@ -133,6 +139,7 @@ impl ProxyServer {
                     tcp,
                     local.port(),
                     Arc::clone(&live),
+                    server.drain.watcher(),
                 )));
             }
         }
@@ -184,8 +191,19 @@ impl ProxyServer {
         Ok(())
     }
 
-    /// Stops accepting and drops open connections.
-    pub fn stop(self) {
+    /// Stops accepting, lets open connections finish their exchanges for up to `timeout`,
+    /// then drops what is left.
+    pub async fn stop(self, timeout: std::time::Duration) {
+        let open = self.drain.open();
+        if self.drain.drain(timeout).await {
+            tracing::info!(connections = open, "connections drained");
+        } else {
+            tracing::warn!(
+                left = self.drain.open(),
+                timeout_secs = timeout.as_secs(),
+                "drain timeout: closing the connections still open"
+            );
+        }
         for task in self.tasks.into_iter().chain(self.refreshes) {
             task.abort();
         }
@@ -217,16 +235,23 @@ fn connection_builder(settings: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_https(
-    tcp: TcpListener,
-    listener: String,
+/// What every connection of one HTTPS listener shares.
+struct ListenerContext {
     acceptor: TlsAcceptor,
+    tls_failures: prometheus::IntCounter,
     live: Arc<Live>,
     limiter: Arc<ConnectionLimiter>,
     proxy_protocol: bool,
-) {
+}
+
+async fn serve_https(tcp: TcpListener, context: ListenerContext, mut watcher: Watcher) {
+    let context = Arc::new(context);
     loop {
-        let (stream, peer) = match tcp.accept().await {
+        let accepted = tokio::select! {
+            accepted = tcp.accept() => accepted,
+            () = watcher.stopping() => return,
+        };
+        let (stream, peer) = match accepted {
             // IPv4 clients of a dual-stack socket arrive IPv4-mapped: compare them as IPv4.
             Ok((stream, peer)) => (
                 stream,
@@ -237,56 +262,73 @@ async fn serve_https(
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
-        let tls_failures = crate::telemetry::metrics()
-            .tls_failures
-            .with_label_values(&[listener.as_str()]);
-        let live = Arc::clone(&live);
-        let settings = live.settings.load_full();
-        let limiter = Arc::clone(&limiter);
-        tokio::spawn(async move {
-            let mut stream = stream;
-            let Some(peer) = client_of(&mut stream, peer, proxy_protocol, &settings).await else {
-                return;
-            };
-            let Some(permit) = limiter.try_acquire(peer.ip()) else {
-                tracing::warn!(%peer, "connection refused: too many open from this address");
-                return;
-            };
-            let _ = stream.set_nodelay(true);
-            // The handshake counts against the header timeout too (slow TLS clients).
-            let tls = match tokio::time::timeout(settings.header_timeout, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    tls_failures.inc();
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    tls_failures.inc();
-                    return;
-                }
-            };
-            let connection = Arc::new(Connection {
-                peer,
-                https: true,
-                permit: Some(Arc::new(permit)),
-            });
-            let service = service_fn(move |request: Request<Incoming>| {
-                let proxy = live.proxy.load_full();
-                let connection = Arc::clone(&connection);
-                async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
-            });
-            if let Err(error) = connection_builder(&settings)
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
+        let held = watcher.hold();
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            Arc::clone(&context),
+            watcher.clone(),
+            held,
+        ));
+    }
+}
+
+async fn serve_connection(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    context: Arc<ListenerContext>,
+    mut watcher: Watcher,
+    _held: Held,
+) {
+    let settings = context.live.settings.load_full();
+    let Some(peer) = client_of(&mut stream, peer, context.proxy_protocol, &settings).await else {
+        return;
+    };
+    let Some(permit) = context.limiter.try_acquire(peer.ip()) else {
+        tracing::warn!(%peer, "connection refused: too many open from this address");
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    // The handshake counts against the header timeout too (slow TLS clients).
+    let tls = match tokio::time::timeout(settings.header_timeout, context.acceptor.accept(stream))
+        .await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            context.tls_failures.inc();
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            context.tls_failures.inc();
+            return;
+        }
+    };
+    let connection = Arc::new(Connection {
+        peer,
+        https: true,
+        permit: Some(Arc::new(permit)),
+    });
+    let live = Arc::clone(&context.live);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let proxy = live.proxy.load_full();
+        let connection = Arc::clone(&connection);
+        async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
+    });
+    let builder = connection_builder(&settings);
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        () = watcher.stopping() => {
+            // Stopping: finish the exchange in progress, then close (GOAWAY on HTTP/2).
+            served.as_mut().graceful_shutdown();
+            served.as_mut().await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 
@@ -322,9 +364,13 @@ async fn client_of(
     }
 }
 
-async fn serve_redirect(tcp: TcpListener, https_port: u16, live: Arc<Live>) {
+async fn serve_redirect(tcp: TcpListener, https_port: u16, live: Arc<Live>, mut watcher: Watcher) {
     loop {
-        let Ok((stream, _peer)) = tcp.accept().await else {
+        let accepted = tokio::select! {
+            accepted = tcp.accept() => accepted,
+            () = watcher.stopping() => return,
+        };
+        let Ok((stream, _peer)) = accepted else {
             continue;
         };
         let settings = live.settings.load_full();

@@ -78,7 +78,7 @@ impl Collector for KernelCollector {
         match maps.stats() {
             Ok(stats) => {
                 for row in &stats.counters {
-                    let labels = [row.action, row.reason];
+                    let labels = [row.action.as_ref(), row.reason.as_ref()];
                     // Counters only grow: set the series to the kernel's sum.
                     let packets = self.packets.with_label_values(&labels);
                     packets.inc_by(row.packets.saturating_sub(packets.get()));
