@@ -249,6 +249,10 @@ ban = "{BAN_SECS}s"
     assert_eq!(request(&topo.tx, GOOD, "good-key", &ca).unwrap(), 200);
 
     // Metrics: kernel counters, the escalation, and every name the dashboard and rules use.
+    // The drop-start event of the banned source reaches the daemon through the ring buffer.
+    daemon
+        .wait_for("source is being dropped", Duration::from_secs(5))
+        .unwrap();
     let text = scrape(&topo.rx);
     let samples = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
     let find = |name: &str, labels: &[(&str, &str)]| {
@@ -283,6 +287,20 @@ ban = "{BAN_SECS}s"
         ) >= 1.0
     );
     assert_eq!(find("api_shield_xdp_active_bans", &[]), 1.0);
+    assert!(find("api_shield_xdp_drop_events_total", &[]) >= 1.0);
+    assert!(
+        find(
+            "api_shield_jwks_fetches_total",
+            &[("issuer", "unreachable-jwks"), ("result", "failure")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        find(
+            "api_shield_jwks_fetches_total",
+            &[("issuer", "unreachable-jwks"), ("result", "success")]
+        ),
+        0.0
+    );
     assert_eq!(
         find(
             "api_shield_escalation_bans_total",
