@@ -7,6 +7,7 @@
 
 mod bench_xdp;
 mod cmd;
+mod fuzz;
 mod install;
 mod setup;
 
@@ -45,6 +46,9 @@ enum Task {
     /// Build the release binary and install it with its config, systemd unit, man page and
     /// shell completions (`--destdir DIR` stages the tree there instead).
     Install(install::Args),
+    /// Run each fuzz target (xtask/fuzz) for a bounded time, e.g. `cargo xtask fuzz --seconds
+    /// 30`; installs cargo-fuzz when missing.
+    Fuzz(fuzz::Args),
     /// cargo fmt --check and clippy -D warnings on the userspace crates and on the eBPF crate.
     Lint,
     /// Benchmark: receiver CPU per dropped packet, api-shield (generic, driver) vs nftables.
@@ -81,6 +85,10 @@ fn main() -> Result<()> {
             cmd::cargo(&["test", "--workspace"], &args)
         }
         Task::Lint => lint(),
+        Task::Fuzz(args) => {
+            setup::run()?;
+            fuzz::run(&args)
+        }
         Task::Install(args) => {
             setup::run()?;
             install::run(&args)
@@ -120,5 +128,11 @@ fn lint() -> Result<()> {
         cmd::nightly_cargo(&dir, &["fmt", "--check"])?;
         cmd::nightly_cargo(&dir, &["clippy", "--release", "--", "-D", "warnings"])?;
     }
+    // The fuzz targets: formatting only (they build with sanitizer flags under cargo-fuzz,
+    // which `cargo xtask fuzz` and CI run).
+    cmd::nightly_cargo(
+        &cmd::workspace_root().join("xtask/fuzz"),
+        &["fmt", "--check"],
+    )?;
     Ok(())
 }
