@@ -1,6 +1,7 @@
 //! HTTP desync and smuggling vectors on raw TLS connections to the running shield: each is
 //! refused (400-class, or a reset HTTP/2 stream) or normalised, and the upstream sees either
-//! nothing or exactly one well-formed request, never a smuggled second one.
+//! nothing or exactly one well-formed request, never a smuggled second one. Also: an HTTP/2
+//! rapid-reset flood, and an upstream resetting in the middle of a response.
 #![allow(clippy::pedantic)]
 
 mod support;
@@ -219,4 +220,120 @@ async fn http2_requests_with_connection_specific_headers_never_reach_http1_upstr
     // The same request without them is served: the frames above were well-formed otherwise.
     assert_eq!(raw_h2(&shield, &base).await, 0x1);
     assert_eq!(upstream.seen().len(), 1);
+}
+
+/// An HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    frame.push(kind);
+    frame.push(flags);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_rapid_reset_flood_is_cut_off_and_others_are_served() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let mut tls = shield.tls(Version::H2).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&h2_frame(0x4, 0, 0, &[]));
+    let block = {
+        let fields = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "localhost"),
+            (":path", "/public/reset"),
+        ];
+        h2_headers(&fields)[9..].to_vec()
+    };
+    // CVE-2023-44487: open a stream and cancel it at once, thousands of times.
+    for n in 0..5_000u32 {
+        let stream = 1 + 2 * n;
+        out.extend_from_slice(&h2_frame(0x1, 0x4, stream, &block));
+        out.extend_from_slice(&h2_frame(0x3, 0, stream, &8u32.to_be_bytes())); // CANCEL
+    }
+    let _ = tls.write_all(&out).await;
+    // The server ends the connection with a GOAWAY (or closes it).
+    let mut goaway = false;
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            if tls.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            if tls.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            if head[3] == 0x7 {
+                goaway = true;
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the flooding connection is never ended");
+    assert!(goaway, "closed without a GOAWAY");
+    // Far fewer requests than streams opened reached the upstream, and others are served.
+    assert!(
+        upstream.seen().len() < 1_000,
+        "{} requests forwarded",
+        upstream.seen().len()
+    );
+    let reply = shield
+        .send(Version::H2, support::https::get("GET", "/public/ok"))
+        .await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_resetting_mid_response_ends_that_exchange_only() {
+    // An upstream that sends a head promising 1000 bytes, 7 of them, and resets.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broken = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+                    .await;
+                // A zero linger closes with a reset at once (it does not block, unlike a
+                // non-zero one, which is why tokio deprecates the call).
+                #[allow(deprecated)]
+                let _ = stream.set_linger(Some(Duration::ZERO));
+            });
+        }
+    });
+    let upstream = Upstream::start().await;
+    let routes = format!(
+        "[[upstreams]]\nname = \"resetting\"\nurl = \"http://{broken}\"\n\n[[routes]]\nname = \"resetting\"\npath = \"/resetting/*\"\nupstream = \"resetting\"\n{ROUTES}"
+    );
+    let shield = Shield::start(upstream.addr, &routes);
+    let answer = raw_h1(
+        &shield,
+        b"GET /resetting/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // The head had been forwarded; the body ends short and the connection is closed.
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(body.len() < 1000, "{} body bytes", body.len());
+    // The shield goes on serving.
+    let reply = shield
+        .send(Version::H1, support::https::get("GET", "/public/ok"))
+        .await;
+    assert_eq!(reply.status, 200);
 }

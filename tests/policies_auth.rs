@@ -385,3 +385,56 @@ async fn api_keys_right_wrong_expired_and_in_the_query() {
     assert_eq!(seen[1].target, "/keys-query/a?x=1&y=2");
     assert_eq!(seen[1].headers["x-api-key-id"], "nobody");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_endpoint_turning_to_garbage_keeps_the_last_good_keys() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start("jwks-main.json").await;
+    let routes = format!(
+        r#"
+[[issuers]]
+name = "main"
+issuer = "{ISS}"
+audiences = ["api"]
+algorithms = ["RS256"]
+jwks_url = "http://{jwks}/jwks.json"
+jwks_refetch_cooldown = "0s"
+
+[[routes]]
+name = "jwt"
+path = "/jwt/*"
+upstream = "api"
+[routes.auth]
+jwt = ["main"]
+"#,
+        jwks = jwks.addr
+    );
+    let mut shield = Shield::start(upstream.addr, &routes);
+    shield
+        .daemon
+        .wait_for("JWK set fetched", Duration::from_secs(10))
+        .unwrap();
+    let good = rs256("rsa-private.pem", Some("main-1"), &claims(ISS, ""));
+    assert_eq!(bearer(&shield, "/jwt/a", &good).await.status, 200);
+    // The endpoint breaks: garbage, then an empty set. Unknown kids make it fetch again; each
+    // fetch fails, and the keys it had keep working.
+    for broken in ["<html>oops</html>", "{\"keys\": []}"] {
+        *jwks.body.lock().unwrap() = broken.to_owned();
+        let before = jwks.fetches();
+        let unknown = rs256("rsa2-private.pem", Some("rotated-2"), &claims(ISS, ""));
+        let reply = bearer(&shield, "/jwt/a", &unknown).await;
+        assert_refused(&reply, 401, "invalid-token", broken);
+        assert_eq!(jwks.fetches(), before + 1, "{broken}: one refetch");
+        let fresh = rs256("rsa-private.pem", Some("main-1"), &claims(ISS, "again"));
+        assert_eq!(
+            bearer(&shield, "/jwt/a", &fresh).await.status,
+            200,
+            "{broken}"
+        );
+    }
+    shield
+        .daemon
+        .wait_for("keeping the last good set", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(upstream.seen().len(), 3);
+}
