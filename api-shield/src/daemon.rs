@@ -210,7 +210,7 @@ impl Daemon {
             || before.fastpath.mode != config.fastpath.mode
             || before.fastpath.pin_dir != config.fastpath.pin_dir
             || before.listeners.is_empty() != config.listeners.is_empty()
-            || format!("{:?}", before.admin) != format!("{:?}", config.admin)
+            || before.admin != config.admin
         {
             tracing::warn!("fast path interfaces, mode, pin_dir, and adding or removing every listener or the admin listener take effect at the next restart");
         }

@@ -226,11 +226,7 @@ fn compile(config: &Config, old: Option<&Rules>) -> Rules {
         .map(|rule| {
             metrics().escalation_bans.with_label_values(&[&rule.name]);
             let kept = old
-                .and_then(|o| {
-                    o.list
-                        .iter()
-                        .find(|r| format!("{:?}", r.config) == format!("{rule:?}"))
-                })
+                .and_then(|o| o.list.iter().find(|r| r.config == *rule))
                 .map(|r| r.counts.lock().expect("never poisoned").clone())
                 .unwrap_or_default();
             Rule {

@@ -231,7 +231,7 @@ impl<'de> Deserialize<'de> for PortSpec {
 }
 
 /// The `[admin]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Serve it at all.

@@ -339,7 +339,7 @@ impl Default for EscalationConfig {
 
 /// One `[[escalation.rules]]` entry: `threshold` signals from one client within `window` ban it
 /// for `ban`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationRule {
     /// Name for logs, metrics and the ban's reason.

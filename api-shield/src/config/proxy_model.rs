@@ -9,7 +9,7 @@ use super::model::duration;
 
 /// A `[[listeners]]` entry: an HTTPS listener, optionally with a plain-HTTP listener that only
 /// redirects to it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Name for logs (default `listener-N`).
@@ -29,7 +29,7 @@ pub struct ListenerConfig {
 }
 
 /// `[listeners.tls]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Generate a self-signed certificate at start (development only; logged loudly).
@@ -50,7 +50,7 @@ pub struct TlsConfig {
 }
 
 /// One certificate chain and its key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateConfig {
     /// PEM chain, leaf first.
@@ -60,7 +60,7 @@ pub struct CertificateConfig {
 }
 
 /// `[listeners.redirect]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
     /// Address and port of the plain-HTTP listener.

@@ -68,7 +68,7 @@ pub struct ProxyServer {
     refreshes: Vec<JoinHandle<()>>,
     certificates: Vec<(String, Arc<Certificates>)>,
     live: Arc<Live>,
-    listeners: String,
+    listeners: Vec<crate::config::ListenerConfig>,
     escalator: Option<Arc<crate::escalate::Escalator>>,
     drain: Drain,
     /// Where each listener listens, by name (HTTPS and redirect).
@@ -94,7 +94,7 @@ impl ProxyServer {
             refreshes: live.proxy.load().policies().spawn_refreshes(),
             certificates: Vec::new(),
             live: Arc::clone(&live),
-            listeners: format!("{:?}", config.listeners),
+            listeners: config.listeners.clone(),
             escalator,
             drain: Drain::default(),
             addresses: Vec::new(),
@@ -178,7 +178,7 @@ impl ProxyServer {
         if let Some(escalator) = &self.escalator {
             escalator.update(config);
         }
-        if format!("{:?}", config.listeners) != self.listeners {
+        if config.listeners != self.listeners {
             tracing::warn!("listener changes (addresses, certificate paths, TLS settings) take effect at the next restart");
         }
         for task in self.refreshes.drain(..) {
