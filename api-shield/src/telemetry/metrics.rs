@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds), from 100 µs to 10 s.
@@ -188,11 +188,6 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding into memory cannot fail");
         out
-    }
-
-    /// The per-route request duration histogram (resolved once per route).
-    pub fn route_duration(&self, route: &str) -> Histogram {
-        self.request_duration.with_label_values(&[route])
     }
 }
 
