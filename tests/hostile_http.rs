@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::{
+    h2raw::{h2_frame, h2_headers},
     https::{Upstream, Version},
     shield::{Shield, ROUTES},
 };
@@ -142,25 +143,6 @@ async fn an_absolute_form_target_is_normalised_to_one_origin_form_request() {
     assert_eq!(seen[0].headers["host"], "localhost");
 }
 
-/// An HTTP/2 HEADERS frame for stream 1 with these fields (HPACK literals, no indexing).
-fn h2_headers(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (name, value) in fields {
-        block.push(0x00);
-        block.push(name.len() as u8);
-        block.extend_from_slice(name.as_bytes());
-        block.push(value.len() as u8);
-        block.extend_from_slice(value.as_bytes());
-    }
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
-    frame.push(0x1); // HEADERS
-    frame.push(0x4 | 0x1); // END_HEADERS | END_STREAM
-    frame.extend_from_slice(&1u32.to_be_bytes());
-    frame.extend_from_slice(&block);
-    frame
-}
-
 /// Sends a raw HTTP/2 request and returns the type of the first frame about stream 1 (1:
 /// HEADERS, 3: RST_STREAM) or 7 for a GOAWAY.
 async fn raw_h2(shield: &Shield, fields: &[(&str, &str)]) -> u8 {
@@ -220,17 +202,6 @@ async fn http2_requests_with_connection_specific_headers_never_reach_http1_upstr
     // The same request without them is served: the frames above were well-formed otherwise.
     assert_eq!(raw_h2(&shield, &base).await, 0x1);
     assert_eq!(upstream.seen().len(), 1);
-}
-
-/// An HTTP/2 frame.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-    frame.push(kind);
-    frame.push(flags);
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,13 +270,11 @@ async fn an_upstream_resetting_mid_response_ends_that_exchange_only() {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if support::https::read_request_head(&mut stream)
+                    .await
+                    .is_none()
+                {
+                    return;
                 }
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")

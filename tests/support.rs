@@ -3,8 +3,11 @@
 //! removes what it created when dropped.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod daemon;
+pub mod fastpath_setup;
 pub mod frames;
+pub mod h2raw;
 pub mod https;
 pub mod netns;
 pub mod privileged;

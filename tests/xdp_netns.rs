@@ -8,124 +8,20 @@
 mod support;
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
-    path::PathBuf,
-    sync::Mutex,
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
-use api_shield::fastpath::{PinnedMaps, Stats};
 use api_shield_common::Reason;
 use support::{
-    daemon::{cli, cli_json, start_expecting_failure, Daemon},
-    netns::{Netns, Topology, RX_V4},
-    privileged::{self, PinDir},
-    traffic::{send_burst, send_paced, Counting, MARKER_CIDR, MARKER_SRC},
+    daemon::{cli, cli_json, start_expecting_failure},
+    fastpath_setup::{
+        v4_sources, v6_sources, Setup, ALLOWED_SRC, BURST, PROTECTED, RATE, UNPROTECTED,
+    },
+    netns::{Netns, RX_V4},
+    privileged::PinDir,
+    traffic::{send_burst, send_paced, Counting, MARKER_SRC},
 };
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-const PROTECTED: u16 = 9000;
-const UNPROTECTED: u16 = 9001;
-const RATE: u64 = 100;
-const BURST: u64 = 20;
-const ALLOWED_SRC: Ipv4Addr = Ipv4Addr::new(10, 201, 9, 1);
-
-/// A topology, pin and runtime directories, and a config file for them.
-struct Setup {
-    topo: Topology,
-    pins: PinDir,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Setup {
-    fn new(test: &str, extra: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Setup)> {
-        if !privileged::can_run(test, true) {
-            return None;
-        }
-        let serial = SERIAL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let topo = Topology::new();
-        let pins = PinDir::new();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("api-shield.toml");
-        let mut setup = Setup {
-            topo,
-            pins,
-            dir,
-            config,
-        };
-        setup.write_config(extra);
-        setup
-            .topo
-            .add_sources(&[IpAddr::V4(MARKER_SRC), IpAddr::V4(ALLOWED_SRC)]);
-        Some((serial, setup))
-    }
-
-    fn write_config(&mut self, extra: &str) {
-        let text = format!(
-            r#"
-[fastpath]
-interfaces = ["{rx_if}"]
-pin_dir = "{pins}"
-runtime_dir = "{runtime}"
-allow = ["{MARKER_CIDR}", "10.201.9.0/24"]
-{extra}
-[fastpath.limiter]
-rate = {RATE}
-burst = {BURST}
-[fastpath.limiter.protect]
-tcp = [{PROTECTED}]
-udp = [{PROTECTED}]
-"#,
-            rx_if = self.topo.rx_if,
-            pins = self.pins.path.display(),
-            runtime = self.dir.path().join("run").display(),
-        );
-        std::fs::write(&self.config, text).unwrap();
-    }
-
-    fn config_arg(&self) -> String {
-        self.config.display().to_string()
-    }
-
-    fn daemon(&self) -> Daemon {
-        Daemon::start(Some(&self.topo.rx.name), &self.config).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Sends `count` datagrams back to back from `src` to `port`; returns how many arrived.
-    fn delivered(&self, src: IpAddr, port: u16, count: u64) -> u64 {
-        let counting = Counting::start(&self.topo.rx, port);
-        send_burst(&self.topo.tx, src, port, count);
-        counting
-            .finish(&self.topo.tx, port)
-            .get(&src)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn stats(&self) -> Stats {
-        PinnedMaps::open(&self.pins.layout())
-            .unwrap()
-            .stats()
-            .unwrap()
-    }
-}
-
-fn v4_sources(third: u8, n: u8) -> Vec<IpAddr> {
-    (1..=n)
-        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 201, third, i)))
-        .collect()
-}
-
-/// IPv6 sources, each in its own /64 (the limiter groups a /64).
-fn v6_sources(n: u16) -> Vec<IpAddr> {
-    (1..=n)
-        .map(|i| IpAddr::V6(Ipv6Addr::new(0xfd00, 0x201, 0, 0x100 + i, 0, 0, 0, 1)))
-        .collect()
-}
 
 #[test]
 fn flood_from_many_sources_is_limited_to_rate_times_time_plus_burst() {

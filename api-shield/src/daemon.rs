@@ -24,6 +24,11 @@ use crate::{
 /// How often expired bans are removed from the map.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often attached interfaces are looked at (gone, or back). A poll of one ioctl per
+/// interface is simpler than a netlink subscription and bounds the unfiltered time of a
+/// returning interface to this interval.
+const INTERFACE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Why a reload was refused (the running config stays).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -63,6 +68,9 @@ impl Daemon {
     pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Arc<Daemon>> {
         if config.fastpath.enabled {
             fastpath::privileges::check()?;
+        }
+        if let Some(limit) = crate::rlimit::raise_open_files() {
+            crate::rlimit::check_fits(config.proxy.max_connections, limit);
         }
         // Bound before the fast path starts: a socket a live daemon answers on means another
         // daemon runs, and this one must not touch its attachments.
@@ -137,19 +145,21 @@ impl Daemon {
             admin,
             control_path: control.as_ref().map(|_| config_socket.clone()),
         });
+        if daemon.maps.is_some() {
+            daemon.keep(tokio::spawn(follow_interfaces(Arc::downgrade(&daemon))));
+        }
         if let Some(listener) = control {
-            let task = control::server::serve(listener, Arc::downgrade(&daemon));
-            daemon
-                .state
-                .lock()
-                .expect("never poisoned")
-                .tasks
-                .push(task);
+            daemon.keep(control::server::serve(listener, Arc::downgrade(&daemon)));
             tracing::info!(socket = %config_socket.display(), "listening (control socket)");
         }
         daemon.readiness.set(true);
         daemon.log_ready();
         Ok(daemon)
+    }
+
+    /// Keeps a background task until the daemon stops.
+    fn keep(&self, task: JoinHandle<()>) {
+        self.state.lock().expect("never poisoned").tasks.push(task);
     }
 
     fn log_ready(&self) {
@@ -266,7 +276,7 @@ impl Daemon {
             .fastpath
             .iter()
             .flat_map(Fastpath::attachments)
-            .map(|a| serde_json::json!({"name": a.interface, "mode": a.mode.as_str()}))
+            .map(|a| serde_json::json!({"name": a.interface, "mode": a.state()}))
             .collect();
         let listening: Vec<serde_json::Value> = state
             .proxy
@@ -345,7 +355,7 @@ impl Daemon {
             .flat_map(Fastpath::attachments)
             .map(|a| fastpath::InterfaceStatus {
                 name: a.interface.clone(),
-                mode: a.mode.as_str().to_owned(),
+                mode: a.state().to_owned(),
             })
             .collect();
         Ok(serde_json::json!({
@@ -423,6 +433,21 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+async fn follow_interfaces(daemon: std::sync::Weak<Daemon>) {
+    let mut ticker = tokio::time::interval(INTERFACE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        let mut state = daemon.state.lock().expect("never poisoned");
+        if let Some(fastpath) = state.fastpath.as_mut() {
+            fastpath.follow_interfaces();
+        }
+    }
 }
 
 async fn sweep_bans(maps: Arc<Mutex<PinnedMaps>>) {

@@ -6,6 +6,7 @@ pub mod cors;
 pub mod drain;
 pub mod handler;
 pub mod headers;
+pub mod idle;
 pub mod normalize;
 pub mod problem;
 pub mod proxy_protocol;

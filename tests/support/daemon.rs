@@ -65,14 +65,26 @@ impl Daemon {
         config: &Path,
         env: &[(&str, &str)],
     ) -> Result<Daemon, StartFailure> {
-        let mut command = match netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg(binary());
-                c
-            }
-            None => Command::new(binary()),
-        };
+        Daemon::start_wrapped(netns, &[], config, env)
+    }
+
+    /// The same, run by `wrapper` (a command line that ends by running the arguments appended
+    /// to it, e.g. `sh -c '... && exec "$@"' sh`).
+    pub fn start_wrapped(
+        netns: Option<&str>,
+        wrapper: &[&str],
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, StartFailure> {
+        let mut line: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = netns {
+            line.push("nsenter".into());
+            line.push(format!("--net=/run/netns/{ns}").into());
+        }
+        line.extend(wrapper.iter().map(Into::into));
+        line.push(binary().into());
+        let mut command = Command::new(&line[0]);
+        command.args(&line[1..]);
         command
             .args(["run", "--log-format", "json", "--config"])
             .arg(config)

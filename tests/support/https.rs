@@ -392,3 +392,16 @@ pub async fn try_send_h1(
         .await
         .map_err(std::io::Error::other)
 }
+
+/// Reads one request head (through the blank line) from a raw upstream-side connection;
+/// `None` if the connection ends first.
+pub async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.ok()?;
+        head.push(byte[0]);
+    }
+    Some(head)
+}

@@ -98,17 +98,30 @@ impl Topology {
         let rx = Netns::new(format!("asx-rx-{tag}"));
         let tx_if = format!("astx{tag}");
         let rx_if = format!("asrx{tag}");
+        let topology = Topology {
+            tx,
+            rx,
+            tx_if,
+            rx_if,
+        };
+        topology.add_link();
+        topology
+    }
+
+    /// Creates the veth pair with its addresses and neighbours (again, after a test deleted it).
+    pub fn add_link(&self) {
+        let (tx, rx, tx_if, rx_if) = (&self.tx, &self.rx, &self.tx_if, &self.rx_if);
         ip(&[
-            "link", "add", &tx_if, "netns", &tx.name, "type", "veth", "peer", "name", &rx_if,
+            "link", "add", tx_if, "netns", &tx.name, "type", "veth", "peer", "name", rx_if,
             "netns", &rx.name,
         ]);
-        tx.exec(&["addr", "add", "10.201.0.1/16", "dev", &tx_if]);
-        rx.exec(&["addr", "add", "10.201.0.2/16", "dev", &rx_if]);
-        tx.exec(&["addr", "add", "fd00:201::1/64", "dev", &tx_if, "nodad"]);
-        rx.exec(&["addr", "add", "fd00:201::2/64", "dev", &rx_if, "nodad"]);
-        tx.exec(&["link", "set", &tx_if, "up"]);
-        rx.exec(&["link", "set", &rx_if, "up"]);
-        let rx_mac = mac(&rx, &rx_if);
+        tx.exec(&["addr", "add", "10.201.0.1/16", "dev", tx_if]);
+        rx.exec(&["addr", "add", "10.201.0.2/16", "dev", rx_if]);
+        tx.exec(&["addr", "add", "fd00:201::1/64", "dev", tx_if, "nodad"]);
+        rx.exec(&["addr", "add", "fd00:201::2/64", "dev", rx_if, "nodad"]);
+        tx.exec(&["link", "set", tx_if, "up"]);
+        rx.exec(&["link", "set", rx_if, "up"]);
+        let rx_mac = mac(rx, rx_if);
         for neighbour in ["10.201.0.2", "fd00:201::2"] {
             tx.exec(&[
                 "neigh",
@@ -117,19 +130,12 @@ impl Topology {
                 "lladdr",
                 &rx_mac,
                 "dev",
-                &tx_if,
+                tx_if,
                 "nud",
                 "permanent",
             ]);
         }
-        Topology {
-            tx,
-            rx,
-            tx_if,
-            rx_if,
-        }
     }
-
     /// Adds source addresses to the sender.
     pub fn add_sources(&self, addrs: &[IpAddr]) {
         for addr in addrs {

@@ -44,6 +44,18 @@ impl Shield {
         Shield::start_full(upstream, routes, proxy, "", "", pki, dir)
     }
 
+    /// The same, run by `wrapper` (see [`Daemon::start_wrapped`]).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        upstream: SocketAddr,
+        routes: &str,
+        proxy: &str,
+    ) -> Shield {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path());
+        Shield::start_in(wrapper, upstream, routes, proxy, "", "", pki, dir)
+    }
+
     /// The same, with more `[listeners.tls]` settings and a given PKI.
     pub fn start_full(
         upstream: SocketAddr,
@@ -54,48 +66,25 @@ impl Shield {
         pki: TestPki,
         dir: tempfile::TempDir,
     ) -> Shield {
-        let config = format!(
-            r#"
-[fastpath]
-enabled = false
+        Shield::start_in(&[], upstream, routes, proxy, listener, tls, pki, dir)
+    }
 
-[admin]
-bind = "127.0.0.1:0"
-
-[control]
-socket = "{control}"
-
-[proxy]
-max_body_bytes = 1024
-header_timeout = "1s"
-{proxy}
-
-[[listeners]]
-bind = "127.0.0.1:0"
-redirect = {{ bind = "127.0.0.1:0" }}
-{listener}
-[listeners.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-{tls}
-
-[[upstreams]]
-name = "api"
-url = "http://{upstream}"
-
-[[upstreams]]
-name = "down"
-url = "http://127.0.0.1:1"
-connect_timeout = "1s"
-
-{routes}
-"#,
-            cert = pki.cert.display(),
-            key = pki.key.display(),
-            control = dir.path().join("control.sock").display(),
-        );
+    #[allow(clippy::too_many_arguments)]
+    fn start_in(
+        wrapper: &[&str],
+        upstream: SocketAddr,
+        routes: &str,
+        proxy: &str,
+        listener: &str,
+        tls: &str,
+        pki: TestPki,
+        dir: tempfile::TempDir,
+    ) -> Shield {
+        let config = config_text(upstream, routes, proxy, listener, tls, &pki, dir.path());
         let path = dir.path().join("api-shield.toml");
         std::fs::write(&path, config).unwrap();
-        let daemon = Daemon::start(None, &path).unwrap_or_else(|e| panic!("{e}"));
+        let daemon =
+            Daemon::start_wrapped(None, wrapper, &path, &[]).unwrap_or_else(|e| panic!("{e}"));
         let ready = daemon
             .log
             .iter()
@@ -179,6 +168,60 @@ expose = ["x-request-id"]
 credentials = true
 max_age = "10m"
 "#;
+
+/// The config a [`Shield`] runs: fast path off, admin on an ephemeral port, the control socket
+/// in `dir`, one HTTPS listener (with a redirect listener) serving `pki`'s certificate, upstream
+/// `api` at `upstream` and `down` (refusing), then `routes`; `proxy`, `listener` and `tls` add
+/// lines to those sections.
+pub fn config_text(
+    upstream: SocketAddr,
+    routes: &str,
+    proxy: &str,
+    listener: &str,
+    tls: &str,
+    pki: &TestPki,
+    dir: &std::path::Path,
+) -> String {
+    format!(
+        r#"
+[fastpath]
+enabled = false
+
+[admin]
+bind = "127.0.0.1:0"
+
+[control]
+socket = "{control}"
+
+[proxy]
+max_body_bytes = 1024
+header_timeout = "1s"
+{proxy}
+
+[[listeners]]
+bind = "127.0.0.1:0"
+redirect = {{ bind = "127.0.0.1:0" }}
+{listener}
+[listeners.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+{tls}
+
+[[upstreams]]
+name = "api"
+url = "http://{upstream}"
+
+[[upstreams]]
+name = "down"
+url = "http://127.0.0.1:1"
+connect_timeout = "1s"
+
+{routes}
+"#,
+        cert = pki.cert.display(),
+        key = pki.key.display(),
+        control = dir.join("control.sock").display(),
+    )
+}
 
 /// A request with these extra headers.
 pub fn with_headers(

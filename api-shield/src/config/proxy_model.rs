@@ -162,6 +162,11 @@ pub struct ProxyConfig {
     /// included) and the upstream's answer. Past it: 408.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// A client connection on which no byte moves either way for this long is closed: idle
+    /// keep-alive, abandoned connections, clients that stop reading. Longer than
+    /// `request_timeout`, so a client waiting for its answer is never cut.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
     /// Largest request body forwarded (bytes); larger gets 413 before the upstream sees it.
     pub max_body_bytes: u64,
     /// Largest request head (bytes).
@@ -170,6 +175,11 @@ pub struct ProxyConfig {
     pub max_headers: usize,
     /// Most connections open at once from one client address (0: no limit).
     pub max_connections_per_ip: usize,
+    /// Most client connections open at once in all (0: no limit); past it new ones are closed
+    /// at accept, keeping file descriptors for upstreams and the rest of the daemon.
+    pub max_connections: usize,
+    /// Most HTTP/2 streams open at once on one connection.
+    pub max_concurrent_streams: u32,
     /// Peers (CIDRs) trusted to say who the client is in `X-Forwarded-For`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where requests that match no route go: an upstream name, or none for 404.
@@ -190,10 +200,13 @@ impl Default for ProxyConfig {
         ProxyConfig {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_mins(1),
+            idle_timeout: Duration::from_secs(75),
             max_body_bytes: 1024 * 1024,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_connections_per_ip: 256,
+            max_connections: 10_000,
+            max_concurrent_streams: 128,
             trusted_proxies: Vec::new(),
             default_upstream: None,
             hsts: HstsConfig::default(),

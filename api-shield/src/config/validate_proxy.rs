@@ -180,6 +180,18 @@ fn proxy(config: &Config) -> Result<(), Problem> {
     if proxy.header_timeout.is_zero() {
         return Err(problem("proxy.header_timeout", "must be more than zero"));
     }
+    if proxy.idle_timeout <= proxy.request_timeout {
+        return Err(problem(
+            "proxy.idle_timeout",
+            "must be longer than proxy.request_timeout (a client waiting for its answer moves no bytes)",
+        ));
+    }
+    if proxy.max_concurrent_streams == 0 {
+        return Err(problem(
+            "proxy.max_concurrent_streams",
+            "must be more than zero",
+        ));
+    }
     if !(1..=1000).contains(&proxy.max_headers) {
         return Err(problem("proxy.max_headers", "must be between 1 and 1000"));
     }

@@ -63,9 +63,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlServerError> {
 pub fn serve(listener: UnixListener, daemon: Weak<Daemon>) -> JoinHandle<()> {
     let own_uid = nix::unistd::geteuid().as_raw();
     tokio::spawn(async move {
+        let mut errors = crate::accept::AcceptErrors::new("control");
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    errors.handle(&error).await;
+                    continue;
+                }
             };
             let uid = stream.peer_cred().map(|c| c.uid()).ok();
             if !uid.is_some_and(|uid| uid == 0 || uid == own_uid) {

@@ -54,6 +54,19 @@ pub struct Attachment {
     pub reused: bool,
     /// bpffs path of the link.
     pub link_pin: PathBuf,
+    /// The interface's index when attached; `None` while the interface is gone.
+    pub ifindex: Option<u32>,
+}
+
+impl Attachment {
+    /// Its mode, or `gone` while the interface is away.
+    pub fn state(&self) -> &'static str {
+        if self.ifindex.is_some() {
+            self.mode.as_str()
+        } else {
+            "gone"
+        }
+    }
 }
 
 /// The interface index, or a clear error when the interface does not exist.
@@ -126,6 +139,7 @@ fn attach_one(
                         mode: previous,
                         reused: true,
                         link_pin: pin.to_path_buf(),
+                        ifindex: interface_index(interface).ok(),
                     });
                 }
                 Err(error) => {
@@ -163,6 +177,7 @@ fn attach_one(
                     mode: *active,
                     reused: false,
                     link_pin: pin.to_path_buf(),
+                    ifindex: interface_index(interface).ok(),
                 });
             }
             Err(source) => {
@@ -179,6 +194,55 @@ fn attach_one(
         }
     }
     unreachable!("the mode list is never empty")
+}
+
+/// What became of an attached interface since the last look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Still there, program attached.
+    Unchanged,
+    /// It went away (and the kernel detached the program with it).
+    Gone,
+    /// It came back (possibly as a new device of the same name) and the program is attached.
+    Reattached,
+    /// It is there but attaching failed; tried again at the next look.
+    ReattachFailed,
+}
+
+/// Follows `attachment`'s interface: notices when it disappears (dropping the dead link's pin)
+/// and attaches `program` again when an interface of that name exists again.
+pub fn follow(program: &mut Xdp, attachment: &mut Attachment, setting: XdpModeSetting) -> Presence {
+    let now = interface_index(&attachment.interface).ok();
+    if now.is_some() && now == attachment.ifindex {
+        return Presence::Unchanged;
+    }
+    // Gone, or replaced by a new device of the same name: the old link is dead either way.
+    if attachment.ifindex.take().is_some() {
+        if let Err(error) = std::fs::remove_file(&attachment.link_pin) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(%error, pin = %attachment.link_pin.display(), "cannot unpin a dead link");
+            }
+        }
+    }
+    if now.is_none() {
+        return Presence::Gone;
+    }
+    match attach_one(
+        program,
+        &attachment.interface,
+        setting,
+        &attachment.link_pin,
+        None,
+    ) {
+        Ok(fresh) => {
+            *attachment = fresh;
+            Presence::Reattached
+        }
+        Err(error) => {
+            tracing::warn!(interface = %attachment.interface, %error, "cannot attach to the returning interface");
+            Presence::ReattachFailed
+        }
+    }
 }
 
 fn swap_into_pinned(program: &mut Xdp, pin: &Path) -> Result<(), Box<dyn std::error::Error>> {

@@ -112,6 +112,12 @@ impl Fastpath {
             keep_attached: config.keep_attached,
         };
         status.write(&config.runtime_dir)?;
+        for attachment in &attachments {
+            crate::telemetry::metrics()
+                .xdp_attached
+                .with_label_values(&[attachment.interface.as_str()])
+                .set(1);
+        }
         Ok(Fastpath {
             ebpf,
             maps: Some(maps),
@@ -123,6 +129,49 @@ impl Fastpath {
     /// Where each interface got attached.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments
+    }
+
+    /// Looks at every attached interface: logs and counts one that disappeared (the kernel
+    /// detaches the program with it; traffic on it, if it returns, is unfiltered until the next
+    /// look) and attaches again to one that is back. Returns whether anything changed.
+    pub fn follow_interfaces(&mut self) -> bool {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(maps::PROGRAM)
+            .expect("the object defines the program")
+            .try_into()
+            .expect("the program is XDP");
+        let mut changed = false;
+        for attachment in &mut self.attachments {
+            let was_present = attachment.ifindex.is_some();
+            let presence = attach::follow(program, attachment, self.config.mode);
+            let attached = crate::telemetry::metrics()
+                .xdp_attached
+                .with_label_values(&[attachment.interface.as_str()]);
+            match presence {
+                attach::Presence::Unchanged => {}
+                attach::Presence::Gone if was_present => {
+                    tracing::warn!(
+                        interface = %attachment.interface,
+                        "interface disappeared: its XDP program went with it; attaching again \
+                         when it returns"
+                    );
+                    attached.set(0);
+                    changed = true;
+                }
+                attach::Presence::Gone | attach::Presence::ReattachFailed => attached.set(0),
+                attach::Presence::Reattached => {
+                    tracing::info!(
+                        interface = %attachment.interface,
+                        mode = attachment.mode.as_str(),
+                        "interface is back: attached again"
+                    );
+                    attached.set(1);
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 
     /// The pinned maps the daemon opened at start (once), for the tasks that keep them.
@@ -153,7 +202,7 @@ impl Fastpath {
         if self.config.keep_attached {
             tracing::info!("leaving the XDP program attached (fastpath.keep_attached)");
         } else {
-            for attachment in &self.attachments {
+            for attachment in self.attachments.iter().filter(|a| a.ifindex.is_some()) {
                 if let Err(error) = std::fs::remove_file(&attachment.link_pin) {
                     tracing::warn!(%error, pin = %attachment.link_pin.display(), "cannot unpin link");
                 }

@@ -15,15 +15,19 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use super::{
-    conn_limit::ConnectionLimiter,
+    conn_limit::{ConnectionLimiter, ConnectionPermit, Refused},
     drain::{Drain, Held, Watcher},
     handler::{Connection, Proxy},
+    idle::Tracked,
     problem::{self, full, Body, Denial},
     proxy_protocol,
     routing::host_without_port,
     tls::{self, Certificates, TlsError},
 };
-use crate::config::{Config, ProxyConfig};
+use crate::{
+    accept::{self, AcceptErrors},
+    config::{Config, ProxyConfig},
+};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +91,11 @@ impl ProxyServer {
             proxy: ArcSwap::from_pointee(proxy),
             settings: ArcSwap::from_pointee(config.proxy.clone()),
         });
-        // One limiter for all listeners: the limit is per client address.
-        let limiter = ConnectionLimiter::new(config.proxy.max_connections_per_ip);
+        // One limiter for all listeners: its limits are per client address and in total.
+        let limiter = ConnectionLimiter::new(
+            config.proxy.max_connections_per_ip,
+            config.proxy.max_connections,
+        );
         let mut server = ProxyServer {
             tasks: Vec::new(),
             refreshes: live.proxy.load().policies().spawn_refreshes(),
@@ -123,6 +130,7 @@ impl ProxyServer {
                 live: Arc::clone(&live),
                 limiter: Arc::clone(&limiter),
                 proxy_protocol: listener.proxy_protocol,
+                name: name.clone(),
             };
             server.tasks.push(tokio::spawn(serve_https(
                 tcp,
@@ -139,6 +147,7 @@ impl ProxyServer {
                     tcp,
                     local.port(),
                     Arc::clone(&live),
+                    Arc::clone(&limiter),
                     server.drain.watcher(),
                 )));
             }
@@ -231,6 +240,7 @@ fn connection_builder(settings: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.max_concurrent_streams)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
@@ -242,25 +252,16 @@ struct ListenerContext {
     live: Arc<Live>,
     limiter: Arc<ConnectionLimiter>,
     proxy_protocol: bool,
+    name: String,
 }
 
 async fn serve_https(tcp: TcpListener, context: ListenerContext, mut watcher: Watcher) {
     let context = Arc::new(context);
+    let mut errors = AcceptErrors::new(context.name.clone());
     loop {
-        let accepted = tokio::select! {
-            accepted = tcp.accept() => accepted,
+        let (stream, peer) = tokio::select! {
+            accepted = accept::next(&tcp, &mut errors) => accepted,
             () = watcher.stopping() => return,
-        };
-        let (stream, peer) = match accepted {
-            // IPv4 clients of a dual-stack socket arrive IPv4-mapped: compare them as IPv4.
-            Ok((stream, peer)) => (
-                stream,
-                SocketAddr::new(peer.ip().to_canonical(), peer.port()),
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                continue;
-            }
         };
         let held = watcher.hold();
         tokio::spawn(serve_connection(
@@ -284,8 +285,7 @@ async fn serve_connection(
     let Some(peer) = client_of(&mut stream, peer, context.proxy_protocol, &settings).await else {
         return;
     };
-    let Some(permit) = context.limiter.try_acquire(peer.ip()) else {
-        tracing::warn!(%peer, "connection refused: too many open from this address");
+    let Some(permit) = admit(&context.limiter, peer) else {
         return;
     };
     let _ = stream.set_nodelay(true);
@@ -317,10 +317,16 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
     });
     let builder = connection_builder(&settings);
+    let (tls, activity) = Tracked::new(tls);
     let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(served);
     let result = tokio::select! {
         result = served.as_mut() => result,
+        () = activity.expired(settings.idle_timeout) => {
+            tracing::debug!(%peer, "connection closed: idle");
+            crate::telemetry::metrics().connections.idle_closed.inc();
+            return;
+        }
         () = watcher.stopping() => {
             // Stopping: finish the exchange in progress, then close (GOAWAY on HTTP/2).
             served.as_mut().graceful_shutdown();
@@ -329,6 +335,30 @@ async fn serve_connection(
     };
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// A place for a connection from `peer` under the connection limits, or `None` (logged and
+/// counted) when it must be closed.
+fn admit(limiter: &Arc<ConnectionLimiter>, peer: SocketAddr) -> Option<ConnectionPermit> {
+    match limiter.try_acquire(peer.ip()) {
+        Ok(permit) => Some(permit),
+        Err(refused) => {
+            crate::telemetry::metrics()
+                .connections
+                .refused
+                .with_label_values(&[refused.label()])
+                .inc();
+            match refused {
+                Refused::PerAddress => {
+                    tracing::warn!(%peer, "connection refused: too many open from this address");
+                }
+                Refused::Total => {
+                    tracing::warn!(%peer, "connection refused: proxy.max_connections are open");
+                }
+            }
+            None
+        }
     }
 }
 
@@ -364,23 +394,36 @@ async fn client_of(
     }
 }
 
-async fn serve_redirect(tcp: TcpListener, https_port: u16, live: Arc<Live>, mut watcher: Watcher) {
+async fn serve_redirect(
+    tcp: TcpListener,
+    https_port: u16,
+    live: Arc<Live>,
+    limiter: Arc<ConnectionLimiter>,
+    mut watcher: Watcher,
+) {
+    let mut errors = AcceptErrors::new("redirect");
     loop {
-        let accepted = tokio::select! {
-            accepted = tcp.accept() => accepted,
+        let (stream, peer) = tokio::select! {
+            accepted = accept::next(&tcp, &mut errors) => accepted,
             () = watcher.stopping() => return,
         };
-        let Ok((stream, _peer)) = accepted else {
+        let Some(permit) = admit(&limiter, peer) else {
             continue;
         };
         let settings = live.settings.load_full();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request: Request<Incoming>| async move {
                 Ok::<_, Infallible>(redirect(&request, https_port))
             });
-            let _ = connection_builder(&settings)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let (stream, activity) = Tracked::new(stream);
+            let builder = connection_builder(&settings);
+            tokio::select! {
+                _ = builder.serve_connection(TokioIo::new(stream), service) => {}
+                () = activity.expired(settings.idle_timeout) => {
+                    crate::telemetry::metrics().connections.idle_closed.inc();
+                }
+            }
         });
     }
 }

@@ -43,10 +43,9 @@ pub async fn start(
     let listener = TcpListener::bind(bind).await?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
+        let mut errors = crate::accept::AcceptErrors::new("admin");
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (stream, _) = crate::accept::next(&listener, &mut errors).await;
             let readiness = Arc::clone(&readiness);
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {

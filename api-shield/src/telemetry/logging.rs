@@ -1,4 +1,10 @@
 //! Structured logs on stderr: human text or one JSON object per line. `RUST_LOG` filters.
+//!
+//! A log line that cannot be written (disk full under a file redirect, a closed pipe) is
+//! dropped and counted in `api_shield_log_write_errors_total`; it never stops or slows the
+//! daemon (the library's own fallback, an `eprintln!` of the failure, would panic there).
+
+use std::io::{self, Write};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -15,12 +21,35 @@ pub enum LogFormat {
 /// Installs the global subscriber (and the bridge from the `log` crate, which aya-log uses).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     if let Err(error) = result {
-        eprintln!("warning: logging already initialised: {error}");
+        let _ = writeln!(
+            io::stderr(),
+            "warning: logging already initialised: {error}"
+        );
+    }
+}
+
+/// Stderr that reports every write as done, counting the ones that failed.
+struct LossyStderr;
+
+impl Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if io::stderr().write_all(buf).is_err() {
+            crate::telemetry::metrics().log_write_errors.inc();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub upstream_latency: HistogramVec,
     /// `api_shield_tls_handshake_failures_total{listener}`.
     pub tls_failures: IntCounterVec,
+    /// Client connections.
+    pub connections: ConnectionMetrics,
+    /// `api_shield_xdp_attached{interface}`.
+    pub xdp_attached: IntGaugeVec,
+    /// `api_shield_log_write_errors_total`.
+    pub log_write_errors: IntCounter,
     /// `api_shield_config_reloads_total{result}`.
     pub reloads: IntCounterVec,
     /// `api_shield_jwks_fetches_total{issuer,result}`.
@@ -55,6 +61,50 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     metric
 }
 
+fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+/// The process metrics (memory, descriptors, CPU) and `api_shield_build_info`.
+fn register_process(registry: &Registry) -> IntGaugeVec {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
+    let build_info = gauge_vec(
+        registry,
+        "api_shield_build_info",
+        "Always 1; the version that runs.",
+        &["version"],
+    );
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    build_info
+}
+
 fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let metric = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
@@ -75,44 +125,23 @@ impl Metrics {
         for result in ["success", "failure"] {
             metrics.reloads.with_label_values(&[result]);
         }
+
         metrics
     }
 
     fn register() -> Metrics {
         let registry = Registry::new();
-        let build_info = IntGaugeVec::new(
-            Opts::new("api_shield_build_info", "Always 1; the version that runs."),
-            &["version"],
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(build_info.clone()))
-            .expect("registered once");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        let drop_events = IntCounter::new(
+        let build_info = register_process(&registry);
+        let drop_events = plain_counter(
+            &registry,
             "api_shield_xdp_drop_events_total",
             "Drop-start events read from the XDP program's ring buffer.",
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(drop_events.clone()))
-            .expect("registered once");
-        let last_reload = IntGauge::new(
+        );
+        let last_reload = gauge(
+            &registry,
             "api_shield_config_last_reload_success_timestamp_seconds",
             "When the config in use was loaded (Unix time).",
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(last_reload.clone()))
-            .expect("registered once");
-        #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("registered once");
+        );
         Metrics {
             requests: counter(
                 &registry,
@@ -149,6 +178,18 @@ impl Metrics {
                 "api_shield_tls_handshake_failures_total",
                 "TLS handshakes that failed or timed out, by listener.",
                 &["listener"],
+            ),
+            connections: ConnectionMetrics::register(&registry),
+            xdp_attached: gauge_vec(
+                &registry,
+                "api_shield_xdp_attached",
+                "1 while the XDP program is attached to the interface, 0 while the interface is gone.",
+                &["interface"],
+            ),
+            log_write_errors: plain_counter(
+                &registry,
+                "api_shield_log_write_errors_total",
+                "Log lines dropped because stderr could not be written (disk full, closed pipe).",
             ),
             reloads: counter(
                 &registry,
@@ -210,5 +251,55 @@ pub fn method_label(method: &http::Method) -> &'static str {
         http::Method::CONNECT => "CONNECT",
         http::Method::TRACE => "TRACE",
         _ => "OTHER",
+    }
+}
+
+/// The metrics of client connections.
+#[derive(Debug)]
+pub struct ConnectionMetrics {
+    /// `api_shield_connections_open`.
+    pub open: IntGauge,
+    /// `api_shield_connections_refused_total{reason}`.
+    pub refused: IntCounterVec,
+    /// `api_shield_connections_idle_closed_total`.
+    pub idle_closed: IntCounter,
+    /// `api_shield_accept_errors_total{kind}`.
+    pub accept_errors: IntCounterVec,
+}
+
+impl ConnectionMetrics {
+    fn register(registry: &Registry) -> ConnectionMetrics {
+        let metrics = ConnectionMetrics {
+            open: gauge(
+                registry,
+                "api_shield_connections_open",
+                "Client connections open now (HTTPS and redirect listeners).",
+            ),
+            refused: counter(
+                registry,
+                "api_shield_connections_refused_total",
+                "Client connections closed at accept, by reason (per_address, total).",
+                &["reason"],
+            ),
+            idle_closed: plain_counter(
+                registry,
+                "api_shield_connections_idle_closed_total",
+                "Client connections closed after proxy.idle_timeout with no byte moving.",
+            ),
+            accept_errors: counter(
+                registry,
+                "api_shield_accept_errors_total",
+                "Failed accepts, by kind (resources: out of file descriptors or memory; \
+             connection: reset before it was taken).",
+                &["kind"],
+            ),
+        };
+        for reason in ["per_address", "total"] {
+            metrics.refused.with_label_values(&[reason]);
+        }
+        for kind in ["resources", "connection"] {
+            metrics.accept_errors.with_label_values(&[kind]);
+        }
+        metrics
     }
 }
