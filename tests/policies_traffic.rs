@@ -116,6 +116,25 @@ upstream = "api"
         )
         .await;
     problem(&reply, 400, "malformed-body");
+    // A repeated member name: the schema would see one value, an upstream may read the other.
+    let reply = shield
+        .send(
+            Version::H1,
+            tenant(post(
+                "/feedback",
+                "application/json",
+                r#"{"rating": 99, "rating": 5}"#,
+            )),
+        )
+        .await;
+    let body = problem(&reply, 400, "malformed-body");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("repeats a member name"),
+        "{body}"
+    );
     let reply = shield
         .send(Version::H1, tenant(post("/feedback", "text/plain", good)))
         .await;

@@ -160,6 +160,12 @@ fn schema(c: &mut Criterion) {
     c.bench_function("schema_validate_1kib_body", |b| {
         b.iter(|| validation.check_body(black_box(&body)).unwrap());
     });
+    c.bench_function("ignored_parse_1kib_body", |b| {
+        b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap());
+    });
+    c.bench_function("tape_parse_1kib_body", |b| {
+        b.iter(|| api_shield::policy::json_tape::Tape::parse(black_box(&body)).unwrap());
+    });
     c.bench_function("json_parse_1kib_body", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).unwrap());
     });

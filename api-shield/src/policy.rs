@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod json_tape;
 pub mod openapi;
 pub mod ratelimit;
 pub mod time;

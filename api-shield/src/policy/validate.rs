@@ -9,24 +9,38 @@ use http::{header, HeaderMap, HeaderName};
 use jsonschema::Validator;
 use serde_json::{Map, Value};
 
-use super::auth::percent_decode;
+use super::{
+    auth::percent_decode,
+    json_tape::{Tape, TapeError, TapeJson},
+};
 use crate::{
     config::{problem, Problem, Source, ValidateConfig},
     proxy::problem::{Denial, FieldError, Rejection, MAX_FIELD_ERRORS},
 };
 
-/// A compiled JSON Schema.
+/// A compiled JSON Schema, for `Value`s (queries) and for parsed bodies ([`Tape`]).
 #[derive(Debug, Clone)]
-pub struct Schema(Arc<Validator>);
+pub struct Schema {
+    values: Arc<Validator>,
+    tapes: Arc<Validator<TapeJson>>,
+}
 
 impl Schema {
     /// Compiles `schema` as draft 2020-12 (found at `key`).
     pub fn compile(schema: &Value, key: &str) -> Result<Schema, Problem> {
-        jsonschema::options()
+        let invalid = |e| problem(key, format!("not a valid JSON Schema: {e}"));
+        let values = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .build(schema)
-            .map(|v| Schema(Arc::new(v)))
-            .map_err(|e| problem(key, format!("not a valid JSON Schema: {e}")))
+            .map_err(invalid)?;
+        let tapes = jsonschema::options_for::<TapeJson>()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(schema)
+            .map_err(invalid)?;
+        Ok(Schema {
+            values: Arc::new(values),
+            tapes: Arc::new(tapes),
+        })
     }
 
     /// Reads and compiles a schema file.
@@ -42,18 +56,32 @@ impl Schema {
     pub fn errors(&self, instance: &Value, prefix: &str) -> Vec<FieldError> {
         // Most requests are valid: a yes/no check is several times cheaper than collecting
         // errors, which is done only for the failures.
-        if self.0.is_valid(instance) {
+        if self.values.is_valid(instance) {
             return Vec::new();
         }
-        self.0
-            .iter_errors(instance)
-            .take(MAX_FIELD_ERRORS)
-            .map(|e| FieldError {
-                pointer: format!("{prefix}{}", e.instance_path().as_str()),
-                keyword: e.kind().keyword().to_owned(),
-            })
-            .collect()
+        field_errors(self.values.iter_errors(instance), prefix)
     }
+
+    /// The failing places of a parsed body, at most [`MAX_FIELD_ERRORS`].
+    pub fn body_errors(&self, body: &Tape<'_>) -> Vec<FieldError> {
+        if self.tapes.is_valid(body.root()) {
+            return Vec::new();
+        }
+        field_errors(self.tapes.iter_errors(body.root()), "")
+    }
+}
+
+fn field_errors<'i>(
+    errors: impl Iterator<Item = jsonschema::ValidationError<'i>>,
+    prefix: &str,
+) -> Vec<FieldError> {
+    errors
+        .take(MAX_FIELD_ERRORS)
+        .map(|e| FieldError {
+            pointer: format!("{prefix}{}", e.instance_path().as_str()),
+            keyword: e.kind().keyword().to_owned(),
+        })
+        .collect()
 }
 
 /// The types query parameters are read as (they arrive as text).
@@ -288,10 +316,13 @@ impl Validation {
         if body.is_empty() && !self.body_required {
             return Ok(());
         }
-        let value: Value = serde_json::from_slice(body).map_err(|_| {
-            Rejection::new(Denial::MalformedBody).detail("The body is not well-formed JSON")
+        let tape = Tape::parse(body).map_err(|error| {
+            Rejection::new(Denial::MalformedBody).detail(match error {
+                TapeError::Malformed => "The body is not well-formed JSON",
+                TapeError::DuplicateName => "The body repeats a member name in an object",
+            })
         })?;
-        let errors = schema.errors(&value, "");
+        let errors = schema.body_errors(&tape);
         if errors.is_empty() {
             Ok(())
         } else {
