@@ -9,6 +9,8 @@
 pub mod auth;
 pub mod clock;
 pub mod json_tape;
+#[cfg(test)]
+mod json_tape_tests;
 pub mod openapi;
 pub mod ratelimit;
 pub mod time;

@@ -1,0 +1,214 @@
+//! Unit tests of the body tape: the representation contract, round trips, refusals, and
+//! validation that agrees with `serde_json::Value` on random documents.
+
+use jsonschema::json::Node;
+use serde_json::{json, Value};
+
+use super::json_tape::{Tape, TapeError, TapeJson};
+
+#[test]
+fn meets_the_representation_contract() {
+    let text = serde_json::to_vec(&jsonschema::json::conformance::document()).unwrap();
+    let tape = Tape::parse(&text).unwrap();
+    jsonschema::json::conformance::assert_conformance::<TapeJson>(&tape.root());
+}
+
+#[test]
+fn round_trips_to_the_same_value() {
+    let text = br#"{"a": [1, -2, 3.5, 18446744073709551615, 1e300, -0.0, "x\u00e9\n"], "b": {"c": null, "d": true}, "": []}"#;
+    let tape = Tape::parse(text).unwrap();
+    let value: Value = serde_json::from_slice(text).unwrap();
+    assert_eq!(tape.root().to_value().into_owned(), value);
+}
+
+#[test]
+fn repeated_names_and_malformed_text_are_refused() {
+    assert!(matches!(
+        Tape::parse(br#"{"a": 1, "b": 2, "a": 3}"#),
+        Err(TapeError::DuplicateName)
+    ));
+    let many = (0..40)
+        .map(|i| format!("\"k{i}\": {i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let repeated = format!("{{{many}, \"k3\": 0}}");
+    assert!(matches!(
+        Tape::parse(repeated.as_bytes()),
+        Err(TapeError::DuplicateName)
+    ));
+    // Escapes are compared decoded: "\u0061" is "a".
+    assert!(matches!(
+        Tape::parse(br#"{"a": 1, "\u0061": 2}"#),
+        Err(TapeError::DuplicateName)
+    ));
+    for bad in [&b"{"[..], b"[1,]", b"{\"a\" 1}", b"1 2", b"", b"nul"] {
+        assert!(
+            matches!(Tape::parse(bad), Err(TapeError::Malformed)),
+            "{bad:?}"
+        );
+    }
+    let deep = "[".repeat(200) + &"]".repeat(200);
+    assert!(matches!(
+        Tape::parse(deep.as_bytes()),
+        Err(TapeError::Malformed)
+    ));
+    assert!(Tape::parse(json!({"a": {"a": {"a": 1}}}).to_string().as_bytes()).is_ok());
+}
+
+/// A small deterministic generator (xorshift), so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'p, T>(&mut self, pool: &'p [T]) -> &'p T {
+        &pool[self.below(pool.len() as u64) as usize]
+    }
+}
+
+const NAMES: &[&str] = &[
+    "customer", "note", "items", "sku", "quantity", "a", "b", "kind", "tags", "x-extra", "n\u{e9}",
+    "",
+];
+
+fn random_value(rng: &mut Rng, depth: u32) -> Value {
+    let leaf = depth >= 4 || rng.below(3) == 0;
+    match if leaf { rng.below(6) } else { rng.below(8) } {
+        0 => Value::Null,
+        1 => Value::Bool(rng.below(2) == 0),
+        2 => rng
+            .pick(&[
+                json!(0),
+                json!(1),
+                json!(-1),
+                json!(1000),
+                json!(1001),
+                json!(1.0),
+                json!(1.5),
+                json!(2.5e10),
+                json!(u64::MAX),
+                json!(i64::MIN),
+                json!(-0.0),
+                json!(3),
+                json!(9_007_199_254_740_993_u64),
+            ])
+            .clone(),
+        3..=5 => Value::String(
+            rng.pick(&[
+                "",
+                "SKU-0001",
+                "sku-1",
+                "ABCD",
+                "ABC",
+                "A-B-C-D-E-F-G-H-I-J",
+                "acme",
+                "\u{e9}\u{e9}",
+                "x\ny",
+                "red",
+                "green",
+                "2026-11-29",
+                "not a date",
+                "a@example.com",
+            ])
+            .to_string(),
+        ),
+        6 => Value::Array(
+            (0..rng.below(5))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => Value::Object(
+            (0..rng.below(5))
+                .map(|_| (rng.pick(NAMES).to_string(), random_value(rng, depth + 1)))
+                .collect(),
+        ),
+    }
+}
+
+/// Schemas covering the keywords (and their interplay) a route may use.
+fn schemas() -> Vec<Value> {
+    let order: Value =
+        serde_json::from_str(include_str!("../../../config/examples/order.schema.json")).unwrap();
+    vec![
+        order,
+        json!({
+            "type": "object",
+            "properties": {
+                "a": {"enum": [1, "red", null, [1, 2]]},
+                "b": {"const": {"a": 1}},
+                "tags": {"type": "array", "uniqueItems": true, "contains": {"type": "string"}, "minContains": 1},
+                "kind": {"type": ["string", "integer"], "minLength": 3, "multipleOf": 3}
+            },
+            "patternProperties": {"^x-": {"type": "string"}},
+            "propertyNames": {"maxLength": 8},
+            "minProperties": 1,
+            "maxProperties": 4,
+            "dependentRequired": {"a": ["b"]},
+            "unevaluatedProperties": false
+        }),
+        json!({
+            "$defs": {"item": {"type": "object", "required": ["sku"], "properties": {"sku": {"$ref": "#/$defs/sku"}}}, "sku": {"type": "string", "pattern": "^[A-Z]+"}},
+            "oneOf": [
+                {"type": "array", "prefixItems": [{"type": "integer"}, {"$ref": "#/$defs/item"}], "items": false},
+                {"type": "object", "if": {"required": ["a"]}, "then": {"properties": {"a": {"type": "number", "exclusiveMinimum": 1, "maximum": 1000}}}, "else": {"not": {"required": ["b"]}}},
+                {"anyOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer", "minimum": -1}]}
+            ]
+        }),
+        json!({"type": "object", "additionalProperties": {"type": "array", "maxItems": 2, "items": {"type": ["number", "null"]}}}),
+        json!(true),
+        json!(false),
+    ]
+}
+
+#[test]
+fn validates_exactly_like_a_value_on_random_documents() {
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut verdicts = [0usize; 2];
+    for schema in schemas() {
+        let values = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&schema)
+            .unwrap();
+        let tapes = jsonschema::options_for::<TapeJson>()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&schema)
+            .unwrap();
+        for round in 0..4_000 {
+            let value = random_value(&mut rng, 0);
+            let text = serde_json::to_vec(&value).unwrap();
+            let tape = Tape::parse(&text).unwrap();
+            let expected = values.is_valid(&value);
+            assert_eq!(
+                tapes.is_valid(tape.root()),
+                expected,
+                "schema {schema}, round {round}: {value}"
+            );
+            let pointers = |errors: Vec<String>| errors;
+            let by_value = pointers(
+                values
+                    .iter_errors(&value)
+                    .map(|e| format!("{} {}", e.instance_path().as_str(), e.kind().keyword()))
+                    .collect(),
+            );
+            let by_tape = pointers(
+                tapes
+                    .iter_errors(tape.root())
+                    .map(|e| format!("{} {}", e.instance_path().as_str(), e.kind().keyword()))
+                    .collect(),
+            );
+            assert_eq!(by_tape, by_value, "schema {schema}, round {round}: {value}");
+            verdicts[usize::from(expected)] += 1;
+        }
+    }
+    // The generator reaches both verdicts often enough to mean something.
+    assert!(verdicts[0] > 1_000 && verdicts[1] > 1_000, "{verdicts:?}");
+}
