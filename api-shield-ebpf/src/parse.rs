@@ -167,6 +167,13 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Parsed {
             hdr[16], hdr[17], hdr[18], hdr[19], hdr[20], hdr[21], hdr[22], hdr[23],
         ]),
     ];
+    // An IPv4-mapped source (::ffff:0:0/96) is not a valid IPv6 source on the wire (RFC 4291
+    // 2.5.5.2; Linux drops such packets on input). In the maps IPv4 is stored mapped, so one
+    // would pose as the IPv4 address: it would match IPv4 rules and share its verdict-cache
+    // entry. Passed as malformed, it reaches no rule and no limiter state.
+    if hdr[8..18].iter().all(|b| *b == 0) && hdr[18] == 0xff && hdr[19] == 0xff {
+        return Parsed::Malformed;
+    }
     let mut next = hdr[6];
     let mut offset = l3 + IPV6_HLEN;
     let mut found = false;

@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::cmd;
 
 /// The targets, in `xtask/fuzz/fuzz_targets/`.
-pub const TARGETS: [&str; 4] = ["config", "path", "jwt", "openapi"];
+pub const TARGETS: [&str; 5] = ["config", "path", "jwt", "openapi", "xdp"];
 
 /// cargo-fuzz version installed when missing.
 const CARGO_FUZZ: &str = "0.13.2";
