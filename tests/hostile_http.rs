@@ -86,6 +86,18 @@ async fn http1_desync_vectors_are_refused_and_reach_nothing() {
         let answer = raw_h1(&shield, bytes).await;
         let code = status(&answer);
         assert!((400..500).contains(&code), "{case}: {answer:?}");
+        // Refused by the shield itself, even where the HTTP parser refused: a problem+json
+        // answer with a request id, closing the connection.
+        let lower = answer.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\ncontent-type: application/problem+json\r\n")
+                && lower.contains("\r\nx-request-id: "),
+            "{case}: {answer:?}"
+        );
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let problem: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {answer:?}"));
+        assert_eq!(problem["status"], code, "{case}");
         assert!(
             upstream.seen().is_empty(),
             "{case} reached the upstream: {:?}",

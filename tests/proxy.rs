@@ -348,11 +348,20 @@ async fn oversized_or_too_many_headers_get_431_without_reaching_the_upstream() {
             "1".parse().unwrap(),
         );
     }
-    assert_eq!(shield.send(Version::H1, many).await.status, 431);
+    let reply = shield.send(Version::H1, many).await;
+    assert_eq!(reply.status, 431);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        reply.json()["type"],
+        "https://api-shield.dev/problems/headers-too-large"
+    );
+    assert!(reply.headers.contains_key("strict-transport-security"));
     let mut big = get("GET", "/public/x");
     big.headers_mut()
         .insert("x-big", "a".repeat(10_000).parse().unwrap());
-    assert_eq!(shield.send(Version::H1, big).await.status, 431);
+    let reply = shield.send(Version::H1, big).await;
+    assert_eq!(reply.status, 431);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
     assert!(upstream.seen().is_empty());
     assert_eq!(
         shield

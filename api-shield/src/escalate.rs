@@ -36,6 +36,8 @@ pub fn signal_of(denial: Denial) -> Option<EscalationSignal> {
         Denial::RateLimited => Some(EscalationSignal::RateLimited),
         Denial::InvalidPath
         | Denial::BadRequest
+        | Denial::HeadersTooLarge
+        | Denial::UriTooLong
         | Denial::InvalidRequest
         | Denial::MalformedBody
         | Denial::SchemaViolation

@@ -30,7 +30,8 @@ use crate::{
     },
 };
 
-const REQUEST_ID: &str = "x-request-id";
+/// The request id header, on every answer.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// What a route leads to.
 #[derive(Debug)]
@@ -66,6 +67,36 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The answer to a request hyper could not parse (see `parse_errors`): counted, logged and
+    /// fed to escalation like any other refusal.
+    pub fn parse_error_answer(&self, denial: Denial, client: IpAddr, https: bool) -> Vec<u8> {
+        let request_id = fresh_request_id();
+        let metrics = crate::telemetry::metrics();
+        let code = denial.status();
+        metrics
+            .requests
+            .with_label_values(&["none", "OTHER", code.as_str()])
+            .inc();
+        metrics
+            .denials
+            .with_label_values(&["none", denial.slug()])
+            .inc();
+        if let Some(escalator) = &self.escalator {
+            escalator.record(client, denial);
+        }
+        tracing::info!(
+            target: "access",
+            request_id = %request_id,
+            client_ip = %client,
+            route = "-",
+            method = "-",
+            status = code.as_u16(),
+            denial = denial.slug(),
+            "request not parsed"
+        );
+        super::parse_errors::render(denial, &request_id, &self.headers, https)
+    }
+
     /// Compiles a validated config with its policies (reading key, schema and OpenAPI files);
     /// fails naming the key at fault.
     pub fn new(config: &Config, clock: SharedClock) -> Result<Proxy, ConfigError> {

@@ -29,6 +29,10 @@ pub enum Denial {
     UpstreamTimeout,
     /// The request could not be read.
     BadRequest,
+    /// The request head is larger than `proxy.max_header_bytes` (or has too many fields).
+    HeadersTooLarge,
+    /// The request target is too long.
+    UriTooLong,
     /// The exchange took longer than `request_timeout`.
     RequestTimeout,
     /// The route needs credentials and none came.
@@ -65,6 +69,8 @@ impl Denial {
             Denial::UpstreamUnavailable => "upstream-unavailable",
             Denial::UpstreamTimeout => "upstream-timeout",
             Denial::BadRequest => "bad-request",
+            Denial::HeadersTooLarge => "headers-too-large",
+            Denial::UriTooLong => "uri-too-long",
             Denial::RequestTimeout => "request-timeout",
             Denial::Unauthenticated => "unauthenticated",
             Denial::InvalidToken => "invalid-token",
@@ -100,6 +106,8 @@ impl Denial {
             Denial::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Denial::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Denial::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Denial::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Denial::UriTooLong => StatusCode::URI_TOO_LONG,
         }
     }
 
@@ -113,6 +121,8 @@ impl Denial {
             Denial::UpstreamUnavailable => "The upstream service is unavailable",
             Denial::UpstreamTimeout => "The upstream service did not answer in time",
             Denial::BadRequest => "The request could not be read",
+            Denial::HeadersTooLarge => "The request head is too large",
+            Denial::UriTooLong => "The request target is too long",
             Denial::RequestTimeout => "The request took too long",
             Denial::Unauthenticated => "Credentials are required",
             Denial::InvalidToken => "The bearer token is not acceptable",
@@ -217,12 +227,13 @@ pub fn response(denial: Denial, detail: Option<&str>, request_id: Option<&str>) 
     render(denial, detail, &[], request_id)
 }
 
-fn render(
+/// The `application/problem+json` body of a denial.
+pub fn problem_json(
     denial: Denial,
     detail: Option<&str>,
     errors: &[FieldError],
     request_id: Option<&str>,
-) -> Response<Body> {
+) -> Vec<u8> {
     let problem = Problem {
         kind: format!("{TYPE_BASE}{}", denial.slug()),
         title: denial.title(),
@@ -231,7 +242,16 @@ fn render(
         request_id,
         errors: &errors[..errors.len().min(MAX_FIELD_ERRORS)],
     };
-    let body = serde_json::to_vec(&problem).expect("a problem serialises");
+    serde_json::to_vec(&problem).expect("a problem serialises")
+}
+
+fn render(
+    denial: Denial,
+    detail: Option<&str>,
+    errors: &[FieldError],
+    request_id: Option<&str>,
+) -> Response<Body> {
+    let body = problem_json(denial, detail, errors, request_id);
     let mut response = Response::new(full(body));
     *response.status_mut() = denial.status();
     response.headers_mut().insert(

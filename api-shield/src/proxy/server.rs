@@ -19,6 +19,7 @@ use super::{
     drain::{Drain, Held, Watcher},
     handler::{Connection, Proxy},
     idle::Tracked,
+    parse_errors::{self, ParseErrors},
     problem::{self, full, Body, Denial},
     proxy_protocol,
     routing::host_without_port,
@@ -317,6 +318,7 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
     });
     let builder = connection_builder(&settings);
+    let tls = ParseErrors::new(tls, parse_error_answer(&context.live, peer, true));
     let (tls, activity) = Tracked::new(tls);
     let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(served);
@@ -336,6 +338,17 @@ async fn serve_connection(
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
+}
+
+/// How a connection from `peer` answers requests hyper cannot parse: with the proxy in use
+/// when it happens.
+fn parse_error_answer(live: &Arc<Live>, peer: SocketAddr, https: bool) -> parse_errors::Answer {
+    let live = Arc::clone(live);
+    Arc::new(move |denial| {
+        live.proxy
+            .load()
+            .parse_error_answer(denial, peer.ip(), https)
+    })
 }
 
 /// A place for a connection from `peer` under the connection limits, or `None` (logged and
@@ -411,11 +424,13 @@ async fn serve_redirect(
             continue;
         };
         let settings = live.settings.load_full();
+        let answer = parse_error_answer(&live, peer, false);
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |request: Request<Incoming>| async move {
                 Ok::<_, Infallible>(redirect(&request, https_port))
             });
+            let stream = ParseErrors::new(stream, answer);
             let (stream, activity) = Tracked::new(stream);
             let builder = connection_builder(&settings);
             tokio::select! {
