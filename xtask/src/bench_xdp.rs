@@ -1,6 +1,7 @@
-//! `cargo xtask bench-xdp` and `cargo xtask bench-proxy`: install what each benchmark drives
-//! (nftables and ethtool; nginx and wrk) if missing, then run its binary from `xtask/bench-xdp`
-//! in release mode. Reports go to stdout and `target/bench-*.md`; BENCHMARKS.md records them.
+//! `cargo xtask bench-xdp`, `cargo xtask bench-proxy` and `cargo xtask soak`: install what each
+//! drives (nftables and ethtool; nginx and wrk; nothing for the soak) if missing, then run its
+//! binary from `xtask/bench-xdp` in release mode. Reports go to stdout and `target/bench-*.md`
+//! (`target/soak.md`); BENCHMARKS.md and docs/reliability.md record them.
 
 use anyhow::Result;
 
@@ -28,6 +29,11 @@ pub fn run_proxy(args: &Args) -> Result<()> {
     // The benchmark runs the release daemon binary.
     cmd::cargo(&["build", "--release", "--package", "api-shield"], &[])?;
     run_bench("bench-proxy", &[("nginx", "nginx"), ("wrk", "wrk")], args)
+}
+
+/// Runs the soak scenario (the caller has built the release daemon it starts).
+pub fn run_soak(args: &Args) -> Result<()> {
+    run_bench("soak", &[], args)
 }
 
 fn run_bench(binary: &str, packages: &[(&str, &str)], args: &Args) -> Result<()> {

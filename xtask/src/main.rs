@@ -3,7 +3,8 @@
 //! `setup` makes a fresh machine ready (nightly with rust-src, bpf-linker, the test tools);
 //! `build`, `run`, `test` and `lint` call cargo the same way everywhere (README and CI);
 //! `install` puts the daemon, its config and its systemd unit in place; `bench-xdp` and
-//! `bench-proxy` measure (see BENCHMARKS.md).
+//! `bench-proxy` measure (see BENCHMARKS.md); `soak` runs mixed legitimate and hostile traffic
+//! and checks that memory, descriptors and map sizes stay flat (see docs/reliability.md).
 
 mod bench_xdp;
 mod cmd;
@@ -55,6 +56,10 @@ enum Task {
     BenchXdp(bench_xdp::Args),
     /// Benchmark: requests/s and latency over TLS, api-shield vs nginx vs the upstream direct.
     BenchProxy(bench_xdp::Args),
+    /// Soak (as root): the release daemon on lo under bounded mixed legitimate and hostile
+    /// traffic, sampling RSS, open fds, map sizes and error counts; fails unless they stay flat,
+    /// e.g. `cargo xtask soak -- --seconds 120 --interval 10`.
+    Soak(bench_xdp::Args),
 }
 
 fn main() -> Result<()> {
@@ -101,6 +106,11 @@ fn main() -> Result<()> {
             setup::run()?;
             build_release()?;
             bench_xdp::run_proxy(&args)
+        }
+        Task::Soak(args) => {
+            setup::run()?;
+            build_release()?;
+            bench_xdp::run_soak(&args)
         }
     }
 }
