@@ -8,6 +8,7 @@ pub mod handler;
 pub mod headers;
 pub mod idle;
 pub mod normalize;
+pub mod parse_errors;
 pub mod problem;
 pub mod proxy_protocol;
 pub mod routing;
