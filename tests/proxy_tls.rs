@@ -44,6 +44,80 @@ async fn certificate_reload_serves_new_connections_without_dropping_open_ones() 
     assert_eq!(upstream.seen().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_or_broken_certificate_files_on_reload_keep_the_served_certificate() {
+    let upstream = Upstream::start().await;
+    let mut shield = Shield::start(upstream.addr, ROUTES);
+    let served = |shield: &Shield| {
+        let fresh = client_config(&shield.pki.ca, Version::H2);
+        let addr = shield.https;
+        async move { support::https::connect_h2(addr, fresh).await.1 }
+    };
+    let first = served(&shield).await;
+    let reload = |shield: &Shield| {
+        nix::sys::signal::kill(shield.daemon.pid(), nix::sys::signal::Signal::SIGHUP).unwrap()
+    };
+    let wait = std::time::Duration::from_secs(10);
+
+    // The key file is gone.
+    std::fs::remove_file(&shield.pki.key).unwrap();
+    reload(&shield);
+    shield
+        .daemon
+        .wait_for_count(
+            "certificate reload failed; keeping the previous ones",
+            1,
+            wait,
+        )
+        .unwrap();
+    let failure = shield.daemon.log.last().unwrap().clone();
+    assert!(
+        failure.contains(&shield.pki.key.display().to_string()),
+        "the failure does not name the file: {failure}"
+    );
+    assert_eq!(served(&shield).await, first);
+
+    // A new pair, then the certificate overwritten with garbage.
+    let _ = shield.pki.issue();
+    std::fs::write(&shield.pki.cert, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
+    reload(&shield);
+    shield
+        .daemon
+        .wait_for_count(
+            "certificate reload failed; keeping the previous ones",
+            2,
+            wait,
+        )
+        .unwrap();
+    assert_eq!(served(&shield).await, first);
+
+    // A directory where the certificate should be.
+    std::fs::remove_file(&shield.pki.cert).unwrap();
+    std::fs::create_dir(&shield.pki.cert).unwrap();
+    reload(&shield);
+    shield
+        .daemon
+        .wait_for_count(
+            "certificate reload failed; keeping the previous ones",
+            3,
+            wait,
+        )
+        .unwrap();
+    assert_eq!(served(&shield).await, first);
+    let reply = shield.send(Version::H1, get("GET", "/public/still")).await;
+    assert_eq!(reply.status, 200);
+
+    // Good files again: the next reload takes them.
+    std::fs::remove_dir(&shield.pki.cert).unwrap();
+    let good = shield.pki.issue();
+    reload(&shield);
+    shield
+        .daemon
+        .wait_for("certificates reloaded", wait)
+        .unwrap();
+    assert_eq!(served(&shield).await, good);
+}
+
 /// A ClientHello as an old or weak client sends it: `version` in the hello, these suites.
 fn client_hello(version: u16, suites: &[u16]) -> Vec<u8> {
     let mut body = Vec::new();

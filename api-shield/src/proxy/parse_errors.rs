@@ -75,6 +75,10 @@ pub fn render(denial: Denial, request_id: &str, headers: &ResponseHeaders, https
 
 /// The denial behind hyper's own answer in `buf`, if `buf` is exactly that answer.
 fn automatic_answer(buf: &[u8]) -> Option<Denial> {
+    // Cheap refusals first: this runs on every write of every HTTP/1.1 connection.
+    if buf.len() > 256 || !buf.starts_with(b"HTTP/1.1 4") || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
     let text = std::str::from_utf8(buf).ok()?;
     let rest = text.strip_prefix("HTTP/1.1 ")?;
     if !text.ends_with("\r\n\r\n")
