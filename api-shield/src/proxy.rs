@@ -1,6 +1,7 @@
 //! The L7 half: request normalisation and routing (listeners, TLS and the upstream client come
 //! with the proxy issue).
 
+pub mod client;
 pub mod conn_limit;
 pub mod cors;
 pub mod drain;

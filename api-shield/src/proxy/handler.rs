@@ -1,5 +1,6 @@
-//! The request pipeline: request id, path normalisation, routing, CORS preflight, body limit,
-//! forwarding with X-Forwarded-* and without hop-by-hop headers, response headers, access log.
+//! The request pipeline: path normalisation, routing, CORS preflight, the route's policies, body
+//! limit, forwarding (with `client`'s X-Forwarded-* headers and without hop-by-hop headers),
+//! response headers, metrics and the access log.
 
 use std::{
     collections::HashMap,
@@ -14,6 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 
 use super::{
+    client::{client_address, forwarded_headers, fresh_request_id, request_id, Client, REQUEST_ID},
     cors::{CorsPolicy, Preflight},
     headers::{strip_hop_by_hop, ResponseHeaders},
     normalize::normalize,
@@ -29,9 +31,6 @@ use crate::{
         RoutePolicies, SharedClock, SharedPolicies,
     },
 };
-
-/// The request id header, on every answer.
-pub const REQUEST_ID: &str = "x-request-id";
 
 /// What a route leads to.
 #[derive(Debug)]
@@ -444,7 +443,13 @@ impl Proxy {
         if let Some((protocol, _)) = &upgrade {
             upgrade::restore(&mut parts.headers, protocol.clone());
         }
-        forwarded_headers(&mut parts.headers, exchange);
+        forwarded_headers(
+            &mut parts.headers,
+            exchange.client,
+            exchange.connection.https,
+            exchange.host,
+            exchange.request_id,
+        );
         let outgoing = Request::from_parts(parts, body);
         let asked = Instant::now();
         let metrics = crate::telemetry::metrics();
@@ -650,170 +655,4 @@ fn preflight_response(headers: HeaderMap) -> Response<Body> {
 struct Outcome {
     route: Option<String>,
     denial: Option<Denial>,
-}
-
-/// Who the client is, as far as the shield can trust.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
-    /// The client's address.
-    pub ip: IpAddr,
-    /// The `X-Forwarded-For` to send upstream.
-    pub forwarded_for: String,
-}
-
-/// The client behind a request. The socket peer is the client, and a client-sent
-/// `X-Forwarded-For` is replaced, unless the peer is a trusted proxy. Then the chain it sent
-/// (every `X-Forwarded-For` line, in order) is walked from the right past trusted proxies: the
-/// first other valid address is the client, and what lies left of it is dropped. A hop that is
-/// not an address stops the walk at the last trusted hop.
-pub fn client_address<'a>(
-    peer: IpAddr,
-    forwarded_for: impl Iterator<Item = &'a str>,
-    trusted: &[ipnet::IpNet],
-) -> Client {
-    let peer = peer.to_canonical();
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return Client {
-            ip: peer,
-            forwarded_for: peer.to_string(),
-        };
-    }
-    let hops: Vec<&str> = forwarded_for
-        .flat_map(|line| line.split(','))
-        .map(str::trim)
-        .filter(|hop| !hop.is_empty())
-        .collect();
-    let mut kept = vec![peer];
-    for hop in hops.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
-            break;
-        };
-        kept.push(ip);
-        if !is_trusted(&ip) {
-            break;
-        }
-    }
-    let ip = *kept.last().expect("the peer is always kept");
-    let forwarded_for = kept
-        .iter()
-        .rev()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    Client { ip, forwarded_for }
-}
-
-fn forwarded_headers(headers: &mut HeaderMap, exchange: &Exchange<'_>) {
-    // Other ways a client could claim an address are not passed on.
-    headers.remove("forwarded");
-    headers.remove("x-real-ip");
-    match HeaderValue::from_str(&exchange.client.forwarded_for) {
-        Ok(value) => {
-            headers.insert("x-forwarded-for", value);
-        }
-        Err(_) => {
-            headers.remove("x-forwarded-for");
-        }
-    }
-    headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_static(if exchange.connection.https {
-            "https"
-        } else {
-            "http"
-        }),
-    );
-    headers.remove(header::HOST);
-    headers.remove("x-forwarded-host");
-    if let Some(value) = exchange.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(header::HOST, value.clone());
-        headers.insert("x-forwarded-host", value);
-    }
-    if let Ok(value) = HeaderValue::from_str(exchange.request_id) {
-        headers.insert(REQUEST_ID, value);
-    }
-}
-
-/// The client's request id when it is sane (1-128 visible ASCII), else a fresh random one.
-fn request_id(headers: &HeaderMap) -> String {
-    if let Some(id) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
-            return id.to_owned();
-        }
-    }
-    fresh_request_id()
-}
-
-/// A unique id: a random 64-bit prefix drawn once per process, then a counter. Ids need to be
-/// unique and unguessable across restarts, not secret per request, so one system random read
-/// serves them all (a read per request showed in the proxy benchmark).
-fn fresh_request_id() -> String {
-    use std::sync::{
-        atomic::{AtomicU64, Ordering},
-        OnceLock,
-    };
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        rustls::crypto::ring::default_provider()
-            .secure_random
-            .fill(&mut bytes)
-            .expect("the system random source works");
-        u64::from_ne_bytes(bytes)
-    });
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{count:016x}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_kept_when_sane_and_fresh_ones_unique() {
-        let mut headers = HeaderMap::new();
-        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&headers), "abc-123");
-        headers.insert(REQUEST_ID, HeaderValue::from_static("has space"));
-        let a = request_id(&headers);
-        let b = request_id(&HeaderMap::new());
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, b);
-        assert_eq!(a[..16], b[..16], "one prefix per process");
-    }
-
-    #[test]
-    fn forwarded_for_is_trusted_only_from_trusted_proxies() {
-        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let peer: IpAddr = "198.51.100.1".parse().unwrap();
-        let c = client_address(peer, ["6.6.6.6"].into_iter(), &trusted);
-        assert_eq!(c.ip, peer, "an untrusted peer cannot name the client");
-        assert_eq!(c.forwarded_for, "198.51.100.1");
-        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
-        let c = client_address(proxy, ["203.0.113.7, 10.1.1.1"].into_iter(), &trusted);
-        assert_eq!(c.ip.to_string(), "203.0.113.7", "rightmost untrusted hop");
-        assert_eq!(c.forwarded_for, "203.0.113.7, 10.1.1.1, 10.0.0.5");
-        // A client prepending lies or junk cannot displace itself or empty the chain.
-        let c = client_address(proxy, ["1.2.3.4", "x, 203.0.113.7"].into_iter(), &trusted);
-        assert_eq!(c.ip.to_string(), "203.0.113.7");
-        assert_eq!(c.forwarded_for, "203.0.113.7, 10.0.0.5");
-        // Several lines are one chain (a balancer adds its own line).
-        let c = client_address(proxy, ["6.6.6.6", "203.0.113.8"].into_iter(), &trusted);
-        assert_eq!(c.ip.to_string(), "203.0.113.8");
-        // Junk right of every untrusted hop stops the walk at the last trusted one.
-        let c = client_address(proxy, ["203.0.113.7, junk"].into_iter(), &trusted);
-        assert_eq!(c.ip, proxy);
-        let c = client_address(proxy, std::iter::empty(), &trusted);
-        assert_eq!(c.ip, proxy);
-        // IPv4 peers on a dual-stack socket arrive IPv4-mapped.
-        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
-        assert_eq!(
-            client_address(mapped, ["203.0.113.9"].into_iter(), &trusted)
-                .ip
-                .to_string(),
-            "203.0.113.9"
-        );
-    }
 }

@@ -51,7 +51,7 @@ pub fn render(denial: Denial, request_id: &str, headers: &ResponseHeaders, https
     );
     fields.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(id) = HeaderValue::from_str(request_id) {
-        fields.insert(super::handler::REQUEST_ID, id);
+        fields.insert(super::client::REQUEST_ID, id);
     }
     headers.apply(&mut fields, https);
     let status = denial.status();
