@@ -52,6 +52,10 @@ pub const BAN_ENTRIES: u32 = 65_536;
 pub const LIMITER_ENTRIES: u32 = 131_072;
 /// Slots per CPU in [`VERDICTS`] (a power of two).
 pub const VERDICT_SLOTS: u32 = 1 << VERDICT_BITS;
+/// Longest-prefix lookups of the ban list per packet. The trie answers only the longest match,
+/// so an expired ban (not yet swept by the daemon) hides a broader one in force: the program
+/// deletes it and looks again, through this many nested expired bans.
+pub const BAN_LOOKUPS: u32 = 8;
 /// log2 of [`VERDICT_SLOTS`].
 pub const VERDICT_BITS: u32 = 12;
 /// Bytes in the [`EVENTS`] ring buffer (a power of two, a multiple of the page size).

@@ -95,13 +95,13 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
 
 /// The last-event field of the ban in force for `key`, if any. The trie gives only the longest
 /// match, so an expired ban would hide a broader one in force: an expired match is deleted (the
-/// daemon's sweep would delete it anyway) and the lookup made once more.
+/// daemon's sweep would delete it anyway) and the lookup made again, up to `BAN_LOOKUPS` times.
 #[inline(always)]
 fn active_ban(
     key: &aya_ebpf::maps::lpm_trie::Key<api_shield_common::Addr>,
     now: u64,
 ) -> Option<*mut u64> {
-    for _ in 0..2 {
+    for _ in 0..api_shield_common::maps::BAN_LOOKUPS {
         let ban = lpm::lookup_mut(&BANS, key)?;
         // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
         let (expires, own_key) = unsafe {

@@ -18,9 +18,7 @@
 //! entry.
 //!
 //! The verdict cache is modelled as the program keeps it (`verdicts.rs`): one slot per hash of
-//! the 16-byte source, IPv4 mapped. A source seen past expired bans that later shows a ban in
-//! force keeps being counted as rate limited while its entry lasts; a model without the cache
-//! disagrees with the program on that within a few thousand random frames.
+//! the 16-byte source, IPv4 mapped.
 //!
 //! The limiter is modelled as a count, which holds because the rig makes timing irrelevant: the
 //! emission interval it writes is a day, so within a run a limiter key passes exactly `burst`
@@ -79,8 +77,8 @@ const DENY: &[&str] = &[
     "2001:db8:d::/48",
 ];
 
-/// Bans of every profile: nested chains of expired bans over bans in force (the program sees
-/// through one expired level per packet), and bans under allow and deny entries.
+/// Bans of every profile: nested chains of expired bans over bans in force (the program looks
+/// through `BAN_LOOKUPS - 1` expired levels per packet), and bans under allow and deny entries.
 const BANS: &[(&str, bool)] = &[
     ("203.0.113.0/24", true),
     ("203.0.113.64/26", false),
@@ -512,9 +510,10 @@ impl Model {
         }
     }
 
-    /// The longest-prefix ban: in force drops; expired is deleted and the lookup made once more.
+    /// The longest-prefix ban: in force drops; expired is deleted and the lookup made again, up
+    /// to `BAN_LOOKUPS` times.
     fn banned(&mut self, src: u128) -> bool {
-        for _ in 0..2 {
+        for _ in 0..api_shield_common::maps::BAN_LOOKUPS {
             let Some(ban) = self
                 .bans
                 .iter_mut()
