@@ -10,7 +10,7 @@
 //! while parsing. A `Value` keeps the last one silently, and an upstream parser that keeps the
 //! first would then read a value the schema never saw.
 
-use std::{borrow::Cow, collections::HashSet, fmt};
+use std::{borrow::Cow, cell::Cell, collections::HashSet, fmt};
 
 use jsonschema::{
     json::{Array, Json, JsonNumber, Node, NodeIdentity, Object},
@@ -71,22 +71,22 @@ pub enum TapeError {
     DuplicateName,
 }
 
-const DUPLICATE: &str = "duplicate member name";
-
 impl<'a> Tape<'a> {
     /// Parses `body` (one JSON text, surrounding whitespace allowed).
     pub fn parse(body: &'a [u8]) -> Result<Tape<'a>, TapeError> {
         // A value takes at least two bytes of a document, but most take far more.
         let mut entries = Vec::with_capacity((body.len() / 8).clamp(4, 64 * 1024));
         let mut reader = serde_json::Deserializer::from_slice(body);
+        let repeated = Cell::new(false);
         let parsed = Builder {
             entries: &mut entries,
+            repeated: &repeated,
         }
         .deserialize(&mut reader)
         .and_then(|()| reader.end());
         match parsed {
             Ok(()) => Ok(Tape { entries }),
-            Err(error) if error.to_string().starts_with(DUPLICATE) => Err(TapeError::DuplicateName),
+            Err(_) if repeated.get() => Err(TapeError::DuplicateName),
             Err(_) => Err(TapeError::Malformed),
         }
     }
@@ -102,6 +102,23 @@ impl<'a> Tape<'a> {
 
 struct Builder<'t, 'a> {
     entries: &'t mut Vec<Entry<'a>>,
+    /// Set when parsing stops at a repeated member name.
+    repeated: &'t Cell<bool>,
+}
+
+impl<'a> Builder<'_, 'a> {
+    /// The builder of a nested value.
+    fn child(&mut self) -> Builder<'_, 'a> {
+        Builder {
+            entries: &mut *self.entries,
+            repeated: self.repeated,
+        }
+    }
+
+    fn repeated<E: de::Error>(&self) -> E {
+        self.repeated.set(true);
+        E::custom("duplicate member name")
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Builder<'_, 'de> {
@@ -167,16 +184,11 @@ impl<'de> Visitor<'de> for Builder<'_, 'de> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         let at = self.entries.len();
         self.entries.push(Entry::Array { len: 0, end: 0 });
         let mut len = 0u32;
-        while seq
-            .next_element_seed(Builder {
-                entries: &mut *self.entries,
-            })?
-            .is_some()
-        {
+        while seq.next_element_seed(self.child())?.is_some() {
             len += 1;
         }
         let end = index(self.entries.len())?;
@@ -184,7 +196,7 @@ impl<'de> Visitor<'de> for Builder<'_, 'de> {
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let at = self.entries.len();
         self.entries.push(Entry::Object { len: 0, end: 0 });
         let mut len = 0u32;
@@ -194,15 +206,13 @@ impl<'de> Visitor<'de> for Builder<'_, 'de> {
             if len >= 16 {
                 let set = names.get_or_insert_with(|| member_names(self.entries, at).collect());
                 if !set.insert(name.clone()) {
-                    return Err(de::Error::custom(DUPLICATE));
+                    return Err(self.repeated());
                 }
             } else if member_names(self.entries, at).any(|seen| seen == name) {
-                return Err(de::Error::custom(DUPLICATE));
+                return Err(self.repeated());
             }
             self.entries.push(Entry::Key(name));
-            map.next_value_seed(Builder {
-                entries: &mut *self.entries,
-            })?;
+            map.next_value_seed(self.child())?;
             len += 1;
         }
         let end = index(self.entries.len())?;

@@ -6,7 +6,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use http::{header, HeaderMap, HeaderName};
-use jsonschema::Validator;
+use jsonschema::{
+    json::{Json, SerdeJson},
+    Validator,
+};
 use serde_json::{Map, Value};
 
 use super::{
@@ -18,56 +21,61 @@ use crate::{
     proxy::problem::{Denial, FieldError, Rejection, MAX_FIELD_ERRORS},
 };
 
-/// A compiled JSON Schema, for `Value`s (queries) and for parsed bodies ([`Tape`]).
-#[derive(Debug, Clone)]
-pub struct Schema {
-    values: Arc<Validator>,
-    tapes: Arc<Validator<TapeJson>>,
+/// A compiled JSON Schema for one representation: parsed bodies ([`Tape`], the default) or
+/// `Value`s (queries, built from their parameters).
+pub struct Schema<F: Json = TapeJson>(Arc<Validator<F>>);
+
+impl<F: Json> std::fmt::Debug for Schema<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Schema")
+    }
 }
 
-impl Schema {
+impl<F: Json> Clone for Schema<F> {
+    fn clone(&self) -> Self {
+        Schema(Arc::clone(&self.0))
+    }
+}
+
+impl<F: Json> Schema<F> {
     /// Compiles `schema` as draft 2020-12 (found at `key`).
-    pub fn compile(schema: &Value, key: &str) -> Result<Schema, Problem> {
-        let invalid = |e| problem(key, format!("not a valid JSON Schema: {e}"));
-        let values = jsonschema::options()
+    pub fn compile(schema: &Value, key: &str) -> Result<Schema<F>, Problem> {
+        jsonschema::options_for::<F>()
             .with_draft(jsonschema::Draft::Draft202012)
             .build(schema)
-            .map_err(invalid)?;
-        let tapes = jsonschema::options_for::<TapeJson>()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .build(schema)
-            .map_err(invalid)?;
-        Ok(Schema {
-            values: Arc::new(values),
-            tapes: Arc::new(tapes),
-        })
+            .map(|v| Schema(Arc::new(v)))
+            .map_err(|e| problem(key, format!("not a valid JSON Schema: {e}")))
     }
 
     /// Reads and compiles a schema file.
-    pub fn load(path: &std::path::Path, key: &str) -> Result<Schema, Problem> {
+    pub fn load(path: &std::path::Path, key: &str) -> Result<Schema<F>, Problem> {
         let text = std::fs::read(path)
             .map_err(|e| problem(key, format!("cannot read {}: {e}", path.display())))?;
         let value: Value = serde_json::from_slice(&text)
             .map_err(|e| problem(key, format!("{} is not JSON: {e}", path.display())))?;
         Schema::compile(&value, key)
     }
+}
 
+impl Schema<SerdeJson> {
     /// The failing places of `instance`, prefixed by `prefix`, at most [`MAX_FIELD_ERRORS`].
     pub fn errors(&self, instance: &Value, prefix: &str) -> Vec<FieldError> {
         // Most requests are valid: a yes/no check is several times cheaper than collecting
         // errors, which is done only for the failures.
-        if self.values.is_valid(instance) {
+        if self.0.is_valid(instance) {
             return Vec::new();
         }
-        field_errors(self.values.iter_errors(instance), prefix)
+        field_errors(self.0.iter_errors(instance), prefix)
     }
+}
 
+impl Schema<TapeJson> {
     /// The failing places of a parsed body, at most [`MAX_FIELD_ERRORS`].
     pub fn body_errors(&self, body: &Tape<'_>) -> Vec<FieldError> {
-        if self.tapes.is_valid(body.root()) {
+        if self.0.is_valid(body.root()) {
             return Vec::new();
         }
-        field_errors(self.tapes.iter_errors(body.root()), "")
+        field_errors(self.0.iter_errors(body.root()), "")
     }
 }
 
@@ -125,7 +133,7 @@ impl ParamType {
 #[derive(Debug, Clone)]
 pub struct QuerySchema {
     /// The schema of the whole query as an object.
-    pub schema: Schema,
+    pub schema: Schema<SerdeJson>,
     /// Parameter types, from the schema's top-level `properties`.
     pub types: HashMap<String, ParamType>,
 }
