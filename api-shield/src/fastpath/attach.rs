@@ -201,8 +201,10 @@ fn attach_one(
 pub enum Presence {
     /// Still there, program attached.
     Unchanged,
-    /// It went away (and the kernel detached the program with it).
-    Gone,
+    /// It went away since the last look (and the kernel detached the program with it).
+    Vanished,
+    /// Still away.
+    Absent,
     /// It came back (possibly as a new device of the same name) and the program is attached.
     Reattached,
     /// It is there but attaching failed; tried again at the next look.
@@ -217,7 +219,8 @@ pub fn follow(program: &mut Xdp, attachment: &mut Attachment, setting: XdpModeSe
         return Presence::Unchanged;
     }
     // Gone, or replaced by a new device of the same name: the old link is dead either way.
-    if attachment.ifindex.take().is_some() {
+    let was_attached = attachment.ifindex.take().is_some();
+    if was_attached {
         if let Err(error) = std::fs::remove_file(&attachment.link_pin) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(%error, pin = %attachment.link_pin.display(), "cannot unpin a dead link");
@@ -225,7 +228,11 @@ pub fn follow(program: &mut Xdp, attachment: &mut Attachment, setting: XdpModeSe
         }
     }
     if now.is_none() {
-        return Presence::Gone;
+        return if was_attached {
+            Presence::Vanished
+        } else {
+            Presence::Absent
+        };
     }
     match attach_one(
         program,

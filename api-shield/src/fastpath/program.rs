@@ -133,33 +133,29 @@ impl Fastpath {
 
     /// Looks at every attached interface: logs and counts one that disappeared (the kernel
     /// detaches the program with it; traffic on it, if it returns, is unfiltered until the next
-    /// look) and attaches again to one that is back. Returns whether anything changed.
-    pub fn follow_interfaces(&mut self) -> bool {
+    /// look) and attaches again to one that is back.
+    pub fn follow_interfaces(&mut self) {
         let program: &mut Xdp = self
             .ebpf
             .program_mut(maps::PROGRAM)
             .expect("the object defines the program")
             .try_into()
             .expect("the program is XDP");
-        let mut changed = false;
         for attachment in &mut self.attachments {
-            let was_present = attachment.ifindex.is_some();
-            let presence = attach::follow(program, attachment, self.config.mode);
             let attached = crate::telemetry::metrics()
                 .xdp_attached
                 .with_label_values(&[attachment.interface.as_str()]);
-            match presence {
+            match attach::follow(program, attachment, self.config.mode) {
                 attach::Presence::Unchanged => {}
-                attach::Presence::Gone if was_present => {
+                attach::Presence::Vanished => {
                     tracing::warn!(
                         interface = %attachment.interface,
                         "interface disappeared: its XDP program went with it; attaching again \
                          when it returns"
                     );
                     attached.set(0);
-                    changed = true;
                 }
-                attach::Presence::Gone | attach::Presence::ReattachFailed => attached.set(0),
+                attach::Presence::Absent | attach::Presence::ReattachFailed => attached.set(0),
                 attach::Presence::Reattached => {
                     tracing::info!(
                         interface = %attachment.interface,
@@ -167,11 +163,9 @@ impl Fastpath {
                         "interface is back: attached again"
                     );
                     attached.set(1);
-                    changed = true;
                 }
             }
         }
-        changed
     }
 
     /// The pinned maps the daemon opened at start (once), for the tasks that keep them.
