@@ -14,7 +14,7 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use http::{header, HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 use super::{headers::ResponseHeaders, problem::Denial};
 
@@ -45,11 +45,7 @@ impl<S> ParseErrors<S> {
 pub fn render(denial: Denial, request_id: &str, headers: &ResponseHeaders, https: bool) -> Vec<u8> {
     let body = super::problem::problem_json(denial, None, &[], Some(request_id));
     let mut fields = HeaderMap::new();
-    fields.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    fields.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    super::problem::problem_headers(&mut fields);
     if let Ok(id) = HeaderValue::from_str(request_id) {
         fields.insert(super::client::REQUEST_ID, id);
     }

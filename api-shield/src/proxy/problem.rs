@@ -254,12 +254,15 @@ fn render(
     let body = problem_json(denial, detail, errors, request_id);
     let mut response = Response::new(full(body));
     *response.status_mut() = denial.status();
-    response.headers_mut().insert(
+    problem_headers(response.headers_mut());
+    response
+}
+
+/// The headers of every problem answer: its media type, and no caching.
+pub fn problem_headers(headers: &mut http::HeaderMap) {
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
