@@ -54,22 +54,10 @@ async fn unreadable_or_broken_certificate_files_on_reload_keep_the_served_certif
         async move { support::https::connect_h2(addr, fresh).await.1 }
     };
     let first = served(&shield).await;
-    let reload = |shield: &Shield| {
-        nix::sys::signal::kill(shield.daemon.pid(), nix::sys::signal::Signal::SIGHUP).unwrap()
-    };
-    let wait = std::time::Duration::from_secs(10);
 
     // The key file is gone.
     std::fs::remove_file(&shield.pki.key).unwrap();
-    reload(&shield);
-    shield
-        .daemon
-        .wait_for_count(
-            "certificate reload failed; keeping the previous ones",
-            1,
-            wait,
-        )
-        .unwrap();
+    reload_fails(&mut shield, 1);
     let failure = shield.daemon.log.last().unwrap().clone();
     assert!(
         failure.contains(&shield.pki.key.display().to_string()),
@@ -80,29 +68,13 @@ async fn unreadable_or_broken_certificate_files_on_reload_keep_the_served_certif
     // A new pair, then the certificate overwritten with garbage.
     let _ = shield.pki.issue();
     std::fs::write(&shield.pki.cert, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
-    reload(&shield);
-    shield
-        .daemon
-        .wait_for_count(
-            "certificate reload failed; keeping the previous ones",
-            2,
-            wait,
-        )
-        .unwrap();
+    reload_fails(&mut shield, 2);
     assert_eq!(served(&shield).await, first);
 
     // A directory where the certificate should be.
     std::fs::remove_file(&shield.pki.cert).unwrap();
     std::fs::create_dir(&shield.pki.cert).unwrap();
-    reload(&shield);
-    shield
-        .daemon
-        .wait_for_count(
-            "certificate reload failed; keeping the previous ones",
-            3,
-            wait,
-        )
-        .unwrap();
+    reload_fails(&mut shield, 3);
     assert_eq!(served(&shield).await, first);
     let reply = shield.send(Version::H1, get("GET", "/public/still")).await;
     assert_eq!(reply.status, 200);
@@ -110,12 +82,25 @@ async fn unreadable_or_broken_certificate_files_on_reload_keep_the_served_certif
     // Good files again: the next reload takes them.
     std::fs::remove_dir(&shield.pki.cert).unwrap();
     let good = shield.pki.issue();
-    reload(&shield);
+    nix::sys::signal::kill(shield.daemon.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
     shield
         .daemon
-        .wait_for("certificates reloaded", wait)
+        .wait_for("certificates reloaded", std::time::Duration::from_secs(10))
         .unwrap();
     assert_eq!(served(&shield).await, good);
+}
+
+/// Sends SIGHUP and waits for the `nth` certificate reload failure the shield logs.
+fn reload_fails(shield: &mut Shield, nth: usize) {
+    nix::sys::signal::kill(shield.daemon.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    shield
+        .daemon
+        .wait_for_count(
+            "certificate reload failed; keeping the previous ones",
+            nth,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
 }
 
 /// A ClientHello as an old or weak client sends it: `version` in the hello, these suites.

@@ -39,9 +39,7 @@ impl Shield {
 
     /// The same, with more `[proxy]` settings.
     pub fn start_with(upstream: SocketAddr, routes: &str, proxy: &str) -> Shield {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::new(dir.path());
-        Shield::start_full(upstream, routes, proxy, "", "", pki, dir)
+        Shield::start_wrapped(&[], upstream, routes, proxy)
     }
 
     /// The same, run by `wrapper` (see [`Daemon::start_wrapped`]).
