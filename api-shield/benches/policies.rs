@@ -164,7 +164,10 @@ fn schema(c: &mut Criterion) {
         b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap());
     });
     c.bench_function("tape_parse_1kib_body", |b| {
-        b.iter(|| api_shield::policy::json_tape::Tape::parse(black_box(&body)).unwrap());
+        b.iter(|| {
+            let mut text = black_box(&body).clone();
+            black_box(api_shield::policy::json_tape::Tape::parse(&mut text).is_ok())
+        });
     });
     c.bench_function("json_parse_1kib_body", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).unwrap());

@@ -1,55 +1,46 @@
 //! Request bodies as a flat tape for the JSON Schema validator. Building a `serde_json::Value`
 //! for a 1 KiB body costs about 130 allocations (a `String` per key and string, a B-tree per
-//! object), which was most of the cost of validating it. Here `serde_json` still does all the
-//! parsing, but every value lands in one `Vec`, strings without escapes stay borrowed from the
-//! body, and `jsonschema` validates the tape through its public representation traits
+//! object), which was most of the cost of validating it. Here `simd-json` parses the body in
+//! place into its tape (one `Vec` of nodes, strings unescaped inside the body's own bytes), and
+//! `jsonschema` validates that tape through its public representation traits
 //! ([`jsonschema::json::Json`]), with the same keywords and semantics as for a `Value`. No crate
-//! offers such a representation, hence this module.
+//! offers that representation, hence this module.
 //!
-//! One difference from `Value`, on purpose: an object that repeats a member name is refused
-//! while parsing. A `Value` keeps the last one silently, and an upstream parser that keeps the
-//! first would then read a value the schema never saw.
+//! What `serde_json` refused stays refused, on purpose:
+//! - an object that repeats a member name. A `Value` keeps the last one silently, and an
+//!   upstream parser that keeps the first would then read a value the schema never saw;
+//! - nesting deeper than 127 containers (`serde_json`'s limit), so the validator's recursion
+//!   stays bounded.
 
-use std::{borrow::Cow, cell::Cell, collections::HashSet, fmt};
+use std::{borrow::Cow, cell::RefCell, collections::HashSet};
 
 use jsonschema::{
     json::{Array, Json, JsonNumber, Node, NodeIdentity, Object},
     JsonType,
 };
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use simd_json::{Node as Entry, StaticNode};
+
+/// Containers nested deeper than this are refused, as `serde_json` refuses them (its recursion
+/// limit of 128 allows 127 levels).
+const MAX_DEPTH: usize = 127;
+
+/// Objects with more members than this are checked for repeated names with a set, smaller ones
+/// by a scan.
+const SCAN_NAMES_UP_TO: usize = 16;
 
 /// The representation, for `jsonschema::options_for::<TapeJson>()`.
 #[derive(Debug)]
 pub struct TapeJson;
 
-/// A parsed document: values in document order, each container followed by its contents.
+/// A parsed document: values in document order, each container followed by its contents, an
+/// object's as alternating names and values.
 #[derive(Debug)]
 pub struct Tape<'a> {
     entries: Vec<Entry<'a>>,
 }
 
-#[derive(Debug, Clone)]
-enum Entry<'a> {
-    Null,
-    Bool(bool),
-    Number(Num),
-    String(Cow<'a, str>),
-    /// A member name; its value follows.
-    Key(Cow<'a, str>),
-    /// `len` elements follow, up to index `end`.
-    Array {
-        len: u32,
-        end: u32,
-    },
-    /// `len` (name, value) members follow, up to index `end`.
-    Object {
-        len: u32,
-        end: u32,
-    },
-}
-
-/// A number as `serde_json` reads it (no arbitrary precision).
+/// A number as JSON Schema reads it.
 #[derive(Debug, Clone, Copy)]
 pub enum Num {
     /// A non-negative integer.
@@ -71,24 +62,27 @@ pub enum TapeError {
     DuplicateName,
 }
 
+thread_local! {
+    /// The parser's scratch space, kept per thread so a request does not allocate it anew.
+    static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::new(4096));
+}
+
 impl<'a> Tape<'a> {
-    /// Parses `body` (one JSON text, surrounding whitespace allowed).
-    pub fn parse(body: &'a [u8]) -> Result<Tape<'a>, TapeError> {
-        // A value takes at least two bytes of a document, but most take far more.
-        let mut entries = Vec::with_capacity((body.len() / 8).clamp(4, 64 * 1024));
-        let mut reader = serde_json::Deserializer::from_slice(body);
-        let repeated = Cell::new(false);
-        let parsed = Builder {
-            entries: &mut entries,
-            repeated: &repeated,
+    /// Parses `text` (one JSON text, surrounding whitespace allowed). Strings with escapes are
+    /// decoded in place, so `text` is left scrambled.
+    pub fn parse(text: &'a mut [u8]) -> Result<Tape<'a>, TapeError> {
+        let entries = BUFFERS
+            .with(|buffers| {
+                let mut buffers = buffers.borrow_mut();
+                simd_json::to_tape_with_buffers(text, &mut buffers)
+            })
+            .map_err(|_| TapeError::Malformed)?
+            .0;
+        if entries.is_empty() {
+            return Err(TapeError::Malformed);
         }
-        .deserialize(&mut reader)
-        .and_then(|()| reader.end());
-        match parsed {
-            Ok(()) => Ok(Tape { entries }),
-            Err(_) if repeated.get() => Err(TapeError::DuplicateName),
-            Err(_) => Err(TapeError::Malformed),
-        }
+        check_structure(&entries)?;
+        Ok(Tape { entries })
     }
 
     /// The root value.
@@ -100,178 +94,63 @@ impl<'a> Tape<'a> {
     }
 }
 
-struct Builder<'t, 'a> {
-    entries: &'t mut Vec<Entry<'a>>,
-    /// Set when parsing stops at a repeated member name.
-    repeated: &'t Cell<bool>,
+/// Refuses repeated member names and nesting past [`MAX_DEPTH`] in the document.
+fn check_structure(entries: &[Entry<'_>]) -> Result<(), TapeError> {
+    let mut names = Vec::with_capacity(64);
+    check_value(entries, 0, 0, &mut names)
 }
 
-impl<'a> Builder<'_, 'a> {
-    /// The builder of a nested value.
-    fn child(&mut self) -> Builder<'_, 'a> {
-        Builder {
-            entries: &mut *self.entries,
-            repeated: self.repeated,
-        }
-    }
-
-    fn repeated<E: de::Error>(&self) -> E {
-        self.repeated.set(true);
-        E::custom("duplicate member name")
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Builder<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-fn index<E: de::Error>(n: usize) -> Result<u32, E> {
-    u32::try_from(n).map_err(|_| E::custom("document too large"))
-}
-
-impl<'de> Visitor<'de> for Builder<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.entries.push(Entry::Null);
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.entries.push(Entry::Bool(v));
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.entries.push(Entry::Number(Num::Unsigned(v)));
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        // serde_json reads non-negative integers as u64; keep one form per value.
-        self.entries.push(Entry::Number(match u64::try_from(v) {
-            Ok(u) => Num::Unsigned(u),
-            Err(_) => Num::Signed(v),
-        }));
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.entries.push(Entry::Number(Num::Float(v)));
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        self.entries.push(Entry::String(Cow::Borrowed(v)));
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.entries.push(Entry::String(Cow::Owned(v.to_owned())));
-        Ok(())
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
-        self.entries.push(Entry::String(Cow::Owned(v)));
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        let at = self.entries.len();
-        self.entries.push(Entry::Array { len: 0, end: 0 });
-        let mut len = 0u32;
-        while seq.next_element_seed(self.child())?.is_some() {
-            len += 1;
-        }
-        let end = index(self.entries.len())?;
-        self.entries[at] = Entry::Array { len, end };
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        let at = self.entries.len();
-        self.entries.push(Entry::Object { len: 0, end: 0 });
-        let mut len = 0u32;
-        // Small objects are checked for repeated names by a scan; larger ones by a set.
-        let mut names: Option<HashSet<Cow<'de, str>>> = None;
-        while let Some(name) = map.next_key_seed(NameSeed)? {
-            if len >= 16 {
-                let set = names.get_or_insert_with(|| member_names(self.entries, at).collect());
-                if !set.insert(name.clone()) {
-                    return Err(self.repeated());
-                }
-            } else if member_names(self.entries, at).any(|seen| seen == name) {
-                return Err(self.repeated());
-            }
-            self.entries.push(Entry::Key(name));
-            map.next_value_seed(self.child())?;
-            len += 1;
-        }
-        let end = index(self.entries.len())?;
-        self.entries[at] = Entry::Object { len, end };
-        Ok(())
-    }
-}
-
-/// The names of the members pushed so far for the object at `at`.
-fn member_names<'e, 'a>(
-    entries: &'e [Entry<'a>],
+/// [`check_structure`] for the value at `at`, nested `depth` containers deep. `names` holds the
+/// member names of the enclosing objects; an object pushes its own and removes them after.
+fn check_value<'a>(
+    entries: &[Entry<'a>],
     at: usize,
-) -> impl Iterator<Item = Cow<'a, str>> + 'e {
+    depth: usize,
+    names: &mut Vec<&'a str>,
+) -> Result<(), TapeError> {
+    let (len, is_object) = match entries[at] {
+        Entry::Object { len, .. } => (len, true),
+        Entry::Array { len, .. } => (len, false),
+        Entry::String(_) | Entry::Static(_) => return Ok(()),
+    };
+    if depth >= MAX_DEPTH {
+        return Err(TapeError::Malformed);
+    }
+    let first_name = names.len();
+    let mut set: Option<HashSet<&str>> = None;
     let mut next = at + 1;
-    std::iter::from_fn(move || {
-        let Entry::Key(name) = entries.get(next)? else {
-            return None;
-        };
-        next = after(entries, next + 1);
-        Some(name.clone())
-    })
+    for _ in 0..len {
+        if is_object {
+            let Entry::String(name) = entries[next] else {
+                return Err(TapeError::Malformed);
+            };
+            let repeated = if len > SCAN_NAMES_UP_TO {
+                !set.get_or_insert_with(|| HashSet::with_capacity(len))
+                    .insert(name)
+            } else {
+                let seen = names[first_name..].contains(&name);
+                names.push(name);
+                seen
+            };
+            if repeated {
+                return Err(TapeError::DuplicateName);
+            }
+            next += 1;
+        }
+        if matches!(entries[next], Entry::Object { .. } | Entry::Array { .. }) {
+            check_value(entries, next, depth + 1, names)?;
+        }
+        next = after(entries, next);
+    }
+    names.truncate(first_name);
+    Ok(())
 }
 
 /// The index after the value at `at`.
 fn after(entries: &[Entry<'_>], at: usize) -> usize {
     match entries.get(at) {
-        Some(Entry::Array { end, .. } | Entry::Object { end, .. }) => *end as usize,
+        Some(Entry::Array { count, .. } | Entry::Object { count, .. }) => at + 1 + count,
         _ => at + 1,
-    }
-}
-
-/// Member names, borrowed from the body when they have no escapes.
-struct NameSeed;
-
-impl<'de> DeserializeSeed<'de> for NameSeed {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NameSeed {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
     }
 }
 
@@ -287,7 +166,7 @@ impl Json for TapeJson {
     }
 
     fn with_string_node<T>((): &mut (), string: &str, f: impl FnOnce(TapeNode<'_>) -> T) -> T {
-        let entries = [Entry::String(Cow::Borrowed(string))];
+        let entries = [Entry::String(string)];
         f(TapeNode {
             entries: &entries,
             at: 0,
@@ -303,8 +182,23 @@ pub struct TapeNode<'a> {
 }
 
 impl<'a> TapeNode<'a> {
-    fn entry(&self) -> &'a Entry<'a> {
-        &self.entries[self.at]
+    fn entry(&self) -> Entry<'a> {
+        self.entries[self.at]
+    }
+}
+
+impl Num {
+    fn of(node: StaticNode) -> Option<Num> {
+        match node {
+            StaticNode::U64(u) => Some(Num::Unsigned(u)),
+            // One form per value: non-negative integers are unsigned, as serde_json reads them.
+            StaticNode::I64(i) => Some(match u64::try_from(i) {
+                Ok(u) => Num::Unsigned(u),
+                Err(_) => Num::Signed(i),
+            }),
+            StaticNode::F64(f) => Some(Num::Float(f)),
+            StaticNode::Bool(_) | StaticNode::Null => None,
+        }
     }
 }
 
@@ -354,49 +248,49 @@ impl<'a> Node<'a, TapeJson> for TapeNode<'a> {
 
     fn as_object(&self) -> Option<TapeContainer<'a>> {
         match self.entry() {
-            Entry::Object { len, .. } => Some(self.container(*len)),
+            Entry::Object { len, .. } => Some(self.container(len)),
             _ => None,
         }
     }
 
     fn as_array(&self) -> Option<TapeContainer<'a>> {
         match self.entry() {
-            Entry::Array { len, .. } => Some(self.container(*len)),
+            Entry::Array { len, .. } => Some(self.container(len)),
             _ => None,
         }
     }
 
     fn as_string(&self) -> Option<Cow<'a, str>> {
         match self.entry() {
-            Entry::String(s) => Some(Cow::Borrowed(s.as_ref())),
+            Entry::String(s) => Some(Cow::Borrowed(s)),
             _ => None,
         }
     }
 
     fn as_number(&self) -> Option<Num> {
         match self.entry() {
-            Entry::Number(n) => Some(*n),
+            Entry::Static(node) => Num::of(node),
             _ => None,
         }
     }
 
     fn as_boolean(&self) -> Option<bool> {
         match self.entry() {
-            Entry::Bool(b) => Some(*b),
+            Entry::Static(StaticNode::Bool(b)) => Some(b),
             _ => None,
         }
     }
 
     fn is_null(&self) -> bool {
-        matches!(self.entry(), Entry::Null)
+        matches!(self.entry(), Entry::Static(StaticNode::Null))
     }
 
     fn json_type(&self) -> JsonType {
         match self.entry() {
-            Entry::Null => JsonType::Null,
-            Entry::Bool(_) => JsonType::Boolean,
-            Entry::Number(_) => JsonType::Number,
-            Entry::String(_) | Entry::Key(_) => JsonType::String,
+            Entry::Static(StaticNode::Null) => JsonType::Null,
+            Entry::Static(StaticNode::Bool(_)) => JsonType::Boolean,
+            Entry::Static(_) => JsonType::Number,
+            Entry::String(_) => JsonType::String,
             Entry::Array { .. } => JsonType::Array,
             Entry::Object { .. } => JsonType::Object,
         }
@@ -404,18 +298,20 @@ impl<'a> Node<'a, TapeJson> for TapeNode<'a> {
 
     fn to_value(&self) -> Cow<'a, Value> {
         Cow::Owned(match self.entry() {
-            Entry::Null => Value::Null,
-            Entry::Bool(b) => Value::Bool(*b),
-            Entry::Number(n) => Value::Number(n.to_number().into_owned()),
-            Entry::String(s) | Entry::Key(s) => Value::String(s.to_string()),
+            Entry::Static(StaticNode::Null) => Value::Null,
+            Entry::Static(StaticNode::Bool(b)) => Value::Bool(b),
+            Entry::Static(node) => {
+                Num::of(node).map_or(Value::Null, |n| Value::Number(n.to_number().into_owned()))
+            }
+            Entry::String(s) => Value::String(s.to_owned()),
             Entry::Array { len, .. } => Value::Array(
-                self.container(*len)
+                self.container(len)
                     .elements()
                     .map(|element| element.to_value().into_owned())
                     .collect(),
             ),
             Entry::Object { len, .. } => Value::Object(
-                self.container(*len)
+                self.container(len)
                     .members()
                     .map(|(name, value)| (name.to_owned(), value.to_value().into_owned()))
                     .collect::<Map<_, _>>(),
@@ -432,11 +328,12 @@ impl<'a> Node<'a, TapeJson> for TapeNode<'a> {
 }
 
 impl<'a> TapeNode<'a> {
-    fn container(&self, len: u32) -> TapeContainer<'a> {
+    fn container(&self, len: usize) -> TapeContainer<'a> {
         TapeContainer {
             entries: self.entries,
             first: self.at + 1,
-            len: len as usize,
+            len,
+            named: matches!(self.entry(), Entry::Object { .. }),
         }
     }
 }
@@ -447,6 +344,8 @@ pub struct TapeContainer<'a> {
     entries: &'a [Entry<'a>],
     first: usize,
     len: usize,
+    /// An object's: each value follows its name.
+    named: bool,
 }
 
 /// Walks a container's values (arrays) or (name, value) pairs (objects).
@@ -454,6 +353,7 @@ pub struct TapeIter<'a> {
     entries: &'a [Entry<'a>],
     next: usize,
     left: usize,
+    named: bool,
 }
 
 impl<'a> Iterator for TapeIter<'a> {
@@ -464,10 +364,10 @@ impl<'a> Iterator for TapeIter<'a> {
             return None;
         }
         self.left -= 1;
-        let name = match &self.entries[self.next] {
-            Entry::Key(name) => {
+        let name = match self.entries[self.next] {
+            Entry::String(name) if self.named => {
                 self.next += 1;
-                Some(name.as_ref())
+                Some(name)
             }
             _ => None,
         };
@@ -486,6 +386,7 @@ impl<'a> TapeContainer<'a> {
             entries: self.entries,
             next: self.first,
             left: self.len,
+            named: self.named,
         }
     }
 }

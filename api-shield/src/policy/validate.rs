@@ -324,7 +324,9 @@ impl Validation {
         if body.is_empty() && !self.body_required {
             return Ok(());
         }
-        let tape = Tape::parse(body).map_err(|error| {
+        // The parser decodes escapes in place, so it gets its own copy.
+        let mut text = body.to_vec();
+        let tape = Tape::parse(&mut text).map_err(|error| {
             Rejection::new(Denial::MalformedBody).detail(match error {
                 TapeError::Malformed => "The body is not well-formed JSON",
                 TapeError::DuplicateName => "The body repeats a member name in an object",
