@@ -4,10 +4,17 @@
 
 use std::net::IpAddr;
 
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 /// The request id header, on every answer.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+// The names the upstream is told about, parsed once rather than on each request.
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Who the client is, as far as the shield can trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,25 +110,27 @@ pub fn forwarded_headers(
     host: Option<&str>,
     request_id: &str,
 ) {
-    headers.remove("forwarded");
-    headers.remove("x-real-ip");
+    headers.remove(FORWARDED);
+    headers.remove(X_REAL_IP);
+    // An insert replaces every value the client sent under that name.
     match HeaderValue::from_str(&client.forwarded_for) {
         Ok(value) => {
-            headers.insert("x-forwarded-for", value);
+            headers.insert(X_FORWARDED_FOR, value);
         }
         Err(_) => {
-            headers.remove("x-forwarded-for");
+            headers.remove(X_FORWARDED_FOR);
         }
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if https { "https" } else { "http" }),
     );
-    headers.remove(header::HOST);
-    headers.remove("x-forwarded-host");
     if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(header::HOST, value.clone());
-        headers.insert("x-forwarded-host", value);
+        headers.insert(X_FORWARDED_HOST, value);
+    } else {
+        headers.remove(header::HOST);
+        headers.remove(X_FORWARDED_HOST);
     }
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, value);

@@ -34,7 +34,7 @@ impl ResponseHeaders {
     /// Applies them to a response; `https` says whether it goes out over TLS.
     pub fn apply(&self, headers: &mut HeaderMap, https: bool) {
         headers.remove(header::SERVER);
-        headers.remove("x-powered-by");
+        headers.remove(X_POWERED_BY);
         if https {
             if let Some(hsts) = &self.hsts {
                 headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -61,31 +61,49 @@ impl ResponseHeaders {
     }
 }
 
+/// A banner some upstreams send, removed like `Server`.
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+
 /// Removes hop-by-hop headers (RFC 9110 section 7.6.1), including those `Connection` names.
+/// Most messages carry few or none of them, so the names are found in one pass over the map
+/// and only those present are removed (each removal hashes a name).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name))
+        .cloned()
         .collect();
-    for name in named {
+    if doomed.is_empty() {
+        return;
+    }
+    doomed.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+    );
+    for name in doomed {
         headers.remove(name);
     }
-    for name in [
+}
+
+/// Whether a header only concerns one connection.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
         header::CONNECTION,
         header::TE,
         header::TRAILER,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
         header::PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    headers.remove("http2-settings");
+    ]
+    .contains(name)
+        || matches!(
+            name.as_str(),
+            "keep-alive" | "proxy-connection" | "http2-settings"
+        )
 }
 
 #[cfg(test)]
@@ -123,5 +141,32 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+
+        // Each kind alone, and a `Connection` naming a header with no other hop-by-hop one.
+        for name in [
+            "connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "keep-alive",
+            "proxy-connection",
+            "http2-settings",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static("x"));
+            h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.keys().collect::<Vec<_>>(), [header::ACCEPT], "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.append(header::ACCEPT, HeaderValue::from_static("a"));
+        h.append(header::ACCEPT, HeaderValue::from_static("b"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.get_all(header::ACCEPT).iter().count(), 2);
     }
 }
