@@ -62,22 +62,27 @@ pub enum TapeError {
     DuplicateName,
 }
 
+/// The parser's scratch space is sized for bodies up to this many bytes; a larger body gets
+/// scratch space of its own, freed after it, so no thread keeps a multiple of the largest body
+/// it ever saw.
+const SCRATCH_FOR: usize = 64 * 1024;
+
 thread_local! {
     /// The parser's scratch space, kept per thread so a request does not allocate it anew.
-    static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::new(4096));
+    static BUFFERS: RefCell<simd_json::Buffers> =
+        RefCell::new(simd_json::Buffers::new(SCRATCH_FOR));
 }
 
 impl<'a> Tape<'a> {
     /// Parses `text` (one JSON text, surrounding whitespace allowed). Strings with escapes are
     /// decoded in place, so `text` is left scrambled.
     pub fn parse(text: &'a mut [u8]) -> Result<Tape<'a>, TapeError> {
-        let entries = BUFFERS
-            .with(|buffers| {
-                let mut buffers = buffers.borrow_mut();
-                simd_json::to_tape_with_buffers(text, &mut buffers)
-            })
-            .map_err(|_| TapeError::Malformed)?
-            .0;
+        let parsed = if text.len() <= SCRATCH_FOR {
+            BUFFERS.with(|buffers| simd_json::to_tape_with_buffers(text, &mut buffers.borrow_mut()))
+        } else {
+            simd_json::to_tape(text)
+        };
+        let entries = parsed.map_err(|_| TapeError::Malformed)?.0;
         if entries.is_empty() {
             return Err(TapeError::Malformed);
         }

@@ -24,6 +24,15 @@ fn round_trips_to_the_same_value() {
     let text = br#"{"a": [1, -2, 3.5, 18446744073709551615, 1e300, -0.0, "x\u00e9\n"], "b": {"c": null, "d": true}, "": []}"#;
     let value: Value = serde_json::from_slice(text).unwrap();
     assert_eq!(parse(text).unwrap(), value);
+    // Past the size the per-thread scratch space is kept for, and small again after it.
+    let large: Value = (0..20_000).map(|i| json!({"n": i})).collect();
+    let text = serde_json::to_vec(&large).unwrap();
+    assert!(text.len() > 64 * 1024);
+    assert_eq!(parse(&text).unwrap(), large);
+    assert_eq!(
+        parse(b"[1, {\"a\": \"b\"}]").unwrap(),
+        json!([1, {"a": "b"}])
+    );
 }
 
 #[test]
