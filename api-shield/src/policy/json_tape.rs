@@ -113,10 +113,12 @@ fn check_value<'a>(
     depth: usize,
     names: &mut Vec<&'a str>,
 ) -> Result<(), TapeError> {
-    let (len, is_object) = match entries[at] {
-        Entry::Object { len, .. } => (len, true),
-        Entry::Array { len, .. } => (len, false),
-        Entry::String(_) | Entry::Static(_) => return Ok(()),
+    // The tape is simd-json's; an index it would get wrong is refused, never a panic.
+    let (len, is_object) = match entries.get(at) {
+        Some(Entry::Object { len, .. }) => (*len, true),
+        Some(Entry::Array { len, .. }) => (*len, false),
+        Some(Entry::String(_) | Entry::Static(_)) => return Ok(()),
+        None => return Err(TapeError::Malformed),
     };
     if depth >= MAX_DEPTH {
         return Err(TapeError::Malformed);
@@ -126,7 +128,7 @@ fn check_value<'a>(
     let mut next = at + 1;
     for _ in 0..len {
         if is_object {
-            let Entry::String(name) = entries[next] else {
+            let Some(&Entry::String(name)) = entries.get(next) else {
                 return Err(TapeError::Malformed);
             };
             let repeated = if len > SCAN_NAMES_UP_TO {
@@ -142,8 +144,12 @@ fn check_value<'a>(
             }
             next += 1;
         }
-        if matches!(entries[next], Entry::Object { .. } | Entry::Array { .. }) {
-            check_value(entries, next, depth + 1, names)?;
+        match entries.get(next) {
+            Some(Entry::Object { .. } | Entry::Array { .. }) => {
+                check_value(entries, next, depth + 1, names)?;
+            }
+            Some(_) => {}
+            None => return Err(TapeError::Malformed),
         }
         next = after(entries, next);
     }
