@@ -11,8 +11,9 @@ pub const FLAG_PROTECT_TCP: u32 = 1 << 3;
 /// At least one UDP port is protected (non-first fragments of UDP are then limited too).
 pub const FLAG_PROTECT_UDP: u32 = 1 << 4;
 /// Read the precise monotonic clock per packet instead of the tick-resolution one. The precise
-/// read costs a TSC read (tens of ns in a VM); the coarse one is a memory load whose error, at
-/// most one tick, the daemon adds to the tolerances.
+/// read costs a TSC read (tens of ns in a VM); the tick clock costs a load of jiffies per packet
+/// and a coarse clock read per tick, and its error, at most two ticks, the daemon adds to the
+/// tolerances.
 pub const FLAG_PRECISE_CLOCK: u32 = 1 << 5;
 
 /// Settings read by the XDP program on every packet.

@@ -45,5 +45,16 @@ pub static RULES_GEN: Array<u64> = Array::pinned(1, 0);
 #[map]
 pub static VERDICTS: PerCpuArray<VerdictSlot> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
 
+/// The tick clock as last read on this CPU, with the jiffies it was read under (`main.rs`,
+/// `monotonic_ns`). A cache, so not pinned.
+#[repr(C)]
+pub struct TickClock {
+    pub jiffies: u64,
+    pub ns: u64,
+}
+
+#[map]
+pub static TICK_CLOCK: PerCpuArray<TickClock> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

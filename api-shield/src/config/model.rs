@@ -137,9 +137,10 @@ pub struct LimiterConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClockSetting {
-    /// Monotonic time as of the last kernel tick (`bpf_ktime_get_coarse_ns`): a memory load. Its
-    /// error, at most one tick (4 ms at HZ=250), is added to the limiter's tolerance, so a source
-    /// may get up to `rate x tick` packets more at once; its long-run rate is unchanged.
+    /// Monotonic time as of a recent kernel tick (`bpf_ktime_get_coarse_ns`, read once per tick
+    /// per CPU; a load of jiffies per packet). Its error, at most two ticks (8 ms at HZ=250), is
+    /// added to the limiter's tolerance, so a source may get up to `rate x 2 ticks` packets more
+    /// at once; its long-run rate is unchanged.
     #[default]
     Coarse,
     /// Monotonic time to the nanosecond (`bpf_ktime_get_ns`): a TSC read per packet.

@@ -29,10 +29,11 @@ pub fn coarse_tick_ns() -> u64 {
 pub fn shield_config_with_tick(config: &FastpathConfig, tick_ns: u64) -> ShieldConfig {
     let limiter = &config.limiter;
     let mut flags = FLAG_ENABLED;
-    // With the coarse clock, `now` lags real time by up to a tick: widen the tolerance by one
-    // tick so conforming traffic is never dropped for it.
+    // With the tick clock, `now` lags real time by up to two ticks (the program's
+    // `monotonic_ns` says why): widen the tolerance by that much so conforming traffic is never
+    // dropped for it.
     let clock_slack = match limiter.clock {
-        ClockSetting::Coarse => tick_ns,
+        ClockSetting::Coarse => 2 * tick_ns,
         ClockSetting::Precise => {
             flags |= FLAG_PRECISE_CLOCK;
             0
@@ -110,8 +111,8 @@ mod tests {
             4_000_000,
         );
         assert_eq!(
-            coarse.tolerance_ns, 204_000_000,
-            "one tick of slack for the coarse clock"
+            coarse.tolerance_ns, 208_000_000,
+            "two ticks of slack for the tick clock"
         );
         assert_eq!(coarse.flags & FLAG_PRECISE_CLOCK, 0);
         assert_ne!(cfg.flags & FLAG_PROTECT_TCP, 0);
