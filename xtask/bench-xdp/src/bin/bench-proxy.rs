@@ -8,6 +8,9 @@
 //!
 //! Run it with `cargo xtask bench-proxy` (as root: it installs nginx and wrk if missing).
 
+#[path = "../shield_cli.rs"]
+mod shield_cli;
+
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -70,7 +73,8 @@ fn main() -> Result<()> {
     for port in [UPSTREAM_PORT, NGINX_PORT, SHIELD_PORT] {
         wait_for_port(port)?;
     }
-    let token = mint_token(&config)?;
+    // A token for the chain route.
+    let token = shield_cli::mint_token(&config, "bench", "bench-client", "orders:write")?;
     let plain_script = post_script(dir.path(), "plain", None)?;
     let chain_script = post_script(dir.path(), "chain", Some(&token))?;
     let peers = [
@@ -282,24 +286,6 @@ fn post_script(dir: &Path, name: &str, token: Option<&str>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A token for the chain route, minted by `api-shield token new`.
-fn mint_token(config: &Path) -> Result<String> {
-    let out = Command::new(shield_binary())
-        .args(["token", "new", "--issuer", "bench", "--sub", "bench-client"])
-        .args(["--scopes", "orders:write", "--ttl", "2h", "--config"])
-        .arg(config)
-        .output()
-        .context("running api-shield token new")?;
-    if !out.status.success() {
-        bail!("token new failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-fn shield_binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/api-shield")
-}
-
 fn shield(dir: &Path, cert: &Path, key: &Path) -> Result<(Guard, PathBuf)> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jwt");
     // The schema the criterion benchmark of the policies uses too.
@@ -370,7 +356,7 @@ signing_key = "{fixtures}/rsa-private.pem"
     );
     let path = dir.join("api-shield.toml");
     std::fs::write(&path, config)?;
-    let child = Command::new(shield_binary())
+    let child = Command::new(shield_cli::binary())
         .arg("run")
         .arg("--config")
         .arg(&path)

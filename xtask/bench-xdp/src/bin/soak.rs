@@ -22,6 +22,8 @@ mod hostile;
 mod legit;
 #[path = "soak/sample.rs"]
 mod sample;
+#[path = "../shield_cli.rs"]
+mod shield_cli;
 #[path = "soak/stack.rs"]
 mod stack;
 #[path = "soak/verdict.rs"]

@@ -21,6 +21,8 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+
+use crate::shield_cli::binary;
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
@@ -271,11 +273,6 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The path of the release binary.
-pub fn binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/api-shield")
-}
-
 /// `api-shield key new`: (the key, its SHA-256 as the config stores it).
 fn new_api_key() -> Result<(String, String)> {
     let out = Command::new(binary())
@@ -300,16 +297,7 @@ fn new_api_key() -> Result<(String, String)> {
 
 /// A two-hour token of the `soak` issuer with scope `users:read`.
 fn mint_token(config: &Path, subject: &str) -> Result<String> {
-    let out = Command::new(binary())
-        .args(["token", "new", "--issuer", "soak", "--sub", subject])
-        .args(["--scopes", "users:read", "--ttl", "2h", "--config"])
-        .arg(config)
-        .output()
-        .context("running api-shield token new")?;
-    if !out.status.success() {
-        bail!("token new failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    crate::shield_cli::mint_token(config, "soak", subject, "users:read")
 }
 
 /// `api-shield check-config`: the config must pass before anything starts.
