@@ -77,8 +77,7 @@ fn automatic_answer(buf: &[u8]) -> Option<Denial> {
     }
     let text = std::str::from_utf8(buf).ok()?;
     let rest = text.strip_prefix("HTTP/1.1 ")?;
-    if !text.ends_with("\r\n\r\n")
-        || !text.contains("\r\nconnection: close\r\n")
+    if !text.contains("\r\nconnection: close\r\n")
         || !text.contains("\r\ncontent-length: 0\r\n")
         || text.contains("\r\nx-request-id:")
     {
