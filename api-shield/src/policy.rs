@@ -12,6 +12,7 @@ pub mod json_tape;
 #[cfg(test)]
 mod json_tape_tests;
 pub mod openapi;
+pub mod quick_check;
 pub mod ratelimit;
 pub mod time;
 pub mod validate;

@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::cmd;
 
 /// The targets, in `xtask/fuzz/fuzz_targets/`.
-pub const TARGETS: [&str; 6] = ["config", "path", "jwt", "openapi", "body", "xdp"];
+pub const TARGETS: [&str; 7] = ["config", "path", "jwt", "openapi", "body", "schema", "xdp"];
 
 /// cargo-fuzz version installed when missing.
 const CARGO_FUZZ: &str = "0.13.2";

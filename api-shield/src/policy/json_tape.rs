@@ -99,6 +99,36 @@ impl<'a> Tape<'a> {
     }
 }
 
+/// A value that is not a container, for checking it alone ([`scalar_is_valid`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Scalar<'a> {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number.
+    Number(Num),
+    /// A string, unescaped.
+    String(&'a str),
+}
+
+/// Whether `validator` accepts `scalar` as a whole document: a tape of one entry.
+pub fn scalar_is_valid(validator: &jsonschema::Validator<TapeJson>, scalar: Scalar<'_>) -> bool {
+    let entry = match scalar {
+        Scalar::Null => Entry::Static(StaticNode::Null),
+        Scalar::Bool(b) => Entry::Static(StaticNode::Bool(b)),
+        Scalar::Number(Num::Unsigned(u)) => Entry::Static(StaticNode::U64(u)),
+        Scalar::Number(Num::Signed(i)) => Entry::Static(StaticNode::I64(i)),
+        Scalar::Number(Num::Float(f)) => Entry::Static(StaticNode::F64(f)),
+        Scalar::String(s) => Entry::String(s),
+    };
+    let entries = [entry];
+    validator.is_valid(TapeNode {
+        entries: &entries,
+        at: 0,
+    })
+}
+
 /// Refuses repeated member names and nesting past [`MAX_DEPTH`] in the document.
 fn check_structure(entries: &[Entry<'_>]) -> Result<(), TapeError> {
     let mut names = Vec::with_capacity(64);

@@ -64,7 +64,7 @@ fn repeated_names_and_malformed_text_are_refused() {
 }
 
 /// A small deterministic generator (xorshift), so a failure names its seed.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -88,7 +88,7 @@ const NAMES: &[&str] = &[
     "",
 ];
 
-fn random_value(rng: &mut Rng, depth: u32) -> Value {
+pub(super) fn random_value(rng: &mut Rng, depth: u32) -> Value {
     let leaf = depth >= 4 || rng.below(3) == 0;
     match if leaf { rng.below(6) } else { rng.below(8) } {
         0 => Value::Null,
@@ -221,70 +221,78 @@ fn validates_exactly_like_a_value_on_random_documents() {
     assert!(verdicts[0] > 1_000 && verdicts[1] > 1_000, "{verdicts:?}");
 }
 
-#[test]
-fn accepts_and_reads_what_serde_json_does() {
-    let texts: &[&[u8]] = &[
-        b"0",
-        b"-0.0",
-        b"1e400",
-        b"-1e400",
-        b"1e-400",
-        b"18446744073709551615",
-        b"18446744073709551616",
-        b"-9223372036854775808",
-        b"-9223372036854775809",
-        b"123456789012345678901234567890",
-        b"0.1",
-        b"2.2250738585072011e-308",
-        b"1.7976931348623157e308",
-        b"1E2",
-        b"1e+2",
-        b"01",
-        b"-",
-        b"1.",
-        b".5",
-        b"+1",
-        b"NaN",
-        b"Infinity",
-        b"tru",
-        b"true ",
-        b" \t\r\nnull\n",
-        b"\x0bnull",
-        b"\xef\xbb\xbfnull",
-        br#""\ud800""#,
-        br#""\udc00""#,
-        br#""\ud83d\ude00""#,
-        br#""\u00e9\n\t\/\\\"""#,
-        br#""\x""#,
-        b"\"a\x01b\"",
-        b"\"a\x7fb\"",
-        b"\"\xff\"",
-        b"\"\xc3\xa9\"",
-        b"\"\xed\xa0\x80\"",
-        b"[1,2,]",
-        b"[,]",
-        b"{\"a\":1,}",
-        b"{\"a\":1 \"b\":2}",
-        b"{1:2}",
-        b"[1] [2]",
-        b"[]",
-        b"{}",
-        b"[[[]]]",
-        b"\"unterminated",
-        b"[\"a\", {\"b\": [null, false, {\"c\": \"\"}]}]",
-        b"\x00",
-        b"[1]\x00",
-    ];
-    let nested: Vec<Vec<u8>> = [126, 127, 128, 129, 130]
-        .into_iter()
-        .flat_map(|depth| {
+/// Texts at the edges of the JSON grammar and of number and string reading.
+pub(super) const EDGE_TEXTS: &[&[u8]] = &[
+    b"0",
+    b"-0.0",
+    b"1e400",
+    b"-1e400",
+    b"1e-400",
+    b"18446744073709551615",
+    b"18446744073709551616",
+    b"-9223372036854775808",
+    b"-9223372036854775809",
+    b"123456789012345678901234567890",
+    b"0.1",
+    b"2.2250738585072011e-308",
+    b"1.7976931348623157e308",
+    b"1E2",
+    b"1e+2",
+    b"01",
+    b"-",
+    b"1.",
+    b".5",
+    b"+1",
+    b"NaN",
+    b"Infinity",
+    b"tru",
+    b"true ",
+    b" \t\r\nnull\n",
+    b"\x0bnull",
+    b"\xef\xbb\xbfnull",
+    br#""\ud800""#,
+    br#""\udc00""#,
+    br#""\ud83d\ude00""#,
+    br#""\u00e9\n\t\/\\\"""#,
+    br#""\x""#,
+    b"\"a\x01b\"",
+    b"\"a\x7fb\"",
+    b"\"\xff\"",
+    b"\"\xc3\xa9\"",
+    b"\"\xed\xa0\x80\"",
+    b"[1,2,]",
+    b"[,]",
+    b"{\"a\":1,}",
+    b"{\"a\":1 \"b\":2}",
+    b"{1:2}",
+    b"[1] [2]",
+    b"[]",
+    b"{}",
+    b"[[[]]]",
+    b"\"unterminated",
+    b"[\"a\", {\"b\": [null, false, {\"c\": \"\"}]}]",
+    b"\x00",
+    b"[1]\x00",
+];
+
+/// For each depth, arrays and objects nested that deep.
+pub(super) fn nested_texts(depths: &[usize]) -> Vec<Vec<u8>> {
+    depths
+        .iter()
+        .flat_map(|&depth| {
             [
                 "[".repeat(depth) + &"]".repeat(depth),
                 "{\"a\":".repeat(depth) + "1" + &"}".repeat(depth),
             ]
         })
         .map(String::into_bytes)
-        .collect();
+        .collect()
+}
+
+#[test]
+fn accepts_and_reads_what_serde_json_does() {
+    let texts = EDGE_TEXTS;
+    let nested = nested_texts(&[126, 127, 128, 129, 130]);
     let differing: Vec<String> = texts
         .iter()
         .copied()

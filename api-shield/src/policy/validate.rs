@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::{
     auth::percent_decode,
     json_tape::{Tape, TapeError, TapeJson},
+    quick_check::QuickCheck,
 };
 use crate::{
     config::{problem, Problem, Source, ValidateConfig},
@@ -23,7 +24,11 @@ use crate::{
 
 /// A compiled JSON Schema for one representation: parsed bodies ([`Tape`], the default) or
 /// `Value`s (queries, built from their parameters).
-pub struct Schema<F: Json = TapeJson>(Arc<Validator<F>>);
+pub struct Schema<F: Json = TapeJson> {
+    validator: Arc<Validator<F>>,
+    /// The quick yes for valid bodies, when the schema's keywords allow one.
+    quick: Option<Arc<QuickCheck>>,
+}
 
 impl<F: Json> std::fmt::Debug for Schema<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,7 +38,10 @@ impl<F: Json> std::fmt::Debug for Schema<F> {
 
 impl<F: Json> Clone for Schema<F> {
     fn clone(&self) -> Self {
-        Schema(Arc::clone(&self.0))
+        Schema {
+            validator: Arc::clone(&self.validator),
+            quick: self.quick.clone(),
+        }
     }
 }
 
@@ -43,7 +51,10 @@ impl<F: Json> Schema<F> {
         jsonschema::options_for::<F>()
             .with_draft(jsonschema::Draft::Draft202012)
             .build(schema)
-            .map(|v| Schema(Arc::new(v)))
+            .map(|v| Schema {
+                validator: Arc::new(v),
+                quick: QuickCheck::compile(schema).map(Arc::new),
+            })
             .map_err(|e| problem(key, format!("not a valid JSON Schema: {e}")))
     }
 
@@ -62,20 +73,30 @@ impl Schema<SerdeJson> {
     pub fn errors(&self, instance: &Value, prefix: &str) -> Vec<FieldError> {
         // Most requests are valid: a yes/no check is several times cheaper than collecting
         // errors, which is done only for the failures.
-        if self.0.is_valid(instance) {
+        if self.validator.is_valid(instance) {
             return Vec::new();
         }
-        field_errors(self.0.iter_errors(instance), prefix)
+        field_errors(self.validator.iter_errors(instance), prefix)
     }
 }
 
 impl Schema<TapeJson> {
+    /// Whether the schema has a quick check.
+    pub fn has_quick_check(&self) -> bool {
+        self.quick.is_some()
+    }
+
+    /// Whether the quick check ([`QuickCheck`]) finds `body` valid; `false` means "not sure".
+    pub fn accepts_quickly(&self, body: &[u8]) -> bool {
+        self.quick.as_ref().is_some_and(|quick| quick.accepts(body))
+    }
+
     /// The failing places of a parsed body, at most [`MAX_FIELD_ERRORS`].
     pub fn body_errors(&self, body: &Tape<'_>) -> Vec<FieldError> {
-        if self.0.is_valid(body.root()) {
+        if self.validator.is_valid(body.root()) {
             return Vec::new();
         }
-        field_errors(self.0.iter_errors(body.root()), "")
+        field_errors(self.validator.iter_errors(body.root()), "")
     }
 }
 
@@ -322,6 +343,11 @@ impl Validation {
             return Ok(());
         };
         if body.is_empty() && !self.body_required {
+            return Ok(());
+        }
+        // Most bodies are valid, and the quick check says so in one pass over the bytes; any
+        // other answer is decided (and explained) below.
+        if schema.accepts_quickly(body) {
             return Ok(());
         }
         // The parser decodes escapes in place, so it gets its own copy.

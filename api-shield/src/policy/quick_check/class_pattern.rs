@@ -1,0 +1,187 @@
+//! The commonest shape of `pattern` in API schemas, checked without a regex engine:
+//! `^[class]{m,n}$` (or `+`, `*`, `{m}`, `{m,}`) with a class of ASCII characters and ranges,
+//! as in `^[A-Z0-9-]{4,16}$` or `^[a-z_]+$`. Every regex dialect reads such a pattern the same
+//! way: the whole string is characters of the class, between m and n of them. Any other shape
+//! stays with `jsonschema`'s engine.
+
+/// A compiled class pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClassPattern {
+    /// Bit `c` set: the ASCII character `c` is in the class.
+    class: u128,
+    /// The same, as a table indexed by byte (every byte past ASCII `false`).
+    table: [bool; 256],
+    min: usize,
+    max: usize,
+}
+
+impl ClassPattern {
+    /// `pattern` compiled, or `None` when it has another shape.
+    pub(super) fn parse(pattern: &str) -> Option<ClassPattern> {
+        let body = pattern.strip_prefix("^[")?.strip_suffix('$')?;
+        let (class, quantifier) = body.split_once(']')?;
+        let class = class_bits(class.as_bytes())?;
+        let (min, max) = match quantifier {
+            "+" => (1, usize::MAX),
+            "*" => (0, usize::MAX),
+            _ => {
+                let counts = quantifier.strip_prefix('{')?.strip_suffix('}')?;
+                match counts.split_once(',') {
+                    None => {
+                        let n = count(counts)?;
+                        (n, n)
+                    }
+                    Some((min, "")) => (count(min)?, usize::MAX),
+                    Some((min, max)) => (count(min)?, count(max)?),
+                }
+            }
+        };
+        let mut table = [false; 256];
+        for (b, slot) in table.iter_mut().enumerate().take(128) {
+            *slot = class & (1 << b) != 0;
+        }
+        (min <= max).then_some(ClassPattern {
+            class,
+            table,
+            min,
+            max,
+        })
+    }
+
+    /// Whether the whole of `text` matches.
+    pub(super) fn matches(&self, text: &str) -> bool {
+        (self.min..=self.max).contains(&text.len())
+            && text.bytes().all(|b| self.table[usize::from(b)])
+    }
+}
+
+/// Digits only (no sign, no spaces), as a regex quantifier has them.
+fn count(digits: &str) -> Option<usize> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The class between the brackets: printable ASCII characters and ranges `a-z`; a `-` first or
+/// last is itself. Negation, escapes, nested brackets and anything non-ASCII are another shape.
+fn class_bits(class: &[u8]) -> Option<u128> {
+    let plain = |b: u8| (b' '..=b'~').contains(&b) && !matches!(b, b'\\' | b'[' | b']' | b'^');
+    if class.is_empty() {
+        return None;
+    }
+    let mut bits = 0_u128;
+    let mut at = 0;
+    while at < class.len() {
+        let first = class[at];
+        if !plain(first) {
+            return None;
+        }
+        match class.get(at + 1..at + 3) {
+            Some(&[b'-', last]) if first != b'-' && last != b'-' => {
+                if !plain(last) || last < first {
+                    return None;
+                }
+                for b in first..=last {
+                    bits |= 1 << b;
+                }
+                at += 3;
+            }
+            _ => {
+                // A `-` inside is a range that did not form: another shape.
+                if first == b'-' && at != 0 && at != class.len() - 1 {
+                    return None;
+                }
+                bits |= 1 << first;
+                at += 1;
+            }
+        }
+    }
+    Some(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::ClassPattern;
+
+    #[test]
+    fn reads_the_class_shapes_and_nothing_else() {
+        for (pattern, class_of, min, max) in [
+            ("^[A-Z0-9-]{4,16}$", "AZ09-", 4, 16),
+            ("^[a-z_]+$", "az_", 1, usize::MAX),
+            ("^[-a]*$", "-a", 0, usize::MAX),
+            ("^[x]{3}$", "x", 3, 3),
+            ("^[x]{3,}$", "x", 3, usize::MAX),
+        ] {
+            let compiled = ClassPattern::parse(pattern).unwrap();
+            assert!(
+                class_of.bytes().all(|b| compiled.class & (1 << b) != 0),
+                "{pattern}"
+            );
+            assert_eq!((compiled.min, compiled.max), (min, max), "{pattern}");
+        }
+        for pattern in [
+            "[a-z]+",
+            "^[a-z]+",
+            "[a-z]+$",
+            "^[^a-z]+$",
+            "^[\\d]+$",
+            "^[a-z]{2,1}$",
+            "^[a-z]{,3}$",
+            "^[a-z]{+3}$",
+            "^[a-z]?$",
+            "^[z-a]+$",
+            "^[a-c-e]+$",
+            "^[é]+$",
+            "^[]+$",
+            "^[a-z]+[0-9]$",
+            "^[a-z]{1, 2}$",
+        ] {
+            assert_eq!(ClassPattern::parse(pattern), None, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn matches_as_jsonschema_does() {
+        let strings = [
+            "",
+            "A",
+            "ABCD",
+            "SKU-0001",
+            "sku-0001",
+            "ABCDEFGHIJKLMNOPQ",
+            "ABCD\n",
+            "\nABCD",
+            "AB CD",
+            "ÄBCD",
+            "AB_D",
+            "0000",
+            "----",
+            "a",
+            "ab",
+            "abc",
+            "a-b",
+            "ÿ",
+            "😀😀😀😀",
+        ];
+        for pattern in [
+            "^[A-Z0-9-]{4,16}$",
+            "^[a-z]+$",
+            "^[-ab]*$",
+            "^[a-c]{2}$",
+            "^[ -~]{3,}$",
+        ] {
+            let compiled = ClassPattern::parse(pattern).unwrap();
+            let engine = jsonschema::validator_for(&json!({"pattern": pattern})).unwrap();
+            for s in strings {
+                assert_eq!(
+                    compiled.matches(s),
+                    engine.is_valid(&json!(s)),
+                    "{pattern} on {s:?}"
+                );
+            }
+        }
+    }
+}

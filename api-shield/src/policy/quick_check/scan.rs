@@ -1,0 +1,440 @@
+//! The quick check's single pass over a body's bytes: a strict JSON scanner (RFC 8259, as
+//! `serde_json` reads it) that hands each value to the rule its place in the document has,
+//! building nothing. Whatever it cannot decide exactly is "not sure", and the body goes down
+//! the full path:
+//! - a string with an escape where the rule reads the string (length, value keywords), a name
+//!   with an escape, or a `\u` escape of a surrogate;
+//! - an integer outside `u64`/`i64`, a float where only integers are allowed, a float with
+//!   value keywords, or a float within a few units of the last place of a bound (parsers may
+//!   round the last bit differently);
+//! - a repeated member name, or containers nested deeper than 127 levels.
+
+use std::collections::HashSet;
+
+use jsonschema::json::JsonNumber;
+
+use super::{BoundKind, Check, Num, ObjectCheck, Rule, Types};
+use crate::policy::json_tape::{scalar_is_valid, Scalar};
+
+/// Containers nested deeper than this are refused by `serde_json`, and so are not sure here.
+const MAX_DEPTH: usize = 127;
+
+/// The bytes a string's plain run ends at: the closing quote, an escape, a control character.
+const STOPS_A_STRING: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Member names of one object kept on the stack for finding a repeated one; more go to a set.
+const FEW_NAMES: usize = 16;
+
+/// Whether `body` is one JSON text that satisfies `rule` (`false`: not sure).
+pub(super) fn accepts(rule: &Rule, body: &[u8]) -> bool {
+    // One check of the whole text makes every string slice below valid UTF-8.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let mut scanner = Scanner { text, at: 0 };
+    scanner.skip_space();
+    if !scanner.value(rule, 0) {
+        return false;
+    }
+    scanner.skip_space();
+    scanner.at == body.len()
+}
+
+struct Scanner<'b> {
+    text: &'b str,
+    at: usize,
+}
+
+/// A scanned string: its text between the quotes, and whether that contains escapes (then it
+/// is not the string's value).
+struct Text<'b> {
+    raw: &'b str,
+    escaped: bool,
+}
+
+impl<'b> Scanner<'b> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// Consumes `byte` (after any whitespace); `false` if it is something else.
+    fn expect(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self, rule: &Rule, depth: usize) -> bool {
+        let check = match rule {
+            Rule::Never => return false,
+            Rule::Any => None,
+            Rule::Check(check) => Some(&**check),
+        };
+        match self.peek() {
+            Some(b'{') => self.object(check, depth),
+            Some(b'[') => self.array(check, depth),
+            Some(b'"') => self
+                .string()
+                .is_some_and(|text| check.is_none_or(|c| string_holds(c, &text))),
+            Some(b't') => {
+                self.literal("true") && scalar_holds(check, Types::BOOLEAN, Scalar::Bool(true))
+            }
+            Some(b'f') => {
+                self.literal("false") && scalar_holds(check, Types::BOOLEAN, Scalar::Bool(false))
+            }
+            Some(b'n') => self.literal("null") && scalar_holds(check, Types::NULL, Scalar::Null),
+            Some(b'-' | b'0'..=b'9') => self
+                .number()
+                .is_some_and(|n| check.is_none_or(|c| number_holds(c, n))),
+            _ => false,
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> bool {
+        let found = self.text[self.at..].starts_with(word);
+        self.at += word.len();
+        found
+    }
+
+    /// A string from its opening quote.
+    fn string(&mut self) -> Option<Text<'b>> {
+        let bytes = self.text.as_bytes();
+        let start = self.at + 1;
+        // A local index: the loop keeps it in a register instead of storing `self.at` per byte.
+        let mut at = start;
+        let mut escaped = false;
+        loop {
+            // Skip the plain bytes, then look at the one that stopped the run.
+            while bytes
+                .get(at)
+                .is_some_and(|&b| !STOPS_A_STRING[usize::from(b)])
+            {
+                at += 1;
+            }
+            match *bytes.get(at)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    match *bytes.get(at + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 2,
+                        b'u' => {
+                            let hex = self.text.get(at + 2..at + 6)?;
+                            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                                return None;
+                            }
+                            let unit = u16::from_str_radix(hex, 16).ok()?;
+                            // Surrogates must pair up; left to the full path.
+                            if (0xD800..0xE000).contains(&unit) {
+                                return None;
+                            }
+                            at += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                // Control characters must be escaped.
+                0..0x20 => return None,
+                _ => at += 1,
+            }
+        }
+        self.at = at + 1;
+        Some(Text {
+            raw: &self.text[start..at],
+            escaped,
+        })
+    }
+
+    /// A number, by the JSON grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Option<Num> {
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        let digits = |at: &mut usize| {
+            let first = *at;
+            while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at > first
+        };
+        let mut at = start;
+        let negative = bytes.get(at) == Some(&b'-');
+        if negative {
+            at += 1;
+        }
+        // The integer part's value, `None` past 64 bits.
+        let mut magnitude = Some(0_u64);
+        match bytes.get(at) {
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
+                    magnitude = magnitude
+                        .and_then(|m| m.checked_mul(10))
+                        .and_then(|m| m.checked_add(u64::from(digit - b'0')));
+                    at += 1;
+                }
+            }
+            _ => return None,
+        }
+        let mut integer = true;
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            integer = false;
+            if !digits(&mut at) {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            integer = false;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            if !digits(&mut at) {
+                return None;
+            }
+        }
+        self.at = at;
+        if integer {
+            // One form per value, as the full path reads it: non-negative integers unsigned,
+            // `-0` the integer 0. Past 64 bits the full path reads a float: not sure.
+            let magnitude = magnitude?;
+            if negative && magnitude != 0 {
+                0_i64.checked_sub_unsigned(magnitude).map(Num::Signed)
+            } else {
+                Some(Num::Unsigned(magnitude))
+            }
+        } else {
+            let value: f64 = self.text[start..at].parse().ok()?;
+            value.is_finite().then_some(Num::Float(value))
+        }
+    }
+
+    fn array(&mut self, check: Option<&Check>, depth: usize) -> bool {
+        if depth >= MAX_DEPTH || check.is_some_and(|c| !container_allowed(c, Types::ARRAY)) {
+            return false;
+        }
+        let (items, min, max) = check.map_or((&Rule::Any, 0, usize::MAX), |c| {
+            (&c.array.items, c.array.min_items, c.array.max_items)
+        });
+        self.at += 1;
+        let mut count = 0;
+        self.skip_space();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+        } else {
+            loop {
+                self.skip_space();
+                count += 1;
+                if count > max || !self.value(items, depth + 1) {
+                    return false;
+                }
+                self.skip_space();
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(b']') => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        count >= min
+    }
+
+    fn object(&mut self, check: Option<&Check>, depth: usize) -> bool {
+        if depth >= MAX_DEPTH || check.is_some_and(|c| !container_allowed(c, Types::OBJECT)) {
+            return false;
+        }
+        let rules: Option<&ObjectCheck> = check.map(|c| &c.object);
+        self.at += 1;
+        let mut seen = 0_u64;
+        let mut others = Names::default();
+        let mut count = 0;
+        self.skip_space();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+        } else {
+            loop {
+                self.skip_space();
+                if self.peek() != Some(b'"') {
+                    return false;
+                }
+                // A name with escapes may equal another once decoded: left to the full path.
+                let Some(Text {
+                    raw: name,
+                    escaped: false,
+                }) = self.string()
+                else {
+                    return false;
+                };
+                if !self.expect(b':') {
+                    return false;
+                }
+                self.skip_space();
+                count += 1;
+                let rule =
+                    if let Some((rules, at)) = rules.and_then(|r| r.find(name).map(|at| (r, at))) {
+                        let bit = 1 << at;
+                        if seen & bit != 0 {
+                            return false;
+                        }
+                        seen |= bit;
+                        rules.rule(at)
+                    } else {
+                        if !others.insert(name) {
+                            return false;
+                        }
+                        rules.map_or(&Rule::Any, |r| &r.additional)
+                    };
+                if !self.value(rule, depth + 1) {
+                    return false;
+                }
+                self.skip_space();
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(b'}') => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        rules.is_none_or(|r| {
+            seen & r.required == r.required && (r.min_members..=r.max_members).contains(&count)
+        })
+    }
+}
+
+/// A container's own type, and the value keywords that would judge it.
+fn container_allowed(check: &Check, kind: u8) -> bool {
+    check.types.allows(kind) && !check.value_judges_containers
+}
+
+/// A value that is not a container: its type, then the keywords that judge it alone.
+fn scalar_holds(check: Option<&Check>, kind: u8, scalar: Scalar<'_>) -> bool {
+    check.is_none_or(|check| {
+        check.types.allows(kind)
+            && check
+                .value
+                .as_ref()
+                .is_none_or(|validator| scalar_is_valid(validator, scalar))
+    })
+}
+
+fn string_holds(check: &Check, text: &Text<'_>) -> bool {
+    let reads_text = check.min_length.is_some()
+        || check.max_length.is_some()
+        || check.pattern.is_some()
+        || check.value.is_some();
+    if text.escaped && reads_text {
+        return false;
+    }
+    if check
+        .pattern
+        .as_ref()
+        .is_some_and(|pattern| !pattern.matches(text.raw))
+    {
+        return false;
+    }
+    let (min, max) = (
+        check.min_length.unwrap_or(0),
+        check.max_length.unwrap_or(usize::MAX),
+    );
+    // A UTF-8 text of n bytes has between n/4 and n characters: counting them is needed only
+    // when that range is not inside the bounds.
+    let bytes = text.raw.len();
+    let length_holds = (bytes.div_ceil(4) >= min && bytes <= max) || {
+        let length = text.raw.chars().count();
+        (min..=max).contains(&length)
+    };
+    length_holds
+        && (check.types.allows(Types::STRING))
+        && check
+            .value
+            .as_ref()
+            .is_none_or(|validator| scalar_is_valid(validator, Scalar::String(text.raw)))
+}
+
+fn number_holds(check: &Check, value: Num) -> bool {
+    let is_float = matches!(value, Num::Float(_));
+    let type_holds = if is_float {
+        // A float with no fraction is an integer to JSON Schema; left to the full path.
+        check.types.allows(Types::NUMBER)
+    } else {
+        check.types.allows_integer()
+    };
+    type_holds
+        && (!is_float || check.value.is_none())
+        && check
+            .bounds
+            .iter()
+            .all(|&(kind, bound)| bound_holds(kind, value, bound))
+        && scalar_holds(
+            Some(check),
+            Types::NUMBER | Types::INTEGER,
+            Scalar::Number(value),
+        )
+}
+
+/// A bound, with a float value not sure when it is within a few units of the last place of
+/// the bound: another parser may have rounded its last bit the other way.
+fn bound_holds(kind: BoundKind, value: Num, bound: Num) -> bool {
+    if let (Num::Float(v), Some(b)) = (value, bound.as_f64()) {
+        if (v - b).abs() <= v.abs().max(b.abs()) * f64::EPSILON * 4.0 {
+            return false;
+        }
+    }
+    kind.holds(value, bound)
+}
+
+/// The member names of one object that its schema does not name, to refuse a repeated one:
+/// the first few on the stack (set up only when one comes), more in a set.
+#[derive(Default)]
+struct Names<'b> {
+    few: Option<[&'b str; FEW_NAMES]>,
+    len: usize,
+    many: Option<HashSet<&'b str>>,
+}
+
+impl<'b> Names<'b> {
+    /// Adds `name`; `false` when it was there.
+    fn insert(&mut self, name: &'b str) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(name);
+        }
+        let few = self.few.get_or_insert([""; FEW_NAMES]);
+        if few[..self.len].contains(&name) {
+            return false;
+        }
+        if self.len < FEW_NAMES {
+            few[self.len] = name;
+            self.len += 1;
+        } else {
+            let mut many: HashSet<_> = few.iter().copied().collect();
+            many.insert(name);
+            self.many = Some(many);
+        }
+        true
+    }
+}
