@@ -232,6 +232,19 @@ fn types_objects_and_arrays() {
         ],
     );
     check_cases(&json!(true), &[("[1,{\"a\":null}]", true)]);
+    // Names the schema does not name are compared pairwise, up to 16 per object.
+    let members = |n: usize| {
+        let names: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{{"k{i}":1}}"#)).collect();
+        format!("{{{}}}", names.join(","))
+    };
+    check_cases(
+        &json!(true),
+        &[
+            (&members(16), true),
+            (&members(17), false),
+            ("{\"a\":{\"b\":1,\"b\":2}}", false),
+        ],
+    );
     check_cases(&json!(false), &[("1", false), ("{}", false)]);
     check_cases(
         &json!({"items": false}),

@@ -7,9 +7,8 @@
 //! - an integer outside `u64`/`i64`, a float where only integers are allowed, a float with
 //!   value keywords, or a float within a few units of the last place of a bound (parsers may
 //!   round the last bit differently);
-//! - a repeated member name, or containers nested deeper than 127 levels.
-
-use std::collections::HashSet;
+//! - a repeated member name, an object with more than 16 names its schema does not name, or
+//!   containers nested deeper than 127 levels.
 
 use jsonschema::json::JsonNumber;
 
@@ -32,7 +31,8 @@ const STOPS_A_STRING: [bool; 256] = {
     table
 };
 
-/// Member names of one object kept on the stack for finding a repeated one; more go to a set.
+/// An object with more member names than this that its schema does not name is not sure (they
+/// are compared pairwise for a repeated one).
 const FEW_NAMES: usize = 16;
 
 /// Whether `body` is one JSON text that satisfies `rule` (`false`: not sure).
@@ -41,7 +41,11 @@ pub(super) fn accepts(rule: &Rule, body: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(body) else {
         return false;
     };
-    let mut scanner = Scanner { text, at: 0 };
+    let mut scanner = Scanner {
+        text,
+        at: 0,
+        names: Vec::new(),
+    };
     scanner.skip_space();
     if !scanner.value(rule, 0) {
         return false;
@@ -53,6 +57,9 @@ pub(super) fn accepts(rule: &Rule, body: &[u8]) -> bool {
 struct Scanner<'b> {
     text: &'b str,
     at: usize,
+    /// The member names the schema does not name, of the objects being scanned, innermost
+    /// last: each object finds a repeated one among its own and removes them when it ends.
+    names: Vec<&'b str>,
 }
 
 /// A scanned string: its text between the quotes, and whether that contains escapes (then it
@@ -268,7 +275,7 @@ impl<'b> Scanner<'b> {
         let rules: Option<&ObjectCheck> = check.map(|c| &c.object);
         self.at += 1;
         let mut seen = 0_u64;
-        let mut others = Names::default();
+        let first_name = self.names.len();
         let mut count = 0;
         self.skip_space();
         if self.peek() == Some(b'}') {
@@ -301,9 +308,11 @@ impl<'b> Scanner<'b> {
                         seen |= bit;
                         rules.rule(at)
                     } else {
-                        if !others.insert(name) {
+                        let others = &self.names[first_name..];
+                        if others.len() == FEW_NAMES || others.contains(&name) {
                             return false;
                         }
+                        self.names.push(name);
                         rules.map_or(&Rule::Any, |r| &r.additional)
                     };
                 if !self.value(rule, depth + 1) {
@@ -320,6 +329,7 @@ impl<'b> Scanner<'b> {
                 }
             }
         }
+        self.names.truncate(first_name);
         rules.is_none_or(|r| {
             seen & r.required == r.required && (r.min_members..=r.max_members).contains(&count)
         })
@@ -406,35 +416,4 @@ fn bound_holds(kind: BoundKind, value: Num, bound: Num) -> bool {
         }
     }
     kind.holds(value, bound)
-}
-
-/// The member names of one object that its schema does not name, to refuse a repeated one:
-/// the first few on the stack (set up only when one comes), more in a set.
-#[derive(Default)]
-struct Names<'b> {
-    few: Option<[&'b str; FEW_NAMES]>,
-    len: usize,
-    many: Option<HashSet<&'b str>>,
-}
-
-impl<'b> Names<'b> {
-    /// Adds `name`; `false` when it was there.
-    fn insert(&mut self, name: &'b str) -> bool {
-        if let Some(many) = &mut self.many {
-            return many.insert(name);
-        }
-        let few = self.few.get_or_insert([""; FEW_NAMES]);
-        if few[..self.len].contains(&name) {
-            return false;
-        }
-        if self.len < FEW_NAMES {
-            few[self.len] = name;
-            self.len += 1;
-        } else {
-            let mut many: HashSet<_> = few.iter().copied().collect();
-            many.insert(name);
-            self.many = Some(many);
-        }
-        true
-    }
 }
