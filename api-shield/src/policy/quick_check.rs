@@ -287,6 +287,20 @@ impl ObjectCheck {
         Some(self.names.len() - 1)
     }
 
+    /// The index and length of the name that `text` (what follows a name's opening quote)
+    /// starts with, written plainly and closed by a quote. A name that JSON text must escape
+    /// (a quote, a backslash, a control character) is never found here: its written form
+    /// differs from it, and the scanner decodes such names itself.
+    fn find_written(&self, text: &[u8]) -> Option<(usize, usize)> {
+        self.names.iter().enumerate().find_map(|(at, name)| {
+            let name = name.as_bytes();
+            let written = text.get(name.len()) == Some(&b'"')
+                && text.starts_with(name)
+                && !name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            written.then_some((at, name.len()))
+        })
+    }
+
     /// The index of a member name that `properties` or `required` names.
     fn find(&self, name: &str) -> Option<usize> {
         // Names are short: a byte loop beats a call to `memcmp` per candidate.

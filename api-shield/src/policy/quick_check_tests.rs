@@ -232,6 +232,17 @@ fn types_objects_and_arrays() {
         ],
     );
     check_cases(&json!(true), &[("[1,{\"a\":null}]", true)]);
+    // Known names are matched against the bytes only where they are written plainly.
+    check_cases(
+        &json!({"properties": {"a\"b": {"type": "string"}, "ab": {"type": "integer"}}, "additionalProperties": false}),
+        &[
+            (r#"{"ab":1}"#, true),
+            (r#"{"a\"b":"x"}"#, false),
+            (r#"{"a"b":"x"}"#, false),
+            (r#"{"ab" :1, "abc":1}"#, false),
+            (r#"{"a":1}"#, false),
+        ],
+    );
     // Names the schema does not name are compared pairwise, up to 16 per object.
     let members = |n: usize| {
         let names: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{{"k{i}":1}}"#)).collect();

@@ -286,35 +286,49 @@ impl<'b> Scanner<'b> {
                 if self.peek() != Some(b'"') {
                     return false;
                 }
-                // A name with escapes may equal another once decoded: left to the full path.
-                let Some(Text {
-                    raw: name,
-                    escaped: false,
-                }) = self.string()
-                else {
-                    return false;
+                // A name the schema knows, written plainly, is matched against the bytes;
+                // any other is scanned as a string.
+                let written = rules.and_then(|r| {
+                    r.find_written(&self.text.as_bytes()[self.at + 1..])
+                        .map(|(at, len)| (r, at, len))
+                });
+                let mut other = "";
+                let known = if let Some((rules, at, len)) = written {
+                    self.at += len + 2;
+                    Some((rules, at))
+                } else {
+                    // A name with escapes may equal another once decoded: left to the full
+                    // path.
+                    let Some(Text {
+                        raw: name,
+                        escaped: false,
+                    }) = self.string()
+                    else {
+                        return false;
+                    };
+                    other = name;
+                    rules.and_then(|r| r.find(name).map(|at| (r, at)))
                 };
                 if !self.expect(b':') {
                     return false;
                 }
                 self.skip_space();
                 count += 1;
-                let rule =
-                    if let Some((rules, at)) = rules.and_then(|r| r.find(name).map(|at| (r, at))) {
-                        let bit = 1 << at;
-                        if seen & bit != 0 {
-                            return false;
-                        }
-                        seen |= bit;
-                        rules.rule(at)
-                    } else {
-                        let others = &self.names[first_name..];
-                        if others.len() == FEW_NAMES || others.contains(&name) {
-                            return false;
-                        }
-                        self.names.push(name);
-                        rules.map_or(&Rule::Any, |r| &r.additional)
-                    };
+                let rule = if let Some((rules, at)) = known {
+                    let bit = 1 << at;
+                    if seen & bit != 0 {
+                        return false;
+                    }
+                    seen |= bit;
+                    rules.rule(at)
+                } else {
+                    let others = &self.names[first_name..];
+                    if others.len() == FEW_NAMES || others.contains(&other) {
+                        return false;
+                    }
+                    self.names.push(other);
+                    rules.map_or(&Rule::Any, |r| &r.additional)
+                };
                 if !self.value(rule, depth + 1) {
                     return false;
                 }
