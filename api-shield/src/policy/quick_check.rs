@@ -301,16 +301,7 @@ impl ObjectCheck {
         })
     }
 
-    /// The index of a member name that `properties` or `required` names.
-    fn find(&self, name: &str) -> Option<usize> {
-        // Names are short: a byte loop beats a call to `memcmp` per candidate.
-        let name = name.as_bytes();
-        self.names
-            .iter()
-            .position(|n| n.len() == name.len() && n.bytes().zip(name).all(|(a, &b)| a == b))
-    }
-
-    /// The rule of the member at `at` ([`Self::find`]).
+    /// The rule of the member at `at` ([`Self::find_written`]).
     fn rule(&self, at: usize) -> &Rule {
         self.rules
             .get(at)

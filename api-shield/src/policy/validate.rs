@@ -81,11 +81,6 @@ impl Schema<SerdeJson> {
 }
 
 impl Schema<TapeJson> {
-    /// Whether the schema has a quick check.
-    pub fn has_quick_check(&self) -> bool {
-        self.quick.is_some()
-    }
-
     /// Whether the quick check ([`QuickCheck`]) finds `body` valid; `false` means "not sure".
     pub fn accepts_quickly(&self, body: &[u8]) -> bool {
         self.quick.as_ref().is_some_and(|quick| quick.accepts(body))

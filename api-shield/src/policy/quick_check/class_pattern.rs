@@ -7,9 +7,7 @@
 /// A compiled class pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ClassPattern {
-    /// Bit `c` set: the ASCII character `c` is in the class.
-    class: u128,
-    /// The same, as a table indexed by byte (every byte past ASCII `false`).
+    /// Indexed by byte: whether it is a character of the class (every byte past ASCII is not).
     table: [bool; 256],
     min: usize,
     max: usize,
@@ -20,7 +18,7 @@ impl ClassPattern {
     pub(super) fn parse(pattern: &str) -> Option<ClassPattern> {
         let body = pattern.strip_prefix("^[")?.strip_suffix('$')?;
         let (class, quantifier) = body.split_once(']')?;
-        let class = class_bits(class.as_bytes())?;
+        let table = class_table(class.as_bytes())?;
         let (min, max) = match quantifier {
             "+" => (1, usize::MAX),
             "*" => (0, usize::MAX),
@@ -36,16 +34,7 @@ impl ClassPattern {
                 }
             }
         };
-        let mut table = [false; 256];
-        for (b, slot) in table.iter_mut().enumerate().take(128) {
-            *slot = class & (1 << b) != 0;
-        }
-        (min <= max).then_some(ClassPattern {
-            class,
-            table,
-            min,
-            max,
-        })
+        (min <= max).then_some(ClassPattern { table, min, max })
     }
 
     /// Whether the whole of `text` matches.
@@ -65,12 +54,12 @@ fn count(digits: &str) -> Option<usize> {
 
 /// The class between the brackets: printable ASCII characters and ranges `a-z`; a `-` first or
 /// last is itself. Negation, escapes, nested brackets and anything non-ASCII are another shape.
-fn class_bits(class: &[u8]) -> Option<u128> {
+fn class_table(class: &[u8]) -> Option<[bool; 256]> {
     let plain = |b: u8| (b' '..=b'~').contains(&b) && !matches!(b, b'\\' | b'[' | b']' | b'^');
     if class.is_empty() {
         return None;
     }
-    let mut bits = 0_u128;
+    let mut table = [false; 256];
     let mut at = 0;
     while at < class.len() {
         let first = class[at];
@@ -82,9 +71,7 @@ fn class_bits(class: &[u8]) -> Option<u128> {
                 if !plain(last) || last < first {
                     return None;
                 }
-                for b in first..=last {
-                    bits |= 1 << b;
-                }
+                table[usize::from(first)..=usize::from(last)].fill(true);
                 at += 3;
             }
             _ => {
@@ -92,12 +79,12 @@ fn class_bits(class: &[u8]) -> Option<u128> {
                 if first == b'-' && at != 0 && at != class.len() - 1 {
                     return None;
                 }
-                bits |= 1 << first;
+                table[usize::from(first)] = true;
                 at += 1;
             }
         }
     }
-    Some(bits)
+    Some(table)
 }
 
 #[cfg(test)]
@@ -117,7 +104,7 @@ mod tests {
         ] {
             let compiled = ClassPattern::parse(pattern).unwrap();
             assert!(
-                class_of.bytes().all(|b| compiled.class & (1 << b) != 0),
+                class_of.bytes().all(|b| compiled.table[usize::from(b)]),
                 "{pattern}"
             );
             assert_eq!((compiled.min, compiled.max), (min, max), "{pattern}");

@@ -235,6 +235,19 @@ impl<'b> Scanner<'b> {
         }
     }
 
+    /// After a container's member: `Some(true)` at a comma (another member follows),
+    /// `Some(false)` at `close` (the container ends), `None` at anything else.
+    fn after_member(&mut self, close: u8) -> Option<bool> {
+        self.skip_space();
+        let next = self.peek()?;
+        self.at += 1;
+        match next {
+            b',' => Some(true),
+            _ if next == close => Some(false),
+            _ => None,
+        }
+    }
+
     fn array(&mut self, check: Option<&Check>, depth: usize) -> bool {
         if depth >= MAX_DEPTH || check.is_some_and(|c| !container_allowed(c, Types::ARRAY)) {
             return false;
@@ -254,14 +267,10 @@ impl<'b> Scanner<'b> {
                 if count > max || !self.value(items, depth + 1) {
                     return false;
                 }
-                self.skip_space();
-                match self.peek() {
-                    Some(b',') => self.at += 1,
-                    Some(b']') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return false,
+                match self.after_member(b']') {
+                    Some(true) => {}
+                    Some(false) => break,
+                    None => return false,
                 }
             }
         }
@@ -298,7 +307,8 @@ impl<'b> Scanner<'b> {
                     Some((rules, at))
                 } else {
                     // A name with escapes may equal another once decoded: left to the full
-                    // path.
+                    // path. Without escapes its text is the name, and not one the schema
+                    // knows: those were all looked for as written.
                     let Some(Text {
                         raw: name,
                         escaped: false,
@@ -307,7 +317,7 @@ impl<'b> Scanner<'b> {
                         return false;
                     };
                     other = name;
-                    rules.and_then(|r| r.find(name).map(|at| (r, at)))
+                    None
                 };
                 if !self.expect(b':') {
                     return false;
@@ -332,14 +342,10 @@ impl<'b> Scanner<'b> {
                 if !self.value(rule, depth + 1) {
                     return false;
                 }
-                self.skip_space();
-                match self.peek() {
-                    Some(b',') => self.at += 1,
-                    Some(b'}') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return false,
+                match self.after_member(b'}') {
+                    Some(true) => {}
+                    Some(false) => break,
+                    None => return false,
                 }
             }
         }
@@ -392,12 +398,7 @@ fn string_holds(check: &Check, text: &Text<'_>) -> bool {
         let length = text.raw.chars().count();
         (min..=max).contains(&length)
     };
-    length_holds
-        && (check.types.allows(Types::STRING))
-        && check
-            .value
-            .as_ref()
-            .is_none_or(|validator| scalar_is_valid(validator, Scalar::String(text.raw)))
+    length_holds && scalar_holds(Some(check), Types::STRING, Scalar::String(text.raw))
 }
 
 fn number_holds(check: &Check, value: Num) -> bool {
