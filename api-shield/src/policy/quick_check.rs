@@ -17,15 +17,21 @@
 //! No crate checks a JSON Schema while scanning the text, hence this module. Unit tests and the
 //! `schema` fuzz target hold it to the full path.
 
+mod bounds;
 mod class_pattern;
 mod scan;
+mod written_names;
 
-use std::{cmp::Ordering, sync::Arc};
+use std::sync::Arc;
 
 use jsonschema::Validator;
 use serde_json::{Map, Number, Value};
 
-use self::class_pattern::ClassPattern;
+use self::{
+    bounds::{BoundKind, Bounds},
+    class_pattern::ClassPattern,
+    written_names::WrittenNames,
+};
 use super::json_tape::{Num, TapeJson};
 
 /// Keywords that describe and never judge.
@@ -119,22 +125,13 @@ impl Types {
     }
 }
 
-/// How a number must compare with a bound.
-#[derive(Debug, Clone, Copy)]
-enum BoundKind {
-    Minimum,
-    Maximum,
-    ExclusiveMinimum,
-    ExclusiveMaximum,
-}
-
 /// The checks of one schema object.
 #[derive(Debug)]
 struct Check {
     types: Types,
     min_length: Option<usize>,
     max_length: Option<usize>,
-    bounds: Vec<(BoundKind, Num)>,
+    bounds: Bounds,
     /// The `pattern`, when it has the shape [`ClassPattern`] reads.
     pattern: Option<ClassPattern>,
     /// The value keywords, compiled by `jsonschema`.
@@ -151,6 +148,8 @@ struct Check {
 struct ObjectCheck {
     /// Names that are declared in `properties` or required.
     names: Vec<Box<str>>,
+    /// The names as the scanner matches them against the bytes.
+    written: WrittenNames,
     /// For each name: its schema, or `None` for a required name that `properties` does not
     /// declare (it is checked by `additional`).
     rules: Vec<Option<Rule>>,
@@ -187,12 +186,13 @@ impl Check {
             types: Types::ALL,
             min_length: None,
             max_length: None,
-            bounds: Vec::new(),
+            bounds: Bounds::default(),
             pattern: None,
             value: None,
             value_judges_containers: false,
             object: ObjectCheck {
                 names: Vec::new(),
+                written: WrittenNames::default(),
                 rules: Vec::new(),
                 required: 0,
                 additional: Rule::Any,
@@ -227,14 +227,14 @@ impl Check {
                 "type" => check.types = types(argument)?,
                 "minLength" => check.min_length = Some(count(argument)?),
                 "maxLength" => check.max_length = Some(count(argument)?),
-                "minimum" => check.bounds.push((BoundKind::Minimum, number(argument)?)),
-                "maximum" => check.bounds.push((BoundKind::Maximum, number(argument)?)),
+                "minimum" => check.bounds.add(BoundKind::Minimum, number(argument)?),
+                "maximum" => check.bounds.add(BoundKind::Maximum, number(argument)?),
                 "exclusiveMinimum" => check
                     .bounds
-                    .push((BoundKind::ExclusiveMinimum, number(argument)?)),
+                    .add(BoundKind::ExclusiveMinimum, number(argument)?),
                 "exclusiveMaximum" => check
                     .bounds
-                    .push((BoundKind::ExclusiveMaximum, number(argument)?)),
+                    .add(BoundKind::ExclusiveMaximum, number(argument)?),
                 "minProperties" => check.object.min_members = count(argument)?,
                 "maxProperties" => check.object.max_members = count(argument)?,
                 "additionalProperties" => check.object.additional = Rule::compile(argument)?,
@@ -260,6 +260,7 @@ impl Check {
         if !checks_anything {
             return Some(Rule::Any);
         }
+        check.object.written = WrittenNames::new(&check.object.names);
         if !value_keywords.is_empty() {
             check.value_judges_containers =
                 value_keywords.contains_key("enum") || value_keywords.contains_key("const");
@@ -287,18 +288,10 @@ impl ObjectCheck {
         Some(self.names.len() - 1)
     }
 
-    /// The index and length of the name that `text` (what follows a name's opening quote)
-    /// starts with, written plainly and closed by a quote. A name that JSON text must escape
-    /// (a quote, a backslash, a control character) is never found here: its written form
-    /// differs from it, and the scanner decodes such names itself.
+    /// The index and length of the known name that `text` (what follows a name's opening
+    /// quote) starts with, as written.
     fn find_written(&self, text: &[u8]) -> Option<(usize, usize)> {
-        self.names.iter().enumerate().find_map(|(at, name)| {
-            let name = name.as_bytes();
-            let written = text.get(name.len()) == Some(&b'"')
-                && text.starts_with(name)
-                && !name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
-            written.then_some((at, name.len()))
-        })
+        self.written.find(text)
     }
 
     /// The rule of the member at `at` ([`Self::find_written`]).
@@ -340,46 +333,6 @@ fn num(n: &Number) -> Num {
         Num::Signed(i)
     } else {
         Num::Float(n.as_f64().unwrap_or(f64::NAN))
-    }
-}
-
-/// Integers `f64` holds exactly (its 53-bit significand).
-const EXACT_IN_F64: u64 = 1 << 53;
-
-/// `value` against `bound`, or `None` when `f64` cannot compare them exactly.
-fn compare(value: Num, bound: Num) -> Option<Ordering> {
-    match (value, bound) {
-        (Num::Unsigned(a), Num::Unsigned(b)) => Some(a.cmp(&b)),
-        (Num::Signed(a), Num::Signed(b)) => Some(a.cmp(&b)),
-        (Num::Unsigned(_), Num::Signed(_)) => Some(Ordering::Greater),
-        (Num::Signed(_), Num::Unsigned(_)) => Some(Ordering::Less),
-        (Num::Float(a), Num::Float(b)) => a.partial_cmp(&b),
-        (Num::Float(a), integer) => a.partial_cmp(&exact_f64(integer)?),
-        (integer, Num::Float(b)) => exact_f64(integer)?.partial_cmp(&b),
-    }
-}
-
-/// An integer as `f64` when it converts exactly.
-#[allow(clippy::cast_precision_loss)] // Only magnitudes up to 2^53, which convert exactly.
-fn exact_f64(integer: Num) -> Option<f64> {
-    match integer {
-        Num::Unsigned(u) if u <= EXACT_IN_F64 => Some(u as f64),
-        Num::Signed(i) if i.unsigned_abs() <= EXACT_IN_F64 => Some(i as f64),
-        _ => None,
-    }
-}
-
-impl BoundKind {
-    fn holds(self, value: Num, bound: Num) -> bool {
-        let Some(order) = compare(value, bound) else {
-            return false;
-        };
-        match self {
-            BoundKind::Minimum => order != Ordering::Less,
-            BoundKind::Maximum => order != Ordering::Greater,
-            BoundKind::ExclusiveMinimum => order == Ordering::Greater,
-            BoundKind::ExclusiveMaximum => order == Ordering::Less,
-        }
     }
 }
 

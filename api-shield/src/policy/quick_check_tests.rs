@@ -176,6 +176,19 @@ fn numbers_compare_exactly_or_not_at_all() {
             ("1e400", false),
         ],
     );
+    // Integer bounds fold into one range; a float bound still applies to integers.
+    check_cases(
+        &json!({"minimum": 1, "exclusiveMaximum": 10, "maximum": 12, "exclusiveMinimum": 0.5}),
+        &[
+            ("1", true),
+            ("9", true),
+            ("9.5", true),
+            ("0", false),
+            ("10", false),
+            ("-1", false),
+            ("0.75", false),
+        ],
+    );
     check_cases(
         &json!({"type": "integer", "exclusiveMinimum": -3, "maximum": u64::MAX}),
         &[

@@ -42,6 +42,25 @@ impl ClassPattern {
         (self.min..=self.max).contains(&text.len())
             && text.bytes().all(|b| self.table[usize::from(b)])
     }
+
+    /// Whether the class holds neither a quote nor a backslash (nor, being printable, a
+    /// control character): then a run of class bytes after a string's opening quote is plain
+    /// string text, and [`Self::match_written`] can read the string and match it at once.
+    pub(super) fn reads_written(&self) -> bool {
+        !self.table[usize::from(b'"')] && !self.table[usize::from(b'\\')]
+    }
+
+    /// From the byte after a string's opening quote: the length of the string when it is all
+    /// class characters, closed by its quote, and matches. `None` otherwise: a mismatch, or an
+    /// escape (whose decoded text is not judged here).
+    pub(super) fn match_written(&self, text: &[u8]) -> Option<usize> {
+        let length = text
+            .iter()
+            .position(|&b| !self.table[usize::from(b)])
+            .unwrap_or(text.len());
+        (text.get(length) == Some(&b'"') && (self.min..=self.max).contains(&length))
+            .then_some(length)
+    }
 }
 
 /// Digits only (no sign, no spaces), as a regex quantifier has them.
@@ -131,6 +150,20 @@ mod tests {
     }
 
     #[test]
+    fn a_class_with_a_quote_or_backslash_is_not_read_as_written() {
+        for pattern in ["^[a\"]+$", "^[ -~]+$", "^[!-#]+$"] {
+            let compiled = ClassPattern::parse(pattern).unwrap();
+            assert!(!compiled.reads_written(), "{pattern}");
+        }
+        let plain = ClassPattern::parse("^[a-z]{2,3}$").unwrap();
+        assert_eq!(plain.match_written(b"ab\", rest"), Some(2));
+        assert_eq!(plain.match_written(b"abcd\""), None, "too long");
+        assert_eq!(plain.match_written(b"a\""), None, "too short");
+        assert_eq!(plain.match_written(b"ab"), None, "unclosed");
+        assert_eq!(plain.match_written(b"a\\u0062\""), None, "escaped");
+    }
+
+    #[test]
     fn matches_as_jsonschema_does() {
         let strings = [
             "",
@@ -163,11 +196,22 @@ mod tests {
             let compiled = ClassPattern::parse(pattern).unwrap();
             let engine = jsonschema::validator_for(&json!({"pattern": pattern})).unwrap();
             for s in strings {
-                assert_eq!(
-                    compiled.matches(s),
-                    engine.is_valid(&json!(s)),
-                    "{pattern} on {s:?}"
-                );
+                let expected = engine.is_valid(&json!(s));
+                assert_eq!(compiled.matches(s), expected, "{pattern} on {s:?}");
+                // Read as written in JSON text: a yes is always right; an escaped string is
+                // never a yes.
+                if !compiled.reads_written() {
+                    continue;
+                }
+                let written = json!(s).to_string();
+                let read = compiled.match_written(&written.as_bytes()[1..]);
+                if read.is_some() {
+                    assert!(expected, "{pattern} read {written} as written");
+                    assert_eq!(read, Some(s.len()));
+                }
+                if expected && !written[1..].contains('\\') {
+                    assert_eq!(read, Some(s.len()), "{pattern} on {written}");
+                }
             }
         }
     }
