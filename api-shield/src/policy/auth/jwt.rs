@@ -10,7 +10,6 @@ use jsonwebtoken::{errors::ErrorKind, Algorithm, Header};
 use serde_json::{Map, Value};
 
 use super::{
-    api_key::sha256,
     jwks::Jwks,
     jwt_keys::{self, KeyError, VerifyKey},
     token_cache::TokenCache,
@@ -26,6 +25,9 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Verified tokens cached per issuer.
 const CACHE_ENTRIES: usize = 10_000;
+/// The bytes of the tokens each issuer's cache holds at most: 10 000 tokens of 800 bytes (an
+/// RS256 token with a few claims is ~600).
+const CACHE_TOKEN_BYTES: usize = 8 << 20;
 
 /// Why a token is refused (logged; never sent to the client beyond `invalid_token`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -193,7 +195,7 @@ impl Issuer {
             jwks,
             scope_claim: config.scope_claim.clone(),
             forward,
-            cache: TokenCache::new(CACHE_ENTRIES),
+            cache: TokenCache::new(CACHE_ENTRIES, CACHE_TOKEN_BYTES),
             clock,
         })
     }
@@ -237,15 +239,14 @@ impl Issuer {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLong);
         }
-        let digest = sha256(token.as_bytes());
         let generation = self.keys.load().generation;
-        if let Some(principal) = self.cache.get(&digest, generation) {
+        if let Some(principal) = self.cache.get(token, generation) {
             self.check_times(&principal)?;
             return Ok(principal);
         }
         let (generation, principal) = self.verify_uncached(token).await?;
         self.cache.insert(
-            digest,
+            token,
             generation,
             Arc::clone(&principal),
             unix_seconds(&*self.clock),
