@@ -8,9 +8,10 @@
 //! memory as long as their entries live, as the requests carrying them were; they are never
 //! logged.
 //!
-//! Bounded in entries and in the bytes of the tokens it holds, tied to the key-set generation
-//! it was verified under (a key change voids every entry), and never used past the token's
-//! `exp`: the caller checks times on every hit.
+//! Bounded in entries and in the bytes of the tokens it holds (each principal is decoded from
+//! its token, so the entry count and the tokens' sizes bound the principals too), tied to the
+//! key-set generation it was verified under (a key change voids every entry), and never used
+//! past the token's `exp`: the caller checks times on every hit.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
@@ -24,18 +25,28 @@ struct Entry {
 }
 
 /// The entries and the bytes of the tokens they hold.
-#[derive(Debug)]
 struct Entries {
     by_token: HashMap<Box<str>, Entry, foldhash::quality::RandomState>,
     token_bytes: usize,
 }
 
 /// A bounded cache of verified tokens.
-#[derive(Debug)]
 pub struct TokenCache {
     capacity: usize,
     max_token_bytes: usize,
     entries: Mutex<Entries>,
+}
+
+/// Counts only: the entries' keys are bearer tokens, which no log may show.
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("capacity", &self.capacity)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .field("tokens", &self.len())
+            .field("token_bytes", &self.token_bytes())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenCache {
@@ -78,7 +89,15 @@ impl TokenCache {
         if self.capacity == 0 || token.len() > self.max_token_bytes {
             return;
         }
+        let entry = Entry {
+            generation,
+            principal,
+        };
         let mut entries = self.lock();
+        if let Some(cached) = entries.by_token.get_mut(token) {
+            *cached = entry;
+            return;
+        }
         let full = |e: &Entries| {
             e.by_token.len() >= self.capacity || e.token_bytes + token.len() > self.max_token_bytes
         };
@@ -91,13 +110,6 @@ impl TokenCache {
                 entries.by_token.clear();
                 entries.token_bytes = 0;
             }
-        }
-        let entry = Entry {
-            generation,
-            principal,
-        };
-        if let Some((old, _)) = entries.by_token.remove_entry(token) {
-            entries.token_bytes -= old.len();
         }
         entries.token_bytes += token.len();
         entries.by_token.insert(token.into(), entry);
@@ -159,6 +171,9 @@ mod tests {
         cache.insert("aaa.bbb.ccc", 2, principal("alice2", 100), 0);
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.token_bytes(), 11, "a token replaced is counted once");
+        let shown = format!("{cache:?}");
+        assert!(!shown.contains("aaa.bbb"), "{shown}");
+        assert!(shown.contains("tokens: 1"), "{shown}");
         cache.clear();
         assert!(cache.is_empty());
         assert_eq!(cache.token_bytes(), 0);

@@ -3,9 +3,10 @@
 //! certificate, upstream and a route with CORS and HSTS; and api-shield with a 1 KiB JSON POST
 //! on (d) a route without policies and (e) a route with the full policy chain (JWT RS256 with
 //! scopes, a rate limit that never refuses, JSON Schema validation of the body), (d) and (e)
-//! sent the very same request. One run, peers interleaved, three rounds each, medians and ratios
-//! to nginx, and the ratio of (e) to (d) per round (median and spread) and of their medians
-//! (see ../shared/bench-method.md).
+//! sent the very same request, and (f) the route of (d) sent that request without its bearer
+//! token (the baseline before 2026-11-29). One run, peers interleaved, three rounds each, medians
+//! and ratios to nginx, and the ratios of (e) to (d) and to (f), per round (median and spread)
+//! and of their medians (see ../shared/bench-method.md).
 //!
 //! Run it with `cargo xtask bench-proxy` (as root: it installs nginx and wrk if missing).
 
@@ -78,9 +79,11 @@ fn main() -> Result<()> {
     let token = shield_cli::mint_token(&config, "bench", "bench-client", "orders:write")?;
     // The plain route gets the very same request, bearer token included (it has no policy to
     // read it), so the ratio of the two is what the policies cost, not what a bigger request
-    // costs to decrypt, parse and forward.
-    let plain_script = post_script(dir.path(), "plain", &token)?;
-    let chain_script = post_script(dir.path(), "chain", &token)?;
+    // costs to decrypt, parse and forward. The same POST without the token, the baseline
+    // before 2026-11-29, runs interleaved too, and its ratios are printed beside.
+    let plain_script = post_script(dir.path(), "plain", Some(&token))?;
+    let bare_script = post_script(dir.path(), "bare", None)?;
+    let chain_script = post_script(dir.path(), "chain", Some(&token))?;
     let peers = [
         (
             "upstream direct (HTTP)",
@@ -106,6 +109,10 @@ fn main() -> Result<()> {
             "api-shield POST 1 KiB, JWT + rate limit",
             format!("https://127.0.0.1:{SHIELD_PORT}/auth/orders"),
         ),
+        (
+            "api-shield POST 1 KiB, no policies, no token",
+            format!("https://127.0.0.1:{SHIELD_PORT}/plain/orders"),
+        ),
     ];
     let scripts = [
         None,
@@ -114,6 +121,7 @@ fn main() -> Result<()> {
         Some(&plain_script),
         Some(&chain_script),
         Some(&chain_script),
+        Some(&bare_script),
     ];
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
     for round in 0..args.rounds {
@@ -134,6 +142,8 @@ fn main() -> Result<()> {
         }
     }
     if args.only.is_some() {
+        // A partial run: the policy ratios of whatever POST peers ran, no table.
+        println!("{}", policy_ratios(&results));
         return Ok(());
     }
     let medians: Vec<Run> = results.iter().map(|runs| median(runs)).collect();
@@ -168,21 +178,44 @@ fn report(args: &Args, names: &[&str], medians: &[Run], results: &[Vec<Run>]) ->
             run.p99_ms / nginx.p99_ms
         );
     }
-    let _ = writeln!(
-        text,
-        "\nFull policy chain ÷ the same POST on a route without policies: {:.2}x req/s, {:.2}x p99 \
-         (medians); per round {}",
-        medians[4].rps / medians[3].rps,
-        medians[4].p99_ms / medians[3].p99_ms,
-        per_round(&results[4], &results[3])
-    );
-    let _ = writeln!(
-        text,
-        "JWT + rate limit (no schema) ÷ the same: {:.2}x req/s, {:.2}x p99 (medians); per round {}",
-        medians[5].rps / medians[3].rps,
-        medians[5].p99_ms / medians[3].p99_ms,
-        per_round(&results[5], &results[3])
-    );
+    text.push('\n');
+    text.push_str(&policy_ratios(results));
+    text
+}
+
+/// Indexes of the POST peers in `main`'s list.
+const PLAIN: usize = 3;
+const CHAIN: usize = 4;
+const AUTH: usize = 5;
+const BARE: usize = 6;
+
+/// The policy routes' ratios to the plain route (same request) and to the plain route without
+/// the token (the baseline before 2026-11-29), for the peers that ran.
+fn policy_ratios(results: &[Vec<Run>]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (peer, what) in [
+        (CHAIN, "Full policy chain"),
+        (AUTH, "JWT + rate limit (no schema)"),
+    ] {
+        for (baseline, against) in [
+            (PLAIN, "the same POST on a route without policies"),
+            (BARE, "that POST without the token (the former baseline)"),
+        ] {
+            let (runs, base) = (&results[peer], &results[baseline]);
+            if runs.is_empty() || base.is_empty() {
+                continue;
+            }
+            let (p, b) = (median(runs), median(base));
+            let _ = writeln!(
+                text,
+                "{what} ÷ {against}: {:.3}x req/s, {:.2}x p99 (medians); per round {}",
+                p.rps / b.rps,
+                p.p99_ms / b.p99_ms,
+                per_round(runs, base)
+            );
+        }
+    }
     text
 }
 
@@ -197,11 +230,21 @@ fn per_round(peer: &[Run], baseline: &[Run]) -> String {
     ratios.sort_by(f64::total_cmp);
     match (ratios.first(), ratios.last()) {
         (Some(low), Some(high)) => format!(
-            "median {:.2}x req/s (from {low:.2}x to {high:.2}x over {} rounds)",
-            ratios[ratios.len() / 2],
+            "median {:.3}x req/s (from {low:.3}x to {high:.3}x over {} rounds)",
+            middle(&ratios),
             ratios.len()
         ),
         _ => "not measured".to_owned(),
+    }
+}
+
+/// The median of sorted values: the mean of the two middle ones for an even count.
+fn middle(sorted: &[f64]) -> f64 {
+    let half = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        f64::midpoint(sorted[half - 1], sorted[half])
+    } else {
+        sorted[half]
     }
 }
 
@@ -209,7 +252,7 @@ fn median(runs: &[Run]) -> Run {
     let pick = |f: fn(&Run) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        middle(&v)
     };
     Run {
         rps: pick(|r| r.rps),
@@ -289,7 +332,7 @@ fn nginx(dir: &Path, name: &str, conf: &str) -> Result<Guard> {
 }
 
 /// A `wrk` script sending a 1 KiB JSON order by POST, with a bearer token when given.
-fn post_script(dir: &Path, name: &str, token: &str) -> Result<PathBuf> {
+fn post_script(dir: &Path, name: &str, token: Option<&str>) -> Result<PathBuf> {
     let items: Vec<String> = (0..29)
         .map(|i| format!(r#"{{"sku": "SKU-{i:04}", "quantity": {}}}"#, i + 1))
         .collect();
@@ -297,9 +340,16 @@ fn post_script(dir: &Path, name: &str, token: &str) -> Result<PathBuf> {
         r#"{{"customer": "acme-corp", "note": "leave at the door", "items": [{}]}}"#,
         items.join(", ")
     );
-    let script = format!(
-        "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+    let mut script = format!(
+        "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
     );
+    if let Some(token) = token {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            script,
+            "wrk.headers[\"Authorization\"] = \"Bearer {token}\""
+        );
+    }
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, script)?;
     Ok(path)
