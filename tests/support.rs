@@ -11,6 +11,7 @@ pub mod h2raw;
 pub mod https;
 pub mod netns;
 pub mod privileged;
+pub mod prog_test;
 pub mod shield;
 pub mod tokens;
 pub mod traffic;

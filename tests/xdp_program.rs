@@ -1,7 +1,7 @@
 //! The XDP program run on hand-built frames through BPF_PROG_TEST_RUN (loaded, never attached):
 //! every decision path, IPv4 and IPv6, VLAN tags, IPv4 options and IPv6 extension headers,
-//! truncated and malformed frames, dry run, the limiter's burst, the insertion budget that keeps
-//! a spoofed flood from evicting real clients, and drop events.
+//! truncated and malformed frames, dry run, and drop events. The limiter's paths are
+//! `xdp_limiter`'s.
 // Pedantic lints are for the product code; tests favour plain, direct code.
 #![allow(clippy::pedantic)]
 
@@ -12,107 +12,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use api_shield::{
-    config,
-    fastpath::{self, apply_config, BanRequest, Clock, PinnedMaps, Stats, SystemClock},
-};
+use api_shield::fastpath::{Clock, SystemClock};
 use api_shield_common::{maps, Reason};
-use aya::{
-    maps::RingBuf,
-    programs::{TestRun, TestRunOptions, Xdp},
-    Ebpf,
-};
+use aya::maps::RingBuf;
 use support::{
     frames::{self, Frame, L3, L4},
-    privileged::{self, PinDir},
+    prog_test::{Harness, BASE, SRC, SRC6, XDP_DROP, XDP_PASS},
 };
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-
-struct Harness {
-    ebpf: Ebpf,
-    maps: PinnedMaps,
-    _pins: PinDir,
-}
-
-impl Harness {
-    /// Loads the program with `config` (TOML for `[fastpath]` and below) on fresh pinned maps,
-    /// with the calling thread pinned to one CPU so per-CPU state is deterministic.
-    fn new(test: &str, config_text: &str) -> Option<Harness> {
-        if !privileged::can_run(test, false) {
-            return None;
-        }
-        let mut cpus = nix::sched::CpuSet::new();
-        cpus.set(0).unwrap();
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
-        let pins = PinDir::new();
-        let config = config::parse(config_text, std::path::Path::new("test.toml")).unwrap();
-        let ebpf = fastpath::load_program(&pins.layout(), config.fastpath.limiter.max_sources)
-            .expect("loading the XDP program");
-        let mut maps = PinnedMaps::open(&pins.layout()).unwrap();
-        apply_config(&mut maps, &config.fastpath).unwrap();
-        Some(Harness {
-            ebpf,
-            maps,
-            _pins: pins,
-        })
-    }
-
-    fn run(&self, frame: &[u8]) -> u32 {
-        let program: &Xdp = self
-            .ebpf
-            .program(maps::PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        program
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
-    }
-
-    fn run_frame(&self, frame: &Frame) -> u32 {
-        self.run(&frame.build())
-    }
-
-    fn stats(&self) -> Stats {
-        self.maps.stats().unwrap()
-    }
-
-    fn ban(&mut self, target: &str, ttl: Duration, clock: &impl Clock) {
-        self.maps
-            .ban(
-                &BanRequest {
-                    target: fastpath::parse_target(target).unwrap(),
-                    ttl: Some(ttl),
-                    reason: "test".into(),
-                },
-                clock,
-            )
-            .unwrap();
-    }
-}
-
-/// Protects UDP and TCP 9000 with burst 5 at 1 packet/s, so the sixth back-to-back packet of
-/// a source is over budget however slowly the test runs.
-const BASE: &str = r#"
-[fastpath]
-allow = ["192.0.2.0/24", "2001:db8:a::/48"]
-deny = ["198.51.100.0/24", "2001:db8:d::/48"]
-[fastpath.limiter]
-rate = 1
-burst = 5
-[fastpath.limiter.protect]
-tcp = [9000]
-udp = [9000]
-"#;
-
-const SRC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x5, 0x1, 0, 0, 0, 0x10);
 
 #[test]
 fn non_ip_frames_pass_and_are_counted() {
@@ -302,56 +208,6 @@ impl Clock for PastClock {
 }
 
 #[test]
-fn limiter_allows_the_burst_then_drops_only_protected_traffic() {
-    let Some(h) = Harness::new(
-        "limiter_allows_the_burst_then_drops_only_protected_traffic",
-        BASE,
-    ) else {
-        return;
-    };
-    let verdicts: Vec<u32> = (0..8)
-        .map(|_| h.run_frame(&frames::udp4(SRC, 9000)))
-        .collect();
-    assert_eq!(
-        verdicts,
-        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP, XDP_DROP]
-    );
-    // The same source to an unprotected port, or by another protocol, is untouched.
-    for _ in 0..10 {
-        assert_eq!(h.run_frame(&frames::udp4(SRC, 22)), XDP_PASS);
-        assert_eq!(h.run_frame(&frames::v4(SRC, L4::Tcp(22))), XDP_PASS);
-        assert_eq!(h.run_frame(&frames::v4(SRC, L4::Icmp)), XDP_PASS);
-    }
-    // TCP 9000 is protected too and shares the source's budget.
-    assert_eq!(h.run_frame(&frames::v4(SRC, L4::Tcp(9000))), XDP_DROP);
-    let stats = h.stats();
-    assert_eq!(stats.packets(Reason::PassWithinLimit), 5);
-    assert_eq!(stats.packets(Reason::DropRateLimited), 4);
-    assert_eq!(stats.packets(Reason::PassUnprotected), 30);
-}
-
-#[test]
-fn ipv6_sources_share_a_budget_per_prefix() {
-    let Some(h) = Harness::new("ipv6_sources_share_a_budget_per_prefix", BASE) else {
-        return;
-    };
-    let same_64: Vec<Ipv6Addr> = (1..=6)
-        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 7, 1, 0, 0, 0, i))
-        .collect();
-    let verdicts: Vec<u32> = same_64
-        .iter()
-        .map(|a| h.run_frame(&frames::v6(*a, L4::Udp(9000))))
-        .collect();
-    assert_eq!(verdicts[..5], [XDP_PASS; 5]);
-    assert_eq!(
-        verdicts[5], XDP_DROP,
-        "the sixth address of one /64 is over the shared budget"
-    );
-    let other_64 = Ipv6Addr::new(0x2001, 0xdb8, 7, 2, 0, 0, 0, 1);
-    assert_eq!(h.run_frame(&frames::v6(other_64, L4::Udp(9000))), XDP_PASS);
-}
-
-#[test]
 fn vlan_tags_options_and_extension_headers_are_seen_through() {
     let Some(mut h) = Harness::new(
         "vlan_tags_options_and_extension_headers_are_seen_through",
@@ -406,36 +262,6 @@ fn vlan_tags_options_and_extension_headers_are_seen_through() {
 }
 
 #[test]
-fn fragments_without_ports_count_against_the_source() {
-    let Some(h) = Harness::new("fragments_without_ports_count_against_the_source", BASE) else {
-        return;
-    };
-    let mut frag = frames::udp4(SRC, 22);
-    if let L3::V4 { frag_offset, .. } = &mut frag.l3 {
-        *frag_offset = 100;
-    }
-    let verdicts: Vec<u32> = (0..6).map(|_| h.run_frame(&frag)).collect();
-    assert_eq!(verdicts[..5], [XDP_PASS; 5]);
-    assert_eq!(
-        verdicts[5], XDP_DROP,
-        "non-first fragments of a protected protocol are limited"
-    );
-    let mut frag6 = frames::v6(SRC6, L4::Udp(22));
-    if let L3::V6 { fragment, .. } = &mut frag6.l3 {
-        *fragment = Some(10);
-    }
-    let verdicts: Vec<u32> = (0..6).map(|_| h.run_frame(&frag6)).collect();
-    assert_eq!(verdicts[5], XDP_DROP);
-    // A first fragment carries its port: port 22 is unprotected.
-    let mut first6 = frames::v6(Ipv6Addr::new(0x2001, 0xdb8, 6, 0, 0, 0, 0, 1), L4::Udp(22));
-    if let L3::V6 { fragment, .. } = &mut first6.l3 {
-        *fragment = Some(0);
-    }
-    assert_eq!(h.run_frame(&first6), XDP_PASS);
-    assert_eq!(h.stats().packets(Reason::PassUnprotected), 1);
-}
-
-#[test]
 fn dry_run_counts_what_it_would_drop_and_drops_nothing() {
     let text = BASE.replace("[fastpath]\n", "[fastpath]\ndry_run = true\n");
     let Some(mut h) = Harness::new("dry_run_counts_what_it_would_drop_and_drops_nothing", &text)
@@ -487,41 +313,6 @@ fn disabled_program_passes_everything() {
 }
 
 #[test]
-fn spoofed_flood_cannot_evict_a_tracked_client() {
-    // Ten new sources per second on this CPU; untracked sources share a burst of 3.
-    let text = BASE.replace(
-        "burst = 5\n",
-        "burst = 5\nnew_sources_per_cpu = 10\nuntracked_rate = 1\nuntracked_burst = 3\n",
-    );
-    let Some(h) = Harness::new("spoofed_flood_cannot_evict_a_tracked_client", &text) else {
-        return;
-    };
-    // The real client spends its burst and is being limited.
-    let verdicts: Vec<u32> = (0..6)
-        .map(|_| h.run_frame(&frames::udp4(SRC, 9000)))
-        .collect();
-    assert_eq!(verdicts[5], XDP_DROP);
-    // 500 spoofed sources, one packet each: 9 get tracked, 3 pass on the shared budget, the
-    // rest are dropped as untracked.
-    let spoofed: Vec<u32> = (0..500u32)
-        .map(|i| {
-            let [a, b] = (i as u16).to_be_bytes();
-            h.run_frame(&frames::udp4(Ipv4Addr::new(100, 64, a, b), 9000))
-        })
-        .collect();
-    assert_eq!(spoofed.iter().filter(|v| **v == XDP_PASS).count(), 12);
-    let stats = h.stats();
-    assert_eq!(stats.packets(Reason::DropUntracked), 488);
-    // The client's state survived: it is still over budget, not handed a fresh burst.
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
-    let key = api_shield_common::v4_mapped(SRC.octets());
-    assert!(
-        h.maps.limiter.get(&key, 0).is_ok(),
-        "the client's limiter entry is still there"
-    );
-}
-
-#[test]
 fn one_drop_event_per_source_per_interval() {
     let Some(mut h) = Harness::new("one_drop_event_per_source_per_interval", BASE) else {
         return;
@@ -551,125 +342,4 @@ fn one_drop_event_per_source_per_interval() {
 fn fastpath_event(bytes: &[u8]) -> (IpAddr, Option<Reason>) {
     let event = api_shield::fastpath::decode_event(bytes).expect("a whole event");
     (event.source, event.reason)
-}
-
-#[test]
-fn cached_over_budget_verdicts_follow_rule_changes() {
-    let Some(mut h) = Harness::new("cached_over_budget_verdicts_follow_rule_changes", BASE) else {
-        return;
-    };
-    // Spend the burst: from the sixth packet on, the verdict comes from the cache.
-    for _ in 0..8 {
-        h.run_frame(&frames::udp4(SRC, 9000));
-    }
-    assert_eq!(h.stats().packets(Reason::DropRateLimited), 3);
-    // The cache holds rate-limit verdicts for protected traffic only.
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 22)), XDP_PASS);
-    // A ban voids the cache: the source is now counted as banned.
-    h.ban("203.0.113.10", Duration::from_secs(600), &SystemClock);
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
-    assert_eq!(h.stats().packets(Reason::DropBanned), 1);
-    h.maps
-        .unban(&fastpath::parse_target("203.0.113.10").unwrap())
-        .unwrap();
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
-    assert_eq!(h.stats().packets(Reason::DropRateLimited), 4);
-    // Allowing the source voids the cache too: it passes at once.
-    let allowed = config::parse(
-        &BASE.replace("\"192.0.2.0/24\"", "\"192.0.2.0/24\", \"203.0.113.10/32\""),
-        std::path::Path::new("test.toml"),
-    )
-    .unwrap();
-    apply_config(&mut h.maps, &allowed.fastpath).unwrap();
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_PASS);
-    assert_eq!(h.stats().packets(Reason::PassAllowed), 1);
-}
-
-#[test]
-fn cached_verdicts_expire_when_the_source_may_conform_again() {
-    // 20 packets/s, burst 1, nanosecond clock: after a drop the source conforms again within
-    // 50 ms, and the cache must not hold it back longer.
-    let text = BASE.replace(
-        "rate = 1\nburst = 5\n",
-        "rate = 20\nburst = 1\nclock = \"precise\"\n",
-    );
-    let Some(h) = Harness::new(
-        "cached_verdicts_expire_when_the_source_may_conform_again",
-        &text,
-    ) else {
-        return;
-    };
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_PASS);
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
-    assert_eq!(
-        h.run_frame(&frames::udp4(SRC, 9000)),
-        XDP_DROP,
-        "served from the cache"
-    );
-    // Time under test, not synchronisation: wait out one emission interval.
-    std::thread::sleep(Duration::from_millis(60));
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_PASS);
-    assert_eq!(h.run_frame(&frames::udp4(SRC, 9000)), XDP_DROP);
-    let stats = h.stats();
-    assert_eq!(stats.packets(Reason::PassWithinLimit), 2);
-    assert_eq!(stats.packets(Reason::DropRateLimited), 3);
-}
-
-#[test]
-fn extension_header_chains_are_no_way_around_the_limiter() {
-    let Some(h) = Harness::new(
-        "extension_header_chains_are_no_way_around_the_limiter",
-        BASE,
-    ) else {
-        return;
-    };
-    // Seven destination-options headers: more than the parser walks, so the transport is hidden.
-    let mut frame = frames::v6(SRC6, L4::Udp(9000));
-    if let L3::V6 { ext, .. } = &mut frame.l3 {
-        *ext = vec![(60, 8); 7];
-    }
-    let verdicts: Vec<u32> = (0..6).map(|_| h.run_frame(&frame)).collect();
-    assert_eq!(verdicts[..5], [XDP_PASS; 5]);
-    assert_eq!(
-        verdicts[5], XDP_DROP,
-        "a hidden transport counts against the source"
-    );
-    // A non-first fragment behind a destination-options header: limited too.
-    let mut fragment = frames::v6(
-        Ipv6Addr::new(0x2001, 0xdb8, 0x6, 1, 0, 0, 0, 1),
-        L4::Udp(22),
-    );
-    if let L3::V6 {
-        ext, fragment: f, ..
-    } = &mut fragment.l3
-    {
-        *ext = vec![(60, 8)];
-        *f = Some(3);
-    }
-    let verdicts: Vec<u32> = (0..6).map(|_| h.run_frame(&fragment)).collect();
-    assert_eq!(verdicts[5], XDP_DROP);
-}
-
-#[test]
-fn an_allowed_address_passes_while_its_ipv6_prefix_floods() {
-    let text = BASE.replace(
-        "\"2001:db8:a::/48\"",
-        "\"2001:db8:a::/48\", \"2001:db8:5:1::10/128\"",
-    );
-    let Some(h) = Harness::new(
-        "an_allowed_address_passes_while_its_ipv6_prefix_floods",
-        &text,
-    ) else {
-        return;
-    };
-    // A neighbour in the same /64 spends the prefix's budget (its verdict gets cached)...
-    let neighbour = Ipv6Addr::new(0x2001, 0xdb8, 5, 1, 0, 0, 0, 0x99);
-    for _ in 0..8 {
-        h.run_frame(&frames::v6(neighbour, L4::Udp(9000)));
-    }
-    assert_eq!(h.run_frame(&frames::v6(neighbour, L4::Udp(9000))), XDP_DROP);
-    // ...and the allowed address of that /64 still passes.
-    let allowed = Ipv6Addr::new(0x2001, 0xdb8, 5, 1, 0, 0, 0, 0x10);
-    assert_eq!(h.run_frame(&frames::v6(allowed, L4::Udp(9000))), XDP_PASS);
-    assert_eq!(h.stats().packets(Reason::PassAllowed), 1);
 }
