@@ -288,13 +288,7 @@ impl ObjectCheck {
         Some(self.names.len() - 1)
     }
 
-    /// The index and length of the known name that `text` (what follows a name's opening
-    /// quote) starts with, as written.
-    fn find_written(&self, text: &[u8]) -> Option<(usize, usize)> {
-        self.written.find(text)
-    }
-
-    /// The rule of the member at `at` ([`Self::find_written`]).
+    /// The rule of the member at `at` ([`WrittenNames::find`]).
     fn rule(&self, at: usize) -> &Rule {
         self.rules
             .get(at)

@@ -129,14 +129,9 @@ impl<'b> Scanner<'b> {
         match self.peek() {
             Some(b'{') => self.object(check, depth),
             Some(b'[') => self.array(check, depth),
-            Some(b'"') => match check {
-                Some(check)
-                    if check
-                        .pattern
-                        .as_ref()
-                        .is_some_and(ClassPattern::reads_written) =>
-                {
-                    self.patterned_string(check)
+            Some(b'"') => match check.and_then(|c| Some((c, c.pattern.as_ref()?))) {
+                Some((check, pattern)) if pattern.reads_written() => {
+                    self.patterned_string(check, pattern)
                 }
                 _ => self
                     .string()
@@ -208,13 +203,9 @@ impl<'b> Scanner<'b> {
     /// A string from its opening quote, under a check whose class pattern reads strings as
     /// written: one pass over its bytes both finds its end and matches the pattern. The class
     /// is ASCII, so the string's length in characters is its length in bytes.
-    fn patterned_string(&mut self, check: &Check) -> bool {
+    fn patterned_string(&mut self, check: &Check, pattern: &ClassPattern) -> bool {
         let start = self.at + 1;
-        let Some(length) = check
-            .pattern
-            .as_ref()
-            .and_then(|p| p.match_written(&self.text.as_bytes()[start..]))
-        else {
+        let Some(length) = pattern.match_written(&self.text.as_bytes()[start..]) else {
             return false;
         };
         self.at = start + length + 1;
@@ -354,7 +345,8 @@ impl<'b> Scanner<'b> {
                 // A name the schema knows, written plainly, is matched against the bytes;
                 // any other is scanned as a string.
                 let written = rules.and_then(|r| {
-                    r.find_written(&self.text.as_bytes()[self.at + 1..])
+                    r.written
+                        .find(&self.text.as_bytes()[self.at + 1..])
                         .map(|(at, len)| (r, at, len))
                 });
                 let mut other = "";
