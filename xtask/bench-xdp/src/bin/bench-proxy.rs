@@ -55,11 +55,19 @@ struct Run {
     p99_ms: f64,
 }
 
-/// A child process killed when dropped.
+/// A child process stopped when dropped: SIGTERM first, so an nginx master stops its workers
+/// too (SIGKILL would orphan them, still listening on the benchmark's ports), then SIGKILL if it
+/// has not exited within five seconds.
 struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(i32::MAX));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -69,6 +77,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let (cert, key) = certificate(dir.path())?;
+    for port in [UPSTREAM_PORT, NGINX_PORT, SHIELD_PORT] {
+        ensure_port_free(port)?;
+    }
     let _upstream = nginx(dir.path(), "upstream", &upstream_conf(dir.path()))?;
     let _nginx = nginx(dir.path(), "proxy", &proxy_conf(dir.path(), &cert, &key))?;
     let (_shield, config) = shield(dir.path(), &cert, &key)?;
@@ -435,6 +446,17 @@ signing_key = "{fixtures}/rsa-private.pem"
         .spawn()
         .context("starting api-shield (build it with cargo build --release first)")?;
     Ok((Guard(child), path))
+}
+
+/// Fails when something already listens on `port`: the run would measure it instead of the
+/// server it starts.
+fn ensure_port_free(port: u16) -> Result<()> {
+    std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+        format!(
+            "port {port} is taken (a server left over from an earlier run? see `ss -ltnp sport = :{port}`)"
+        )
+    })?;
+    Ok(())
 }
 
 fn wait_for_port(port: u16) -> Result<()> {
