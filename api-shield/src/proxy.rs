@@ -17,3 +17,4 @@ pub mod server;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;
+pub mod upstream_pool;

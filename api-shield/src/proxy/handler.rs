@@ -22,7 +22,7 @@ use super::{
     problem::{self, full, Body, Denial, Rejection},
     routing::{Route, RouteMatch, RouteTable},
     upgrade,
-    upstream::Upstream,
+    upstream::{origin_form, Upstream},
 };
 use crate::policy::{
     auth::without_query_param, validate::Validation, RoutePolicies, SharedPolicies,
@@ -365,9 +365,7 @@ impl Proxy {
             Some("") | None => exchange.path.to_owned(),
             Some(query) => format!("{}?{query}", exchange.path),
         };
-        parts.uri = upstream
-            .uri(&path_and_query)
-            .map_err(|_| Rejection::new(Denial::BadRequest))?;
+        parts.uri = origin_form(&path_and_query).map_err(|_| Rejection::new(Denial::BadRequest))?;
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         if let Some((protocol, _)) = &upgrade {
@@ -383,35 +381,31 @@ impl Proxy {
         let outgoing = Request::from_parts(parts, body);
         let asked = Instant::now();
         let metrics = crate::telemetry::metrics();
-        let mut response = match tokio::time::timeout(
-            upstream.response_timeout,
-            upstream.client.request(outgoing),
-        )
-        .await
-        {
-            Ok(Ok(response)) => {
-                metrics
-                    .upstream_latency
-                    .with_label_values(&[upstream.name.as_str()])
-                    .observe(asked.elapsed().as_secs_f64());
-                response
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
-                metrics
-                    .upstream_errors
-                    .with_label_values(&[upstream.name.as_str(), "unavailable"])
-                    .inc();
-                return Err(Rejection::new(Denial::UpstreamUnavailable));
-            }
-            Err(_) => {
-                metrics
-                    .upstream_errors
-                    .with_label_values(&[upstream.name.as_str(), "timeout"])
-                    .inc();
-                return Err(Rejection::new(Denial::UpstreamTimeout));
-            }
-        };
+        let mut response =
+            match tokio::time::timeout(upstream.response_timeout, upstream.send(outgoing)).await {
+                Ok(Ok(response)) => {
+                    metrics
+                        .upstream_latency
+                        .with_label_values(&[upstream.name.as_str()])
+                        .observe(asked.elapsed().as_secs_f64());
+                    response
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
+                    metrics
+                        .upstream_errors
+                        .with_label_values(&[upstream.name.as_str(), "unavailable"])
+                        .inc();
+                    return Err(Rejection::new(Denial::UpstreamUnavailable));
+                }
+                Err(_) => {
+                    metrics
+                        .upstream_errors
+                        .with_label_values(&[upstream.name.as_str(), "timeout"])
+                        .inc();
+                    return Err(Rejection::new(Denial::UpstreamTimeout));
+                }
+            };
         let switched = match upgrade {
             Some((_, client_side))
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS =>

@@ -1,33 +1,31 @@
-//! Named upstreams: a pooled keep-alive client each, plain HTTP or TLS (validated against a
-//! configured CA or the system roots), with connect and response timeouts.
+//! Named upstreams: a pool of keep-alive connections each (`upstream_pool`), plain HTTP or TLS
+//! (validated against a configured CA or the system roots), with connect and response timeouts.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use std::sync::Arc;
-
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioTimer},
-};
+use http::{header, HeaderValue, Request, Response};
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::{
     problem::Body,
     tls::{load_roots, TlsError},
+    upstream_pool::{Pool, PoolError, PooledBody},
 };
 use crate::config::UpstreamConfig;
+
+/// How long an idle keep-alive connection to an upstream stays open.
+const IDLE_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// One upstream service.
 #[derive(Debug)]
 pub struct Upstream {
     /// Its name.
     pub name: String,
-    /// `scheme://host:port`.
-    pub scheme: http::uri::Scheme,
-    /// Host and port.
-    pub authority: http::uri::Authority,
-    /// Pooled client.
-    pub client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// Keep-alive connections.
+    pub pool: Arc<Pool>,
+    /// The `Host` a request without one is sent with: the URL's, without a default port.
+    host: HeaderValue,
     /// Time allowed for the response head.
     pub response_timeout: Duration,
 }
@@ -57,25 +55,48 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_mins(1))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let scheme = uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP);
+        let authority = uri.authority().cloned().expect("validated upstream URL");
+        let default_port = if scheme == http::uri::Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => authority.as_str(),
+            _ => authority.host(),
+        };
+        let host = HeaderValue::from_str(host).expect("validated upstream URL");
+        let target = http::Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .expect("validated upstream URL");
         Ok(Upstream {
             name: config.name.clone(),
-            scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
-            authority: uri.authority().cloned().expect("validated upstream URL"),
-            client,
+            pool: Pool::new(connector, target, IDLE_TIMEOUT),
+            host,
             response_timeout: config.response_timeout,
         })
     }
 
-    /// The URI of `path_and_query` on this upstream.
-    pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
-        http::Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+    /// Sends `request`, whose URI is the path and query to ask for, to this upstream (with
+    /// this upstream's `Host` when the request has none).
+    pub async fn send(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<PooledBody>, PoolError> {
+        if !request.headers().contains_key(header::HOST) {
+            request
+                .headers_mut()
+                .insert(header::HOST, self.host.clone());
+        }
+        self.pool.send(request).await
     }
+}
+
+/// The origin-form URI (`/path?query`) of a request to an upstream.
+pub fn origin_form(path_and_query: &str) -> Result<http::Uri, http::Error> {
+    http::Uri::builder().path_and_query(path_and_query).build()
 }

@@ -1,0 +1,244 @@
+//! The pool against real upstream servers on loopback: reuse, closing, retries, the sweeper.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::{body::Frame, server::conn::http1 as server_http1, service::service_fn};
+use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioIo};
+use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, net::TcpListener, sync::mpsc};
+
+use super::{Connector, Pool};
+use crate::proxy::problem::{full, Body};
+
+/// Connections the upstream accepted, and a message per connection that ended.
+struct Upstream {
+    target: http::Uri,
+    accepted: Arc<AtomicUsize>,
+    ended: mpsc::UnboundedReceiver<()>,
+}
+
+/// A hyper upstream: `/` answers `ok`; `/big` streams 64 chunks of 16 KiB; `/wait` answers
+/// once `wait` callers are in flight at the same time.
+async fn upstream(wait: usize) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target: http::Uri = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (ended_tx, ended) = mpsc::unbounded_channel();
+    let barrier = Arc::new(tokio::sync::Barrier::new(wait.max(1)));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (ended_tx, barrier) = (ended_tx.clone(), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let barrier = Arc::clone(&barrier);
+                    async move {
+                        let body: Body = match request.uri().path() {
+                            "/big" => Chunks(64).boxed(),
+                            "/wait" => {
+                                barrier.wait().await;
+                                full("ok")
+                            }
+                            _ => full("ok"),
+                        };
+                        Ok::<_, Infallible>(http::Response::new(body))
+                    }
+                });
+                let _ = server_http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                let _ = ended_tx.send(());
+            });
+        }
+    });
+    Upstream {
+        target,
+        accepted,
+        ended,
+    }
+}
+
+/// A body of `n` chunks of 16 KiB, without a length.
+struct Chunks(usize);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.0 -= 1;
+        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 16 * 1024])))))
+    }
+}
+
+fn connector() -> Connector {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(HttpConnector::new())
+}
+
+fn get(path: &str) -> http::Request<Body> {
+    http::Request::builder()
+        .uri(path)
+        .header(http::header::HOST, "upstream")
+        .body(full(""))
+        .unwrap()
+}
+
+async fn fetch(pool: &Arc<Pool>, path: &str) -> Bytes {
+    let response = pool.send(get(path)).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection() {
+    let upstream = upstream(1).await;
+    let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
+    for _ in 0..5 {
+        assert_eq!(fetch(&pool, "/").await, "ok");
+    }
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.idle_count(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_get_connections_of_their_own_and_all_come_back() {
+    let upstream = upstream(3).await;
+    let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
+    let (a, b, c) = tokio::join!(
+        fetch(&pool, "/wait"),
+        fetch(&pool, "/wait"),
+        fetch(&pool, "/wait")
+    );
+    assert_eq!(
+        (a, b, c),
+        (Bytes::from("ok"), Bytes::from("ok"), Bytes::from("ok"))
+    );
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(pool.idle_count(), 3);
+    // The next ones reuse them.
+    fetch(&pool, "/").await;
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_body_dropped_before_its_end_closes_its_connection() {
+    let mut upstream = upstream(1).await;
+    let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
+    let response = pool.send(get("/big")).await.unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    drop(body);
+    assert_eq!(pool.idle_count(), 0);
+    // The upstream sees that connection end, and the next request gets a new one.
+    tokio::time::timeout(Duration::from_secs(10), upstream.ended.recv())
+        .await
+        .expect("the half-read connection is closed")
+        .unwrap();
+    assert_eq!(fetch(&pool, "/").await, "ok");
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_large_body_read_to_its_end_gives_its_connection_back() {
+    let upstream = upstream(1).await;
+    let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
+    assert_eq!(fetch(&pool, "/big").await.len(), 64 * 16 * 1024);
+    assert_eq!(fetch(&pool, "/").await, "ok");
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// An upstream that answers one request per connection with a keep-alive response, then
+/// closes the connection: each next request must still succeed, on a new connection.
+#[tokio::test]
+async fn connections_the_upstream_closed_are_replaced() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target: http::Uri = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0_u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let pool = Pool::new(connector(), target, Duration::from_mins(1));
+    for _ in 0..4 {
+        assert_eq!(fetch(&pool, "/").await, "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let mut upstream = upstream(1).await;
+    let pool = Pool::new(
+        connector(),
+        upstream.target.clone(),
+        Duration::from_millis(100),
+    );
+    fetch(&pool, "/").await;
+    assert_eq!(pool.idle_count(), 1);
+    // Virtual time: the sweeper runs every 50 ms and closes what was idle for two periods.
+    tokio::time::sleep(Duration::from_millis(90)).await;
+    assert_eq!(pool.idle_count(), 1, "closed before the idle timeout");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pool.idle_count(), 0);
+    upstream.ended.recv().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upstream_that_refuses_connections_is_a_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target: http::Uri = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    drop(listener);
+    let pool = Pool::new(connector(), target, Duration::from_mins(1));
+    let error = pool.send(get("/")).await.unwrap_err();
+    assert!(matches!(error, super::PoolError::Connect(_)), "{error}");
+}
