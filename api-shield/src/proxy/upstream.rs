@@ -1,7 +1,7 @@
 //! Named upstreams: a pool of keep-alive connections each (`upstream_pool`), plain HTTP or TLS
 //! (validated against a configured CA or the system roots), with connect and response timeouts.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use http::{header, HeaderValue, Request, Response};
 use hyper_rustls::HttpsConnectorBuilder;
@@ -83,16 +83,16 @@ impl Upstream {
 
     /// Sends `request`, whose URI is the path and query to ask for, to this upstream (with
     /// this upstream's `Host` when the request has none).
-    pub async fn send(
+    pub fn send(
         &self,
         mut request: Request<Body>,
-    ) -> Result<Response<PooledBody>, PoolError> {
+    ) -> impl Future<Output = Result<Response<PooledBody>, PoolError>> + '_ {
         if !request.headers().contains_key(header::HOST) {
             request
                 .headers_mut()
                 .insert(header::HOST, self.host.clone());
         }
-        self.pool.send(request).await
+        self.pool.send(request)
     }
 }
 

@@ -107,7 +107,9 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting is rare once the pool is warm, and inline its state would make
+        // every request's future (moved whole by the HTTP server) bigger by a kilobyte.
+        let mut sender = Box::pin(self.connect()).await?;
         let response = sender
             .send_request(request)
             .await

@@ -244,7 +244,9 @@ impl Issuer {
             self.check_times(&principal)?;
             return Ok(principal);
         }
-        let (generation, principal) = self.verify_uncached(token).await?;
+        // Boxed: a miss is rare under load, and inline its state would make every request's
+        // future (moved whole by the HTTP server) bigger by a kilobyte.
+        let (generation, principal) = Box::pin(self.verify_uncached(token)).await?;
         self.cache.insert(
             token,
             generation,
