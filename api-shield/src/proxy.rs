@@ -12,6 +12,7 @@ pub mod normalize;
 pub mod parse_errors;
 pub mod problem;
 pub mod proxy_protocol;
+pub mod route_metrics;
 pub mod routing;
 pub mod server;
 pub mod tls;

@@ -20,6 +20,7 @@ use super::{
     headers::{strip_hop_by_hop, ResponseHeaders},
     normalize::normalize,
     problem::{self, full, Body, Denial, Rejection},
+    route_metrics::RouteMetrics,
     routing::{Route, RouteMatch, RouteTable},
     upgrade,
     upstream::{origin_form, Upstream},
@@ -34,6 +35,7 @@ mod compile;
 #[derive(Debug)]
 pub struct Target {
     upstream: Arc<Upstream>,
+    metrics: RouteMetrics,
     cors: Option<CorsPolicy>,
     policies: RoutePolicies,
 }
@@ -55,6 +57,9 @@ pub struct Connection {
 pub struct Proxy {
     routes: RouteTable<Target>,
     default_upstream: Option<Arc<Upstream>>,
+    /// Metrics of requests sent to the default upstream, and of those no route took.
+    default_metrics: RouteMetrics,
+    unrouted_metrics: RouteMetrics,
     request_timeout: std::time::Duration,
     trusted_proxies: Vec<ipnet::IpNet>,
     headers: ResponseHeaders,
@@ -139,23 +144,16 @@ impl Proxy {
         }
         self.headers.apply(response.headers_mut(), connection.https);
         let bytes = response.body().size_hint().exact();
-        let route = outcome.route.as_deref().unwrap_or("none");
+        let route = outcome.route.unwrap_or(&self.unrouted_metrics);
         let elapsed = started.elapsed();
-        let metrics = crate::telemetry::metrics();
-        metrics
-            .requests
-            .with_label_values(&[
-                route,
-                crate::telemetry::method_label(&method),
-                response.status().as_str(),
-            ])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        route.record(
+            crate::telemetry::method_label(&method),
+            response.status(),
+            elapsed,
+        );
+        let route = route.name();
         if let Some(denial) = outcome.denial {
-            metrics
+            crate::telemetry::metrics()
                 .denials
                 .with_label_values(&[route, denial.slug()])
                 .inc();
@@ -167,7 +165,7 @@ impl Proxy {
             target: "access",
             request_id = %request_id,
             client_ip = %client.ip,
-            route = outcome.route.as_deref().unwrap_or("-"),
+            route = outcome.route.map_or("-", RouteMetrics::name),
             method = %method,
             status = response.status().as_u16(),
             bytes,
@@ -178,15 +176,15 @@ impl Proxy {
         response
     }
 
-    async fn route(
-        &self,
+    async fn route<'s>(
+        &'s self,
         mut request: Request<Incoming>,
         connection: &Connection,
         client: &Client,
         request_id: &str,
-        outcome: &mut Outcome,
+        outcome: &mut Outcome<'s>,
     ) -> Response<Body> {
-        let deny = |outcome: &mut Outcome, denial: Denial, detail: Option<&str>| {
+        let deny = |outcome: &mut Outcome<'s>, denial: Denial, detail: Option<&str>| {
             outcome.denial = Some(denial);
             problem::response(denial, detail, Some(request_id))
         };
@@ -207,7 +205,7 @@ impl Proxy {
             let asked = header_str(request.headers(), &header::ACCESS_CONTROL_REQUEST_METHOD);
             if let (Some(origin), Some(asked)) = (origin.as_deref(), asked.as_deref()) {
                 if let Some((route, cors)) = self.preflight_route(host.as_deref(), &path, asked) {
-                    outcome.route = Some(route.name.clone());
+                    outcome.route = Some(&route.target.metrics);
                     let requested =
                         header_str(request.headers(), &header::ACCESS_CONTROL_REQUEST_HEADERS);
                     return match cors.preflight(origin, asked, requested.as_deref()) {
@@ -230,7 +228,7 @@ impl Proxy {
                 let Some(upstream) = &self.default_upstream else {
                     return deny(outcome, Denial::NotFound, None);
                 };
-                outcome.route = Some("default".to_owned());
+                outcome.route = Some(&self.default_metrics);
                 let exchange = Exchange {
                     connection,
                     client,
@@ -257,7 +255,7 @@ impl Proxy {
                 return response;
             }
         };
-        outcome.route = Some(route.name.clone());
+        outcome.route = Some(&route.target.metrics);
         let exchange = Exchange {
             connection,
             client,
@@ -284,7 +282,7 @@ impl Proxy {
         route: &Route<Target>,
         request: Request<Incoming>,
         exchange: &Exchange<'_>,
-        outcome: &mut Outcome,
+        outcome: &mut Outcome<'_>,
     ) -> Response<Body> {
         let (mut parts, body) = request.into_parts();
         let admitted = self
@@ -384,10 +382,7 @@ impl Proxy {
         let mut response =
             match tokio::time::timeout(upstream.response_timeout, upstream.send(outgoing)).await {
                 Ok(Ok(response)) => {
-                    metrics
-                        .upstream_latency
-                        .with_label_values(&[upstream.name.as_str()])
-                        .observe(asked.elapsed().as_secs_f64());
+                    upstream.latency.observe(asked.elapsed().as_secs_f64());
                     response
                 }
                 Ok(Err(error)) => {
@@ -526,7 +521,7 @@ fn preflight_response(headers: HeaderMap) -> Response<Body> {
 
 /// What the access log says of a request besides its basics.
 #[derive(Debug, Default)]
-struct Outcome {
-    route: Option<String>,
+struct Outcome<'p> {
+    route: Option<&'p RouteMetrics>,
     denial: Option<Denial>,
 }

@@ -28,6 +28,8 @@ pub struct Upstream {
     host: HeaderValue,
     /// Time allowed for the response head.
     pub response_timeout: Duration,
+    /// `api_shield_upstream_latency_seconds{upstream}`, resolved once.
+    pub latency: prometheus::Histogram,
 }
 
 impl Upstream {
@@ -78,6 +80,9 @@ impl Upstream {
             pool: Pool::new(connector, target, IDLE_TIMEOUT),
             host,
             response_timeout: config.response_timeout,
+            latency: crate::telemetry::metrics()
+                .upstream_latency
+                .with_label_values(&[config.name.as_str()]),
         })
     }
 

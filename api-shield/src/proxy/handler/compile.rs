@@ -4,6 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{Proxy, Target};
+use crate::proxy::route_metrics::RouteMetrics;
 use crate::{
     config::{problem as config_problem, Config, ConfigError},
     policy::{
@@ -64,6 +65,7 @@ impl Proxy {
                 methods: r.methods.clone(),
                 target: Target {
                     upstream: Arc::clone(&upstreams[r.upstream.as_str()]),
+                    metrics: RouteMetrics::new(&r.name),
                     cors: r.cors.as_ref().map(|c| {
                         CorsPolicy::compile(c, r.methods.as_deref()).expect("validated CORS")
                     }),
@@ -77,6 +79,8 @@ impl Proxy {
                 .default_upstream
                 .as_deref()
                 .map(|name| Arc::clone(&upstreams[name])),
+            default_metrics: RouteMetrics::new("default"),
+            unrouted_metrics: RouteMetrics::new("none"),
             routes: RouteTable::new(routes),
             headers: ResponseHeaders::new(&config.proxy),
             max_body: config.proxy.max_body_bytes,
@@ -123,12 +127,13 @@ fn imported_routes(
                 deprecation: None,
             };
             routes.push(Route {
-                name: operation.name,
+                name: operation.name.clone(),
                 host: None,
                 path: pattern,
                 methods: Some(vec![operation.method]),
                 target: Target {
                     upstream: Arc::clone(upstream),
+                    metrics: RouteMetrics::new(&operation.name),
                     cors: None,
                     policies: shared.route(parts, &key)?,
                 },
