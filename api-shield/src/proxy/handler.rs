@@ -15,7 +15,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 
 use super::{
-    client::{client_address, forwarded_headers, fresh_request_id, request_id, Client, REQUEST_ID},
+    client::{
+        client_address, forwarded_headers, fresh_request_id, request_id, Client, REQUEST_ID,
+        X_FORWARDED_FOR,
+    },
     cors::{CorsPolicy, Preflight},
     headers::{strip_hop_by_hop, ResponseHeaders},
     normalize::normalize,
@@ -47,6 +50,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub https: bool,
+    /// The peer as the client, for when it is no trusted proxy.
+    pub client: Client,
     /// Its place under the per-address connection limit, held as long as the connection or
     /// an upgraded tunnel made from it lives.
     pub permit: Option<Arc<super::conn_limit::ConnectionPermit>>,
@@ -119,15 +124,19 @@ impl Proxy {
     ) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
-        let client = client_address(
-            connection.peer.ip(),
-            request
-                .headers()
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-            &self.trusted_proxies,
-        );
+        let client = if self.trusted_proxies.is_empty() {
+            connection.client.clone()
+        } else {
+            client_address(
+                connection.peer.ip(),
+                request
+                    .headers()
+                    .get_all(X_FORWARDED_FOR)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+                &self.trusted_proxies,
+            )
+        };
         let method = request.method().clone();
         let mut outcome = Outcome::default();
         let routed = tokio::time::timeout(

@@ -31,10 +31,22 @@ impl ResponseHeaders {
         }
     }
 
-    /// Applies them to a response; `https` says whether it goes out over TLS.
+    /// Applies them to a response; `https` says whether it goes out over TLS. Banners are
+    /// looked for in one pass and removed only when present (each removal hashes a name).
     pub fn apply(&self, headers: &mut HeaderMap, https: bool) {
-        headers.remove(header::SERVER);
-        headers.remove(X_POWERED_BY);
+        let (mut server, mut powered_by) = (false, false);
+        for name in headers.keys() {
+            server |= name == header::SERVER;
+            powered_by |= name == X_POWERED_BY;
+        }
+        if server {
+            headers.remove(header::SERVER);
+        }
+        if powered_by {
+            headers.remove(X_POWERED_BY);
+        }
+        // Room for the headers below at once, rather than growing the map twice.
+        headers.reserve(4);
         if https {
             if let Some(hsts) = &self.hsts {
                 headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -45,18 +57,12 @@ impl ResponseHeaders {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             );
-            if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-                headers.insert(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static("frame-ancestors 'none'"),
-                );
-            }
-            if !headers.contains_key(header::REFERRER_POLICY) {
-                headers.insert(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                );
-            }
+            headers
+                .entry(header::CONTENT_SECURITY_POLICY)
+                .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+            headers
+                .entry(header::REFERRER_POLICY)
+                .or_insert(HeaderValue::from_static("no-referrer"));
         }
     }
 }
@@ -66,24 +72,37 @@ const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 /// Removes hop-by-hop headers (RFC 9110 section 7.6.1), including those `Connection` names.
 /// Most messages carry few or none of them, so the names are found in one pass over the map
-/// and only those present are removed (each removal hashes a name).
+/// and only those present are removed (each removal hashes a name). The usual `Connection`
+/// options, `keep-alive` and `close`, name no other header to look for, and a message with a
+/// single hop-by-hop header (typically `Connection: keep-alive`) allocates nothing.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
-        return;
+    let mut first = None;
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys().filter(|name| is_hop_by_hop(name)) {
+        if first.is_none() {
+            first = Some(name.clone());
+        } else {
+            doomed.push(name.clone());
+        }
     }
-    doomed.extend(
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
-    );
+    let Some(first) = first else {
+        return;
+    };
+    for option in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        if option.eq_ignore_ascii_case("keep-alive") || option.eq_ignore_ascii_case("close") {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
+            doomed.push(name);
+        }
+    }
+    headers.remove(first);
     for name in doomed {
         headers.remove(name);
     }
@@ -91,19 +110,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether a header only concerns one connection.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-    ]
-    .contains(name)
-        || matches!(
-            name.as_str(),
-            "keep-alive" | "proxy-connection" | "http2-settings"
-        )
+    matches!(
+        name.as_str(),
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "keep-alive"
+            | "proxy-connection"
+            | "http2-settings"
+    )
 }
 
 #[cfg(test)]

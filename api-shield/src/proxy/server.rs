@@ -15,6 +15,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use super::{
+    client::Client,
     conn_limit::{ConnectionLimiter, ConnectionPermit, Refused},
     drain::{Drain, Held, Watcher},
     handler::{Connection, Proxy},
@@ -309,6 +310,7 @@ async fn serve_connection(
     let connection = Arc::new(Connection {
         peer,
         https: true,
+        client: Client::direct(peer.ip()),
         permit: Some(Arc::new(permit)),
     });
     let live = Arc::clone(&context.live);
