@@ -16,6 +16,32 @@ use support::{
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    for (i, version) in [Version::H1, Version::H2]
+        .into_iter()
+        .cycle()
+        .take(10)
+        .enumerate()
+    {
+        let reply = shield
+            .send(version, get("GET", &format!("/api/v1/users/{i}")))
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.body, format!("upstream:/api/v1/users/{i}"));
+    }
+    // Each request came on a client connection of its own, one after the other: the upstream
+    // connection of the first is idle again for the next (two at most, should a request be
+    // sent before the connection of the one before has been given back).
+    assert!(
+        upstream.connections() <= 2,
+        "{} upstream connections for 10 requests",
+        upstream.connections()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_proxy_over_h1_and_h2_with_forwarding_and_security_headers() {
     let upstream = Upstream::start().await;
     let shield = Shield::start(upstream.addr, ROUTES);

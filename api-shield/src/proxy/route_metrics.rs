@@ -4,7 +4,7 @@
 //! CPU under bench-proxy.
 
 use std::{
-    sync::{Mutex, PoisonError},
+    sync::{PoisonError, RwLock},
     time::Duration,
 };
 
@@ -22,7 +22,8 @@ pub struct RouteMetrics {
     /// `api_shield_request_duration_seconds{route}`.
     duration: Histogram,
     /// `api_shield_requests_total{route,method,code}` for the pairs seen so far.
-    requests: Mutex<Vec<(&'static str, u16, IntCounter)>>,
+    /// Read-locked on the usual path, so workers serving one route do not queue on it.
+    requests: RwLock<Vec<(&'static str, u16, IntCounter)>>,
 }
 
 impl RouteMetrics {
@@ -31,7 +32,7 @@ impl RouteMetrics {
         RouteMetrics {
             name: name.to_owned(),
             duration: metrics().request_duration.with_label_values(&[name]),
-            requests: Mutex::new(Vec::new()),
+            requests: RwLock::new(Vec::new()),
         }
     }
 
@@ -44,10 +45,21 @@ impl RouteMetrics {
     pub fn record(&self, method: &'static str, status: http::StatusCode, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
         let code = status.as_u16();
-        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, _, counter)) = requests.iter().find(|(m, c, _)| *c == code && *m == method)
-        {
-            counter.inc();
+        let count_cached = |requests: &[(&'static str, u16, IntCounter)]| {
+            requests
+                .iter()
+                .find(|(m, c, _)| *c == code && *m == method)
+                .map(|(_, _, counter)| counter.inc())
+                .is_some()
+        };
+        if count_cached(&self.requests.read().unwrap_or_else(PoisonError::into_inner)) {
+            return;
+        }
+        let mut requests = self
+            .requests
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if count_cached(&requests) {
             return;
         }
         let counter =

@@ -64,11 +64,12 @@ impl Upstream {
         } else {
             80
         };
+        // Host and port only: never user information the URL may carry.
         let host = match authority.port_u16() {
-            Some(port) if port != default_port => authority.as_str(),
-            _ => authority.host(),
+            Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
         };
-        let host = HeaderValue::from_str(host).expect("validated upstream URL");
+        let host = HeaderValue::from_str(&host).expect("validated upstream URL");
         let target = http::Uri::builder()
             .scheme(scheme)
             .authority(authority)

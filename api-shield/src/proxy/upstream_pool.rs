@@ -1,8 +1,9 @@
 //! The keep-alive connection pool of one upstream: HTTP/1.1 connections made by the upstream's
 //! connector (TCP with its connect timeout, TLS when the URL says `https`), each driven by a
 //! task of its own, handed out most recently used first, and taken back once the response
-//! body has been read to its end. Connections idle for longer than the idle timeout are
-//! closed by a sweeper task that runs only while the pool holds some.
+//! body has been read to its end. A connection idle for longer than the idle timeout is never
+//! handed out again, and a sweeper task, which runs only while the pool holds some, closes
+//! such connections within half a timeout more.
 //!
 //! Written here rather than taken from hyper-util's legacy client, which the proxy used
 //! before: that client hashes a pool key on every checkout and return and spawns a task per
@@ -16,6 +17,8 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
+
+use tokio::time::{Instant, MissedTickBehavior};
 
 use bytes::Bytes;
 use hyper::{
@@ -66,12 +69,10 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// The idle connections and the sweeper's clock.
+/// The idle connections.
 struct Idle {
-    /// Each with the sweep period it fell idle in; the most recently used last.
-    senders: Vec<(SendRequest<Body>, u64)>,
-    /// Sweep periods counted so far.
-    period: u64,
+    /// Each with the time it fell idle; the most recently used last.
+    senders: Vec<(SendRequest<Body>, Instant)>,
     /// Whether a sweeper task is running.
     sweeping: bool,
 }
@@ -85,7 +86,6 @@ impl Pool {
             idle_timeout,
             idle: Mutex::new(Idle {
                 senders: Vec::new(),
-                period: 0,
                 sweeping: false,
             }),
         })
@@ -126,9 +126,16 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used idle connection that can take a request; closed ones are dropped.
+    /// The most recently used idle connection that can take a request and has not been idle
+    /// for the idle timeout; closed and expired ones are dropped. (The most recently used is
+    /// the youngest: when it has expired, so have all the others.)
     fn checkout(&self) -> Option<SendRequest<Body>> {
         let mut idle = self.lock();
+        let (_, since) = idle.senders.last()?;
+        if since.elapsed() >= self.idle_timeout {
+            idle.senders.clear();
+            return None;
+        }
         while let Some((sender, _)) = idle.senders.pop() {
             if sender.is_ready() {
                 return Some(sender);
@@ -177,8 +184,7 @@ impl Pool {
         if idle.senders.len() >= MAX_IDLE {
             return;
         }
-        let period = idle.period;
-        idle.senders.push((sender, period));
+        idle.senders.push((sender, Instant::now()));
         if !idle.sweeping {
             idle.sweeping = true;
             drop(idle);
@@ -186,14 +192,14 @@ impl Pool {
         }
     }
 
-    /// Every half idle timeout, closes the connections idle through two whole periods (so
-    /// after between one and one and a half idle timeouts); stops when the pool is empty or
-    /// gone.
+    /// Every half idle timeout, closes the connections idle for the idle timeout or longer
+    /// (so within one and a half timeouts); stops when the pool is empty or gone.
     fn start_sweeper(self: &Arc<Self>) {
         let pool = Arc::downgrade(self);
         let period = (self.idle_timeout / 2).max(Duration::from_millis(1));
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
                 let Some(pool) = pool.upgrade() else {
@@ -209,10 +215,9 @@ impl Pool {
     /// One sweep; false when no idle connection is left (the sweeper then stops).
     fn sweep(&self) -> bool {
         let mut idle = self.lock();
-        idle.period += 1;
-        let now = idle.period;
+        let timeout = self.idle_timeout;
         idle.senders
-            .retain(|(sender, since)| now - since < 3 && !sender.is_closed());
+            .retain(|(sender, since)| since.elapsed() < timeout && !sender.is_closed());
         idle.sweeping = !idle.senders.is_empty();
         idle.sweeping
     }
@@ -274,6 +279,13 @@ impl HttpBody for PooledBody {
                 }
             }
             Some(Err(_)) => this.lease = None,
+            // Trailers come after the data, last; the server drops the body without polling
+            // it again.
+            Some(Ok(frame)) if frame.is_trailers() => {
+                if let Some(lease) = this.lease.take() {
+                    lease.release();
+                }
+            }
             Some(Ok(_)) => {}
         }
         Poll::Ready(frame)

@@ -46,14 +46,29 @@ async fn upstream(wait: usize) -> Upstream {
                     let barrier = Arc::clone(&barrier);
                     async move {
                         let body: Body = match request.uri().path() {
-                            "/big" => Chunks(64).boxed(),
+                            "/big" => TestBody {
+                                chunks: 64,
+                                trailers: false,
+                            }
+                            .boxed(),
+                            "/trailers" => TestBody {
+                                chunks: 1,
+                                trailers: true,
+                            }
+                            .boxed(),
                             "/wait" => {
                                 barrier.wait().await;
                                 full("ok")
                             }
                             _ => full("ok"),
                         };
-                        Ok::<_, Infallible>(http::Response::new(body))
+                        let mut response = http::Response::new(body);
+                        // hyper sends the trailer fields the head announces.
+                        response.headers_mut().insert(
+                            http::header::TRAILER,
+                            http::HeaderValue::from_static("x-checksum"),
+                        );
+                        Ok::<_, Infallible>(response)
                     }
                 });
                 let _ = server_http1::Builder::new()
@@ -70,10 +85,13 @@ async fn upstream(wait: usize) -> Upstream {
     }
 }
 
-/// A body of `n` chunks of 16 KiB, without a length.
-struct Chunks(usize);
+/// A body without a length: `chunks` chunks of 16 KiB, then a trailer when `trailers`.
+struct TestBody {
+    chunks: usize,
+    trailers: bool,
+}
 
-impl hyper::body::Body for Chunks {
+impl hyper::body::Body for TestBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -81,11 +99,18 @@ impl hyper::body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if self.0 == 0 {
+        let frame = if self.chunks > 0 {
+            self.chunks -= 1;
+            Frame::data(Bytes::from(vec![b'x'; 16 * 1024]))
+        } else if self.trailers {
+            self.trailers = false;
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("x-checksum", http::HeaderValue::from_static("1"));
+            Frame::trailers(trailers)
+        } else {
             return std::task::Poll::Ready(None);
-        }
-        self.0 -= 1;
-        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 16 * 1024])))))
+        };
+        std::task::Poll::Ready(Some(Ok(frame)))
     }
 }
 
@@ -166,6 +191,47 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
         .unwrap();
     assert_eq!(fetch(&pool, "/").await, "ok");
     assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+}
+
+/// The pool's only connection is idle, and the next request goes on it.
+async fn assert_given_back(pool: &Arc<Pool>, upstream: &Upstream) {
+    assert_eq!(pool.idle_count(), 1);
+    assert_eq!(fetch(pool, "/").await, "ok");
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// hyper's servers drop a body once it says it has ended, without polling it for its end:
+/// such a body gives its connection back too.
+#[tokio::test]
+async fn a_body_dropped_once_it_has_ended_gives_its_connection_back() {
+    let upstream = upstream(1).await;
+    let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
+    let mut body = pool.send(get("/")).await.unwrap().into_body();
+    while !hyper::body::Body::is_end_stream(&body) {
+        body.frame().await.unwrap().unwrap();
+    }
+    drop(body);
+    assert_given_back(&pool, &upstream).await;
+}
+
+/// The same for a body ending with trailers, after which servers stop polling it.
+#[tokio::test]
+async fn a_body_dropped_after_its_trailers_gives_its_connection_back() {
+    let upstream = upstream(1).await;
+    let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
+    let mut request = get("/trailers");
+    request
+        .headers_mut()
+        .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    let mut body = pool.send(request).await.unwrap().into_body();
+    loop {
+        let frame = body.frame().await.unwrap().unwrap();
+        if frame.is_trailers() {
+            break;
+        }
+    }
+    drop(body);
+    assert_given_back(&pool, &upstream).await;
 }
 
 #[tokio::test]
