@@ -51,17 +51,18 @@ fn address_list(addresses: &[IpAddr]) -> HeaderValue {
 /// `X-Forwarded-For` is replaced, unless the peer is a trusted proxy. Then the chain it sent
 /// (every `X-Forwarded-For` line, in order) is walked from the right past trusted proxies: the
 /// first other valid address is the client, and what lies left of it is dropped. A hop that is
-/// not an address stops the walk at the last trusted hop.
+/// not an address stops the walk at the last trusted hop. `peer` is the socket peer as the
+/// client ([`Client::direct`], made once per connection), the answer for an untrusted peer.
 pub fn client_address<'a>(
-    peer: IpAddr,
+    peer: &Client,
     forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[ipnet::IpNet],
 ) -> Client {
-    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return Client::direct(peer);
+    if !is_trusted(&peer.ip) {
+        return peer.clone();
     }
+    let peer = peer.ip;
     let hops: Vec<&str> = forwarded_for
         .flat_map(|line| line.split(','))
         .map(str::trim)
@@ -168,31 +169,51 @@ mod tests {
     fn forwarded_for_is_trusted_only_from_trusted_proxies() {
         let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "198.51.100.1".parse().unwrap();
-        let c = client_address(peer, ["6.6.6.6"].into_iter(), &trusted);
+        let c = client_address(&Client::direct(peer), ["6.6.6.6"].into_iter(), &trusted);
         assert_eq!(c.ip, peer, "an untrusted peer cannot name the client");
         assert_eq!(c.forwarded_for, "198.51.100.1");
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
-        let c = client_address(proxy, ["203.0.113.7, 10.1.1.1"].into_iter(), &trusted);
+        let c = client_address(
+            &Client::direct(proxy),
+            ["203.0.113.7, 10.1.1.1"].into_iter(),
+            &trusted,
+        );
         assert_eq!(c.ip.to_string(), "203.0.113.7", "rightmost untrusted hop");
         assert_eq!(c.forwarded_for, "203.0.113.7, 10.1.1.1, 10.0.0.5");
         // A client prepending lies or junk cannot displace itself or empty the chain.
-        let c = client_address(proxy, ["1.2.3.4", "x, 203.0.113.7"].into_iter(), &trusted);
+        let c = client_address(
+            &Client::direct(proxy),
+            ["1.2.3.4", "x, 203.0.113.7"].into_iter(),
+            &trusted,
+        );
         assert_eq!(c.ip.to_string(), "203.0.113.7");
         assert_eq!(c.forwarded_for, "203.0.113.7, 10.0.0.5");
         // Several lines are one chain (a balancer adds its own line).
-        let c = client_address(proxy, ["6.6.6.6", "203.0.113.8"].into_iter(), &trusted);
+        let c = client_address(
+            &Client::direct(proxy),
+            ["6.6.6.6", "203.0.113.8"].into_iter(),
+            &trusted,
+        );
         assert_eq!(c.ip.to_string(), "203.0.113.8");
         // Junk right of every untrusted hop stops the walk at the last trusted one.
-        let c = client_address(proxy, ["203.0.113.7, junk"].into_iter(), &trusted);
+        let c = client_address(
+            &Client::direct(proxy),
+            ["203.0.113.7, junk"].into_iter(),
+            &trusted,
+        );
         assert_eq!(c.ip, proxy);
-        let c = client_address(proxy, std::iter::empty(), &trusted);
+        let c = client_address(&Client::direct(proxy), std::iter::empty(), &trusted);
         assert_eq!(c.ip, proxy);
         // IPv4 peers on a dual-stack socket arrive IPv4-mapped.
         let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
         assert_eq!(
-            client_address(mapped, ["203.0.113.9"].into_iter(), &trusted)
-                .ip
-                .to_string(),
+            client_address(
+                &Client::direct(mapped),
+                ["203.0.113.9"].into_iter(),
+                &trusted
+            )
+            .ip
+            .to_string(),
             "203.0.113.9"
         );
     }

@@ -50,7 +50,7 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub https: bool,
-    /// The peer as the client, for when it is no trusted proxy.
+    /// The peer as the client ([`Client::direct`]).
     pub client: Client,
     /// Its place under the per-address connection limit, held as long as the connection or
     /// an upgraded tunnel made from it lives.
@@ -124,19 +124,15 @@ impl Proxy {
     ) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
-        let client = if self.trusted_proxies.is_empty() {
-            connection.client.clone()
-        } else {
-            client_address(
-                connection.peer.ip(),
-                request
-                    .headers()
-                    .get_all(X_FORWARDED_FOR)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok()),
-                &self.trusted_proxies,
-            )
-        };
+        let client = client_address(
+            &connection.client,
+            request
+                .headers()
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            &self.trusted_proxies,
+        );
         let method = request.method().clone();
         let mut outcome = Outcome::default();
         let routed = tokio::time::timeout(
