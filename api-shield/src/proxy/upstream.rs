@@ -23,7 +23,7 @@ pub struct Upstream {
     /// Its name.
     pub name: String,
     /// Keep-alive connections.
-    pub pool: Arc<Pool>,
+    pool: Arc<Pool>,
     /// The `Host` a request without one is sent with: the URL's, without a default port.
     host: HeaderValue,
     /// Time allowed for the response head.

@@ -64,7 +64,7 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("target", &self.target)
-            .field("idle", &self.lock().senders.len())
+            .field("idle", &self.idle_count())
             .finish_non_exhaustive()
     }
 }
@@ -127,16 +127,16 @@ impl Pool {
     }
 
     /// The most recently used idle connection that can take a request and has not been idle
-    /// for the idle timeout; closed and expired ones are dropped. (The most recently used is
-    /// the youngest: when it has expired, so have all the others.)
+    /// for the idle timeout; closed and expired ones are dropped. (Idle connections are kept
+    /// youngest last: once one has expired, so have all those below it.)
     fn checkout(&self) -> Option<SendRequest<Body>> {
         let mut idle = self.lock();
-        let (_, since) = idle.senders.last()?;
-        if since.elapsed() >= self.idle_timeout {
-            idle.senders.clear();
-            return None;
-        }
-        while let Some((sender, _)) = idle.senders.pop() {
+        let now = Instant::now();
+        while let Some((sender, since)) = idle.senders.pop() {
+            if now.duration_since(since) >= self.idle_timeout {
+                idle.senders.clear();
+                return None;
+            }
             if sender.is_ready() {
                 return Some(sender);
             }
@@ -215,9 +215,10 @@ impl Pool {
     /// One sweep; false when no idle connection is left (the sweeper then stops).
     fn sweep(&self) -> bool {
         let mut idle = self.lock();
+        let now = Instant::now();
         let timeout = self.idle_timeout;
         idle.senders
-            .retain(|(sender, since)| since.elapsed() < timeout && !sender.is_closed());
+            .retain(|(sender, since)| now.duration_since(*since) < timeout && !sender.is_closed());
         idle.sweeping = !idle.senders.is_empty();
         idle.sweeping
     }
@@ -273,20 +274,15 @@ impl HttpBody for PooledBody {
         let this = self.get_mut();
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
-            None => {
-                if let Some(lease) = this.lease.take() {
-                    lease.release();
-                }
-            }
+            Some(Ok(data)) if !data.is_trailers() => {}
             Some(Err(_)) => this.lease = None,
-            // Trailers come after the data, last; the server drops the body without polling
-            // it again.
-            Some(Ok(frame)) if frame.is_trailers() => {
+            // The end, or the trailers, which come last (the server drops the body after them
+            // without polling it again).
+            _ => {
                 if let Some(lease) = this.lease.take() {
                     lease.release();
                 }
             }
-            Some(Ok(_)) => {}
         }
         Poll::Ready(frame)
     }
