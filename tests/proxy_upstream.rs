@@ -1,0 +1,112 @@
+//! The L7 proxy's upstream side end to end, with the real daemon binary, a real upstream and
+//! TLS clients: upstream connections kept alive and reused, an unreachable upstream answered
+//! with 502 problem+json, upgrades (WebSocket) spliced through, the default upstream. The
+//! client side is in proxy.rs, TLS itself in proxy_tls.rs.
+// Pedantic lints are for the product code; tests favour plain, direct code.
+#![allow(clippy::pedantic)]
+
+mod support;
+
+use support::{
+    https::{get, Upstream, Version},
+    shield::{with_headers, Shield, ROUTES},
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    for (i, version) in [Version::H1, Version::H2]
+        .into_iter()
+        .cycle()
+        .take(10)
+        .enumerate()
+    {
+        let reply = shield
+            .send(version, get("GET", &format!("/api/v1/users/{i}")))
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.body, format!("upstream:/api/v1/users/{i}"));
+    }
+    // Each request came on a client connection of its own, one after the other: the upstream
+    // connection of the first is idle again for the next (two at most, should a request be
+    // sent before the connection of the one before has been given back).
+    assert!(
+        upstream.connections() <= 2,
+        "{} upstream connections for 10 requests",
+        upstream.connections()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_gives_502_problem_json() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let reply = shield.send(Version::H1, get("GET", "/broken")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    let body = reply.json();
+    assert_eq!(
+        body["type"],
+        "https://api-shield.dev/problems/upstream-unavailable"
+    );
+    assert!(
+        !reply.body.windows(9).any(|w| w == b"127.0.0.1"),
+        "no internals in the problem"
+    );
+    drop(shield.daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_such_as_websocket_are_passed_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let tls = shield.tls(Version::H1).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let request = with_headers(
+        get("GET", "/public/socket"),
+        &[("connection", "upgrade"), ("upgrade", "websocket")],
+    );
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers()["upgrade"], "websocket");
+    let mut upgraded = hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    upgraded.write_all(b"ping over the splice").await.unwrap();
+    let mut echoed = [0u8; 20];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        upgraded.read_exact(&mut echoed),
+    )
+    .await
+    .expect("echo arrives")
+    .unwrap();
+    assert_eq!(&echoed, b"ping over the splice");
+    let seen = &upstream.seen();
+    assert!(seen.is_empty() || seen.iter().all(|s| s.target == "/public/socket"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_upstream_takes_what_no_route_matches() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start_with(upstream.addr, ROUTES, "default_upstream = \"api\"");
+    let reply = shield.send(Version::H1, get("GET", "/elsewhere/./x")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body, "upstream:/elsewhere/x",
+        "normalised like any other request"
+    );
+    // A route that matches with another method still answers 405.
+    assert_eq!(
+        shield
+            .send(Version::H1, get("DELETE", "/api/v1/users/1"))
+            .await
+            .status,
+        405
+    );
+    assert_eq!(upstream.seen().len(), 1);
+}
