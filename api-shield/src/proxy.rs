@@ -1,5 +1,5 @@
-//! The L7 half: request normalisation and routing (listeners, TLS and the upstream client come
-//! with the proxy issue).
+//! The L7 half: TLS listeners and client connections, request normalisation and routing, the
+//! per-route response policies, and forwarding to pooled upstream connections.
 
 pub mod client;
 pub mod conn_limit;
@@ -15,6 +15,7 @@ pub mod proxy_protocol;
 pub mod route_metrics;
 pub mod routing;
 pub mod server;
+pub mod supervise;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;

@@ -24,6 +24,7 @@ use super::{
     problem::{self, full, Body, Denial},
     proxy_protocol,
     routing::host_without_port,
+    supervise::{supervise, Ended},
     tls::{self, Certificates, TlsError},
 };
 use crate::{
@@ -324,14 +325,20 @@ async fn serve_connection(
     let (tls, activity) = Tracked::new(tls);
     let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(served);
-    let result = tokio::select! {
-        result = served.as_mut() => result,
-        () = activity.expired(settings.idle_timeout) => {
+    let watchdog = async {
+        tokio::select! {
+            () = activity.expired(settings.idle_timeout) => Watchdog::Idle,
+            () = watcher.stopping() => Watchdog::Stopping,
+        }
+    };
+    let result = match supervise(served.as_mut(), watchdog).await {
+        Ended::Served(result) => result,
+        Ended::Watchdog(Watchdog::Idle) => {
             tracing::debug!(%peer, "connection closed: idle");
             crate::telemetry::metrics().connections.idle_closed.inc();
             return;
         }
-        () = watcher.stopping() => {
+        Ended::Watchdog(Watchdog::Stopping) => {
             // Stopping: finish the exchange in progress, then close (GOAWAY on HTTP/2).
             served.as_mut().graceful_shutdown();
             served.as_mut().await
@@ -340,6 +347,14 @@ async fn serve_connection(
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
+}
+
+/// What ends a client connection from outside.
+enum Watchdog {
+    /// Nothing moved for `proxy.idle_timeout`.
+    Idle,
+    /// The daemon is stopping.
+    Stopping,
 }
 
 /// How a connection from `peer` answers requests hyper cannot parse: with the proxy in use
