@@ -86,11 +86,36 @@ pub fn client_address<'a>(
     }
 }
 
+/// A request's id, held as the header value it is sent as (to the upstream and on the
+/// answer), so it is made once per request: a kept id shares the bytes of the request head, a
+/// fresh one is one allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id as text (ids are visible ASCII by construction).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value.
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The client's request id when it is sane (1-128 visible ASCII), else a fresh random one.
-pub fn request_id(headers: &HeaderMap) -> String {
-    if let Some(id) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
-            return id.to_owned();
+pub fn request_id(headers: &HeaderMap) -> RequestId {
+    if let Some(id) = headers.get(REQUEST_ID) {
+        let bytes = id.as_bytes();
+        if !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic) {
+            return RequestId(id.clone());
         }
     }
     fresh_request_id()
@@ -99,10 +124,13 @@ pub fn request_id(headers: &HeaderMap) -> String {
 /// A unique id: a random 64-bit prefix drawn once per process, then a counter. Ids need to be
 /// unique and unguessable across restarts, not secret per request, so one system random read
 /// serves them all (a read per request showed in the proxy benchmark).
-pub fn fresh_request_id() -> String {
-    use std::sync::{
-        atomic::{AtomicU64, Ordering},
-        OnceLock,
+pub fn fresh_request_id() -> RequestId {
+    use std::{
+        io::Write,
+        sync::{
+            atomic::{AtomicU64, Ordering},
+            OnceLock,
+        },
     };
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -115,7 +143,9 @@ pub fn fresh_request_id() -> String {
         u64::from_ne_bytes(bytes)
     });
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{count:016x}")
+    let mut text = [0u8; 32];
+    write!(&mut text[..], "{prefix:016x}{count:016x}").expect("32 hex digits fill 32 bytes");
+    RequestId(HeaderValue::from_bytes(&text).expect("hex digits are a header value"))
 }
 
 /// What the upstream is told about the exchange: `X-Forwarded-For` (the trusted chain),
@@ -125,8 +155,8 @@ pub fn forwarded_headers(
     headers: &mut HeaderMap,
     client: &Client,
     https: bool,
-    host: Option<&str>,
-    request_id: &str,
+    host: Option<&HeaderValue>,
+    request_id: &RequestId,
 ) {
     headers.remove(FORWARDED);
     headers.remove(X_REAL_IP);
@@ -136,16 +166,14 @@ pub fn forwarded_headers(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if https { "https" } else { "http" }),
     );
-    if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(value) = host {
         headers.insert(header::HOST, value.clone());
-        headers.insert(X_FORWARDED_HOST, value);
+        headers.insert(X_FORWARDED_HOST, value.clone());
     } else {
         headers.remove(header::HOST);
         headers.remove(X_FORWARDED_HOST);
     }
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID, value);
-    }
+    headers.insert(REQUEST_ID, request_id.header_value());
 }
 
 #[cfg(test)]
@@ -156,11 +184,13 @@ mod tests {
     fn request_ids_are_kept_when_sane_and_fresh_ones_unique() {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&headers), "abc-123");
+        assert_eq!(request_id(&headers).as_str(), "abc-123");
         headers.insert(REQUEST_ID, HeaderValue::from_static("has space"));
         let a = request_id(&headers);
         let b = request_id(&HeaderMap::new());
+        let (a, b) = (a.as_str(), b.as_str());
         assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
         assert_ne!(a, b);
         assert_eq!(a[..16], b[..16], "one prefix per process");
     }

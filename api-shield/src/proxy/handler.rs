@@ -16,8 +16,8 @@ use hyper::body::{Body as _, Incoming};
 
 use super::{
     client::{
-        client_address, forwarded_headers, fresh_request_id, request_id, Client, REQUEST_ID,
-        X_FORWARDED_FOR,
+        client_address, forwarded_headers, fresh_request_id, request_id, Client, RequestId,
+        REQUEST_ID, X_FORWARDED_FOR,
     },
     cors::{CorsPolicy, Preflight},
     headers::{strip_hop_by_hop, ResponseHeaders},
@@ -101,7 +101,7 @@ impl Proxy {
             denial = denial.slug(),
             "request not parsed"
         );
-        super::parse_errors::render(denial, &request_id, &self.headers, https)
+        super::parse_errors::render(denial, request_id.as_str(), &self.headers, https)
     }
 
     /// Reports refusals to `escalator`, which may ban repeat offenders at the NIC.
@@ -142,11 +142,11 @@ impl Proxy {
         .await;
         let mut response = routed.unwrap_or_else(|_| {
             outcome.denial = Some(Denial::RequestTimeout);
-            problem::response(Denial::RequestTimeout, None, Some(&request_id))
+            problem::response(Denial::RequestTimeout, None, Some(request_id.as_str()))
         });
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID, value);
-        }
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, request_id.header_value());
         self.headers.apply(response.headers_mut(), connection.https);
         let bytes = response.body().size_hint().exact();
         let route = outcome.route.unwrap_or(&self.unrouted_metrics);
@@ -186,12 +186,12 @@ impl Proxy {
         mut request: Request<Incoming>,
         connection: &Connection,
         client: &Client,
-        request_id: &str,
+        request_id: &RequestId,
         outcome: &mut Outcome<'s>,
     ) -> Response<Body> {
         let deny = |outcome: &mut Outcome<'s>, denial: Denial, detail: Option<&str>| {
             outcome.denial = Some(denial);
-            problem::response(denial, detail, Some(request_id))
+            problem::response(denial, detail, Some(request_id.as_str()))
         };
         self.policies.strip_forged(request.headers_mut());
         let path = match normalize(request.uri().path()) {
@@ -205,11 +205,13 @@ impl Proxy {
                 Some("repeated or conflicting Host"),
             );
         };
+        // The host as text for routing (a host is text by the check above).
+        let host_name = host.as_ref().and_then(|h| h.to_str().ok());
         let origin = header_str(request.headers(), &header::ORIGIN);
         if request.method() == Method::OPTIONS {
             let asked = header_str(request.headers(), &header::ACCESS_CONTROL_REQUEST_METHOD);
             if let (Some(origin), Some(asked)) = (origin.as_deref(), asked.as_deref()) {
-                if let Some((route, cors)) = self.preflight_route(host.as_deref(), &path, asked) {
+                if let Some((route, cors)) = self.preflight_route(host_name, &path, asked) {
                     outcome.route = Some(&route.target.metrics);
                     let requested =
                         header_str(request.headers(), &header::ACCESS_CONTROL_REQUEST_HEADERS);
@@ -226,7 +228,7 @@ impl Proxy {
         }
         let route = match self
             .routes
-            .find(host.as_deref(), &path, request.method().as_str())
+            .find(host_name, &path, request.method().as_str())
         {
             RouteMatch::Found { route, .. } => route,
             RouteMatch::NotFound => {
@@ -238,7 +240,7 @@ impl Proxy {
                     connection,
                     client,
                     upstream,
-                    host: host.as_deref(),
+                    host: host.as_ref(),
                     path: &path,
                     request_id,
                     validation: None,
@@ -248,7 +250,7 @@ impl Proxy {
                     Ok(response) => response,
                     Err(rejection) => {
                         outcome.denial = Some(rejection.denial);
-                        rejection.into_response(Some(request_id))
+                        rejection.into_response(Some(request_id.as_str()))
                     }
                 };
             }
@@ -265,7 +267,7 @@ impl Proxy {
             connection,
             client,
             upstream: &route.target.upstream,
-            host: host.as_deref(),
+            host: host.as_ref(),
             path: &path,
             request_id,
             validation: route.target.policies.validation.as_ref(),
@@ -315,7 +317,7 @@ impl Proxy {
             }
             Err(rejection) => {
                 outcome.denial = Some(rejection.denial);
-                rejection.into_response(Some(exchange.request_id))
+                rejection.into_response(Some(exchange.request_id.as_str()))
             }
         }
     }
@@ -360,15 +362,12 @@ impl Proxy {
                 .map_err(Rejection::new)?,
         };
         let upstream = exchange.upstream;
-        let query = match (parts.uri.query(), exchange.strip_query) {
+        let rewritten_query = match (parts.uri.query(), exchange.strip_query) {
             (Some(query), Some(name)) => Some(without_query_param(query, name)),
-            (query, _) => query.map(str::to_owned),
+            _ => None,
         };
-        let path_and_query = match query.as_deref() {
-            Some("") | None => exchange.path.to_owned(),
-            Some(query) => format!("{}?{query}", exchange.path),
-        };
-        parts.uri = origin_form(&path_and_query).map_err(|_| Rejection::new(Denial::BadRequest))?;
+        parts.uri = origin_form(&parts.uri, exchange.path, rewritten_query.as_deref())
+            .map_err(|_| Rejection::new(Denial::BadRequest))?;
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         if let Some((protocol, _)) = &upgrade {
@@ -476,10 +475,10 @@ struct Exchange<'a> {
     client: &'a Client,
     upstream: &'a Upstream,
     /// The host routing used; sent upstream as `Host` and `X-Forwarded-Host`.
-    host: Option<&'a str>,
+    host: Option<&'a HeaderValue>,
     /// The normalised path.
     path: &'a str,
-    request_id: &'a str,
+    request_id: &'a RequestId,
     /// The route's validation (body size and schema).
     validation: Option<&'a Validation>,
     /// A query parameter kept from the upstream.
@@ -489,22 +488,20 @@ struct Exchange<'a> {
 /// The host of a request: its authority (absolute-form or HTTP/2 `:authority`) or its one
 /// `Host` header. Several `Host` headers, or a `Host` differing from the authority, are refused:
 /// what routing sees must be what the upstream gets.
-fn request_host<B>(request: &Request<B>) -> Result<Option<String>, ()> {
+fn request_host<B>(request: &Request<B>) -> Result<Option<HeaderValue>, ()> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
-    let host = hosts
-        .next()
-        .map(|h| h.to_str().map_err(|_| ()))
-        .transpose()?;
+    let host = hosts.next();
     if hosts.next().is_some() {
         return Err(());
     }
-    match (
-        request.uri().authority().map(http::uri::Authority::as_str),
-        host,
-    ) {
-        (Some(authority), Some(host)) if !authority.eq_ignore_ascii_case(host) => Err(()),
-        (Some(authority), _) => Ok(Some(authority.to_owned())),
-        (None, host) => Ok(host.map(str::to_owned)),
+    let host_text = host.map(|h| h.to_str().map_err(|_| ())).transpose()?;
+    match (request.uri().authority(), host_text) {
+        (Some(authority), Some(text)) if !authority.as_str().eq_ignore_ascii_case(text) => Err(()),
+        (Some(authority), _) => HeaderValue::from_str(authority.as_str())
+            .map(Some)
+            .map_err(|_| ()),
+        // The header itself, sharing the bytes of the request head.
+        (None, _) => Ok(host.cloned()),
     }
 }
 

@@ -85,7 +85,11 @@ impl<C: Future + Unpin, W: Future> Future for Supervised<C, W> {
         let this = self.get_mut();
         if !this.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
             let task = cx.waker().clone();
-            *this.wake.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.clone());
+            *this
+                .wake
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(task.clone());
             this.task = Some(task);
         }
         if let Poll::Ready(output) = Pin::new(&mut this.connection).poll(cx) {
@@ -103,10 +107,7 @@ impl<C: Future + Unpin, W: Future> Future for Supervised<C, W> {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::atomic::AtomicUsize,
-        time::Duration,
-    };
+    use std::{sync::atomic::AtomicUsize, time::Duration};
 
     use super::*;
 
