@@ -1,6 +1,6 @@
 //! The L7 proxy's upstream side end to end, with the real daemon binary, a real upstream and
 //! TLS clients: upstream connections kept alive and reused, an unreachable upstream answered
-//! with 502 problem+json, upgrades (WebSocket) spliced through, the default upstream. The
+//! with 502 problem+json and one that never answers with 504, upgrades (WebSocket) spliced through, the default upstream. The
 //! client side is in proxy.rs, TLS itself in proxy_tls.rs.
 // Pedantic lints are for the product code; tests favour plain, direct code.
 #![allow(clippy::pedantic)]
@@ -54,6 +54,43 @@ async fn an_unreachable_upstream_gives_502_problem_json() {
         !reply.body.windows(9).any(|w| w == b"127.0.0.1"),
         "no internals in the problem"
     );
+    drop(shield.daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_gives_504_problem_json() {
+    use tokio::io::AsyncReadExt;
+    let upstream = Upstream::start().await;
+    // An upstream that takes the request and never answers.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    let (received_tx, received_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(async move {
+        let (mut socket, _) = stalled.accept().await.unwrap();
+        let mut head = vec![0u8; 4096];
+        let n = socket.read(&mut head).await.unwrap();
+        received_tx
+            .send(String::from_utf8_lossy(&head[..n]).into_owned())
+            .unwrap();
+        // Held open, unanswered, until the test ends.
+        let _ = socket.read(&mut head).await;
+    });
+    let routes = format!(
+        "{ROUTES}\n[[upstreams]]\nname = \"stalled\"\nurl = \"http://{stalled_addr}\"\n\
+         response_timeout = \"300ms\"\n\n[[routes]]\nname = \"stalled\"\npath = \"/stalled\"\n\
+         upstream = \"stalled\"\n"
+    );
+    let shield = Shield::start(upstream.addr, &routes);
+    let reply = shield.send(Version::H1, get("GET", "/stalled")).await;
+    assert_eq!(reply.status, 504, "{:?}", reply.body);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        reply.json()["type"],
+        "https://api-shield.dev/problems/upstream-timeout"
+    );
+    let head = received_rx.await.expect("the upstream got the request");
+    assert!(head.starts_with("GET /stalled HTTP/1.1\r\n"), "{head}");
+    holder.abort();
     drop(shield.daemon);
 }
 

@@ -4,8 +4,10 @@
 //! `compile`'s.
 
 use std::{
+    future::Future,
     net::{IpAddr, SocketAddr},
     sync::Arc,
+    task::Poll,
     time::Instant,
 };
 
@@ -135,12 +137,20 @@ impl Proxy {
         );
         let method = request.method().clone();
         let mut outcome = Outcome::default();
-        let routed = tokio::time::timeout(
-            self.request_timeout,
-            self.route(request, connection, &client, &request_id, &mut outcome),
-        )
-        .await;
-        let mut response = routed.unwrap_or_else(|_| {
+        // The exchange and its deadline are polled where they lie: `tokio::time::timeout` would
+        // take the exchange's future (3.5 KB) by value and copy it on every request.
+        let routed = {
+            let exchange = self.route(request, connection, &client, &request_id, &mut outcome);
+            // From the clock read above (each read shows in the proxy benchmark).
+            let deadline = tokio::time::sleep_until(deadline_after(started, self.request_timeout));
+            tokio::pin!(exchange, deadline);
+            std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                Poll::Ready(response) => Poll::Ready(Some(response)),
+                Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
+            })
+            .await
+        };
+        let mut response = routed.unwrap_or_else(|| {
             outcome.denial = Some(Denial::RequestTimeout);
             problem::response(Denial::RequestTimeout, None, Some(request_id.as_str()))
         });
@@ -383,28 +393,31 @@ impl Proxy {
         let outgoing = Request::from_parts(parts, body);
         let asked = Instant::now();
         let metrics = crate::telemetry::metrics();
-        let mut response =
-            match tokio::time::timeout(upstream.response_timeout, upstream.send(outgoing)).await {
-                Ok(Ok(response)) => {
-                    upstream.latency.observe(asked.elapsed().as_secs_f64());
-                    response
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
-                    metrics
-                        .upstream_errors
-                        .with_label_values(&[upstream.name.as_str(), "unavailable"])
-                        .inc();
-                    return Err(Rejection::new(Denial::UpstreamUnavailable));
-                }
-                Err(_) => {
-                    metrics
-                        .upstream_errors
-                        .with_label_values(&[upstream.name.as_str(), "timeout"])
-                        .inc();
-                    return Err(Rejection::new(Denial::UpstreamTimeout));
-                }
-            };
+        let answer = tokio::time::timeout_at(
+            deadline_after(asked, upstream.response_timeout),
+            upstream.send(outgoing),
+        );
+        let mut response = match answer.await {
+            Ok(Ok(response)) => {
+                upstream.latency.observe(asked.elapsed().as_secs_f64());
+                response
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
+                metrics
+                    .upstream_errors
+                    .with_label_values(&[upstream.name.as_str(), "unavailable"])
+                    .inc();
+                return Err(Rejection::new(Denial::UpstreamUnavailable));
+            }
+            Err(_) => {
+                metrics
+                    .upstream_errors
+                    .with_label_values(&[upstream.name.as_str(), "timeout"])
+                    .inc();
+                return Err(Rejection::new(Denial::UpstreamTimeout));
+            }
+        };
         let switched = match upgrade {
             Some((_, client_side))
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS =>
@@ -505,6 +518,15 @@ fn request_host<B>(request: &Request<B>) -> Result<Option<HeaderValue>, ()> {
     }
 }
 
+/// `start + timeout` as a timer deadline, from a clock read the caller already made; a timeout
+/// too long to add (centuries) is taken as about thirty years, as `tokio::time::sleep` does.
+fn deadline_after(start: Instant, timeout: std::time::Duration) -> tokio::time::Instant {
+    let start = tokio::time::Instant::from_std(start);
+    start
+        .checked_add(timeout)
+        .unwrap_or_else(|| start + std::time::Duration::from_hours(30 * 365 * 24))
+}
+
 /// A header's value as text, when it is text.
 fn header_str(headers: &HeaderMap, name: &header::HeaderName) -> Option<String> {
     headers
@@ -526,4 +548,20 @@ fn preflight_response(headers: HeaderMap) -> Response<Body> {
 struct Outcome<'p> {
     route: Option<&'p RouteMetrics>,
     denial: Option<Denial>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn deadlines_count_from_the_given_start_and_absurd_timeouts_do_not_overflow() {
+        let start = Instant::now();
+        let deadline = deadline_after(start, Duration::from_secs(30));
+        assert_eq!(deadline.into_std(), start + Duration::from_secs(30));
+        let far = deadline_after(start, Duration::MAX);
+        assert!(far.into_std() > start + Duration::from_hours(29 * 365 * 24));
+    }
 }

@@ -138,7 +138,7 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         });
-        let ended = supervise(connection, counted(&polls, Duration::from_secs(60))).await;
+        let ended = supervise(connection, counted(&polls, Duration::from_mins(1))).await;
         feeder.await.unwrap();
         assert_eq!(ended, Ended::Served(5050));
         // Armed once at the start; the hundred wake-ups of the connection did not poll it.
