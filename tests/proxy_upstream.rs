@@ -1,7 +1,7 @@
 //! The L7 proxy's upstream side end to end, with the real daemon binary, a real upstream and
 //! TLS clients: upstream connections kept alive and reused, an unreachable upstream answered
-//! with 502 problem+json and one that never answers with 504, upgrades (WebSocket) spliced through, the default upstream. The
-//! client side is in proxy.rs, TLS itself in proxy_tls.rs.
+//! with 502 problem+json and one that never answers with 504, upgrades (WebSocket) spliced
+//! through, the default upstream. The client side is in proxy.rs, TLS itself in proxy_tls.rs.
 // Pedantic lints are for the product code; tests favour plain, direct code.
 #![allow(clippy::pedantic)]
 

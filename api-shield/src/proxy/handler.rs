@@ -4,17 +4,17 @@
 //! `compile`'s.
 
 use std::{
-    future::Future,
     net::{IpAddr, SocketAddr},
     sync::Arc,
-    task::Poll,
-    time::Instant,
 };
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
+// tokio's clock, so that deadlines and the clock reads they count from agree (also when a test
+// pauses time).
 use hyper::body::{Body as _, Incoming};
+use tokio::time::Instant;
 
 use super::{
     client::{
@@ -137,20 +137,19 @@ impl Proxy {
         );
         let method = request.method().clone();
         let mut outcome = Outcome::default();
-        // The exchange and its deadline are polled where they lie: `tokio::time::timeout` would
-        // take the exchange's future (3.5 KB) by value and copy it on every request.
+        // The exchange is pinned where it lies and the timeout holds a pointer to it: given the
+        // exchange's future (3.5 KB) by value, it would copy it on every request. The deadline
+        // counts from the clock read above (each read shows in the proxy benchmark).
         let routed = {
             let exchange = self.route(request, connection, &client, &request_id, &mut outcome);
-            // From the clock read above (each read shows in the proxy benchmark).
-            let deadline = tokio::time::sleep_until(deadline_after(started, self.request_timeout));
-            tokio::pin!(exchange, deadline);
-            std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
-                Poll::Ready(response) => Poll::Ready(Some(response)),
-                Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
-            })
+            tokio::pin!(exchange);
+            tokio::time::timeout_at(
+                deadline_after(started, self.request_timeout),
+                exchange.as_mut(),
+            )
             .await
         };
-        let mut response = routed.unwrap_or_else(|| {
+        let mut response = routed.unwrap_or_else(|_| {
             outcome.denial = Some(Denial::RequestTimeout);
             problem::response(Denial::RequestTimeout, None, Some(request_id.as_str()))
         });
@@ -520,8 +519,7 @@ fn request_host<B>(request: &Request<B>) -> Result<Option<HeaderValue>, ()> {
 
 /// `start + timeout` as a timer deadline, from a clock read the caller already made; a timeout
 /// too long to add (centuries) is taken as about thirty years, as `tokio::time::sleep` does.
-fn deadline_after(start: Instant, timeout: std::time::Duration) -> tokio::time::Instant {
-    let start = tokio::time::Instant::from_std(start);
+fn deadline_after(start: Instant, timeout: std::time::Duration) -> Instant {
     start
         .checked_add(timeout)
         .unwrap_or_else(|| start + std::time::Duration::from_hours(30 * 365 * 24))
@@ -560,8 +558,8 @@ mod tests {
     fn deadlines_count_from_the_given_start_and_absurd_timeouts_do_not_overflow() {
         let start = Instant::now();
         let deadline = deadline_after(start, Duration::from_secs(30));
-        assert_eq!(deadline.into_std(), start + Duration::from_secs(30));
+        assert_eq!(deadline, start + Duration::from_secs(30));
         let far = deadline_after(start, Duration::MAX);
-        assert!(far.into_std() > start + Duration::from_hours(29 * 365 * 24));
+        assert!(far > start + Duration::from_hours(29 * 365 * 24));
     }
 }

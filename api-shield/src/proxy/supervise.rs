@@ -92,16 +92,16 @@ impl<C: Future + Unpin, W: Future> Future for Supervised<C, W> {
                 .unwrap_or_else(PoisonError::into_inner) = Some(task.clone());
             this.task = Some(task);
         }
-        if let Poll::Ready(output) = Pin::new(&mut this.connection).poll(cx) {
-            return Poll::Ready(Ended::Served(output));
-        }
+        // The watchdog first when it was woken, so that it polls with the task's fresh
+        // cooperative budget: a busy connection spending the budget on every poll would
+        // otherwise keep it from ever seeing its signal.
         if this.wake.woken.swap(false, Ordering::Acquire) {
             let mut watchdog_cx = Context::from_waker(&this.watchdog_waker);
             if let Poll::Ready(event) = this.watchdog.as_mut().poll(&mut watchdog_cx) {
                 return Poll::Ready(Ended::Watchdog(event));
             }
         }
-        Poll::Pending
+        Pin::new(&mut this.connection).poll(cx).map(Ended::Served)
     }
 }
 
@@ -158,6 +158,37 @@ mod tests {
         assert_eq!(ended, Ended::Watchdog("fired"));
         assert_eq!(started.elapsed(), Duration::from_secs(30));
         assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A waker counting its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_watchdog_wake_up_goes_to_the_task_that_polled_last() {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut supervised = supervise(std::future::pending::<()>(), stopped);
+        let first = Arc::new(CountingWaker::default());
+        let second = Arc::new(CountingWaker::default());
+        let poll_with = |supervised: &mut Supervised<_, _>, waker: &Arc<CountingWaker>| {
+            let waker = Waker::from(Arc::clone(waker));
+            Pin::new(supervised).poll(&mut Context::from_waker(&waker))
+        };
+        assert!(poll_with(&mut supervised, &first).is_pending());
+        assert!(poll_with(&mut supervised, &second).is_pending());
+        stop.send(()).unwrap();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            poll_with(&mut supervised, &second),
+            Poll::Ready(Ended::Watchdog(Ok(())))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -112,8 +112,15 @@ pub fn origin_form(
 ) -> Result<http::Uri, http::Error> {
     if rewritten_query.is_none() {
         if let Some(target) = uri.path_and_query() {
-            if target.path() == path && target.query() != Some("") {
-                return Ok(http::Uri::from(target.clone()));
+            let shared = http::Uri::from(target.clone());
+            // A target with no path of its own is rebuilt: only a fragment after an authority
+            // (`shared.path()` is then empty, though `target.path()` says `/`) or only a query
+            // (`?x=1`, which would be sent as it is).
+            if shared.path() == path
+                && target.as_str().starts_with('/')
+                && target.query() != Some("")
+            {
+                return Ok(shared);
             }
         }
     }
@@ -146,6 +153,18 @@ mod tests {
         assert_eq!(target("/a/../b?", "/b", None), "/b");
         assert_eq!(target("/a?key=s&x=1", "/a", Some("x=1")), "/a?x=1");
         assert_eq!(target("/a?key=s", "/a", Some("")), "/a");
+        // Targets with no path of their own get the normalised one, never an empty target.
+        assert_eq!(target("https://h.example#x", "/", None), "/");
+        assert_eq!(target("https://h.example?x=1", "/", None), "/?x=1");
+        let bare: Uri = "https://h.example?x=1".parse().unwrap();
+        assert_eq!(
+            origin_form(&bare, "/", None)
+                .unwrap()
+                .path_and_query()
+                .unwrap()
+                .as_str(),
+            "/?x=1"
+        );
     }
 
     #[test]
