@@ -5,7 +5,8 @@
 //! per request (the request arrives, the upstream answers, the write completes), and each time
 //! the idle timer re-registered its waker and the stop signal's `Notify` took its lock. Here the
 //! watchdog is polled with a waker of its own, so it is polled again only once its timer or
-//! signal has fired. Measured under bench-proxy's load: about 2-3 % more requests/s.
+//! signal has fired. Measured under bench-proxy's load: 3.5 % less user CPU per request (with no
+//! watchdog at all, the ceiling of this change, 2-3 % more requests/s).
 
 use std::{
     future::Future,
