@@ -11,9 +11,9 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
 // tokio's clock, so that deadlines and the clock reads they count from agree (also when a test
 // pauses time).
-use hyper::body::{Body as _, Incoming};
 use tokio::time::Instant;
 
 use super::{
