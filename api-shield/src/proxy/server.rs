@@ -19,6 +19,7 @@ use super::{
     conn_limit::{ConnectionLimiter, ConnectionPermit, Refused},
     drain::{Drain, Held, Watcher},
     handler::{Connection, Proxy},
+    head_timer::{HeadDeadline, HeadTimer},
     idle::Tracked,
     parse_errors::{self, ParseErrors},
     problem::{self, full, Body, Denial},
@@ -232,11 +233,12 @@ async fn bind(listener: &str, addr: SocketAddr) -> Result<TcpListener, ProxyErro
         })
 }
 
-fn connection_builder(settings: &ProxyConfig) -> auto::Builder<TokioExecutor> {
+/// hyper's settings for one client connection; `head` keeps its header-read timeout.
+fn connection_builder(settings: &ProxyConfig, head: HeadTimer) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(head)
         .header_read_timeout(settings.header_timeout)
         .max_headers(settings.max_headers)
         .max_buf_size(settings.max_header_bytes);
@@ -320,7 +322,8 @@ async fn serve_connection(
         let connection = Arc::clone(&connection);
         async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
     });
-    let builder = connection_builder(&settings);
+    let head = HeadDeadline::new();
+    let builder = connection_builder(&settings, head.timer());
     let tls = ParseErrors::new(tls, parse_error_answer(&context.live, peer, true));
     let (tls, activity) = Tracked::new(tls);
     let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -328,6 +331,7 @@ async fn serve_connection(
     let watchdog = async {
         tokio::select! {
             () = activity.expired(settings.idle_timeout) => Watchdog::Idle,
+            () = head.overdue(settings.header_timeout) => Watchdog::HeadTimeout,
             () = watcher.stopping() => Watchdog::Stopping,
         }
     };
@@ -336,6 +340,10 @@ async fn serve_connection(
         Ended::Watchdog(Watchdog::Idle) => {
             tracing::debug!(%peer, "connection closed: idle");
             crate::telemetry::metrics().connections.idle_closed.inc();
+            return;
+        }
+        Ended::Watchdog(Watchdog::HeadTimeout) => {
+            tracing::debug!(%peer, "connection closed: no request head within the header timeout");
             return;
         }
         Ended::Watchdog(Watchdog::Stopping) => {
@@ -353,6 +361,8 @@ async fn serve_connection(
 enum Watchdog {
     /// Nothing moved for `proxy.idle_timeout`.
     Idle,
+    /// An HTTP/1.1 request head was awaited for longer than `proxy.header_timeout`.
+    HeadTimeout,
     /// The daemon is stopping.
     Stopping,
 }
@@ -449,11 +459,15 @@ async fn serve_redirect(
             });
             let stream = ParseErrors::new(stream, answer);
             let (stream, activity) = Tracked::new(stream);
-            let builder = connection_builder(&settings);
+            let head = HeadDeadline::new();
+            let builder = connection_builder(&settings, head.timer());
             tokio::select! {
                 _ = builder.serve_connection(TokioIo::new(stream), service) => {}
                 () = activity.expired(settings.idle_timeout) => {
                     crate::telemetry::metrics().connections.idle_closed.inc();
+                }
+                () = head.overdue(settings.header_timeout) => {
+                    tracing::debug!(%peer, "connection closed: no request head within the header timeout");
                 }
             }
         });

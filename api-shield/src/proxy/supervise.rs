@@ -1,5 +1,5 @@
-//! Runs a client connection beside its watchdog (the idle timeout and the stop signal) without
-//! polling the watchdog each time the connection's task wakes up.
+//! Runs a client connection beside its watchdog (the idle timeout, the head deadline and the stop
+//! signal) without polling the watchdog each time the connection's task wakes up.
 //!
 //! `tokio::select!` polls every branch on every wake-up: a connection task wakes several times
 //! per request (the request arrives, the upstream answers, the write completes), and each time
