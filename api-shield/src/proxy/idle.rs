@@ -1,5 +1,5 @@
 //! The idle timeout of client connections: a connection on which no byte moves either way for
-//! `proxy.idle_timeout` is closed. That one rule ends idle keep-alive connections (HTTP/1.1
+//! `proxy.idle_timeout` is closed (within an eighth of the timeout after that). That one rule ends idle keep-alive connections (HTTP/1.1
 //! and HTTP/2 alike), connections opened and abandoned after the handshake, and clients that
 //! stop reading a response (their writes stay pending, so nothing moves), like nginx's
 //! `keepalive_timeout` and `send_timeout`. A client waiting for its answer is never idle for
@@ -9,7 +9,7 @@ use std::{
     io,
     pin::Pin,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -21,39 +21,47 @@ use tokio::{
     time::Instant,
 };
 
-/// When bytes last moved on a connection.
+/// How many times per idle timeout the watchdog looks whether bytes moved.
+const LOOKS_PER_TIMEOUT: u32 = 8;
+
+/// Whether bytes moved on a connection since its watchdog last looked. Moving bytes only sets
+/// a flag (no clock read per read or write); the watchdog keeps the time.
 #[derive(Debug, Clone)]
 pub struct LastActivity {
-    since: Instant,
-    /// Milliseconds after `since`.
-    at_ms: Arc<AtomicU64>,
+    moved: Arc<AtomicBool>,
 }
 
 impl LastActivity {
     fn new() -> LastActivity {
         LastActivity {
-            since: Instant::now(),
-            at_ms: Arc::new(AtomicU64::new(0)),
+            moved: Arc::new(AtomicBool::new(false)),
         }
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.at_ms.store(ms, Ordering::Relaxed);
+        self.moved.store(true, Ordering::Relaxed);
     }
 
-    fn last(&self) -> Instant {
-        self.since + Duration::from_millis(self.at_ms.load(Ordering::Relaxed))
-    }
-
-    /// Completes once nothing has moved for `timeout`.
+    /// Completes once nothing has moved for `timeout`. It looks every eighth of `timeout`, so
+    /// it completes between `timeout` and `timeout` and an eighth after the last byte moved
+    /// (never sooner).
     pub async fn expired(&self, timeout: Duration) {
+        let step = (timeout / LOOKS_PER_TIMEOUT).max(Duration::from_millis(1));
+        let mut quiet_since = Instant::now();
+        let sleep = tokio::time::sleep_until(quiet_since + step);
+        tokio::pin!(sleep);
         loop {
-            let deadline = self.last() + timeout;
-            if Instant::now() >= deadline {
+            sleep.as_mut().await;
+            let now = Instant::now();
+            if self.moved.swap(false, Ordering::Relaxed) {
+                // Something moved since the last look, at the latest now.
+                quiet_since = now;
+            } else if now >= quiet_since + timeout {
                 return;
             }
-            tokio::time::sleep_until(deadline).await;
+            sleep
+                .as_mut()
+                .reset((quiet_since + timeout).min(now + step));
         }
     }
 }
@@ -137,21 +145,48 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// The watchdog's lateness at most: one look.
+    fn late_at_most(timeout: Duration) -> Duration {
+        timeout / LOOKS_PER_TIMEOUT
+    }
+
     #[tokio::test(start_paused = true)]
     async fn expires_only_after_a_quiet_timeout_and_traffic_pushes_it_back() {
         let (near, mut far) = tokio::io::duplex(64);
         let (mut tracked, activity) = Tracked::new(near);
         let timeout = Duration::from_secs(10);
         let start = Instant::now();
-        tokio::time::advance(Duration::from_secs(6)).await;
-        far.write_all(b"ping").await.unwrap();
-        let mut buf = [0u8; 4];
-        tracked.read_exact(&mut buf).await.unwrap();
-        tokio::time::advance(Duration::from_secs(6)).await;
-        tracked.write_all(b"pong").await.unwrap();
-        activity.expired(timeout).await;
+        let expired = activity.expired(timeout);
+        tokio::pin!(expired);
+        let traffic = async {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            far.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            tracked.read_exact(&mut buf).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            tracked.write_all(b"pong").await.unwrap();
+        };
+        tokio::select! {
+            () = &mut expired => panic!("expired while bytes were moving"),
+            () = traffic => {}
+        }
+        expired.await;
         // The last byte moved at 12 s: the quiet period ends at 22 s.
-        assert_eq!(start.elapsed().as_secs(), 22);
+        let quiet_end = Duration::from_secs(22);
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= quiet_end && elapsed <= quiet_end + late_at_most(timeout),
+            "expired at {elapsed:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_on_which_nothing_moves_expires_at_the_timeout() {
+        let (near, _far) = tokio::io::duplex(8);
+        let (_tracked, activity) = Tracked::new(near);
+        let start = Instant::now();
+        activity.expired(Duration::from_secs(5)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
@@ -167,6 +202,11 @@ mod tests {
             () = stalled => panic!("a write to a peer that never reads completed"),
             () = activity.expired(Duration::from_secs(5)) => {}
         }
-        assert_eq!(start.elapsed().as_secs(), 5);
+        let elapsed = start.elapsed();
+        let timeout = Duration::from_secs(5);
+        assert!(
+            elapsed >= timeout && elapsed <= timeout + late_at_most(timeout),
+            "expired at {elapsed:?}"
+        );
     }
 }
