@@ -389,7 +389,8 @@ impl Proxy {
             exchange.host,
             exchange.request_id,
         );
-        let outgoing = Request::from_parts(parts, body);
+        // Boxed: see `Pool::send`.
+        let outgoing = Box::new(Request::from_parts(parts, body));
         let asked = Instant::now();
         let metrics = crate::telemetry::metrics();
         let answer = tokio::time::timeout_at(

@@ -91,7 +91,7 @@ impl Upstream {
     /// this upstream's `Host` when the request has none).
     pub fn send(
         &self,
-        mut request: Request<Body>,
+        mut request: Box<Request<Body>>,
     ) -> impl Future<Output = Result<Response<PooledBody>, PoolError>> + '_ {
         if !request.headers().contains_key(header::HOST) {
             request

@@ -138,7 +138,7 @@ fn get(path: &str) -> http::Request<Body> {
 }
 
 async fn fetch(pool: &Arc<Pool>, path: &str) -> Bytes {
-    let response = pool.send(get(path)).await.unwrap();
+    let response = pool.send(Box::new(get(path))).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::OK);
     response.into_body().collect().await.unwrap().to_bytes()
 }
@@ -178,7 +178,7 @@ async fn concurrent_requests_get_connections_of_their_own_and_all_come_back() {
 async fn a_body_dropped_before_its_end_closes_its_connection() {
     let mut upstream = upstream(1).await;
     let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
-    let response = pool.send(get("/big")).await.unwrap();
+    let response = pool.send(Box::new(get("/big"))).await.unwrap();
     let mut body = response.into_body();
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.is_data());
@@ -206,7 +206,7 @@ async fn assert_given_back(pool: &Arc<Pool>, upstream: &Upstream) {
 async fn a_body_dropped_once_it_has_ended_gives_its_connection_back() {
     let upstream = upstream(1).await;
     let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
-    let mut body = pool.send(get("/")).await.unwrap().into_body();
+    let mut body = pool.send(Box::new(get("/"))).await.unwrap().into_body();
     while !hyper::body::Body::is_end_stream(&body) {
         body.frame().await.unwrap().unwrap();
     }
@@ -223,7 +223,7 @@ async fn a_body_dropped_after_its_trailers_gives_its_connection_back() {
     request
         .headers_mut()
         .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-    let mut body = pool.send(request).await.unwrap().into_body();
+    let mut body = pool.send(Box::new(request)).await.unwrap().into_body();
     loop {
         let frame = body.frame().await.unwrap().unwrap();
         if frame.is_trailers() {
@@ -305,6 +305,6 @@ async fn an_upstream_that_refuses_connections_is_a_connect_error() {
         .unwrap();
     drop(listener);
     let pool = Pool::new(connector(), target, Duration::from_mins(1));
-    let error = pool.send(get("/")).await.unwrap_err();
+    let error = pool.send(Box::new(get("/"))).await.unwrap_err();
     assert!(matches!(error, super::PoolError::Connect(_)), "{error}");
 }
