@@ -4,6 +4,7 @@
 pub mod client;
 pub mod conn_limit;
 pub mod cors;
+pub mod deadline;
 pub mod drain;
 pub mod handler;
 pub mod head_timer;

@@ -22,6 +22,7 @@ use super::{
         REQUEST_ID, X_FORWARDED_FOR,
     },
     cors::{CorsPolicy, Preflight},
+    deadline::ExchangeTimer,
     headers::{strip_hop_by_hop, ResponseHeaders},
     normalize::normalize,
     problem::{self, full, Body, Denial, Rejection},
@@ -46,7 +47,7 @@ pub struct Target {
 }
 
 /// The connection a request came on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Connection {
     /// The client's address.
     pub peer: SocketAddr,
@@ -57,6 +58,10 @@ pub struct Connection {
     /// Its place under the per-address connection limit, held as long as the connection or
     /// an upgraded tunnel made from it lives.
     pub permit: Option<Arc<super::conn_limit::ConnectionPermit>>,
+    /// The deadline of its exchanges (`proxy.request_timeout`).
+    pub request_timer: ExchangeTimer,
+    /// The deadline of the upstream's answers to them (an upstream's `response_timeout`).
+    pub response_timer: ExchangeTimer,
 }
 
 /// The compiled proxy: routes, upstreams and response policies.
@@ -137,17 +142,19 @@ impl Proxy {
         );
         let method = request.method().clone();
         let mut outcome = Outcome::default();
-        // The exchange is pinned where it lies and the timeout holds a pointer to it: given the
+        // The exchange is pinned where it lies and the timer holds a pointer to it: given the
         // exchange's future (3.5 KB) by value, it would copy it on every request. The deadline
         // counts from the clock read above (each read shows in the proxy benchmark).
         let routed = {
             let exchange = self.route(request, connection, &client, &request_id, &mut outcome);
             tokio::pin!(exchange);
-            tokio::time::timeout_at(
-                deadline_after(started, self.request_timeout),
-                exchange.as_mut(),
-            )
-            .await
+            connection
+                .request_timer
+                .run(
+                    deadline_after(started, self.request_timeout),
+                    exchange.as_mut(),
+                )
+                .await
         };
         let mut response = routed.unwrap_or_else(|_| {
             outcome.denial = Some(Denial::RequestTimeout);
@@ -393,11 +400,14 @@ impl Proxy {
         let outgoing = Box::new(Request::from_parts(parts, body));
         let asked = Instant::now();
         let metrics = crate::telemetry::metrics();
-        let answer = tokio::time::timeout_at(
-            deadline_after(asked, upstream.response_timeout),
-            upstream.send(outgoing),
-        );
-        let mut response = match answer.await {
+        let sent = upstream.send(outgoing);
+        tokio::pin!(sent);
+        let answer = exchange
+            .connection
+            .response_timer
+            .run(deadline_after(asked, upstream.response_timeout), sent)
+            .await;
+        let mut response = match answer {
             Ok(Ok(response)) => {
                 upstream.latency.observe(asked.elapsed().as_secs_f64());
                 response

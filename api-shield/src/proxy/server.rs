@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use super::{
     client::Client,
     conn_limit::{ConnectionLimiter, ConnectionPermit, Refused},
+    deadline::ExchangeTimer,
     drain::{Drain, Held, Watcher},
     handler::{Connection, Proxy},
     head_timer::{HeadDeadline, HeadTimer},
@@ -315,6 +316,8 @@ async fn serve_connection(
         https: true,
         client: Client::direct(peer.ip()),
         permit: Some(Arc::new(permit)),
+        request_timer: ExchangeTimer::new(),
+        response_timer: ExchangeTimer::new(),
     });
     let live = Arc::clone(&context.live);
     let service = service_fn(move |request: Request<Incoming>| {
