@@ -4,23 +4,23 @@
 //! upgraded: an `h2c` upgrade, say, would let a client speak HTTP/2 to the upstream past every
 //! route and policy.
 
-use http::{header, HeaderMap, HeaderValue, Request, Version};
+use http::{header, HeaderMap, HeaderValue, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 /// The protocol a request asks to upgrade to, if it is a WebSocket handshake.
-pub fn requested<B>(request: &Request<B>) -> Option<HeaderValue> {
-    if request.version() != Version::HTTP_11 || request.method() != http::Method::GET {
+pub fn requested(head: &http::request::Parts) -> Option<HeaderValue> {
+    if head.version != Version::HTTP_11 || head.method != http::Method::GET {
         return None;
     }
-    let asks = request
-        .headers()
+    let asks = head
+        .headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    let protocol = request.headers().get(header::UPGRADE)?;
+    let protocol = head.headers.get(header::UPGRADE)?;
     (asks && protocol.as_bytes().eq_ignore_ascii_case(b"websocket")).then(|| protocol.clone())
 }
 
