@@ -16,6 +16,7 @@ pub mod problem;
 pub mod proxy_protocol;
 pub mod route_metrics;
 pub mod routing;
+pub mod serve_http;
 pub mod server;
 pub mod supervise;
 pub mod tls;

@@ -7,10 +7,7 @@ use arc_swap::ArcSwap;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
+use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
@@ -20,12 +17,13 @@ use super::{
     deadline::ExchangeTimer,
     drain::{Drain, Held, Watcher},
     handler::{Connection, Proxy},
-    head_timer::{HeadDeadline, HeadTimer},
+    head_timer::HeadDeadline,
     idle::Tracked,
     parse_errors::{self, ParseErrors},
     problem::{self, full, Body, Denial},
     proxy_protocol,
     routing::host_without_port,
+    serve_http::{self, Protocol},
     supervise::{supervise, Ended},
     tls::{self, Certificates, TlsError},
 };
@@ -234,23 +232,6 @@ async fn bind(listener: &str, addr: SocketAddr) -> Result<TcpListener, ProxyErro
         })
 }
 
-/// hyper's settings for one client connection; `head` keeps its header-read timeout.
-fn connection_builder(settings: &ProxyConfig, head: HeadTimer) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(head)
-        .header_read_timeout(settings.header_timeout)
-        .max_headers(settings.max_headers)
-        .max_buf_size(settings.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    builder
-}
-
 /// What every connection of one HTTPS listener shares.
 struct ListenerContext {
     acceptor: TlsAcceptor,
@@ -325,12 +306,17 @@ async fn serve_connection(
         let connection = Arc::clone(&connection);
         async move { Ok::<_, Infallible>(proxy.handle(request, &connection).await) }
     });
+    let protocol = Protocol::from_alpn(tls.get_ref().1.alpn_protocol());
     let head = HeadDeadline::new();
-    let builder = connection_builder(&settings, head.timer());
     let tls = ParseErrors::new(tls, parse_error_answer(&context.live, peer, true));
     let (tls, activity) = Tracked::new(tls);
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-    tokio::pin!(served);
+    let mut served = serve_http::serve(
+        protocol,
+        TokioIo::new(tls),
+        service,
+        &settings,
+        head.timer(),
+    );
     let watchdog = async {
         tokio::select! {
             () = activity.expired(settings.idle_timeout) => Watchdog::Idle,
@@ -338,7 +324,7 @@ async fn serve_connection(
             () = watcher.stopping() => Watchdog::Stopping,
         }
     };
-    let result = match supervise(served.as_mut(), watchdog).await {
+    let result = match supervise(&mut served, watchdog).await {
         Ended::Served(result) => result,
         Ended::Watchdog(Watchdog::Idle) => {
             tracing::debug!(%peer, "connection closed: idle");
@@ -351,8 +337,8 @@ async fn serve_connection(
         }
         Ended::Watchdog(Watchdog::Stopping) => {
             // Stopping: finish the exchange in progress, then close (GOAWAY on HTTP/2).
-            served.as_mut().graceful_shutdown();
-            served.as_mut().await
+            served.graceful_shutdown();
+            served.await
         }
     };
     if let Err(error) = result {
@@ -463,7 +449,7 @@ async fn serve_redirect(
             let stream = ParseErrors::new(stream, answer);
             let (stream, activity) = Tracked::new(stream);
             let head = HeadDeadline::new();
-            let builder = connection_builder(&settings, head.timer());
+            let builder = serve_http::http1_builder(&settings, head.timer());
             tokio::select! {
                 _ = builder.serve_connection(TokioIo::new(stream), service) => {}
                 () = activity.expired(settings.idle_timeout) => {
