@@ -56,38 +56,6 @@ where
     Http2(Pin<Box<http2::Connection<I, S, TokioExecutor>>>),
 }
 
-/// Serves `io` with `service` in `protocol`. `head` keeps HTTP/1.1's header-read timeout.
-pub fn serve<I, S, B>(
-    protocol: Protocol,
-    io: I,
-    service: S,
-    settings: &ProxyConfig,
-    head: HeadTimer,
-) -> Served<I, S>
-where
-    I: Read + Write + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TokioExecutor: Http2ServerConnExec<S::Future, B>,
-{
-    match protocol {
-        Protocol::Http1 => Served::Http1(Box::pin(
-            http1_builder(settings, head)
-                .serve_connection(io, service)
-                .with_upgrades(),
-        )),
-        Protocol::Http2 => Served::Http2(Box::pin(
-            http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(settings.max_concurrent_streams)
-                .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-                .serve_connection(io, service),
-        )),
-    }
-}
-
 /// hyper's HTTP/1.1 settings for one connection; `head` keeps its header-read timeout.
 #[must_use]
 pub fn http1_builder(settings: &ProxyConfig, head: HeadTimer) -> http1::Builder {
@@ -109,6 +77,32 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     TokioExecutor: Http2ServerConnExec<S::Future, B>,
 {
+    /// Serves `io` with `service` in `protocol`. `head` keeps HTTP/1.1's header-read timeout.
+    pub fn new(
+        protocol: Protocol,
+        io: I,
+        service: S,
+        settings: &ProxyConfig,
+        head: HeadTimer,
+    ) -> Served<I, S> {
+        match protocol {
+            Protocol::Http1 => Served::Http1(Box::pin(
+                http1_builder(settings, head)
+                    .serve_connection(io, service)
+                    .with_upgrades(),
+            )),
+            Protocol::Http2 => Served::Http2(Box::pin(
+                http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(settings.max_concurrent_streams)
+                    .max_header_list_size(
+                        u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX),
+                    )
+                    .serve_connection(io, service),
+            )),
+        }
+    }
+
     /// Finishes the exchange in progress, then closes (GOAWAY on HTTP/2).
     pub fn graceful_shutdown(&mut self) {
         match self {

@@ -23,7 +23,7 @@ use super::{
     problem::{self, full, Body, Denial},
     proxy_protocol,
     routing::host_without_port,
-    serve_http::{self, Protocol},
+    serve_http::{self, Protocol, Served},
     supervise::{supervise, Ended},
     tls::{self, Certificates, TlsError},
 };
@@ -310,7 +310,7 @@ async fn serve_connection(
     let head = HeadDeadline::new();
     let tls = ParseErrors::new(tls, parse_error_answer(&context.live, peer, true));
     let (tls, activity) = Tracked::new(tls);
-    let mut served = serve_http::serve(
+    let mut served = Served::new(
         protocol,
         TokioIo::new(tls),
         service,
