@@ -89,9 +89,10 @@ fn main() -> Result<()> {
     ];
     let mut samples: Vec<Sample> = Vec::new();
     for cycle in 0..args.cycles {
-        // Each cycle starts one state later, so over a multiple of five cycles every state
-        // follows every other equally often: a state that leaves the receiver (its page pool,
-        // its rings) in a worse shape for the next 0.5 s weighs on all of them alike.
+        // Each cycle starts one state later, so over a multiple of five cycles each state is
+        // measured first in a cycle, right after the previous cycle's last state, once. The
+        // order within a cycle stays the same (a rotation keeps it), so each state still
+        // follows the same state inside a cycle.
         if cycle > 0 {
             states.rotate_left(1);
         }
