@@ -14,5 +14,11 @@ fn main() -> anyhow::Result<()> {
         "api-shield-ebpf",
         "api-shield-ebpf.o",
         &[common.join("src"), common.join("Cargo.toml")],
+        // The packet's fields are read with unaligned loads; without this LLVM splits each into
+        // byte loads, and on the wire every extra load of a frame's line costs (BENCHMARKS.md).
+        // The kernel's verifier allows misaligned packet access where the architecture has
+        // efficient unaligned access (x86-64, arm64); elsewhere it would refuse the program at
+        // load. rustc marks the feature unstable (and warns so); the eBPF half needs nightly.
+        "+allows-misaligned-mem-access",
     )
 }

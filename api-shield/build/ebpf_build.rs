@@ -1,8 +1,9 @@
 //! Builds an eBPF crate with nightly for `bpfel-unknown-none` (`-Z build-std=core`,
-//! `-C target-cpu=v3` for BPF atomics) and copies its object into `OUT_DIR`. Shared by the build
-//! scripts of `api-shield` (the XDP program) and `api-shield-bench` (the flood generator).
+//! `-C target-cpu=v3` for BPF atomics, and the target features the crate asks for) and copies
+//! its object into `OUT_DIR`. Shared by the build scripts of `api-shield` (the XDP program) and
+//! `api-shield-bench` (the flood generator).
 //!
-//! Not aya-build: it gives no way to pass `-C target-cpu=v3`.
+//! Not aya-build: it gives no way to pass `-C target-cpu=v3` or target features.
 
 use std::{
     env,
@@ -15,8 +16,16 @@ use anyhow::{bail, Context as _, Result};
 const SETUP_HINT: &str = "run `cargo xtask setup` to install the eBPF toolchain";
 
 /// Builds the eBPF binary `bin` of the crate in `crate_dir` and leaves it at
-/// `OUT_DIR/<object>`. `watch` lists further paths whose change triggers a rebuild.
-pub fn build_ebpf(crate_dir: &Path, bin: &str, object: &str, watch: &[PathBuf]) -> Result<()> {
+/// `OUT_DIR/<object>`. `watch` lists further paths whose change triggers a rebuild;
+/// `target_features` is passed as `-C target-feature=` when not empty (e.g.
+/// `+allows-misaligned-mem-access`).
+pub fn build_ebpf(
+    crate_dir: &Path,
+    bin: &str,
+    object: &str,
+    watch: &[PathBuf],
+    target_features: &str,
+) -> Result<()> {
     let crate_dir = crate_dir
         .canonicalize()
         .with_context(|| format!("eBPF crate {}", crate_dir.display()))?;
@@ -38,16 +47,21 @@ pub fn build_ebpf(crate_dir: &Path, bin: &str, object: &str, watch: &[PathBuf]) 
         path.push(":");
     }
     path.push(cargo_home().join("bin"));
+    let mut rustflags = vec![
+        "-Ctarget-cpu=v3".to_owned(),
+        "-Cdebuginfo=2".to_owned(),
+        "-Clink-arg=--btf".to_owned(),
+    ];
+    if !target_features.is_empty() {
+        rustflags.push(format!("-Ctarget-feature={target_features}"));
+    }
     let status = Command::new("rustup")
         .args(["run", "nightly", "cargo", "build", "--release", "--locked"])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(&crate_dir)
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            ["-Ctarget-cpu=v3", "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
-        )
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .env("PATH", path)
         .env_remove("RUSTC")
         .env_remove("RUSTC_WRAPPER")
