@@ -19,6 +19,6 @@ fn main() -> anyhow::Result<()> {
         // The kernel's verifier allows misaligned packet access where the architecture has
         // efficient unaligned access (x86-64, arm64); elsewhere it would refuse the program at
         // load. rustc marks the feature unstable (and warns so); the eBPF half needs nightly.
-        "+allows-misaligned-mem-access",
+        &["+allows-misaligned-mem-access"],
     )
 }

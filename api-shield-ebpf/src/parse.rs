@@ -87,12 +87,10 @@ fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
 
 /// The `LEN` bytes at `AT` in `bytes`, read as one load where the target allows it.
 ///
-/// Each field is read with a single load. In bench-xdp, where the frame's second cache line
-/// arrives from the sending CPU, the IPv4 source and fragment field read byte by byte measured
-/// 3.91x nftables on the morning of the change, and read whole 4.15x-4.47x over six runs
-/// (BENCHMARKS.md, 2026-11-30). The build enables LLVM's `allows-misaligned-mem-access` for
-/// this crate (`api-shield/build.rs`), without which LLVM splits any load it cannot prove
-/// aligned into bytes.
+/// Each field is read with a single load: byte-by-byte reads of the frame's second cache line
+/// cost the receiver dearly on the wire (BENCHMARKS.md, bench-xdp, 2026-11-30). The build
+/// enables LLVM's `allows-misaligned-mem-access` for this crate (`api-shield/build.rs`),
+/// without which LLVM splits any load it cannot prove aligned into bytes.
 #[inline(always)]
 fn read_at<const AT: usize, const LEN: usize, const N: usize>(bytes: &[u8; N]) -> [u8; LEN] {
     const { assert!(AT + LEN <= N) };

@@ -17,14 +17,14 @@ const SETUP_HINT: &str = "run `cargo xtask setup` to install the eBPF toolchain"
 
 /// Builds the eBPF binary `bin` of the crate in `crate_dir` and leaves it at
 /// `OUT_DIR/<object>`. `watch` lists further paths whose change triggers a rebuild;
-/// `target_features` is passed as `-C target-feature=` when not empty (e.g.
+/// each of `target_features` is passed as `-C target-feature=` (e.g.
 /// `+allows-misaligned-mem-access`).
 pub fn build_ebpf(
     crate_dir: &Path,
     bin: &str,
     object: &str,
     watch: &[PathBuf],
-    target_features: &str,
+    target_features: &[&str],
 ) -> Result<()> {
     let crate_dir = crate_dir
         .canonicalize()
@@ -52,9 +52,11 @@ pub fn build_ebpf(
         "-Cdebuginfo=2".to_owned(),
         "-Clink-arg=--btf".to_owned(),
     ];
-    if !target_features.is_empty() {
-        rustflags.push(format!("-Ctarget-feature={target_features}"));
-    }
+    rustflags.extend(
+        target_features
+            .iter()
+            .map(|feature| format!("-Ctarget-feature={feature}")),
+    );
     let status = Command::new("rustup")
         .args(["run", "nightly", "cargo", "build", "--release", "--locked"])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])

@@ -12,6 +12,6 @@ fn main() -> anyhow::Result<()> {
         "api-shield-flood-ebpf",
         "flood.o",
         &[],
-        "",
+        &[],
     )
 }
