@@ -278,10 +278,36 @@ fn key_new_prints_a_key_whose_hash_the_config_accepts() {
         out.contains("scopes = [\"orders:read\", \"orders:write\"]"),
         "{out}"
     );
-    assert!(
-        !out[out.find("[[api_keys.keys]]").unwrap()..].contains(key),
-        "the config line holds no key"
-    );
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("{ id = \"ci\""))
+        .unwrap_or_else(|| panic!("no `keys = [ ... ]` element printed: {out}"));
+    assert!(!line.contains(key), "the config line holds no key");
+    // Pasted into the shipped default config as its comment says, it is accepted.
+    let default = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/api-shield.toml"
+    ))
+    .unwrap();
+    let pasted = default.replacen("keys = [\n", &format!("keys = [\n{line}\n"), 1);
+    assert_ne!(pasted, default);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    for schema in [
+        "user.schema.json",
+        "order.schema.json",
+        "feedback.schema.json",
+        "orders-openapi.yaml",
+    ] {
+        std::fs::copy(
+            format!("{}/../config/examples/{schema}", env!("CARGO_MANIFEST_DIR")),
+            dir.path().join("examples").join(schema),
+        )
+        .unwrap();
+    }
+    let path = write(&dir, "api-shield.toml", &pasted);
+    let (code, out, err) = cli(&["check-config", &path]);
+    assert_eq!(code, 0, "{out}{err}");
     let (_, again, _) = cli(&["key", "new"]);
     assert_ne!(out, again, "keys are random");
 }
@@ -344,5 +370,270 @@ fn token_new_mints_tokens_the_issuer_accepts() {
     assert!(
         err.contains("readable by other users") && err.contains("issuers[0].secret_file"),
         "{err}"
+    );
+}
+
+#[test]
+fn deny_rules_with_host_bits_too_broad_or_inside_allow_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "hostbits.toml",
+            "[fastpath]\ndeny = [\"10.77.0.12/24\"]\n",
+            "fastpath.deny[0]",
+            "has host bits set: write 10.77.0.0/24",
+        ),
+        (
+            "allowbits.toml",
+            "[fastpath]\nallow = [\"10.0.0.0/8\", \"192.0.2.1/24\"]\n",
+            "fastpath.allow[1]",
+            "has host bits set",
+        ),
+        (
+            "all4.toml",
+            "[fastpath]\ndeny = [\"0.0.0.0/0\"]\n",
+            "fastpath.deny[0]",
+            "min_prefix_v4",
+        ),
+        (
+            "all6.toml",
+            "[fastpath]\ndeny = [\"2001:db8::/32\",\n  \"::/0\"]\n",
+            "fastpath.deny[1]",
+            "every IPv4 address",
+        ),
+        (
+            "inside.toml",
+            "[fastpath]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.1.0.0/16\"]\n",
+            "fastpath.deny[0]",
+            "would drop nothing",
+        ),
+    ];
+    for (name, text, key, message) in cases {
+        let path = write(&dir, name, text);
+        let (code, out, err) = cli(&["check-config", &path]);
+        assert_eq!(code, 64, "{name}: {out}{err}");
+        assert!(err.contains(key) && err.contains(message), "{name}: {err}");
+    }
+    // The operator may widen the rails in the config.
+    let path = write(
+        &dir,
+        "wide.toml",
+        "[fastpath]\ndeny = [\"10.0.0.0/7\"]\n[fastpath.guard]\nmin_prefix_v4 = 7\n",
+    );
+    let (code, out, err) = cli(&["check-config", &path]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn bans_that_would_cut_the_host_off_or_do_nothing_are_refused() {
+    if !privileged::can_run(
+        "bans_that_would_cut_the_host_off_or_do_nothing_are_refused",
+        false,
+    ) {
+        return;
+    }
+    let pins = PinDir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "[fastpath]\npin_dir = \"{}\"\nruntime_dir = \"{}\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n",
+            pins.path.display(),
+            dir.path().join("run").display()
+        ),
+    );
+    let ban = |extra: &[&str]| {
+        let mut args = vec!["ban"];
+        args.extend_from_slice(extra);
+        args.extend(["--config", config.as_str()]);
+        cli(&args)
+    };
+    for (target, message) in [
+        ("::/0", "every IPv4 address"),
+        ("0.0.0.0/0", "min_prefix_v4"),
+        ("::ffff:0.0.0.0/96", "min_prefix_v4"),
+        ("10.0.0.0/7", "/8 for IPv4"),
+        ("2000::/15", "/16 for IPv6"),
+        (
+            "10.77.0.99/24",
+            "has host bits set: write 10.77.0.0/24 for the network, or 10.77.0.99/32",
+        ),
+        ("127.0.0.1", "inside the allow list entry 127.0.0.0/8"),
+        ("::1", "inside the allow list entry ::1/128"),
+    ] {
+        let (code, out, err) = ban(&[target]);
+        assert_eq!(code, 64, "{target}: {out}{err}");
+        assert!(err.contains(message), "{target}: {err}");
+    }
+    // Nothing was written.
+    let bans = cli_json(&["bans", "--json", "--config", &config]);
+    assert_eq!(bans, serde_json::json!([]), "{bans}");
+    // --force is the operator's explicit choice for breadth; the allowed sources still pass,
+    // and the answer says so.
+    let (code, out, err) = ban(&["10.0.0.0/7", "--force", "--ttl", "1m"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("banned 10.0.0.0/7"), "{out}");
+    let (code, out, err) = ban(&["0.0.0.0/0", "--force", "--ttl", "1m"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("note: 127.0.0.0/8 lies inside it and stays allowed"),
+        "{out}"
+    );
+    // --force never makes an allowlisted ban effective.
+    let (code, _, err) = ban(&["127.0.0.1", "--force"]);
+    assert_eq!(code, 64, "{err}");
+    // Unban also takes only exact networks.
+    let (code, _, err) = cli(&["unban", "10.0.0.1/7", "--config", &config]);
+    assert_eq!(code, 64, "{err}");
+    let (code, _, err) = cli(&["unban", "10.0.0.0/7", "--config", &config]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn the_man_pages_it_names_exist_and_say_files_exit_status_and_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let (code, _, err) = cli(&["generate", "man", "--dir", &out]);
+    assert_eq!(code, 0, "{err}");
+    let main = std::fs::read_to_string(dir.path().join("api-shield.8")).unwrap();
+    for section in [
+        ".SH FILES",
+        ".SH \"EXIT STATUS\"",
+        ".SH EXAMPLES",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(main.contains(section), "no {section} in api-shield(8)");
+    }
+    assert!(main.contains("64"), "the exit status for a bad config");
+    let mut named = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let page = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        // References look like `api\\-shield\\-run(8)` or `\\fBapi\\-shield\\-run\\fR(8)` in roff.
+        let plain = page
+            .replace("\\fB", "")
+            .replace("\\fR", "")
+            .replace("\\fI", "")
+            .replace("\\-", "-");
+        for (i, _) in plain.match_indices("(8)") {
+            let start = plain[..i]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .map_or(0, |p| p + 1);
+            let name = &plain[start..i];
+            if name.starts_with("api-shield") {
+                named += 1;
+                assert!(
+                    dir.path().join(format!("{name}.8")).exists(),
+                    "{name}(8) is named but not generated"
+                );
+            }
+        }
+    }
+    assert!(named >= 10, "the subcommand pages are listed ({named})");
+    assert!(dir.path().join("api-shield-detach.8").exists());
+    assert!(dir.path().join("api-shield-key-new.8").exists());
+}
+
+#[test]
+fn errors_name_their_cause_once_and_a_bad_config_stops_run_with_64() {
+    let (code, _, err) = cli(&["check-config", "/nonexistent/api-shield.toml"]);
+    assert_eq!(code, 64);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(&dir, "bad.toml", "[fastpath]\nintefaces = [\"lo\"]\n");
+    let (code, _, err) = cli(&["run", "--config", &bad]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains(&format!("{bad}:2")), "{err}");
+    let missing = write(
+        &dir,
+        "missing.toml",
+        "[fastpath]\ninterfaces = [\"lo\", \"asx-none0\"]\n",
+    );
+    for command in ["run", "check-config"] {
+        let args: Vec<&str> = if command == "run" {
+            vec!["run", "--config", &missing]
+        } else {
+            vec!["check-config", &missing]
+        };
+        let (code, _, err) = cli(&args);
+        assert_eq!(code, 64, "{command}: {err}");
+        assert!(
+            err.contains("fastpath.interfaces[1]") && err.contains("`asx-none0` does not exist"),
+            "{command}: {err}"
+        );
+    }
+}
+
+#[test]
+fn reading_the_maps_as_another_user_says_permission_denied() {
+    if !privileged::can_run(
+        "reading_the_maps_as_another_user_says_permission_denied",
+        false,
+    ) {
+        return;
+    }
+    let pins = PinDir::new();
+    let pin_dir = pins.path.display().to_string();
+    let (code, _, err) = cli(&["ban", "203.0.113.9", "--pin-dir", &pin_dir]);
+    assert_eq!(code, 0, "{err}");
+    for command in ["stats", "bans"] {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(support::daemon::binary())
+            .args([command, "--pin-dir", &pin_dir])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {err}");
+        assert!(err.contains("permission denied"), "{command}: {err}");
+        assert!(
+            !err.contains("no api-shield maps are pinned"),
+            "{command}: {err}"
+        );
+    }
+}
+
+#[test]
+fn text_logs_to_a_file_or_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "[fastpath]\nenabled = false\n[admin]\nenabled = false\n[control]\nsocket = \"{}\"\n",
+            dir.path().join("control.sock").display()
+        ),
+    );
+    let mut child = std::process::Command::new(support::daemon::binary())
+        .args(["run", "--config", &config])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let ready = line.contains("ready");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    seen.extend(lines.map_while(Result::ok));
+    child.wait().unwrap();
+    let text = seen.join("\n");
+    assert!(text.contains("ready") && text.contains("stopped"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escape codes in a pipe: {text:?}"
     );
 }

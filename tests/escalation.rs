@@ -414,5 +414,72 @@ ban = "{BAN_SECS}s"
         .wait_for("ban lifted by an operator", Duration::from_secs(5))
         .unwrap();
     assert_eq!(request(&topo.tx, BAD, "good-key", &ca).unwrap(), 200);
+
+    // An operator's ban closes the connections the source already has open: a keep-alive
+    // connection of GOOD, served once, ends as soon as GOOD is banned (its idle timeout is
+    // a minute), so the stop below has nothing left to drain.
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let held = {
+        let config = client_config(&ca, Version::H1);
+        topo.tx.run(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind(SocketAddr::new(GOOD.into(), 0)).unwrap();
+                    let tcp = socket
+                        .connect(SocketAddr::new(RX_V4.into(), PORT))
+                        .await
+                        .unwrap();
+                    let tls = tokio_rustls::TlsConnector::from(config)
+                        .connect(
+                            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                            tcp,
+                        )
+                        .await
+                        .unwrap();
+                    let (mut sender, conn) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                            .await
+                            .unwrap();
+                    let conn = tokio::spawn(conn);
+                    let mut request = get("GET", "/api/v1/users/7");
+                    request
+                        .headers_mut()
+                        .insert("x-api-key", "good-key".parse().unwrap());
+                    let response = sender.send_request(request).await.unwrap();
+                    let status = response.status().as_u16();
+                    http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .unwrap();
+                    opened_tx.send(status).unwrap();
+                    // Ends when the shield closes the connection.
+                    tokio::time::timeout(Duration::from_secs(20), conn)
+                        .await
+                        .is_ok()
+                })
+        })
+    };
+    assert_eq!(opened.recv().unwrap(), 200);
+    let (code, out, err) = cli(&[
+        "ban",
+        &GOOD.to_string(),
+        "--ttl",
+        "1m",
+        "--config",
+        &config.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        held.join().unwrap(),
+        "the banned client's keep-alive connection stayed open"
+    );
     daemon.stop();
+    assert!(
+        daemon.log.iter().any(|l| l.contains("connections drained")),
+        "{:?}",
+        daemon.log
+    );
 }

@@ -354,6 +354,42 @@ async fn the_control_socket_answers_root_only() {
             .any(|l| l.starts_with('b') && l.trim_end().ends_with(" 2")),
         "{out}"
     );
+    // Under load, the view's rates are measured over its interval (not 0.0), and without a
+    // terminal `top` prints that view instead of failing on raw mode. Bounded load: requests
+    // one after the other until top is done, at most 2000.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (https, ca, done) = (shield.https, shield.pki.ca.clone(), done.clone());
+        tokio::spawn(async move {
+            let config = support::https::client_config(&ca, Version::H1);
+            let mut sent = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) && sent < 2000 {
+                let reply =
+                    support::https::send(https, config.clone(), Version::H1, get("GET", "/b/1"))
+                        .await;
+                assert_eq!(reply.status, 200);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let socket_arg = socket.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        support::daemon::cli(&["top", "--interval", "1", "--socket", &socket_arg])
+    })
+    .await
+    .unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = load.await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not a terminal"), "{err}");
+    let rate: f64 = out
+        .lines()
+        .find(|l| l.starts_with("b "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate for route b: {out}"));
+    assert!(rate > 0.0, "REQ/S under load ({sent} requests sent): {out}");
     // A caller that is not root is refused, with a clear message.
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -5,6 +5,7 @@ mod bans;
 mod check_config;
 mod control_args;
 mod demo_api;
+mod detach;
 mod generate;
 mod key;
 mod maps_args;
@@ -15,6 +16,7 @@ mod status;
 mod token;
 mod top;
 mod unban;
+mod uninstall_maps;
 
 use std::process::ExitCode;
 
@@ -70,6 +72,14 @@ enum Command {
     ///
     /// Example: api-shield top --interval 2
     Top(top::Args),
+    /// Take the XDP program off interfaces while no daemon runs, keeping bans and counters.
+    ///
+    /// Example: api-shield detach eth0
+    Detach(detach::Args),
+    /// Detach everywhere and remove every pinned map and link (bans and counters too).
+    ///
+    /// Example: api-shield uninstall-maps
+    UninstallMaps(uninstall_maps::Args),
     /// Serve a small demo JSON API to put the shield in front of (for trying it out).
     ///
     /// Example: api-shield demo-api --bind 127.0.0.1:9000
@@ -104,14 +114,20 @@ pub fn main() -> ExitCode {
         Command::Top(args) => top::run(&args),
         Command::Key(args) => key::run(&args),
         Command::Token(args) => token::run(&args),
+        Command::Detach(args) => detach::run(&args),
+        Command::UninstallMaps(args) => uninstall_maps::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", render(&error));
             let usage = error.chain().any(|cause| {
                 cause.downcast_ref::<crate::config::ConfigError>().is_some()
                     || cause.downcast_ref::<crate::fastpath::AddrError>().is_some()
+                    || cause.downcast_ref::<crate::config::GuardError>().is_some()
+                    || cause
+                        .downcast_ref::<crate::fastpath::FastpathError>()
+                        .is_some_and(|e| matches!(e, crate::fastpath::FastpathError::Refused(_)))
                     || cause.downcast_ref::<humantime::DurationError>().is_some()
                     || cause
                         .downcast_ref::<crate::control::client::ControlError>()
@@ -121,5 +137,30 @@ pub fn main() -> ExitCode {
             });
             ExitCode::from(if usage { EX_USAGE } else { 1 })
         }
+    }
+}
+
+/// The error and its causes on one line, each once.
+fn render(error: &anyhow::Error) -> String {
+    crate::telemetry::error_chain(error.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let error = anyhow::Error::new(crate::config::ConfigError::Read {
+            path: "/etc/x.toml".into(),
+            source: io,
+        })
+        .context("loading");
+        let text = render(&error);
+        assert_eq!(text.matches("not found").count(), 1, "{text}");
+        assert!(text.starts_with("loading: /etc/x.toml"), "{text}");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(render(&plain), "outer: inner");
     }
 }

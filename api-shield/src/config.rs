@@ -4,19 +4,22 @@
 //! file, and `validate` checks what types cannot. Defaults live in `model` only.
 
 mod error;
+mod guard_rails;
 mod load;
 mod locate;
 mod model;
 mod parse;
 mod policy_model;
 mod proxy_model;
+mod restart;
 mod source;
 pub(crate) mod validate;
 mod validate_policy;
 mod validate_proxy;
 
 pub use error::ConfigError;
-pub use load::load;
+pub use guard_rails::{covers, exact, parse_network, GuardError, GuardRails};
+pub use load::{check_host, load};
 pub use model::{
     AdminConfig, ClockSetting, Config, ControlConfig, EventsConfig, FastpathConfig, LimiterConfig,
     PortSpec, ProtectConfig, XdpModeSetting,
@@ -31,5 +34,6 @@ pub use proxy_model::{
     CertificateConfig, CorsConfig, HstsConfig, ListenerConfig, ProxyConfig, RedirectConfig,
     RouteConfig, TlsConfig, UpstreamConfig,
 };
+pub use restart::pending_restart;
 pub use source::Source;
 pub use validate::{problem, Problem};

@@ -39,15 +39,30 @@ pub enum ReloadError {
     #[error(transparent)]
     Proxy(#[from] ProxyError),
     /// The kernel maps could not be updated.
-    #[error("updating the kernel maps: {0}")]
+    #[error("updating the kernel maps")]
     Fastpath(#[from] FastpathError),
+    /// The new control socket could not be bound.
+    #[error(transparent)]
+    Control(#[from] control::server::ControlServerError),
+}
+
+/// What a reload applied.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Reloaded {
+    /// Keys changed in the file that take effect at the next restart only.
+    pub pending_restart: Vec<String>,
 }
 
 struct State {
+    /// The config in force (the last one loaded successfully).
     config: Config,
+    /// The config the daemon started with: what the restart-only settings still follow.
+    started_with: Config,
     fastpath: Option<Fastpath>,
     proxy: Option<ProxyServer>,
     tasks: Vec<JoinHandle<()>>,
+    /// The control socket's path and the task serving it.
+    control: Option<(PathBuf, JoinHandle<()>)>,
 }
 
 /// The daemon.
@@ -60,15 +75,21 @@ pub struct Daemon {
     drops: Arc<RecentDrops>,
     /// Where the admin listener listens.
     pub admin: Option<SocketAddr>,
-    control_path: Option<PathBuf>,
+    /// Itself, for the control socket's tasks (which must not keep it alive).
+    this: std::sync::OnceLock<std::sync::Weak<Daemon>>,
 }
 
 impl Daemon {
     /// Starts everything the config asks for.
     pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Arc<Daemon>> {
-        if config.fastpath.enabled {
+        // Before anything is touched: the pin directory's lock. A second daemon on the same
+        // pinned maps and links stops here and changes nothing.
+        let pin_lock = if config.fastpath.enabled {
             fastpath::privileges::check()?;
-        }
+            Some(fastpath::PinLock::acquire(&config.fastpath.pin_dir)?)
+        } else {
+            None
+        };
         if let Some(limit) = crate::rlimit::raise_open_files() {
             crate::rlimit::check_fits(config.proxy.max_connections, limit);
         }
@@ -82,8 +103,8 @@ impl Daemon {
         let drops = Arc::new(RecentDrops::default());
         let mut tasks = Vec::new();
         let mut maps = None;
-        let fastpath = if config.fastpath.enabled {
-            let mut fastpath = Fastpath::start(&config.fastpath)?;
+        let fastpath = if let Some(pin_lock) = pin_lock {
+            let mut fastpath = Fastpath::start(&config.fastpath, pin_lock)?;
             if let Some(events) = fastpath.take_events() {
                 let drops = Arc::clone(&drops);
                 tasks.push(tokio::spawn(async move {
@@ -134,22 +155,29 @@ impl Daemon {
             config_path,
             started: Instant::now(),
             state: Mutex::new(State {
+                started_with: config.clone(),
                 config,
                 fastpath,
                 proxy,
                 tasks,
+                control: None,
             }),
             readiness,
             maps,
             drops,
             admin,
-            control_path: control.as_ref().map(|_| config_socket.clone()),
+            this: std::sync::OnceLock::new(),
         });
+        let _ = daemon.this.set(Arc::downgrade(&daemon));
         if daemon.maps.is_some() {
             daemon.keep(tokio::spawn(follow_interfaces(Arc::downgrade(&daemon))));
         }
         if let Some(listener) = control {
-            daemon.keep(control::server::serve(listener, Arc::downgrade(&daemon)));
+            let task = control::server::serve(listener, Arc::downgrade(&daemon));
+            let mut state = daemon.state.lock().expect("never poisoned");
+            control::server::record(&state.config.fastpath.runtime_dir, &config_socket);
+            state.control = Some((config_socket.clone(), task));
+            drop(state);
             tracing::info!(socket = %config_socket.display(), "listening (control socket)");
         }
         daemon.readiness.set(true);
@@ -191,39 +219,49 @@ impl Daemon {
     }
 
     /// Reads the config file again and applies it in place; on any error the running config
-    /// stays and the error says what is wrong (file, line, key).
-    pub fn reload(&self) -> Result<(), ReloadError> {
+    /// stays and the error says what is wrong (file, line, key). Settings that only a restart
+    /// applies are named in the answer and the log.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
         let result = self.try_reload();
         let outcome = if result.is_ok() { "success" } else { "failure" };
         metrics().reloads.with_label_values(&[outcome]).inc();
         match &result {
-            Ok(()) => {
+            Ok(reloaded) => {
                 metrics().last_reload.set(unix_now());
-                tracing::info!(config = %self.config_path.display(), "config reloaded");
+                if reloaded.pending_restart.is_empty() {
+                    tracing::info!(config = %self.config_path.display(), "config reloaded");
+                } else {
+                    tracing::warn!(
+                        config = %self.config_path.display(),
+                        pending_restart = reloaded.pending_restart.join(","),
+                        "config reloaded; these settings take effect at the next restart"
+                    );
+                }
             }
             Err(error) => {
-                tracing::error!(%error, "config reload refused; the running config stays");
+                tracing::error!(error = %crate::telemetry::error_chain(error), "config reload refused; the running config stays");
             }
         }
         result
     }
 
-    fn try_reload(&self) -> Result<(), ReloadError> {
+    fn try_reload(&self) -> Result<Reloaded, ReloadError> {
         let config = config::load(&self.config_path)?;
+        config::check_host(&config)?;
         let mut state = self
             .state
             .lock()
             .expect("the daemon lock is never poisoned");
-        let before = &state.config;
-        if before.fastpath.enabled != config.fastpath.enabled
-            || before.fastpath.interfaces != config.fastpath.interfaces
-            || before.fastpath.mode != config.fastpath.mode
-            || before.fastpath.pin_dir != config.fastpath.pin_dir
-            || before.listeners.is_empty() != config.listeners.is_empty()
-            || before.admin != config.admin
-        {
-            tracing::warn!("fast path interfaces, mode, pin_dir, and adding or removing every listener or the admin listener take effect at the next restart");
-        }
+        let pending_restart = config::pending_restart(&state.started_with, &config)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        // Prepared before anything changes: the control socket at its new path.
+        let new_socket = config.control_socket();
+        let rebind = match &state.control {
+            Some((path, _)) if *path != new_socket => Some(control::server::bind(&new_socket)?),
+            _ => None,
+        };
         if let Some(proxy) = state.proxy.as_mut() {
             proxy.reload(&config)?;
         }
@@ -231,8 +269,33 @@ impl Daemon {
             let mut maps = maps.lock().expect("the maps lock is never poisoned");
             fastpath::apply_config(&mut maps, &config.fastpath)?;
         }
+        if let Some(fastpath) = state.fastpath.as_mut() {
+            fastpath.update(&config.fastpath);
+        }
+        if let (Some(listener), Some(this)) = (rebind, self.this.get()) {
+            let task = control::server::serve(listener, this.clone());
+            // The record stays in the directory the daemon started with (a new runtime_dir
+            // waits for a restart).
+            control::server::record(&state.started_with.fastpath.runtime_dir, &new_socket);
+            if let Some((old, old_task)) = state.control.replace((new_socket.clone(), task)) {
+                old_task.abort();
+                let _ = std::fs::remove_file(&old);
+                tracing::info!(from = %old.display(), to = %new_socket.display(), "control socket moved");
+            }
+        }
         state.config = config;
-        Ok(())
+        Ok(Reloaded { pending_restart })
+    }
+
+    /// The restart-only keys that differ between the running daemon and the file at `path`
+    /// (for `check-config` against a running daemon).
+    pub fn pending_restart_for(&self, path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+        let config = config::load(path)?;
+        let state = self.state.lock().expect("never poisoned");
+        Ok(config::pending_restart(&state.started_with, &config)
+            .into_iter()
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Reloads certificates whose files changed.
@@ -284,6 +347,7 @@ impl Daemon {
             .flat_map(|p| p.addresses.iter())
             .map(|(name, addr)| serde_json::json!({"name": name, "addr": addr.to_string()}))
             .collect();
+        let pending_restart = config::pending_restart(&state.started_with, &state.config);
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
@@ -296,6 +360,7 @@ impl Daemon {
             "routes": state.config.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
             "active_bans": active_bans,
             "counters": counters,
+            "pending_restart": pending_restart,
         })
     }
 
@@ -307,21 +372,39 @@ impl Daemon {
         Ok(maps.lock().expect("the maps lock is never poisoned"))
     }
 
-    /// Bans a target (for the control socket).
+    /// Bans a target (for the control socket), through the guard rails.
     pub fn ban(
         &self,
         target: &str,
         ttl: Option<Duration>,
         reason: &str,
+        force: bool,
     ) -> anyhow::Result<serde_json::Value> {
         let request = fastpath::BanRequest {
             target: fastpath::parse_target(target)?,
             ttl,
             reason: reason.to_owned(),
         };
-        let ban = self.locked_maps()?.ban(&request, &SystemClock)?;
-        tracing::warn!(target: "audit", ban = %ban.target, reason = %ban.reason, "source banned by an operator");
-        Ok(serde_json::to_value(ban)?)
+        let (rails, allow) = {
+            let state = self
+                .state
+                .lock()
+                .expect("the daemon lock is never poisoned");
+            (
+                state.config.fastpath.guard,
+                state.config.fastpath.allow.clone(),
+            )
+        };
+        let made =
+            self.locked_maps()?
+                .ban_guarded(&request, &rails, &allow, force, &SystemClock)?;
+        // Its packets die at the NIC from now on: close what it has open rather than let those
+        // connections wait for their timeouts (and hold a stop's drain).
+        if let Some(proxy) = &self.state.lock().expect("never poisoned").proxy {
+            proxy.evict(request.target);
+        }
+        tracing::warn!(target: "audit", ban = %made.ban.target, reason = %made.ban.reason, force, "source banned by an operator");
+        Ok(serde_json::to_value(made)?)
     }
 
     /// Lifts a ban (for the control socket).
@@ -396,8 +479,16 @@ impl Daemon {
     /// configured to stay.
     pub async fn stop(&self) {
         self.readiness.set(false);
-        if let Some(path) = &self.control_path {
-            let _ = std::fs::remove_file(path);
+        {
+            let mut state = self
+                .state
+                .lock()
+                .expect("the daemon lock is never poisoned");
+            if let Some((path, task)) = state.control.take() {
+                task.abort();
+                let _ = std::fs::remove_file(path);
+                control::server::forget(&state.started_with.fastpath.runtime_dir);
+            }
         }
         let (proxy, drain_timeout) = {
             let mut state = self

@@ -21,9 +21,9 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::{
-    config::{Config, EscalationRule, EscalationSignal},
+    config::{Config, EscalationRule, EscalationSignal, GuardRails},
     fastpath::{BanRequest, Clock, PinnedMaps, SystemClock},
-    proxy::problem::Denial,
+    proxy::{evict::Evictions, problem::Denial},
     telemetry::metrics,
 };
 
@@ -93,6 +93,7 @@ struct Rule {
 struct Rules {
     list: Vec<Rule>,
     never: Vec<IpNet>,
+    rails: GuardRails,
     max_ttl: Duration,
     max_active: usize,
     max_tracked: usize,
@@ -102,6 +103,8 @@ struct Rules {
 pub struct Escalator {
     rules: ArcSwap<Rules>,
     maps: Option<Arc<Mutex<PinnedMaps>>>,
+    /// The proxy's open connections, closed for a source once it is banned.
+    evictions: std::sync::OnceLock<Arc<Evictions>>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
 
@@ -124,8 +127,14 @@ impl Escalator {
         Escalator {
             rules: ArcSwap::from_pointee(compile(config, None)),
             maps,
+            evictions: std::sync::OnceLock::new(),
             clock,
         }
+    }
+
+    /// From now on, a ban also closes the banned client's open connections in `evictions`.
+    pub fn close_connections_with(&self, evictions: Arc<Evictions>) {
+        let _ = self.evictions.set(evictions);
     }
 
     /// Takes the rules of a reloaded config; counts of rules that keep their name and settings
@@ -198,8 +207,13 @@ impl Escalator {
             ttl: Some(ttl),
             reason: format!("escalation:{}", rule.name),
         };
-        match maps.ban(&request, &*self.clock) {
-            Ok(ban) => {
+        // Escalation never forces past the guard rails.
+        match maps.ban_guarded(&request, &rules.rails, &[], false, &*self.clock) {
+            Ok(made) => {
+                let ban = made.ban;
+                if let Some(evictions) = self.evictions.get() {
+                    evictions.evict(request.target);
+                }
                 metrics()
                     .escalation_bans
                     .with_label_values(&[&rule.name])
@@ -243,6 +257,7 @@ fn compile(config: &Config, old: Option<&Rules>) -> Rules {
     Rules {
         list: rules,
         never,
+        rails: config.fastpath.guard,
         max_ttl: escalation.max_ban_ttl,
         max_active: escalation.max_active_bans,
         max_tracked: escalation.max_tracked_clients,

@@ -6,6 +6,7 @@ pub mod conn_limit;
 pub mod cors;
 pub mod deadline;
 pub mod drain;
+pub mod evict;
 pub mod handler;
 pub mod head_timer;
 pub mod headers;

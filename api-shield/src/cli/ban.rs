@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use super::maps_args::MapsArgs;
 use crate::{
     control::Request,
-    fastpath::{self, layout_dir, Ban, BanRequest, PinnedMaps, SystemClock},
+    fastpath::{self, layout_dir, BanRequest, GuardedBan, PinnedMaps, SystemClock},
 };
 
 /// Arguments.
@@ -25,6 +25,10 @@ pub struct Args {
     /// Why (kept up to 48 bytes).
     #[arg(long, default_value = "manual")]
     pub reason: String,
+    /// Ban a network broader than `fastpath.guard` allows (default /8 for IPv4, /16 for
+    /// IPv6). `::/0` and `0.0.0.0/0` cut the whole host off, SSH included.
+    #[arg(long)]
+    pub force: bool,
     /// Print the ban as JSON.
     #[arg(long)]
     pub json: bool,
@@ -52,6 +56,7 @@ pub fn run(args: &Args) -> Result<()> {
         target: target.to_string(),
         ttl_secs: ttl.map(|t| t.as_secs().max(1)),
         reason: args.reason.clone(),
+        force: args.force,
     })? {
         return print(&serde_json::from_value(body)?, args.json);
     }
@@ -66,27 +71,34 @@ pub fn run(args: &Args) -> Result<()> {
         }
         Err(error) => return Err(error.into()),
     };
-    let ban = maps.ban(
+    let made = maps.ban_guarded(
         &BanRequest {
             target,
             ttl,
             reason: args.reason.clone(),
         },
+        &config.guard,
+        &config.allow,
+        args.force,
         &SystemClock,
     )?;
-    print(&ban, args.json)
+    print(&made, args.json)
 }
 
-fn print(ban: &Ban, json: bool) -> Result<()> {
+fn print(made: &GuardedBan, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(ban)?);
-    } else {
-        println!(
-            "banned {} until {} ({})",
-            ban.target,
-            ban.expires.as_deref().unwrap_or("unbanned"),
-            ban.reason
-        );
+        println!("{}", serde_json::to_string(made)?);
+        return Ok(());
+    }
+    let ban = &made.ban;
+    println!(
+        "banned {} until {} ({})",
+        ban.target,
+        ban.expires.as_deref().unwrap_or("unbanned"),
+        ban.reason
+    );
+    for allowed in &made.still_allowed {
+        println!("note: {allowed} lies inside it and stays allowed (fastpath.allow)");
     }
     Ok(())
 }

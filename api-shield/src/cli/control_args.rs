@@ -5,7 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::maps_args::DEFAULT_CONFIG;
-use crate::config;
+use crate::{
+    config,
+    control::{
+        client::{ask, ControlError},
+        Request,
+    },
+};
 
 /// Where the daemon listens.
 #[derive(Debug, clap::Args)]
@@ -21,17 +27,58 @@ pub struct ControlArgs {
 impl ControlArgs {
     /// The socket path these options point at.
     pub fn socket(&self) -> Result<PathBuf> {
+        Ok(self.candidates()?.remove(0))
+    }
+
+    /// The socket these options point at, then the one the daemon recorded in the config's
+    /// runtime directory (where a daemon whose socket a reload is about to move still listens).
+    fn candidates(&self) -> Result<Vec<PathBuf>> {
         if let Some(socket) = &self.socket {
-            return Ok(socket.clone());
+            return Ok(vec![socket.clone()]);
         }
         let path = self.config.clone().or_else(|| {
             Path::new(DEFAULT_CONFIG)
                 .exists()
                 .then(|| PathBuf::from(DEFAULT_CONFIG))
         });
-        Ok(match path {
-            Some(path) => config::load(&path)?.control_socket(),
-            None => config::Config::default().control_socket(),
-        })
+        let config = match path {
+            Some(path) => config::load(&path)?,
+            None => config::Config::default(),
+        };
+        Ok(candidates(&config))
     }
+
+    /// Asks the daemon at the first candidate socket that answers.
+    pub fn ask(&self, request: &Request) -> Result<serde_json::Value, ControlError> {
+        let candidates = self
+            .candidates()
+            .map_err(|e| ControlError::Refused(format!("{e:#}")))?;
+        ask_first(&candidates, request)
+    }
+}
+
+/// The configured control socket, then the one recorded in the runtime directory.
+pub fn candidates(config: &config::Config) -> Vec<PathBuf> {
+    let mut list = vec![config.control_socket()];
+    if let Some(recorded) = crate::control::server::recorded(&config.fastpath.runtime_dir) {
+        if !list.contains(&recorded) {
+            list.push(recorded);
+        }
+    }
+    list
+}
+
+/// Asks at each socket in turn until one has a daemon behind it.
+pub fn ask_first(
+    sockets: &[PathBuf],
+    request: &Request,
+) -> Result<serde_json::Value, ControlError> {
+    let mut last = None;
+    for socket in sockets {
+        match ask(socket, request) {
+            Err(error @ ControlError::NotRunning { .. }) => last = Some(error),
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one candidate"))
 }

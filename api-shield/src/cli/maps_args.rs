@@ -8,10 +8,7 @@ use anyhow::Result;
 
 use crate::{
     config::{self, FastpathConfig},
-    control::{
-        client::{ask, ControlError},
-        Request,
-    },
+    control::{client::ControlError, Request},
     fastpath::{layout_dir, PinnedMaps},
 };
 
@@ -64,11 +61,11 @@ impl MapsArgs {
                 .exists()
                 .then(|| PathBuf::from(DEFAULT_CONFIG))
         });
-        let socket = match path {
-            Some(path) => config::load(&path)?.control_socket(),
-            None => config::Config::default().control_socket(),
+        let config = match path {
+            Some(path) => config::load(&path)?,
+            None => config::Config::default(),
         };
-        match ask(&socket, request) {
+        match super::control_args::ask_first(&super::control_args::candidates(&config), request) {
             Ok(body) => Ok(Some(body)),
             Err(ControlError::NotRunning { .. }) => Ok(None),
             Err(error) => Err(error.into()),

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::control_args::ControlArgs;
-use crate::control::{client::ask, Request};
+use crate::control::Request;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -15,7 +15,24 @@ pub struct Args {
 
 /// Asks for the reload.
 pub fn run(args: &Args) -> Result<()> {
-    ask(&args.control.socket()?, &Request::Reload)?;
+    let answer = args.control.ask(&Request::Reload)?;
     println!("config reloaded");
+    print_pending(&answer);
     Ok(())
+}
+
+/// Names the settings that wait for a restart, if the answer lists any.
+pub fn print_pending(answer: &serde_json::Value) {
+    let pending: Vec<&str> = answer["pending_restart"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if !pending.is_empty() {
+        println!(
+            "pending restart: {} (changed, but read only at start: restart to apply)",
+            pending.join(", ")
+        );
+    }
 }

@@ -31,6 +31,11 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     init_logging(args.log_format);
     let config = config::load(&args.config)?;
+    if config.fastpath.enabled {
+        // First, since nothing else can be done without it.
+        crate::fastpath::privileges::check()?;
+    }
+    config::check_host(&config)?;
     // One worker: a single-threaded runtime, which spares the work-stealing machinery.
     let mut builder = if config.proxy.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -64,7 +69,8 @@ async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
                 systemd::reloading();
                 // The outcome is logged and counted by the daemon.
                 let status = match daemon.reload() {
-                    Ok(()) => "serving (config reloaded)",
+                    Ok(reloaded) if reloaded.pending_restart.is_empty() => "serving (config reloaded)",
+                    Ok(_) => "serving (config reloaded; some settings wait for a restart)",
                     Err(_) => "serving (last reload refused; see the log)",
                 };
                 systemd::ready(status);

@@ -44,7 +44,7 @@ fn from_maps(args: &Args) -> Result<Report> {
         daemon_running: status.as_ref().is_some_and(RuntimeStatus::daemon_running),
         interfaces: status
             .as_ref()
-            .map(|s| s.interfaces.clone())
+            .map(|s| s.still_attached(&config.pin_dir))
             .unwrap_or_default(),
         dry_run: status.as_ref().is_some_and(|s| s.dry_run),
         active_bans: maps.bans(&SystemClock)?.len(),

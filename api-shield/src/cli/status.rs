@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::control_args::ControlArgs;
-use crate::control::{client::ask, Request};
+use crate::control::Request;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -18,7 +18,7 @@ pub struct Args {
 
 /// Prints the status.
 pub fn run(args: &Args) -> Result<()> {
-    let status = ask(&args.control.socket()?, &Request::Status)?;
+    let status = args.control.ask(&Request::Status)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
@@ -71,6 +71,12 @@ pub fn run(args: &Args) -> Result<()> {
         "routes:      {}",
         list("routes", &|r| r.as_str().unwrap_or("?").to_owned())
     );
+    let pending = list("pending_restart", &|k| k.as_str().unwrap_or("?").to_owned());
+    if pending != "-" {
+        println!(
+            "pending:     {pending} (changed in the config; takes effect at the next restart)"
+        );
+    }
     match status["active_bans"].as_u64() {
         Some(bans) => println!("active bans: {bans}"),
         None => println!("active bans: - (fast path disabled)"),

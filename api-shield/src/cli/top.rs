@@ -1,7 +1,11 @@
 //! `api-shield top`: a live view of the sources the XDP program is dropping and the busiest
 //! routes (requests per second between refreshes), from the running daemon. Quit with q.
 
-use std::{collections::HashMap, io::Write, time::Duration};
+use std::{
+    collections::HashMap,
+    io::{IsTerminal, Write},
+    time::Duration,
+};
 
 use anyhow::Result;
 use crossterm::{
@@ -18,7 +22,8 @@ pub struct Args {
     /// Seconds between refreshes.
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
-    /// Print one view and exit (for scripts).
+    /// Print one view and exit (for scripts; also what happens without a terminal). Rates are
+    /// measured over one interval, so it takes that long.
     #[arg(long)]
     pub once: bool,
     #[command(flatten)]
@@ -29,8 +34,16 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let socket = args.control.socket()?;
     let interval = Duration::from_secs_f64(args.interval.max(0.1));
-    if args.once {
-        print!("{}", frame(&ask(&socket, &Request::Top)?, None, interval));
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if args.once || !terminal {
+        if !args.once {
+            eprintln!("top: not a terminal, printing one view (--once)");
+        }
+        // Rates need two samples: the view is of the interval between them.
+        let first = ask(&socket, &Request::Top)?;
+        std::thread::sleep(interval);
+        let second = ask(&socket, &Request::Top)?;
+        print!("{}", frame(&second, Some(&route_totals(&first)), interval));
         return Ok(());
     }
     terminal::enable_raw_mode()?;

@@ -85,6 +85,8 @@ pub struct FastpathConfig {
     pub allow: Vec<IpNet>,
     /// Sources that are always dropped.
     pub deny: Vec<IpNet>,
+    /// How broad bans and deny rules may be.
+    pub guard: super::GuardRails,
     /// The per-source limiter.
     pub limiter: LimiterConfig,
     /// Drop events.
@@ -103,6 +105,7 @@ impl Default for FastpathConfig {
             runtime_dir: PathBuf::from("/run/api-shield"),
             allow: Vec::new(),
             deny: Vec::new(),
+            guard: super::GuardRails::default(),
             limiter: LimiterConfig::default(),
             events: EventsConfig::default(),
         }

@@ -1,6 +1,9 @@
 //! Checks that types cannot express; each problem names its key.
 
-use super::model::{Config, PortSpec};
+use super::{
+    guard_rails::{exact, GuardRails},
+    model::{Config, PortSpec},
+};
 
 /// One problem with a value.
 #[derive(Debug)]
@@ -53,6 +56,7 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
             ));
         }
     }
+    validate_rules(config)?;
     let limiter = &fastpath.limiter;
     if limiter.rate == 0 {
         return Err(problem(
@@ -108,4 +112,42 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
     }
     super::validate_proxy::validate(config)?;
     super::validate_policy::validate(config)
+}
+
+/// Host bits anywhere a network is written; deny rules within the guard rails and not inside
+/// the allow list (where they would drop nothing).
+fn validate_rules(config: &Config) -> Result<(), Problem> {
+    let fastpath = &config.fastpath;
+    let guard = &fastpath.guard;
+    if guard.min_prefix_v4 > 32 {
+        return Err(problem(
+            "fastpath.guard.min_prefix_v4",
+            "must be between 0 and 32",
+        ));
+    }
+    if guard.min_prefix_v6 > 128 {
+        return Err(problem(
+            "fastpath.guard.min_prefix_v6",
+            "must be between 0 and 128",
+        ));
+    }
+    for (list, nets) in [
+        ("fastpath.allow", &fastpath.allow),
+        ("fastpath.deny", &fastpath.deny),
+        ("escalation.never_ban", &config.escalation.never_ban),
+    ] {
+        for (i, net) in nets.iter().enumerate() {
+            if let Err(error) = exact(*net, &net.to_string()) {
+                return Err(problem(format!("{list}[{i}]"), error.to_string()));
+            }
+        }
+    }
+    for (i, net) in fastpath.deny.iter().enumerate() {
+        let key = format!("fastpath.deny[{i}]");
+        guard
+            .check_breadth(net)
+            .and_then(|()| GuardRails::check_allow(net, &fastpath.allow))
+            .map_err(|error| problem(key, error.to_string()))?;
+    }
+    Ok(())
 }

@@ -20,6 +20,9 @@ pub enum Request {
         ttl_secs: Option<u64>,
         /// Why.
         reason: String,
+        /// Past the guard rails' minimum prefix (an operator's explicit choice).
+        #[serde(default)]
+        force: bool,
     },
     /// Lift a ban.
     Unban {
@@ -30,6 +33,11 @@ pub enum Request {
     Bans,
     /// The XDP counters and attachments.
     Stats,
+    /// The restart-only settings in which a config file differs from the running daemon.
+    PendingRestart {
+        /// The config file to compare.
+        config: std::path::PathBuf,
+    },
 }
 
 /// The daemon's answer: `ok` with a body, or an error message.

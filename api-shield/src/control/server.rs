@@ -59,6 +59,37 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlServerError> {
     Ok(listener)
 }
 
+/// The file in the runtime directory that says where the daemon's socket is: the CLI's way back
+/// to a daemon whose socket moved in a reload, when the config it reads names the new path only
+/// after the move (as the config triggering that reload does).
+fn record_path(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("control-socket")
+}
+
+/// Records `socket` as the daemon's control socket.
+pub fn record(runtime_dir: &Path, socket: &Path) {
+    let result = std::fs::create_dir_all(runtime_dir).and_then(|()| {
+        std::fs::write(
+            record_path(runtime_dir),
+            socket.as_os_str().as_encoded_bytes(),
+        )
+    });
+    if let Err(error) = result {
+        tracing::warn!(%error, dir = %runtime_dir.display(), "cannot record the control socket's path");
+    }
+}
+
+/// Forgets the record (at stop).
+pub fn forget(runtime_dir: &Path) {
+    let _ = std::fs::remove_file(record_path(runtime_dir));
+}
+
+/// The recorded control socket, if any.
+pub fn recorded(runtime_dir: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(record_path(runtime_dir)).ok()?;
+    (!text.is_empty()).then(|| PathBuf::from(text))
+}
+
 /// Serves requests until aborted. Holds the daemon weakly, so stopping it is not delayed.
 pub fn serve(listener: UnixListener, daemon: Weak<Daemon>) -> JoinHandle<()> {
     let own_uid = nix::unistd::geteuid().as_raw();
@@ -107,8 +138,11 @@ fn answer(daemon: &Daemon, request: &Request) -> Response {
             let result = daemon.reload();
             crate::systemd::ready("serving");
             match result {
-                Ok(()) => Response::ok(serde_json::json!({ "reloaded": true })),
-                Err(error) => Response::error(error.to_string()),
+                Ok(reloaded) => Response::ok(serde_json::json!({
+                    "reloaded": true,
+                    "pending_restart": reloaded.pending_restart,
+                })),
+                Err(error) => Response::error(crate::telemetry::error_chain(&error)),
             }
         }
         Request::Top => Response::ok(daemon.top()),
@@ -116,16 +150,27 @@ fn answer(daemon: &Daemon, request: &Request) -> Response {
             target,
             ttl_secs,
             reason,
-        } => result(daemon.ban(target, ttl_secs.map(std::time::Duration::from_secs), reason)),
+            force,
+        } => result(daemon.ban(
+            target,
+            ttl_secs.map(std::time::Duration::from_secs),
+            reason,
+            *force,
+        )),
         Request::Unban { target } => result(daemon.unban(target)),
         Request::Bans => result(daemon.bans()),
         Request::Stats => result(daemon.stats()),
+        Request::PendingRestart { config } => result(
+            daemon
+                .pending_restart_for(config)
+                .map(|keys| serde_json::json!({ "pending_restart": keys })),
+        ),
     }
 }
 
 fn result(answer: anyhow::Result<serde_json::Value>) -> Response {
     match answer {
         Ok(body) => Response::ok(body),
-        Err(error) => Response::error(format!("{error:#}")),
+        Err(error) => Response::error(crate::telemetry::error_chain(error.as_ref())),
     }
 }

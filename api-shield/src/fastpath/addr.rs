@@ -6,27 +6,28 @@ use api_shield_common::{v4_mapped, v4_mapped_prefix, Addr};
 use aya::maps::lpm_trie::Key;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// A string that is neither an address nor a CIDR.
+/// A string that is not an address or network an entry can be made of.
 #[derive(Debug, thiserror::Error)]
-#[error("`{input}` is not an IP address or CIDR (e.g. 203.0.113.7, 2001:db8::/64)")]
-pub struct AddrError {
-    /// What was given.
-    pub input: String,
+pub enum AddrError {
+    /// Not an address or CIDR at all.
+    #[error("`{input}` is not an IP address or CIDR (e.g. 203.0.113.7, 2001:db8::/64)")]
+    NotAnAddress {
+        /// What was given.
+        input: String,
+    },
+    /// A CIDR with host bits set (`10.0.0.7/24`), refused as `ip route` does.
+    #[error(transparent)]
+    HostBits(#[from] crate::config::GuardError),
 }
 
-/// Parses `ADDR` or `ADDR/LEN`, normalised to the network address.
+/// Parses `ADDR` or `ADDR/LEN`; a network with host bits set is refused.
 pub fn parse_target(input: &str) -> Result<IpNet, AddrError> {
-    let trimmed = input.trim();
-    let net = if let Ok(net) = trimmed.parse::<IpNet>() {
-        net
-    } else if let Ok(addr) = trimmed.parse::<IpAddr>() {
-        IpNet::from(addr)
-    } else {
-        return Err(AddrError {
+    match crate::config::parse_network(input) {
+        Some(parsed) => Ok(parsed?),
+        None => Err(AddrError::NotAnAddress {
             input: input.to_owned(),
-        });
-    };
-    Ok(net.trunc())
+        }),
+    }
 }
 
 /// The LPM key of a network.
@@ -64,13 +65,14 @@ mod tests {
     fn parses_addresses_and_networks() {
         assert_eq!(parse_target("10.1.2.3").unwrap().to_string(), "10.1.2.3/32");
         assert_eq!(
-            parse_target("10.1.2.3/24").unwrap().to_string(),
+            parse_target("10.1.2.0/24").unwrap().to_string(),
             "10.1.2.0/24"
         );
-        assert_eq!(
-            parse_target("2001:db8::1/64").unwrap().to_string(),
-            "2001:db8::/64"
-        );
+        assert!(matches!(
+            parse_target("10.1.2.3/24"),
+            Err(AddrError::HostBits(_))
+        ));
+        assert!(parse_target("2001:db8::1/64").is_err());
         assert!(parse_target("10.1.2.300").is_err());
         assert!(parse_target("10.0.0.0/33").is_err());
         assert!(parse_target("bad").is_err());

@@ -8,6 +8,8 @@ use aya::maps::MapError;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::config::GuardRails;
+
 use super::{
     addr::{key_net, target_key},
     clock::{unix_ms, Clock},
@@ -40,8 +42,58 @@ pub struct Ban {
     pub remaining_secs: Option<u64>,
 }
 
+/// A ban made through the guard rails, with what it leaves alone.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct GuardedBan {
+    /// The ban.
+    #[serde(flatten)]
+    pub ban: Ban,
+    /// Allow-list entries inside the banned network: those sources still pass.
+    #[serde(default)]
+    pub still_allowed: Vec<IpNet>,
+}
+
 impl PinnedMaps {
-    /// Bans a source or network (replacing any ban of the same network).
+    /// The allow list as the kernel holds it.
+    pub fn allow_list(&self) -> Result<Vec<IpNet>, FastpathError> {
+        self.allow
+            .keys()
+            .map(|key| key.map(|key| key_net(&key)))
+            .collect::<Result<_, _>>()
+            .map_err(FastpathError::map(api_shield_common::maps::ALLOW))
+    }
+
+    /// Bans through the guard rails: a network broader than `rails` allows is refused unless
+    /// `force` (an operator's explicit choice; escalation never forces), and one the allow list
+    /// covers entirely is refused as ineffective. The allow list is the kernel's and
+    /// `configured_allow` (what the config says, for when no daemon has written it yet).
+    pub fn ban_guarded(
+        &mut self,
+        request: &BanRequest,
+        rails: &GuardRails,
+        configured_allow: &[IpNet],
+        force: bool,
+        clock: &(impl Clock + ?Sized),
+    ) -> Result<GuardedBan, FastpathError> {
+        if !force {
+            rails.check_breadth(&request.target)?;
+        }
+        let mut allow = self.allow_list()?;
+        for net in configured_allow {
+            if !allow.contains(net) {
+                allow.push(*net);
+            }
+        }
+        GuardRails::check_allow(&request.target, &allow)?;
+        let ban = self.ban(request, clock)?;
+        Ok(GuardedBan {
+            ban,
+            still_allowed: GuardRails::allowed_within(&request.target, &allow),
+        })
+    }
+
+    /// Bans a source or network (replacing any ban of the same network), with no guard rails:
+    /// callers that take requests from outside use [`PinnedMaps::ban_guarded`].
     pub fn ban(
         &mut self,
         request: &BanRequest,

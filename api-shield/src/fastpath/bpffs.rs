@@ -35,10 +35,13 @@ pub fn ensure_dir(dir: &Path) -> Result<(), FastpathError> {
             source: errno.into(),
         })?;
     }
-    std::fs::create_dir_all(dir).map_err(|source| FastpathError::Pin {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    // Root only, like the control socket: the pinned maps hold the bans and the allow list.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(|source| FastpathError::Pin {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     if !is_bpffs(dir) {
         return Err(FastpathError::Pin {
             path: dir.to_path_buf(),

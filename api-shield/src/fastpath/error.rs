@@ -39,7 +39,7 @@ pub enum FastpathError {
         interface: String,
     },
     /// Another XDP program is attached to the interface.
-    #[error("interface `{interface}` already has an XDP program that api-shield does not own; detach it first (ip link set dev {interface} xdp off)")]
+    #[error("interface `{interface}` already has an XDP program that this daemon's pin directory does not hold: another api-shield with another fastpath.pin_dir (`api-shield detach --pin-dir DIR` frees it) or another tool (`ip link set dev {interface} xdp off`)")]
     InterfaceBusy {
         /// The name.
         interface: String,
@@ -58,6 +58,12 @@ pub enum FastpathError {
     /// The pinned maps are not there (the daemon never ran since boot).
     #[error("no api-shield maps are pinned under {}: start the daemon (api-shield run) first", dir.display())]
     NotPinned {
+        /// The directory looked in.
+        dir: PathBuf,
+    },
+    /// The pinned maps are there but this user may not read them.
+    #[error("permission denied on {}: the pinned maps are root-only; run this as root", dir.display())]
+    PinsNotReadable {
         /// The directory looked in.
         dir: PathBuf,
     },
@@ -94,6 +100,12 @@ pub enum FastpathError {
         /// The address or network.
         target: String,
     },
+    /// Another process owns the pin directory.
+    #[error(transparent)]
+    PinDirLocked(#[from] super::pin_lock::PinLockError),
+    /// The guard rails refused a ban.
+    #[error(transparent)]
+    Refused(#[from] crate::config::GuardError),
     /// The ban map is full.
     #[error("the ban map is full ({max} entries); unban something or let bans expire")]
     BansFull {

@@ -33,10 +33,24 @@ pub struct PinnedMaps {
 impl PinnedMaps {
     /// Opens the maps pinned in `layout_dir` (see [`super::layout_dir`]).
     pub fn open(layout_dir: &Path) -> Result<PinnedMaps, FastpathError> {
-        if !layout_dir.join(maps::STATS).exists() {
-            return Err(FastpathError::NotPinned {
-                dir: layout_dir.to_path_buf(),
-            });
+        match layout_dir.join(maps::STATS).try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(FastpathError::NotPinned {
+                    dir: layout_dir.to_path_buf(),
+                })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(FastpathError::PinsNotReadable {
+                    dir: layout_dir.to_path_buf(),
+                })
+            }
+            Err(source) => {
+                return Err(FastpathError::Pin {
+                    path: layout_dir.to_path_buf(),
+                    source,
+                })
+            }
         }
         Ok(PinnedMaps {
             dir: layout_dir.to_path_buf(),

@@ -14,7 +14,7 @@ use super::{
     attach::{self, Attachment},
     bpffs, errno, rules,
     settings::{port_words, shield_config},
-    FastpathError, InterfaceStatus, PinnedMaps, RuntimeStatus,
+    FastpathError, InterfaceStatus, PinLock, PinnedMaps, RuntimeStatus,
 };
 use crate::config::FastpathConfig;
 
@@ -77,12 +77,16 @@ pub struct Fastpath {
     maps: Option<PinnedMaps>,
     attachments: Vec<Attachment>,
     config: FastpathConfig,
+    /// Held until the program is detached (or left attached) at stop.
+    lock: PinLock,
 }
 
 impl Fastpath {
     /// Loads the program, writes the config into its maps and attaches it to every configured
     /// interface (swapping it in atomically where a pinned link from an earlier run exists).
-    pub fn start(config: &FastpathConfig) -> Result<Fastpath, FastpathError> {
+    /// `lock` is the pin directory's, taken before anything else was touched.
+    pub fn start(config: &FastpathConfig, lock: PinLock) -> Result<Fastpath, FastpathError> {
+        debug_assert_eq!(lock.dir(), config.pin_dir);
         super::privileges::check()?;
         for interface in &config.interfaces {
             attach::interface_index(interface)?;
@@ -99,31 +103,53 @@ impl Fastpath {
             .expect("the program is XDP");
         let attachments =
             attach::attach_all(program, config, &dir.join("links"), previous.as_ref())?;
-        let status = RuntimeStatus {
-            pid: std::process::id(),
-            interfaces: attachments
-                .iter()
-                .map(|a| InterfaceStatus {
-                    name: a.interface.clone(),
-                    mode: a.mode.as_str().to_owned(),
-                })
-                .collect(),
-            dry_run: config.dry_run,
-            keep_attached: config.keep_attached,
-        };
-        status.write(&config.runtime_dir)?;
         for attachment in &attachments {
             crate::telemetry::metrics()
                 .xdp_attached
                 .with_label_values(&[attachment.interface.as_str()])
                 .set(1);
         }
-        Ok(Fastpath {
+        let fastpath = Fastpath {
             ebpf,
             maps: Some(maps),
             attachments,
             config: config.clone(),
-        })
+            lock,
+        };
+        fastpath.write_status()?;
+        Ok(fastpath)
+    }
+
+    fn write_status(&self) -> Result<(), FastpathError> {
+        RuntimeStatus {
+            pid: std::process::id(),
+            interfaces: self
+                .attachments
+                .iter()
+                .map(|a| InterfaceStatus {
+                    name: a.interface.clone(),
+                    mode: a.mode.as_str().to_owned(),
+                })
+                .collect(),
+            dry_run: self.config.dry_run,
+            keep_attached: self.config.keep_attached,
+        }
+        .write(&self.config.runtime_dir)
+    }
+
+    /// Takes the settings of a reloaded config that apply to a running fast path:
+    /// `keep_attached` (read at stop) and `dry_run` (shown by `stats`). Interfaces, mode and
+    /// directories stay as started (a reload reports them as pending a restart).
+    pub fn update(&mut self, config: &FastpathConfig) {
+        let changed = self.config.keep_attached != config.keep_attached
+            || self.config.dry_run != config.dry_run;
+        self.config.keep_attached = config.keep_attached;
+        self.config.dry_run = config.dry_run;
+        if changed {
+            if let Err(error) = self.write_status() {
+                tracing::warn!(%error, "cannot update the runtime status file");
+            }
+        }
     }
 
     /// Where each interface got attached.
@@ -205,5 +231,6 @@ impl Fastpath {
             RuntimeStatus::remove(&self.config.runtime_dir);
         }
         drop(self.ebpf);
+        drop(self.lock);
     }
 }

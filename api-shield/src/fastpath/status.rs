@@ -62,6 +62,18 @@ impl RuntimeStatus {
         let _ = std::fs::remove_file(Self::path(runtime_dir));
     }
 
+    /// The interfaces it lists whose pinned link is still there under `pin_dir`: what is
+    /// attached now, whatever happened since the file was written (a `detach`, a pin removed
+    /// by hand, maps removed).
+    pub fn still_attached(&self, pin_dir: &Path) -> Vec<InterfaceStatus> {
+        let links = super::layout_dir(pin_dir).join("links");
+        self.interfaces
+            .iter()
+            .filter(|i| links.join(&i.name).exists())
+            .cloned()
+            .collect()
+    }
+
     /// Whether the process that wrote it is still alive.
     pub fn daemon_running(&self) -> bool {
         Path::new(&format!("/proc/{}", self.pid)).exists()

@@ -16,6 +16,7 @@ use super::{
     conn_limit::{ConnectionLimiter, ConnectionPermit, Refused},
     deadline::ExchangeTimer,
     drain::{Drain, Held, Watcher},
+    evict::Evictions,
     handler::{Connection, Proxy},
     head_timer::HeadDeadline,
     idle::Tracked,
@@ -66,6 +67,7 @@ pub enum ProxyError {
 pub struct Live {
     proxy: ArcSwap<Proxy>,
     settings: ArcSwap<ProxyConfig>,
+    evictions: Arc<Evictions>,
 }
 
 /// The running listeners.
@@ -93,7 +95,11 @@ impl ProxyServer {
         let live = Arc::new(Live {
             proxy: ArcSwap::from_pointee(proxy),
             settings: ArcSwap::from_pointee(config.proxy.clone()),
+            evictions: Arc::default(),
         });
+        if let Some(escalator) = &escalator {
+            escalator.close_connections_with(Arc::clone(&live.evictions));
+        }
         // One limiter for all listeners: its limits are per client address and in total.
         let limiter = ConnectionLimiter::new(
             config.proxy.max_connections_per_ip,
@@ -203,6 +209,11 @@ impl ProxyServer {
         Ok(())
     }
 
+    /// Closes the open connections of clients in `net` (just banned).
+    pub fn evict(&self, net: ipnet::IpNet) {
+        self.live.evictions.evict(net);
+    }
+
     /// Stops accepting, lets open connections finish their exchanges for up to `timeout`,
     /// then drops what is left.
     pub async fn stop(self, timeout: std::time::Duration) {
@@ -275,6 +286,7 @@ async fn serve_connection(
     let Some(permit) = admit(&context.limiter, peer) else {
         return;
     };
+    let mut eviction = context.live.evictions.watch();
     let _ = stream.set_nodelay(true);
     // The handshake counts against the header timeout too (slow TLS clients).
     let tls = match tokio::time::timeout(settings.header_timeout, context.acceptor.accept(stream))
@@ -322,6 +334,7 @@ async fn serve_connection(
             () = activity.expired(settings.idle_timeout) => Watchdog::Idle,
             () = head.overdue(settings.header_timeout) => Watchdog::HeadTimeout,
             () = watcher.stopping() => Watchdog::Stopping,
+            () = eviction.banned(peer.ip()) => Watchdog::Banned,
         }
     };
     let result = match supervise(&mut served, watchdog).await {
@@ -334,6 +347,17 @@ async fn serve_connection(
         Ended::Watchdog(Watchdog::HeadTimeout) => {
             tracing::debug!(%peer, "connection closed: no request head within the header timeout");
             return;
+        }
+        Ended::Watchdog(Watchdog::Banned) => {
+            // The exchange in progress (often the very refusal that got it banned) is finished,
+            // then the connection closes; its packets are dropped at the NIC from now on, so
+            // the wait is bounded by the header timeout rather than left to TCP's retries.
+            tracing::debug!(%peer, "closing the connection: its client was banned");
+            served.graceful_shutdown();
+            match tokio::time::timeout(settings.header_timeout, served).await {
+                Ok(result) => result,
+                Err(_) => return,
+            }
         }
         Ended::Watchdog(Watchdog::Stopping) => {
             // Stopping: finish the exchange in progress, then close (GOAWAY on HTTP/2).
@@ -354,6 +378,8 @@ enum Watchdog {
     HeadTimeout,
     /// The daemon is stopping.
     Stopping,
+    /// The client was banned: its packets are dropped from now on, so nothing more can come.
+    Banned,
 }
 
 /// How a connection from `peer` answers requests hyper cannot parse: with the proxy in use
@@ -441,6 +467,7 @@ async fn serve_redirect(
         };
         let settings = live.settings.load_full();
         let answer = parse_error_answer(&live, peer, false);
+        let mut eviction = live.evictions.watch();
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |request: Request<Incoming>| async move {
@@ -457,6 +484,9 @@ async fn serve_redirect(
                 }
                 () = head.overdue(settings.header_timeout) => {
                     tracing::debug!(%peer, "connection closed: no request head within the header timeout");
+                }
+                () = eviction.banned(peer.ip()) => {
+                    tracing::debug!(%peer, "connection closed: its client was banned");
                 }
             }
         });

@@ -4,7 +4,7 @@
 //! dropped and counted in `api_shield_log_write_errors_total`; it never stops or slows the
 //! daemon (the library's own fallback, an `eprintln!` of the failure, would panic there).
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -21,7 +21,9 @@ pub enum LogFormat {
 /// Installs the global subscriber (and the bridge from the `log` crate, which aya-log uses).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a file or the journal gets plain text.
     let builder = fmt()
+        .with_ansi(io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(|| LossyStderr)
         .log_internal_errors(false);
