@@ -2,7 +2,7 @@
 //! (a) no filter, (b) an nftables netdev-ingress drop rule, (c) api-shield in generic mode,
 //! (d) in driver mode and (e) a minimal drop-by-source XDP program on an LRU hash (the yardstick), interleaved in
 //! one run, measuring receiver CPU time per packet from the
-//! threaded NAPI kthread of the receiving veth (see ../shared/bench-method.md).
+//! threaded NAPI kthread of the receiving veth (see docs/benchmarking.md).
 //!
 //! Run it with `cargo xtask bench-xdp` (as root).
 

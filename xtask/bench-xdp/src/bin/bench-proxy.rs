@@ -6,7 +6,7 @@
 //! sent the very same request, and (f) the route of (d) sent that request without its bearer
 //! token (the baseline before 2026-11-29). One run, peers interleaved, three rounds each, medians
 //! and ratios to nginx, and the ratios of (e) to (d) and to (f), per round (median and spread)
-//! and of their medians (see ../shared/bench-method.md).
+//! and of their medians (see docs/benchmarking.md).
 //!
 //! Run it with `cargo xtask bench-proxy` (as root: it installs nginx and wrk if missing).
 
