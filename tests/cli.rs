@@ -544,6 +544,29 @@ fn errors_name_their_cause_once_and_a_bad_config_stops_run_with_64() {
     let (code, _, err) = cli(&["run", "--config", &bad]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains(&format!("{bad}:2")), "{err}");
+    // A config whose policies cannot be compiled (a schema file that is not there): 64 from
+    // run as from check-config.
+    let schema = write(
+        &dir,
+        "schema.toml",
+        &format!(
+            "[fastpath]\nenabled = false\n[admin]\nenabled = false\n[control]\nsocket = \"{}\"\n[[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\nadhoc = true\n[[upstreams]]\nname = \"api\"\nurl = \"http://127.0.0.1:9\"\n[[routes]]\nname = \"r\"\npath = \"/x\"\nupstream = \"api\"\n[routes.validate]\nbody_schema = \"missing.json\"\n",
+            dir.path().join("c.sock").display()
+        ),
+    );
+    for command in ["run", "check-config"] {
+        let args: Vec<&str> = if command == "run" {
+            vec!["run", "--config", &schema]
+        } else {
+            vec!["check-config", &schema]
+        };
+        let (code, _, err) = cli(&args);
+        assert_eq!(code, 64, "{command}: {err}");
+        assert!(
+            err.contains("routes[0].validate.body_schema"),
+            "{command}: {err}"
+        );
+    }
     let missing = write(
         &dir,
         "missing.toml",
@@ -635,5 +658,45 @@ fn text_logs_to_a_file_or_pipe_carry_no_colour_codes() {
     assert!(
         !text.contains('\u{1b}'),
         "ANSI escape codes in a pipe: {text:?}"
+    );
+}
+
+#[test]
+fn a_port_below_1024_without_the_capability_says_which_capability() {
+    if !privileged::can_run(
+        "a_port_below_1024_without_the_capability_says_which_capability",
+        false,
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "[fastpath]\nenabled = false\n[admin]\nenabled = false\n[control]\nsocket = \"{}\"\n[[listeners]]\nbind = \"127.0.0.1:81\"\n[listeners.tls]\nadhoc = true\n[[upstreams]]\nname = \"api\"\nurl = \"http://127.0.0.1:9\"\n[[routes]]\nname = \"r\"\npath = \"/x\"\nupstream = \"api\"\n",
+            dir.path().join("c.sock").display()
+        ),
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(support::daemon::binary())
+        .args(["run", "--config", &config])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot listen on 127.0.0.1:81") && err.contains("need CAP_NET_BIND_SERVICE"),
+        "{err}"
     );
 }

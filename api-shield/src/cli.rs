@@ -126,6 +126,9 @@ pub fn main() -> ExitCode {
                     || cause.downcast_ref::<crate::fastpath::AddrError>().is_some()
                     || cause.downcast_ref::<crate::config::GuardError>().is_some()
                     || cause
+                        .downcast_ref::<crate::proxy::server::ProxyError>()
+                        .is_some_and(|e| matches!(e, crate::proxy::server::ProxyError::Config(_)))
+                    || cause
                         .downcast_ref::<crate::fastpath::FastpathError>()
                         .is_some_and(|e| matches!(e, crate::fastpath::FastpathError::Refused(_)))
                     || cause.downcast_ref::<humantime::DurationError>().is_some()

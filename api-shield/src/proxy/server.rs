@@ -48,6 +48,14 @@ pub enum ProxyError {
     /// A route, upstream or policy could not be compiled.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A port below 1024 without the capability to bind it.
+    #[error("listener `{listener}`: cannot listen on {addr}: ports below 1024 need CAP_NET_BIND_SERVICE, which the shipped systemd unit leaves out; add it with `systemctl edit api-shield` (README, Operations)")]
+    PrivilegedPort {
+        /// Listener name.
+        listener: String,
+        /// Address.
+        addr: SocketAddr,
+    },
     /// A socket could not be bound.
     #[error("listener `{listener}`: cannot listen on {addr}: {source}")]
     Bind {
@@ -234,13 +242,20 @@ impl ProxyServer {
 }
 
 async fn bind(listener: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ProxyError::Bind {
-            listener: listener.to_owned(),
-            addr,
-            source,
-        })
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+            ProxyError::PrivilegedPort {
+                listener: listener.to_owned(),
+                addr,
+            }
+        } else {
+            ProxyError::Bind {
+                listener: listener.to_owned(),
+                addr,
+                source,
+            }
+        }
+    })
 }
 
 /// What every connection of one HTTPS listener shares.

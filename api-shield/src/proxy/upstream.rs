@@ -41,14 +41,21 @@ impl Upstream {
         connector.set_nodelay(true);
         connector.enforce_http(false);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = match &config.ca {
-            Some(path) => HttpsConnectorBuilder::new().with_tls_config(
-                rustls::ClientConfig::builder_with_provider(provider)
+        let plain = uri.scheme() != Some(&http::uri::Scheme::HTTPS);
+        let with_roots = |roots| -> Result<_, TlsError> {
+            Ok(HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
                     .with_safe_default_protocol_versions()
                     .map_err(|source| TlsError::Settings { source })?
-                    .with_root_certificates(load_roots(path)?)
+                    .with_root_certificates(roots)
                     .with_no_client_auth(),
-            ),
+            ))
+        };
+        let builder = match &config.ca {
+            Some(path) => with_roots(load_roots(path)?)?,
+            // A plain-HTTP upstream never makes a TLS connection: it needs no roots, and a
+            // host without a system CA bundle (a minimal image) must still be able to run it.
+            None if plain => with_roots(rustls::RootCertStore::empty())?,
             None => HttpsConnectorBuilder::new()
                 .with_provider_and_native_roots(provider)
                 .map_err(|source| TlsError::SystemRoots { source })?,
