@@ -17,7 +17,10 @@ use crate::cmd;
 pub struct Args {
     /// Stage everything under this directory instead of `/`.
     #[arg(long, default_value = "/")]
-    destdir: PathBuf,
+    pub destdir: PathBuf,
+    /// Install the existing target/release/api-shield instead of building it first.
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 fn under(destdir: &Path, path: &str) -> PathBuf {
@@ -49,9 +52,17 @@ fn generated(binary: &Path, args: &[&str]) -> Result<Vec<u8>> {
 
 /// Installs.
 pub fn run(args: &Args) -> Result<()> {
-    cmd::cargo(&["build", "--release", "--package", "api-shield"], &[])?;
+    if !args.no_build {
+        cmd::cargo(&["build", "--release", "--package", "api-shield"], &[])?;
+    }
     let root = cmd::workspace_root();
     let binary = root.join("target/release/api-shield");
+    if !binary.is_file() {
+        bail!(
+            "{} does not exist: build it (drop --no-build)",
+            binary.display()
+        );
+    }
     let d = &args.destdir;
     write(
         &under(d, "/usr/local/bin/api-shield"),
@@ -73,6 +84,11 @@ pub fn run(args: &Args) -> Result<()> {
         let target = under(d, "/etc/api-shield/examples").join(entry.file_name());
         write(&target, &std::fs::read(entry.path())?, 0o644)?;
     }
+    // The unit's ConfigurationDirectoryMode (systemd logs a mismatch at every start).
+    std::fs::set_permissions(
+        under(d, "/etc/api-shield"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )?;
     write(
         &under(d, "/etc/systemd/system/api-shield.service"),
         &std::fs::read(root.join("config/api-shield.service"))?,
@@ -85,11 +101,7 @@ pub fn run(args: &Args) -> Result<()> {
             0o644,
         )?;
     }
-    write(
-        &under(d, "/usr/local/share/man/man8/api-shield.8"),
-        &generated(&binary, &["generate", "man"])?,
-        0o644,
-    )?;
+    man_pages(&binary, &root, d)?;
     for (shell, path) in [
         (
             "bash",
@@ -107,7 +119,13 @@ pub fn run(args: &Args) -> Result<()> {
             0o644,
         )?;
     }
-    for doc in ["README.md", "BENCHMARKS.md", "docs/architecture.md"] {
+    for doc in [
+        "README.md",
+        "BENCHMARKS.md",
+        "docs/architecture.md",
+        "docs/benchmarking.md",
+        "docs/reliability.md",
+    ] {
         let name = Path::new(doc).file_name().expect("a file name");
         write(
             &under(d, "/usr/local/share/doc/api-shield").join(name),
@@ -121,5 +139,36 @@ pub fn run(args: &Args) -> Result<()> {
             "next: edit /etc/api-shield/api-shield.toml, then `systemctl enable --now api-shield`"
         );
     }
+    Ok(())
+}
+
+/// A fresh, empty directory under `parent` for this process.
+fn tempdir_under(parent: &Path) -> Result<PathBuf> {
+    let dir = parent.join(format!("install-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// api-shield(8) and one page per subcommand (api-shield-run(8), ...), which it names.
+fn man_pages(binary: &Path, root: &Path, destdir: &Path) -> Result<()> {
+    let pages = tempdir_under(&root.join("target"))?;
+    generated(
+        binary,
+        &["generate", "man", "--dir", &pages.display().to_string()],
+    )?;
+    let mut names: Vec<_> = std::fs::read_dir(&pages)?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let page = std::fs::read(pages.join(&name))?;
+        write(
+            &under(destdir, "/usr/local/share/man/man8").join(&name),
+            &page,
+            0o644,
+        )?;
+    }
+    std::fs::remove_dir_all(&pages)?;
     Ok(())
 }

@@ -4,13 +4,16 @@
 //! `build`, `run`, `test` and `lint` call cargo the same way everywhere (README and CI);
 //! `install` puts the daemon, its config and its systemd unit in place; `bench-xdp` and
 //! `bench-proxy` measure (see BENCHMARKS.md); `soak` runs mixed legitimate and hostile traffic
-//! and checks that memory, descriptors and map sizes stay flat (see docs/reliability.md).
+//! and checks that memory, descriptors and map sizes stay flat (see docs/reliability.md);
+//! `test-systemd` checks the installed unit under a real systemd (a container), and `test` runs
+//! it after the workspace tests.
 
 mod bench_xdp;
 mod cmd;
 mod fuzz;
 mod install;
 mod setup;
+mod systemd_test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -38,12 +41,17 @@ enum Task {
         args: Vec<String>,
     },
     /// Set up, then run every test (privileged ones need root; set
-    /// `API_SHIELD_REQUIRE_PRIVILEGED=1` to make a skip a failure).
+    /// `API_SHIELD_REQUIRE_PRIVILEGED=1` to make a skip a failure): `cargo test --workspace`,
+    /// then, when it passes, `test-systemd`.
     Test {
         /// Arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// As root: boot a minimal Debian with systemd-nspawn, install the release build and the
+    /// shipped unit into it, and check start, XDP, HTTPS, ban/unban, reload, watchdog and stop
+    /// under its systemd (`--no-build` uses the existing target/release/api-shield).
+    TestSystemd(systemd_test::Args),
     /// Build the release binary and install it with its config, systemd unit, man page and
     /// shell completions (`--destdir DIR` stages the tree there instead).
     Install(install::Args),
@@ -87,8 +95,10 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => {
             setup::run()?;
-            cmd::cargo(&["test", "--workspace"], &args)
+            cmd::cargo(&["test", "--workspace"], &args)?;
+            test_systemd(&systemd_test::Args { no_build: false }, false)
         }
+        Task::TestSystemd(args) => test_systemd(&args, true),
         Task::Lint => lint(),
         Task::Fuzz(args) => {
             setup::run()?;
@@ -113,6 +123,21 @@ fn main() -> Result<()> {
             bench_xdp::run_soak(&args)
         }
     }
+}
+
+/// Runs `test-systemd` (setting up first if asked, once it is known to run); a failed step
+/// exits 1 after its report, whose closing line stays the last line.
+fn test_systemd(args: &systemd_test::Args, set_up: bool) -> Result<()> {
+    if !systemd_test::may_run()? {
+        return Ok(());
+    }
+    if set_up {
+        setup::run()?;
+    }
+    if !systemd_test::run(args)? {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn build_release() -> Result<()> {
