@@ -78,6 +78,14 @@ async fn http1_desync_vectors_are_refused_and_reach_nothing() {
             format!("GET {long_target} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes(),
         ),
         (
+            "HTTP/1.1 without Host (RFC 9112 section 3.2)",
+            b"GET /public/a HTTP/1.1\r\nUser-Agent: t\r\n\r\n".to_vec(),
+        ),
+        (
+            "two Host headers",
+            b"GET /public/a HTTP/1.1\r\nHost: localhost\r\nHost: evil.test\r\n\r\n".to_vec(),
+        ),
+        (
             "Transfer-Encoding that is not chunked",
             b"POST /public/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\nxxxx".to_vec(),
         ),

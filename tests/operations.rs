@@ -163,9 +163,15 @@ async fn reload_swaps_routes_under_load_and_a_bad_reload_changes_nothing() {
     );
     // Continuous load on /a while the config is reloaded three times.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut load = Vec::new();
     for worker in 0..4 {
-        let (https, ca, stop) = (shield.https, shield.pki.ca.clone(), stop.clone());
+        let (https, ca, stop, done) = (
+            shield.https,
+            shield.pki.ca.clone(),
+            stop.clone(),
+            done.clone(),
+        );
         load.push(tokio::spawn(async move {
             let version = if worker % 2 == 0 {
                 Version::H1
@@ -182,11 +188,25 @@ async fn reload_swaps_routes_under_load_and_a_bad_reload_changes_nothing() {
                 )
                 .await;
                 statuses.push(reply.status.as_u16());
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             statuses
         }));
     }
+    // Each reload happens with requests completing around it: it waits for three more to be
+    // answered first (a reload takes milliseconds, so without this the load could miss it).
+    let answered_more = |than: usize| {
+        let done = done.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while done.load(std::sync::atomic::Ordering::SeqCst) < than + 3 {
+                assert!(std::time::Instant::now() < deadline, "the load stalled");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
     for round in 1..=3 {
+        answered_more(done.load(std::sync::atomic::Ordering::SeqCst)).await;
         write_routes(
             &shield,
             &format!(
@@ -199,6 +219,7 @@ async fn reload_swaps_routes_under_load_and_a_bad_reload_changes_nothing() {
             .wait_for_count("config reloaded", round, Duration::from_secs(10))
             .unwrap();
     }
+    answered_more(done.load(std::sync::atomic::Ordering::SeqCst)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut total = 0;
     for task in load {
@@ -419,35 +440,7 @@ async fn the_control_socket_answers_root_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_requests_in_flight_and_refuses_new_connections() {
-    use std::sync::Arc;
-    // An upstream that answers only when told to.
-    let release = Arc::new(tokio::sync::Notify::new());
-    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let slow = listener.local_addr().unwrap();
-    {
-        let release = Arc::clone(&release);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |_request| {
-                        let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
-                        async move {
-                            let _ = arrived_tx.send(());
-                            release.notified().await;
-                            Ok::<_, std::convert::Infallible>(http::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from("late")),
-                            ))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    }
+    let (slow, release, mut arrived) = gated_upstream().await;
     let mut shield = Shield::start_with(
         slow,
         "[[routes]]\nname = \"slow\"\npath = \"/slow\"\nupstream = \"api\"\n",
@@ -490,4 +483,113 @@ async fn sigterm_drains_requests_in_flight_and_refuses_new_connections() {
         .daemon
         .wait_for("\"message\":\"stopped\"", Duration::from_secs(10))
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_goes_away_still_gets_its_access_log_line() {
+    let (slow, release, mut arrived) = gated_upstream().await;
+    let mut shield = Shield::start(
+        slow,
+        "[[routes]]\nname = \"slow\"\npath = \"/slow\"\nupstream = \"api\"\n",
+    );
+    for version in [Version::H1, Version::H2] {
+        let id = format!("gone-{version:?}");
+        let mut tls = shield.tls(version).await.unwrap();
+        if version == Version::H1 {
+            tls.write_all(
+                format!("GET /slow HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: {id}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tls),
+            )
+            .await
+            .unwrap();
+            let driver = tokio::spawn(conn);
+            let mut request = get("GET", "https://localhost/slow");
+            request
+                .headers_mut()
+                .insert("x-request-id", id.parse().unwrap());
+            let pending = tokio::spawn(async move { sender.send_request(request).await });
+            arrived.recv().await.unwrap();
+            // The client goes away: its connection closes with the request unanswered.
+            pending.abort();
+            driver.abort();
+            shield
+                .daemon
+                .wait_for(&format!("\"request_id\":\"{id}\""), Duration::from_secs(10))
+                .unwrap();
+            continue;
+        }
+        arrived.recv().await.unwrap();
+        drop(tls);
+        shield
+            .daemon
+            .wait_for(&format!("\"request_id\":\"{id}\""), Duration::from_secs(10))
+            .unwrap();
+    }
+    release.notify_waiters();
+    for version in ["H1", "H2"] {
+        let line = shield
+            .daemon
+            .log
+            .iter()
+            .find(|l| l.contains(&format!("\"request_id\":\"gone-{version}\"")))
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(json["status"], 499, "{line}");
+        assert_eq!(json["denial"], "client-closed-request", "{line}");
+        assert_eq!(json["route"], "slow", "{line}");
+        assert_eq!(json["target"], "access", "{line}");
+    }
+    let samples = support::admin::scrape(shield.admin).await;
+    assert_eq!(
+        value(
+            &samples,
+            "api_shield_requests_total{code=499,method=GET,route=slow}"
+        ),
+        2.0
+    );
+}
+
+/// An upstream that answers `late` only when told to (`release`), saying on `arrived` when a
+/// request reaches it.
+async fn gated_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<tokio::sync::Notify>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use std::sync::Arc;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    {
+        let release = Arc::clone(&release);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| {
+                        let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
+                        async move {
+                            let _ = arrived_tx.send(());
+                            release.notified().await;
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from("late")),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+    (addr, release, arrived)
 }

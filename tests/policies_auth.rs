@@ -438,3 +438,128 @@ jwt = ["main"]
         .unwrap();
     assert_eq!(upstream.seen().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_shield_checks_is_what_the_upstream_gets() {
+    let setup = setup().await;
+    let shield = &setup.shield;
+    let good = rs256(
+        "rsa-private.pem",
+        Some("main-1"),
+        &claims(ISS, "orders:read"),
+    );
+    let foreign = rs256(
+        "rsa2-private.pem",
+        Some("main-1"),
+        &claims(ISS, "orders:read admin"),
+    );
+    let good_bearer = format!("Bearer {good}");
+    let foreign_bearer = format!("Bearer {foreign}");
+    type Case<'a> = (&'a str, &'a str, Vec<(&'static str, &'a str)>);
+    let cases: Vec<Case> = vec![
+        (
+            "two Authorization headers, a good token first",
+            "/jwt/orders",
+            vec![
+                ("authorization", good_bearer.as_str()),
+                ("authorization", foreign_bearer.as_str()),
+            ],
+        ),
+        (
+            "two X-API-Key headers",
+            "/keys/orders",
+            vec![("x-api-key", "reader-key"), ("x-api-key", "nobody-key")],
+        ),
+        (
+            "a key in the header and in the query",
+            "/keys-query/orders?api_key=nobody-key",
+            vec![("x-api-key", "reader-key")],
+        ),
+        (
+            "the key parameter twice",
+            "/keys-query/orders?api_key=reader-key&api_key=nobody-key",
+            vec![],
+        ),
+        (
+            "two Origin headers",
+            "/open/x",
+            vec![
+                ("origin", "https://app.example.com"),
+                ("origin", "https://evil.test"),
+            ],
+        ),
+        (
+            "two Content-Type headers",
+            "/open/x",
+            vec![
+                ("content-type", "application/json"),
+                ("content-type", "text/plain"),
+            ],
+        ),
+    ];
+    for version in [Version::H1, Version::H2] {
+        for (case, target, headers) in &cases {
+            let reply = shield
+                .send(version, with_headers(get("GET", target), headers))
+                .await;
+            assert_refused(
+                &reply,
+                400,
+                "invalid-request",
+                &format!("{case} {version:?}"),
+            );
+        }
+    }
+    assert!(
+        setup.upstream.seen().is_empty(),
+        "a refused request reached the upstream: {:?}",
+        setup.upstream.seen()
+    );
+    // Each is an access-log line with its denial (and so a metric and an escalation signal).
+    let mut shield = setup.shield;
+    shield
+        .daemon
+        .wait_for_count(
+            "\"denial\":\"invalid-request\"",
+            cases.len() * 2,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+
+    // A client cannot have the identity headers the shield adds, or the credential it
+    // checked, removed as hop-by-hop: its nominations of them are ignored.
+    let reply = shield
+        .send(
+            Version::H1,
+            with_headers(
+                get("GET", "/jwt/orders"),
+                &[
+                    ("authorization", good_bearer.as_str()),
+                    ("connection", "keep-alive, x-auth-subject, authorization"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let seen = setup.upstream.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].headers["x-auth-subject"], "alice", "{seen:?}");
+    assert_eq!(seen[0].headers["authorization"], good_bearer.as_str());
+    assert!(seen[0]
+        .headers
+        .get("connection")
+        .is_none_or(|c| !c.to_str().unwrap().contains("x-auth-subject")));
+    // A nominated header the shield does not rely on is removed, as hop-by-hop.
+    let reply = shield
+        .send(
+            Version::H1,
+            with_headers(
+                get("GET", "/open/x"),
+                &[("connection", "x-private"), ("x-private", "1")],
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let seen = setup.upstream.seen();
+    assert!(seen[1].headers.get("x-private").is_none(), "{seen:?}");
+}

@@ -250,11 +250,61 @@ async fn plain_http_only_redirects_and_never_sends_hsts() {
         .as_str()
     );
     assert!(reply.headers().get("strict-transport-security").is_none());
+    assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
+    // A Host the listener does not serve (no certificate, no route names it) is never
+    // redirected to: 400 problem+json, with the security headers and still no HSTS.
+    for host in ["evil.test", "evil.test:8080", "10.9.9.9"] {
+        let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut request = get("GET", "/api/v1/users/1");
+        request.headers_mut().insert("host", host.parse().unwrap());
+        let reply = sender.send_request(request).await.unwrap();
+        assert_eq!(reply.status(), 400, "{host}");
+        assert!(reply.headers().get("location").is_none(), "{host}");
+        assert_eq!(reply.headers()["content-type"], "application/problem+json");
+        assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
+        assert!(reply.headers().get("strict-transport-security").is_none());
+        let body = http_body_util::BodyExt::collect(reply.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["status"], 400, "{problem}");
+    }
     assert!(upstream.seen().is_empty());
     let reply = shield
         .send(Version::H1, get("GET", "/api/v1/users/1"))
         .await;
     assert!(reply.headers.get("strict-transport-security").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_redirects_to_a_host_a_route_names() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(
+        upstream.addr,
+        "[[routes]]\nname = \"named\"\nhost = \"*.api.example\"\npath = \"/*\"\nupstream = \"api\"\n",
+    );
+    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = get("GET", "/x");
+    request
+        .headers_mut()
+        .insert("host", "eu.api.example".parse().unwrap());
+    let reply = sender.send_request(request).await.unwrap();
+    assert_eq!(reply.status(), 308);
+    assert_eq!(
+        reply.headers()["location"],
+        format!("https://eu.api.example:{}/x", shield.https.port()).as_str()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +407,7 @@ async fn oversized_or_too_many_headers_get_431_without_reaching_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_client_address_are_limited() {
     let upstream = Upstream::start().await;
-    let shield = Shield::start_with(upstream.addr, ROUTES, "max_connections_per_ip = 2");
+    let mut shield = Shield::start_with(upstream.addr, ROUTES, "max_connections_per_ip = 2");
     let config = client_config(&shield.pki.ca, Version::H2);
     let (mut first, _) = support::https::connect_h2(shield.https, config.clone()).await;
     let (_second, _) = support::https::connect_h2(shield.https, config.clone()).await;
@@ -376,6 +426,24 @@ async fn connections_per_client_address_are_limited() {
         "a third connection from the same address must be refused"
     );
     assert!(shield.daemon.log.iter().all(|l| !l.contains("panicked")));
+    // A client refused again and again makes one warning per interval, not one per connection
+    // (the metric counts them all).
+    for _ in 0..30 {
+        assert!(shield.tls(Version::H2).await.is_err());
+    }
+    let admin = shield.admin;
+    let refused = move || async move {
+        let samples = support::admin::scrape(admin).await;
+        support::admin::value(
+            &samples,
+            "api_shield_connections_refused_total{reason=per_address}",
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while refused().await < 31.0 {
+        assert!(std::time::Instant::now() < deadline, "refusals not counted");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // Closing one frees its place: a new connection gets through once the shield sees the close.
     drop(first);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -390,6 +458,14 @@ async fn connections_per_client_address_are_limited() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    shield.daemon.stop();
+    let warnings = shield
+        .daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("too many open from this address"))
+        .count();
+    assert_eq!(warnings, 1, "{:?}", shield.daemon.log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

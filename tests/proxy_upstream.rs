@@ -147,3 +147,96 @@ async fn a_default_upstream_takes_what_no_route_matches() {
     );
     assert_eq!(upstream.seen().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_abandoned_body_is_the_clients_fault_never_the_upstreams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let mut shield = Shield::start_with(upstream.addr, ROUTES, "body_timeout = \"1s\"");
+    // A body that stops arriving: 408 at the body timeout (not the upstream's 30 s response
+    // timeout, and not 504).
+    let mut tls = shield.tls(Version::H1).await.unwrap();
+    tls.write_all(
+        b"POST /public/slow HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: slow-body\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read(&mut buffer))
+            .await
+            .expect("an answer within the bound")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{text}"
+    );
+    drop(tls);
+    // A client that announces 38 bytes, sends 35 and closes: a client abort.
+    let mut tls = shield.tls(Version::H1).await.unwrap();
+    tls.write_all(
+        b"POST /public/gone HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: gone-body\r\nContent-Length: 38\r\n\r\n01234567890123456789012345678901234",
+    )
+    .await
+    .unwrap();
+    tls.shutdown().await.unwrap();
+    drop(tls);
+    for id in ["slow-body", "gone-body"] {
+        shield
+            .daemon
+            .wait_for(
+                &format!("\"request_id\":\"{id}\""),
+                std::time::Duration::from_secs(10),
+            )
+            .unwrap();
+    }
+    let line = |id: &str| -> serde_json::Value {
+        let line = shield
+            .daemon
+            .log
+            .iter()
+            .find(|l| l.contains(&format!("\"request_id\":\"{id}\"")))
+            .unwrap();
+        serde_json::from_str(line).unwrap()
+    };
+    let slow = line("slow-body");
+    assert_eq!(slow["status"], 408, "{slow}");
+    assert_eq!(slow["denial"], "request-timeout", "{slow}");
+    let gone = line("gone-body");
+    assert_eq!(gone["status"], 499, "{gone}");
+    assert_eq!(gone["denial"], "client-closed-request", "{gone}");
+    // Counted against the client, never the upstream; no warning blames it.
+    let samples = support::admin::scrape(shield.admin).await;
+    let value = |key: &str| samples.get(key).copied().unwrap_or(0.0);
+    assert_eq!(
+        value("api_shield_client_errors_total{kind=body_timeout}"),
+        1.0
+    );
+    assert_eq!(value("api_shield_client_errors_total{kind=aborted}"), 1.0);
+    for kind in ["timeout", "unavailable"] {
+        assert_eq!(
+            value(&format!(
+                "api_shield_upstream_errors_total{{kind={kind},upstream=api}}"
+            )),
+            0.0,
+            "{kind}"
+        );
+    }
+    shield.daemon.stop();
+    assert!(
+        !shield
+            .daemon
+            .log
+            .iter()
+            .any(|l| l.contains("upstream request failed")),
+        "{:?}",
+        shield.daemon.log
+    );
+}

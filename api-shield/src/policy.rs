@@ -49,6 +49,12 @@ pub struct SharedPolicies {
     versioning: Versioning,
     /// Headers no client may send: the ones forwarded claims are written to.
     strip: Vec<HeaderName>,
+    /// Headers a decision is made on, which must come at most once: the credentials, the
+    /// origin, the media type, the version.
+    single: Vec<HeaderName>,
+    /// Headers the shield reads or writes, which a client's `Connection` may not nominate
+    /// for removal.
+    relied_on: Vec<HeaderName>,
     /// The clock.
     pub clock: SharedClock,
 }
@@ -63,13 +69,50 @@ impl SharedPolicies {
             strip.extend(compiled.forwarded_headers().cloned());
             issuers.insert(issuer.name.clone(), Arc::new(compiled));
         }
+        let api_keys = Arc::new(ApiKeys::compile(&config.api_keys)?);
+        let versioning = Versioning::compile(&config.versioning)?;
+        let mut single = vec![
+            http::header::AUTHORIZATION,
+            api_keys.header().clone(),
+            http::header::ORIGIN,
+            http::header::CONTENT_TYPE,
+        ];
+        single.extend(versioning.header().cloned());
+        let mut relied_on = single.clone();
+        relied_on.extend([
+            http::header::HOST,
+            http::header::COOKIE,
+            http::header::CONTENT_LENGTH,
+            http::header::FORWARDED,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderName::from_static("x-forwarded-host"),
+        ]);
+        relied_on.extend(strip.iter().cloned());
         Ok(SharedPolicies {
             issuers,
-            api_keys: Arc::new(ApiKeys::compile(&config.api_keys)?),
-            versioning: Versioning::compile(&config.versioning)?,
+            api_keys,
+            versioning,
             strip,
+            single,
+            relied_on,
             clock,
         })
+    }
+
+    /// The first header a decision is made on that the request repeats: such a request is
+    /// refused, so that the value checked is the one value the upstream gets.
+    pub fn repeated(&self, headers: &HeaderMap) -> Option<&HeaderName> {
+        self.single
+            .iter()
+            .find(|name| headers.get_all(*name).iter().nth(1).is_some())
+    }
+
+    /// Whether the shield reads or writes `name` (a client may not have it removed as
+    /// hop-by-hop).
+    pub fn relies_on(&self, name: &HeaderName) -> bool {
+        self.relied_on.contains(name)
     }
 
     /// Removes headers only the shield may set (forwarded claims) from a client request.

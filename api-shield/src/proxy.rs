@@ -2,6 +2,7 @@
 //! per-route response policies, and forwarding to pooled upstream connections.
 
 pub mod client;
+pub mod client_body;
 pub mod conn_limit;
 pub mod cors;
 pub mod deadline;

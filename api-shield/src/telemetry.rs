@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod drops;
 pub mod kernel;
+pub mod log_limit;
 mod logging;
 pub mod metrics;
 

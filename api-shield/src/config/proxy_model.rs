@@ -65,6 +65,10 @@ pub struct CertificateConfig {
 pub struct RedirectConfig {
     /// Address and port of the plain-HTTP listener.
     pub bind: String,
+    /// Where a request naming a host this listener does not serve (no certificate and no
+    /// route names it) is sent; without it, such a request gets 400.
+    #[serde(default)]
+    pub canonical_host: Option<String>,
 }
 
 /// An `[[upstreams]]` entry.
@@ -162,6 +166,10 @@ pub struct ProxyConfig {
     /// included) and the upstream's answer. Past it: 408.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Longest a client may leave between two pieces of its request body (nginx's
+    /// `client_body_timeout`); past it, 408 and the exchange is the client's fault.
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
     /// A client connection on which no byte moves either way for this long is closed: idle
     /// keep-alive, abandoned connections, clients that stop reading. Longer than
     /// `request_timeout`, so a client waiting for its answer is never cut.
@@ -200,6 +208,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_mins(1),
+            body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             max_body_bytes: 1024 * 1024,
             max_header_bytes: 16 * 1024,

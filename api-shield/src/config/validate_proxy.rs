@@ -51,6 +51,23 @@ fn listeners(config: &Config) -> Result<(), Problem> {
                 ));
             }
         }
+        if let Some(canonical) = listener
+            .redirect
+            .as_ref()
+            .and_then(|r| r.canonical_host.as_deref())
+        {
+            let host_name = !canonical.is_empty()
+                && canonical.len() <= 253
+                && canonical
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !host_name && canonical.parse::<std::net::IpAddr>().is_err() {
+                return Err(problem(
+                    format!("{key}.redirect.canonical_host"),
+                    format!("`{canonical}` is not a host name or IP address (no port, no scheme)"),
+                ));
+            }
+        }
         if listener.proxy_protocol && config.proxy.trusted_proxies.is_empty() {
             return Err(problem(
                 format!("{key}.proxy_protocol"),

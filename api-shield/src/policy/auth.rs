@@ -142,6 +142,7 @@ impl Auth {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Principal, Rejection> {
+        self.one_credential(headers, query)?;
         if !self.issuers.is_empty() {
             if let Some(token) = bearer(headers) {
                 return self.verify_token(token).await.map(Principal::Token);
@@ -171,6 +172,31 @@ impl Auth {
         }
         Err(Rejection::new(Denial::Unauthenticated)
             .header(header::WWW_AUTHENTICATE, self.challenge.clone()))
+    }
+
+    /// Refuses a request that presents more than one credential this route could check (a
+    /// bearer token and an API key, a key in the header and in the query, the key parameter
+    /// twice): only one would be checked, and the upstream would get them all.
+    fn one_credential(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Rejection> {
+        let token = !self.issuers.is_empty() && bearer(headers).is_some();
+        let (header_key, query_keys) = match &self.api_keys {
+            Some(keys) => (
+                headers.contains_key(keys.header()),
+                match (self.query_param.as_deref(), query) {
+                    (Some(name), Some(query)) => query
+                        .split('&')
+                        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) == name)
+                        .count(),
+                    _ => 0,
+                },
+            ),
+            None => (false, 0),
+        };
+        if usize::from(token) + usize::from(header_key) + query_keys > 1 {
+            return Err(Rejection::new(Denial::InvalidRequest)
+                .detail("More than one credential: send exactly one bearer token or API key"));
+        }
+        Ok(())
     }
 
     async fn verify_token(&self, token: &str) -> Result<Arc<TokenPrincipal>, Rejection> {

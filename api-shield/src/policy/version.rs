@@ -156,6 +156,11 @@ impl Versioning {
         })
     }
 
+    /// The header the version is read from, when it is read from a header.
+    pub fn header(&self) -> Option<&HeaderName> {
+        (self.source == VersionSource::Header).then_some(&self.header)
+    }
+
     /// The deprecation of the request's version, if it has one.
     pub fn of(&self, path: &str, headers: &HeaderMap) -> Option<&Arc<Deprecation>> {
         if self.deprecated.is_empty() {

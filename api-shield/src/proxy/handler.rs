@@ -24,9 +24,10 @@ use super::{
         client_address, forwarded_headers, fresh_request_id, request_id, Client, RequestId,
         REQUEST_ID, X_FORWARDED_FOR,
     },
+    client_body::{BodyState, BodyWatch, ClientBody},
     cors::{CorsPolicy, Preflight},
     deadline::ExchangeTimer,
-    headers::{strip_hop_by_hop, ResponseHeaders},
+    headers::{strip_hop_by_hop, strip_nominated, ResponseHeaders},
     normalize::normalize,
     problem::{self, full, Body, Denial, Rejection},
     route_metrics::RouteMetrics,
@@ -76,6 +77,7 @@ pub struct Proxy {
     default_metrics: RouteMetrics,
     unrouted_metrics: RouteMetrics,
     request_timeout: std::time::Duration,
+    body_timeout: std::time::Duration,
     trusted_proxies: Vec<ipnet::IpNet>,
     headers: ResponseHeaders,
     max_body: u64,
@@ -121,6 +123,16 @@ impl Proxy {
         self
     }
 
+    /// Whether a route's host pattern names `host` (for the redirect listener).
+    pub fn routes_host(&self, host: &str) -> bool {
+        self.routes.names_host(host)
+    }
+
+    /// The response headers the shield adds (security headers; HSTS on HTTPS only).
+    pub fn response_headers(&self) -> &ResponseHeaders {
+        &self.headers
+    }
+
     /// The policies every route shares (issuers, for their background key refresh).
     pub fn policies(&self) -> &SharedPolicies {
         &self.policies
@@ -147,12 +159,30 @@ impl Proxy {
             &self.trusted_proxies,
         );
         let method = head.method.clone();
-        let mut outcome = Outcome::default();
+        // Every request parsed gets one access-log line: this one is written if the exchange
+        // is dropped unanswered (the client went away while the upstream answered, or its
+        // connection closed with the request still in the pipeline).
+        let mut unanswered = Unanswered {
+            proxy: self,
+            request_id: request_id.clone(),
+            client_ip: client.ip,
+            method: method.clone(),
+            started,
+            outcome: Outcome::default(),
+            answered: false,
+        };
         // The exchange is pinned where it lies and the timer holds a pointer to it: given the
         // exchange's future (3.5 KB) by value, it would copy it on every request. The deadline
         // counts from the clock read above (each read shows in the proxy benchmark).
         let routed = {
-            let exchange = self.route(head, body, connection, &client, &request_id, &mut outcome);
+            let exchange = self.route(
+                head,
+                body,
+                connection,
+                &client,
+                &request_id,
+                &mut unanswered.outcome,
+            );
             tokio::pin!(exchange);
             connection
                 .request_timer
@@ -162,6 +192,8 @@ impl Proxy {
                 )
                 .await
         };
+        unanswered.answered = true;
+        let outcome = &mut unanswered.outcome;
         let mut response = routed.unwrap_or_else(|_| {
             outcome.denial = Some(Denial::RequestTimeout);
             problem::response(Denial::RequestTimeout, None, Some(request_id.as_str()))
@@ -217,16 +249,18 @@ impl Proxy {
             problem::response(denial, detail, Some(request_id.as_str()))
         };
         self.policies.strip_forged(&mut head.headers);
+        strip_nominated(&mut head.headers, |name| self.policies.relies_on(name));
+        if let Some(name) = self.policies.repeated(&head.headers) {
+            let detail = format!("the `{name}` header may appear only once");
+            return deny(outcome, Denial::InvalidRequest, Some(&detail));
+        }
         let path = match normalize(head.uri.path()) {
             Ok(path) => path,
             Err(error) => return deny(outcome, Denial::InvalidPath, Some(&error.to_string())),
         };
-        let Ok(host) = request_host(&head) else {
-            return deny(
-                outcome,
-                Denial::BadRequest,
-                Some("repeated or conflicting Host"),
-            );
+        let host = match request_host(&head) {
+            Ok(host) => host,
+            Err(problem) => return deny(outcome, Denial::BadRequest, Some(problem)),
         };
         // The host as text for routing (a host is text by the check above).
         let host_name = host.as_ref().and_then(|h| h.to_str().ok());
@@ -375,11 +409,11 @@ impl Proxy {
             .validation
             .and_then(|v| v.max_body_bytes)
             .unwrap_or(self.max_body);
-        let body = match exchange.validation.filter(|v| v.reads_body()) {
+        let (body, watch) = match exchange.validation.filter(|v| v.reads_body()) {
             Some(validation) => {
-                let bytes = read_body(body, max_body).await?;
+                let bytes = read_body(body, max_body, self.body_timeout).await?;
                 validation.check_body(&bytes)?;
-                full(bytes)
+                (full(bytes), None)
             }
             None => self
                 .limited_body(&head.headers, body, max_body)
@@ -407,36 +441,7 @@ impl Proxy {
         );
         // Boxed: see `Pool::send`.
         let outgoing = Box::new(Request::from_parts(*head, body));
-        let asked = Instant::now();
-        let metrics = crate::telemetry::metrics();
-        let sent = upstream.send(outgoing);
-        tokio::pin!(sent);
-        let answer = exchange
-            .connection
-            .response_timer
-            .run(deadline_after(asked, upstream.response_timeout), sent)
-            .await;
-        let mut response = match answer {
-            Ok(Ok(response)) => {
-                upstream.latency.observe(asked.elapsed().as_secs_f64());
-                response
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
-                metrics
-                    .upstream_errors
-                    .with_label_values(&[upstream.name.as_str(), "unavailable"])
-                    .inc();
-                return Err(Rejection::new(Denial::UpstreamUnavailable));
-            }
-            Err(_) => {
-                metrics
-                    .upstream_errors
-                    .with_label_values(&[upstream.name.as_str(), "timeout"])
-                    .inc();
-                return Err(Rejection::new(Denial::UpstreamTimeout));
-            }
-        };
+        let mut response = ask(upstream, outgoing, exchange.connection, watch.as_deref()).await?;
         let switched = match upgrade {
             Some((_, client_side))
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS =>
@@ -461,12 +466,13 @@ impl Proxy {
 
     /// The request body to forward: refused past the limit when its length is announced, read
     /// up to the limit first when it is not, so an oversized body never reaches the upstream.
+    /// A body streamed on comes with the watch on its clock (`proxy.body_timeout`).
     async fn limited_body(
         &self,
         headers: &HeaderMap,
         body: Incoming,
         max_body: u64,
-    ) -> Result<Body, Denial> {
+    ) -> Result<(Body, Option<Arc<BodyWatch>>), Denial> {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -474,31 +480,121 @@ impl Proxy {
         if declared.is_some_and(|len| len > max_body) {
             return Err(Denial::PayloadTooLarge);
         }
-        if declared.is_some() || body.is_end_stream() {
-            return Ok(body.boxed());
+        if body.is_end_stream() {
+            return Ok((body.boxed(), None));
         }
-        read_body(body, max_body)
+        if declared.is_some() {
+            let (body, watch) = ClientBody::new(body, self.body_timeout);
+            return Ok((body.boxed(), Some(watch)));
+        }
+        read_body(body, max_body, self.body_timeout)
             .await
-            .map(full)
+            .map(|bytes| (full(bytes), None))
             .map_err(|r| r.denial)
     }
 }
 
-/// A whole body, up to `max_body` bytes (413 past it).
-async fn read_body(body: Incoming, max_body: u64) -> Result<Bytes, Rejection> {
+/// Sends `outgoing` to `upstream` and waits for the answer's head, on the connection's response
+/// timer; `watch` follows the client's body when it is streamed on. Who failed decides the
+/// refusal: a body that stalled or a client gone is the client's (408, client abort), a
+/// failure or a timeout of the upstream itself is the upstream's (502, 504).
+async fn ask(
+    upstream: &Upstream,
+    outgoing: Box<Request<Body>>,
+    connection: &Connection,
+    watch: Option<&BodyWatch>,
+) -> Result<Response<super::upstream_pool::PooledBody>, Rejection> {
+    let asked = Instant::now();
+    let metrics = crate::telemetry::metrics();
+    let sent = upstream.send(outgoing);
+    tokio::pin!(sent);
+    let timed = connection
+        .response_timer
+        .run(deadline_after(asked, upstream.response_timeout), sent);
+    let answer = match watch {
+        // A body that stalls ends the exchange at once: the client's fault, 408.
+        Some(watch) => tokio::select! {
+            answer = timed => answer,
+            () = watch.stalled() => return Err(client_failed(BodyState::Stalled)),
+        },
+        None => timed.await,
+    };
+    let body_state = watch.map(BodyWatch::state);
+    match answer {
+        Ok(Ok(response)) => {
+            upstream.latency.observe(asked.elapsed().as_secs_f64());
+            Ok(response)
+        }
+        // The client's body ended in an error (it went away): not the upstream's failure.
+        Ok(Err(_)) if body_state == Some(BodyState::Gone) => Err(client_failed(BodyState::Gone)),
+        // The upstream's clock ran out while it still waited for the client's body.
+        Err(_) if body_state == Some(BodyState::Streaming) => {
+            Err(client_failed(BodyState::Stalled))
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
+            metrics
+                .upstream_errors
+                .with_label_values(&[upstream.name.as_str(), "unavailable"])
+                .inc();
+            Err(Rejection::new(Denial::UpstreamUnavailable))
+        }
+        Err(_) => {
+            metrics
+                .upstream_errors
+                .with_label_values(&[upstream.name.as_str(), "timeout"])
+                .inc();
+            Err(Rejection::new(Denial::UpstreamTimeout))
+        }
+    }
+}
+
+/// A whole body, up to `max_body` bytes (413 past it), with at most `gap` between its pieces.
+async fn read_body(
+    body: Incoming,
+    max_body: u64,
+    gap: std::time::Duration,
+) -> Result<Bytes, Rejection> {
     if body.size_hint().lower() > max_body {
         return Err(Rejection::new(Denial::PayloadTooLarge));
     }
-    match Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
-        .collect()
-        .await
-    {
+    let (body, watch) = ClientBody::new(body, gap);
+    let collected = tokio::select! {
+        collected = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).collect() => collected,
+        () = watch.stalled() => return Err(client_failed(BodyState::Stalled)),
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             Err(Rejection::new(Denial::PayloadTooLarge))
         }
+        Err(_) if watch.state() == BodyState::Gone => Err(client_failed(BodyState::Gone)),
         Err(_) => Err(Rejection::new(Denial::BadRequest)),
     }
+}
+
+/// The refusal of an exchange the client made fail: 408 for a body that stalled, a client
+/// abort for one that ended in an error. Counted in `api_shield_client_errors_total`, never
+/// against an upstream.
+fn client_failed(state: BodyState) -> Rejection {
+    let (kind, denial, detail) = match state {
+        BodyState::Gone => (
+            "aborted",
+            Denial::ClientClosedRequest,
+            "The client closed the request",
+        ),
+        _ => (
+            "body_timeout",
+            Denial::RequestTimeout,
+            "The request body stopped arriving",
+        ),
+    };
+    crate::telemetry::metrics()
+        .client_errors
+        .with_label_values(&[kind])
+        .inc();
+    tracing::debug!(kind, "exchange ended by the client");
+    Rejection::new(denial).detail(detail)
 }
 
 /// What forwarding one request needs to know.
@@ -520,18 +616,27 @@ struct Exchange<'a> {
 /// The host of a request: its authority (absolute-form or HTTP/2 `:authority`) or its one
 /// `Host` header. Several `Host` headers, or a `Host` differing from the authority, are refused:
 /// what routing sees must be what the upstream gets.
-fn request_host(head: &Parts) -> Result<Option<HeaderValue>, ()> {
+fn request_host(head: &Parts) -> Result<Option<HeaderValue>, &'static str> {
+    const CONFLICT: &str = "repeated or conflicting Host";
     let mut hosts = head.headers.get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
-        return Err(());
+        return Err(CONFLICT);
     }
-    let host_text = host.map(|h| h.to_str().map_err(|_| ())).transpose()?;
+    let host_text = host.map(|h| h.to_str().map_err(|_| CONFLICT)).transpose()?;
     match (head.uri.authority(), host_text) {
-        (Some(authority), Some(text)) if !authority.as_str().eq_ignore_ascii_case(text) => Err(()),
+        (Some(authority), Some(text)) if !authority.as_str().eq_ignore_ascii_case(text) => {
+            Err(CONFLICT)
+        }
         (Some(authority), _) => HeaderValue::from_str(authority.as_str())
             .map(Some)
-            .map_err(|_| ()),
+            .map_err(|_| CONFLICT),
+        // HTTP/1.1 requires Host (RFC 9112 section 3.2), HTTP/2 `:authority` or Host (RFC 9113
+        // section 8.3.1): a request with neither is refused, never sent on with the upstream's
+        // own name. HTTP/1.0 predates Host and may omit it.
+        (None, None) if head.version >= http::Version::HTTP_11 => {
+            Err("a request must name its host (Host header or :authority)")
+        }
         // The header itself, sharing the bytes of the request head.
         (None, _) => Ok(host.cloned()),
     }
@@ -566,6 +671,54 @@ fn preflight_response(headers: HeaderMap) -> Response<Body> {
 struct Outcome<'p> {
     route: Option<&'p RouteMetrics>,
     denial: Option<Denial>,
+}
+
+/// A request being handled; dropped before it is answered, it writes its access-log line and
+/// counts the request with status 499 (client closed request, as nginx logs it).
+struct Unanswered<'p> {
+    proxy: &'p Proxy,
+    request_id: RequestId,
+    client_ip: IpAddr,
+    method: Method,
+    started: Instant,
+    outcome: Outcome<'p>,
+    answered: bool,
+}
+
+/// The status logged for a request whose client went away before its answer (as
+/// [`Denial::ClientClosedRequest`] has).
+const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let status = http::StatusCode::from_u16(CLIENT_CLOSED).expect("a valid status code");
+        let route = self.outcome.route.unwrap_or(&self.proxy.unrouted_metrics);
+        let elapsed = self.started.elapsed();
+        route.record(
+            crate::telemetry::method_label(&self.method),
+            status,
+            elapsed,
+        );
+        tracing::info!(
+            target: "access",
+            request_id = %self.request_id,
+            client_ip = %self.client_ip,
+            route = self.outcome.route.map_or("-", RouteMetrics::name),
+            method = %self.method,
+            status = CLIENT_CLOSED,
+            bytes = 0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            denial = self
+                .outcome
+                .denial
+                .unwrap_or(Denial::ClientClosedRequest)
+                .slug(),
+            "request"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,49 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Removes the headers a client's `Connection` nominates as hop-by-hop, before the shield reads
+/// the request or adds headers of its own (which a nomination must never remove). Nominations
+/// of headers the shield relies on (`kept`: credentials, the headers it writes) are ignored,
+/// so what it judges is what the upstream gets. `Connection` is left with its connection
+/// options only (`keep-alive`, `close`, `upgrade`), so that no later removal acts on the
+/// client's word. A request without `Connection` costs one lookup.
+pub fn strip_nominated(headers: &mut HeaderMap, kept: impl Fn(&HeaderName) -> bool) {
+    if !headers.contains_key(header::CONNECTION) {
+        return;
+    }
+    let mut options: Vec<&'static str> = Vec::new();
+    let mut nominated: Vec<HeaderName> = Vec::new();
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        if let Some(option) = ["keep-alive", "close", "upgrade"]
+            .into_iter()
+            .find(|o| token.eq_ignore_ascii_case(o))
+        {
+            if !options.contains(&option) {
+                options.push(option);
+            }
+        } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            if !kept(&name) && !is_hop_by_hop(&name) {
+                nominated.push(name);
+            }
+        }
+    }
+    for name in nominated {
+        headers.remove(name);
+    }
+    headers.remove(header::CONNECTION);
+    if !options.is_empty() {
+        let value = HeaderValue::from_str(&options.join(", ")).expect("options are ASCII");
+        headers.insert(header::CONNECTION, value);
+    }
+}
+
 /// Whether a header only concerns one connection.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -186,5 +229,36 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
         assert_eq!(h.get_all(header::ACCEPT).iter().count(), 2);
+    }
+
+    #[test]
+    fn nominations_go_before_the_shield_adds_its_headers_and_never_take_kept_ones() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private, Authorization"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-auth-subject, Upgrade"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let kept = |name: &HeaderName| name == header::AUTHORIZATION || name == "x-auth-subject";
+        strip_nominated(&mut h, kept);
+        assert!(!h.contains_key("x-private"));
+        assert_eq!(h[header::AUTHORIZATION], "Bearer t");
+        assert_eq!(h[header::CONNECTION], "keep-alive, upgrade");
+        // Headers the shield adds afterwards survive the final hop-by-hop removal.
+        h.insert("x-auth-subject", HeaderValue::from_static("alice"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["x-auth-subject"], "alice");
+        assert_eq!(h[header::AUTHORIZATION], "Bearer t");
+        // Nothing to do without Connection.
+        let mut plain = HeaderMap::new();
+        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_nominated(&mut plain, kept);
+        assert_eq!(plain.len(), 1);
     }
 }

@@ -55,6 +55,9 @@ pub enum Denial {
     SchemaViolation,
     /// The API version or route is past its sunset.
     Gone,
+    /// The client went away before its request was answered (its body ended in an error);
+    /// logged as 499, as nginx does, and never answered (nobody is there).
+    ClientClosedRequest,
 }
 
 impl Denial {
@@ -82,6 +85,7 @@ impl Denial {
             Denial::MalformedBody => "malformed-body",
             Denial::SchemaViolation => "schema-violation",
             Denial::Gone => "gone",
+            Denial::ClientClosedRequest => "client-closed-request",
         }
     }
 
@@ -108,6 +112,9 @@ impl Denial {
             Denial::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Denial::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Denial::UriTooLong => StatusCode::URI_TOO_LONG,
+            Denial::ClientClosedRequest => {
+                StatusCode::from_u16(499).expect("499 is a valid status code")
+            }
         }
     }
 
@@ -134,6 +141,7 @@ impl Denial {
             Denial::MalformedBody => "The request body is not well-formed",
             Denial::SchemaViolation => "The request does not match its schema",
             Denial::Gone => "This API version or route has been retired",
+            Denial::ClientClosedRequest => "The client closed the request",
         }
     }
 }

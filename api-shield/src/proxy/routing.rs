@@ -237,6 +237,13 @@ impl<T> RouteTable<T> {
         })
     }
 
+    /// Whether a route names `host` (without port) in its host pattern.
+    pub fn names_host(&self, host: &str) -> bool {
+        self.routes
+            .iter()
+            .any(|route| route.host.as_ref().is_some_and(|p| p.matches(host)))
+    }
+
     /// Routes a request: `host` from `Host`/`:authority` (port allowed), `path` normalised,
     /// `method` upper case.
     pub fn find(&self, host: Option<&str>, path: &str, method: &str) -> RouteMatch<'_, T> {

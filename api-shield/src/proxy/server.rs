@@ -31,6 +31,7 @@ use super::{
 use crate::{
     accept::{self, AcceptErrors},
     config::{Config, ProxyConfig},
+    telemetry::log_limit::LogLimit,
 };
 
 /// Why the proxy could not start.
@@ -160,9 +161,14 @@ impl ProxyServer {
                 let plain = tcp.local_addr().unwrap_or(addr);
                 tracing::info!(listener = %name, addr = %plain, "listening (HTTP, redirects to HTTPS)");
                 server.addresses.push((format!("{name}-redirect"), plain));
+                let target = RedirectTarget {
+                    https_port: local.port(),
+                    certificates: Arc::clone(&server.certificates.last().expect("pushed above").1),
+                    canonical: redirect.canonical_host.clone(),
+                };
                 server.tasks.push(tokio::spawn(serve_redirect(
                     tcp,
-                    local.port(),
+                    Arc::new(target),
                     Arc::clone(&live),
                     Arc::clone(&limiter),
                     server.drain.watcher(),
@@ -257,6 +263,10 @@ async fn bind(listener: &str, addr: SocketAddr) -> Result<TcpListener, ProxyErro
         }
     })
 }
+
+/// A refused connection is logged at most once per source per 10 s.
+static REFUSAL_LINES: std::sync::LazyLock<LogLimit> =
+    std::sync::LazyLock::new(|| LogLimit::new(std::time::Duration::from_secs(10)));
 
 /// What every connection of one HTTPS listener shares.
 struct ListenerContext {
@@ -419,12 +429,21 @@ fn admit(limiter: &Arc<ConnectionLimiter>, peer: SocketAddr) -> Option<Connectio
                 .refused
                 .with_label_values(&[refused.label()])
                 .inc();
+            // One line per source (per address, or for all at once when the total is the
+            // limit) per interval, saying how many were left out: a client opening connections
+            // in a loop must not multiply log lines (the metric above counts every refusal).
+            let now = std::time::Instant::now();
             match refused {
                 Refused::PerAddress => {
-                    tracing::warn!(%peer, "connection refused: too many open from this address");
+                    if let Some(suppressed) = REFUSAL_LINES.allow(peer.ip(), now) {
+                        tracing::warn!(%peer, suppressed, "connection refused: too many open from this address");
+                    }
                 }
                 Refused::Total => {
-                    tracing::warn!(%peer, "connection refused: proxy.max_connections are open");
+                    let all = std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+                    if let Some(suppressed) = REFUSAL_LINES.allow(all, now) {
+                        tracing::warn!(%peer, suppressed, "connection refused: proxy.max_connections are open");
+                    }
                 }
             }
             None
@@ -464,9 +483,19 @@ async fn client_of(
     }
 }
 
+/// Where a redirect listener sends its clients.
+struct RedirectTarget {
+    /// The HTTPS listener's port.
+    https_port: u16,
+    /// The HTTPS listener's certificates: the names it serves.
+    certificates: Arc<Certificates>,
+    /// Where a request for a name it does not serve goes (else it gets 400).
+    canonical: Option<String>,
+}
+
 async fn serve_redirect(
     tcp: TcpListener,
-    https_port: u16,
+    target: Arc<RedirectTarget>,
     live: Arc<Live>,
     limiter: Arc<ConnectionLimiter>,
     mut watcher: Watcher,
@@ -483,10 +512,16 @@ async fn serve_redirect(
         let settings = live.settings.load_full();
         let answer = parse_error_answer(&live, peer, false);
         let mut eviction = live.evictions.watch();
+        let (target, live_for_service) = (Arc::clone(&target), Arc::clone(&live));
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |request: Request<Incoming>| async move {
-                Ok::<_, Infallible>(redirect(&request, https_port))
+            let service = service_fn(move |request: Request<Incoming>| {
+                let proxy = live_for_service.proxy.load_full();
+                let mut response = redirect(&request, &target, &proxy);
+                proxy
+                    .response_headers()
+                    .apply(response.headers_mut(), false);
+                async move { Ok::<_, Infallible>(response) }
             });
             let stream = ParseErrors::new(stream, answer);
             let (stream, activity) = Tracked::new(stream);
@@ -508,8 +543,14 @@ async fn serve_redirect(
     }
 }
 
-/// The 308 to the HTTPS listener, or 400 when the request names no host.
-fn redirect(request: &Request<Incoming>, https_port: u16) -> Response<Body> {
+/// The 308 to the HTTPS listener for a host it serves (a name its certificates are valid for,
+/// or one a route's host pattern names), to `canonical_host` for any other, else 400: a
+/// client-chosen `Host` never becomes a redirect to a site of the client's choosing.
+fn redirect(
+    request: &Request<Incoming>,
+    target: &RedirectTarget,
+    proxy: &crate::proxy::handler::Proxy,
+) -> Response<Body> {
     let host = request
         .headers()
         .get(header::HOST)
@@ -519,18 +560,30 @@ fn redirect(request: &Request<Incoming>, https_port: u16) -> Response<Body> {
     let Some(host) = host else {
         return problem::response(Denial::BadRequest, Some("a Host header is required"), None);
     };
+    let served = target.certificates.serve_name(host) || proxy.routes_host(host);
+    let host = match (served, target.canonical.as_deref()) {
+        (true, _) => host,
+        (false, Some(canonical)) => canonical,
+        (false, None) => {
+            return problem::response(
+                Denial::BadRequest,
+                Some("this listener does not serve that host"),
+                None,
+            )
+        }
+    };
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
         host.to_owned()
     };
-    let port = if https_port == 443 {
+    let port = if target.https_port == 443 {
         String::new()
     } else {
-        format!(":{https_port}")
+        format!(":{}", target.https_port)
     };
-    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let location = format!("https://{host}{port}{target}");
+    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("https://{host}{port}{path}");
     let mut response = Response::new(full(Vec::new()));
     *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -228,6 +228,18 @@ impl Certificates {
         Ok(())
     }
 
+    /// Whether one of the current certificates is valid for `host` (a DNS name or an IP
+    /// address): a name this listener serves.
+    pub fn serve_name(&self, host: &str) -> bool {
+        let Ok(name) = ServerName::try_from(host) else {
+            return false;
+        };
+        self.current.load().iter().any(|c| {
+            webpki::EndEntityCert::try_from(&c.leaf)
+                .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        })
+    }
+
     /// Whether a certificate or key file changed since the last load.
     pub fn files_changed(&self) -> bool {
         let now = modified(&self.config);

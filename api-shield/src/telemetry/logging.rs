@@ -20,7 +20,10 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (and the bridge from the `log` crate, which aya-log uses).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // rustls warns once per handshake about what a client sent (an IP address as SNI, say):
+    // lines any client can multiply, so only its errors are shown unless RUST_LOG asks.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     // Colour codes only for a person at a terminal: a file or the journal gets plain text.
     let builder = fmt()
         .with_ansi(io::stderr().is_terminal())

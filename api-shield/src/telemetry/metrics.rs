@@ -27,6 +27,9 @@ pub struct Metrics {
     pub denials: IntCounterVec,
     /// `api_shield_upstream_errors_total{upstream,kind}`.
     pub upstream_errors: IntCounterVec,
+    /// `api_shield_client_errors_total{kind}`: exchanges that failed on the client's side
+    /// (`body_timeout`, `aborted`), never counted against an upstream.
+    pub client_errors: IntCounterVec,
     /// `api_shield_upstream_response_seconds{upstream}`.
     pub upstream_latency: HistogramVec,
     /// `api_shield_tls_handshake_failures_total{listener}`.
@@ -166,6 +169,12 @@ impl Metrics {
                 "api_shield_upstream_errors_total",
                 "Upstream requests that failed, by upstream and kind (unavailable, timeout).",
                 &["upstream", "kind"],
+            ),
+            client_errors: counter(
+                &registry,
+                "api_shield_client_errors_total",
+                "Exchanges that failed on the client's side, by kind (body_timeout, aborted).",
+                &["kind"],
             ),
             upstream_latency: histogram(
                 &registry,

@@ -65,6 +65,12 @@ pub enum TokenError {
     /// `iat` in the future.
     #[error("issued in the future")]
     IssuedInFuture,
+    /// Its header asks for an extension this verifier does not implement: any `crit`
+    /// (RFC 7515 section 4.1.11: a recipient must reject a token whose critical extensions it
+    /// does not understand, and this one understands none), or `b64: false` (RFC 7797's
+    /// unencoded payload, which the signature would then not cover as verified here).
+    #[error("unsupported critical header parameter")]
+    UnsupportedHeader,
 }
 
 /// The keys in use and their generation (a cache entry is valid for one generation).
@@ -267,6 +273,7 @@ impl Issuer {
         }
         let set = self.keys.load_full();
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        check_extensions(token)?;
         if !self.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
@@ -392,4 +399,25 @@ fn verify_with(
         }
     }
     Err(error)
+}
+
+/// Refuses a token whose header uses `crit` or `b64: false`, which `jsonwebtoken`'s header type
+/// does not carry (it ignores members it does not know), so the header is read again here as
+/// JSON. Runs only when a token is not in the cache.
+fn check_extensions(token: &str) -> Result<(), TokenError> {
+    use base64::Engine as _;
+    let encoded = token.split('.').next().ok_or(TokenError::Malformed)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| TokenError::Malformed)?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&raw).map_err(|_| TokenError::Malformed)?;
+    if header.contains_key("crit")
+        || header
+            .get("b64")
+            .is_some_and(|b64| b64 != &Value::Bool(true))
+    {
+        return Err(TokenError::UnsupportedHeader);
+    }
+    Ok(())
 }

@@ -163,3 +163,37 @@ fn none_and_key_confusion_are_refused() {
     let tampered = format!("{}x", &token[..token.len() - 1]);
     assert!(block_on(issuer.verify(&tampered)).is_err());
 }
+
+/// A correctly signed RS256 token with `header` as its JOSE header, whatever it holds.
+fn sign_with_header(header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let pem = std::fs::read(fixtures().join("rsa-private.pem")).unwrap();
+    let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+#[test]
+fn critical_extensions_and_unencoded_payloads_are_refused() {
+    let (issuer, _) = make_issuer(&issuer_config(&["RS256"], &["rsa-public.pem"]));
+    // The hand-signing is right: the plain header verifies.
+    let plain = sign_with_header(&json!({"alg": "RS256", "typ": "JWT"}), &claims());
+    assert!(block_on(issuer.verify(&plain)).is_ok());
+    for header in [
+        json!({"alg": "RS256", "typ": "JWT", "crit": ["x-unknown"], "x-unknown": 1}),
+        json!({"alg": "RS256", "crit": ["exp"]}),
+        json!({"alg": "RS256", "crit": []}),
+        json!({"alg": "RS256", "b64": false, "crit": ["b64"]}),
+        json!({"alg": "RS256", "b64": false}),
+    ] {
+        let token = sign_with_header(&header, &claims());
+        assert_eq!(
+            block_on(issuer.verify(&token)).unwrap_err(),
+            TokenError::UnsupportedHeader,
+            "{header}"
+        );
+    }
+}

@@ -86,6 +86,7 @@ impl Proxy {
             max_body: config.proxy.max_body_bytes,
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             request_timeout: config.proxy.request_timeout,
+            body_timeout: config.proxy.body_timeout,
             policies: shared,
             escalator: None,
         })
