@@ -700,3 +700,47 @@ fn a_port_below_1024_without_the_capability_says_which_capability() {
         "{err}"
     );
 }
+
+#[test]
+fn the_docs_link_only_to_files_inside_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let mut docs = vec![root.join("README.md"), root.join("BENCHMARKS.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    let mut checked = 0;
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        assert!(
+            !text.contains("../shared"),
+            "{} points outside",
+            doc.display()
+        );
+        // Markdown links `](target)` that are not URLs must name a file in the repository.
+        for (start, _) in text.match_indices("](") {
+            let rest = &text[start + 2..];
+            let target = &rest[..rest.find(')').unwrap_or(rest.len())];
+            let target = target.split('#').next().unwrap();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let resolved = doc.parent().unwrap().join(target);
+            let resolved = resolved
+                .canonicalize()
+                .unwrap_or_else(|_| panic!("{}: {target} does not exist", doc.display()));
+            assert!(
+                resolved.starts_with(&root),
+                "{}: {target} is outside the repository",
+                doc.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} links checked");
+}
