@@ -595,15 +595,29 @@ fn reading_the_maps_as_another_user_says_permission_denied() {
     ) {
         return;
     }
+    use std::os::unix::fs::PermissionsExt as _;
     let pins = PinDir::new();
     let pin_dir = pins.path.display().to_string();
-    let (code, _, err) = cli(&["ban", "203.0.113.9", "--pin-dir", &pin_dir]);
+    // A config the other user may read (so the refusal is the maps', whatever is installed in
+    // /etc on this machine).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = write(
+        &dir,
+        "c.toml",
+        &format!(
+            "[fastpath]\npin_dir = \"{pin_dir}\"\nruntime_dir = \"{}\"\n[control]\ndisabled = true\n",
+            dir.path().join("run").display()
+        ),
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = cli(&["ban", "203.0.113.9", "--config", &config]);
     assert_eq!(code, 0, "{err}");
     for command in ["stats", "bans"] {
         let out = std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(support::daemon::binary())
-            .args([command, "--pin-dir", &pin_dir])
+            .args([command, "--config", &config])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
