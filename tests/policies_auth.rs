@@ -208,6 +208,22 @@ async fn bad_tokens_are_refused_before_the_upstream() {
                 &claims(ISS, "orders:read"),
             ),
         ),
+        (
+            "correctly signed, with a critical extension it does not implement",
+            tokens::rs256_with_header(
+                "rsa-private.pem",
+                &serde_json::json!({"alg": "RS256", "kid": "main-1", "crit": ["x-unknown"], "x-unknown": true}),
+                &claims(ISS, "orders:read"),
+            ),
+        ),
+        (
+            "correctly signed, with an unencoded payload (b64: false)",
+            tokens::rs256_with_header(
+                "rsa-private.pem",
+                &serde_json::json!({"alg": "RS256", "kid": "main-1", "b64": false, "crit": ["b64"]}),
+                &claims(ISS, "orders:read"),
+            ),
+        ),
         ("garbage", "not-a-token".to_owned()),
         ("truncated", good[..good.len() / 2].to_owned()),
         ("over 16 KiB", format!("{good}{}", "A".repeat(17 * 1024))),
@@ -247,11 +263,18 @@ async fn bad_tokens_are_refused_before_the_upstream() {
     )
     .await;
     assert_refused(&reply, 401, "invalid-token", "HS256 on the RS256 route");
+    // The hand-signing is right: the same header without `crit` is accepted.
+    let plain = tokens::rs256_with_header(
+        "rsa-private.pem",
+        &serde_json::json!({"alg": "RS256", "kid": "main-1"}),
+        &claims(ISS, "orders:read"),
+    );
+    assert_eq!(bearer(shield, "/jwt/orders", &plain).await.status, 200);
     let seen = setup.upstream.seen();
     assert_eq!(
         seen.len(),
-        1,
-        "only the good HMAC token got through: {seen:?}"
+        2,
+        "only the good HMAC token and the plain-header token got through: {seen:?}"
     );
     assert_eq!(
         setup.jwks.fetches(),

@@ -49,6 +49,16 @@ pub fn rs256(private: &str, kid: Option<&str>, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
+/// Signs with a fixture RSA key (RS256) under `header` as written, members `jsonwebtoken`'s
+/// header type cannot carry (`crit`, `b64`) included.
+pub fn rs256_with_header(private: &str, header: &Value, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(fixture(private)).unwrap()).unwrap();
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{message}.{signature}")
+}
+
 /// Signs with an HMAC secret.
 pub fn hs256(secret: &[u8], claims: &Value) -> String {
     jsonwebtoken::encode(
