@@ -1,10 +1,10 @@
 //! Options of the subcommands that talk to the running daemon: where its control socket is.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::maps_args::DEFAULT_CONFIG;
+use super::maps_args::load_config;
 use crate::{
     config,
     control::{
@@ -36,16 +36,7 @@ impl ControlArgs {
         if let Some(socket) = &self.socket {
             return Ok(vec![socket.clone()]);
         }
-        let path = self.config.clone().or_else(|| {
-            Path::new(DEFAULT_CONFIG)
-                .exists()
-                .then(|| PathBuf::from(DEFAULT_CONFIG))
-        });
-        let config = match path {
-            Some(path) => config::load(&path)?,
-            None => config::Config::default(),
-        };
-        Ok(candidates(&config))
+        Ok(candidates(&load_config(self.config.as_deref())?))
     }
 
     /// Asks the daemon at the first candidate socket that answers.

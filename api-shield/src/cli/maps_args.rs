@@ -15,6 +15,19 @@ use crate::{
 /// The config read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "/etc/api-shield/api-shield.toml";
 
+/// The config `--config` names, else the installed one if present, else the defaults.
+pub fn load_config(given: Option<&Path>) -> Result<config::Config> {
+    let path = given.map(Path::to_path_buf).or_else(|| {
+        Path::new(DEFAULT_CONFIG)
+            .exists()
+            .then(|| PathBuf::from(DEFAULT_CONFIG))
+    });
+    Ok(match path {
+        Some(path) => config::load(&path)?,
+        None => config::Config::default(),
+    })
+}
+
 /// Where the daemon's state is.
 #[derive(Debug, clap::Args)]
 pub struct MapsArgs {
@@ -32,15 +45,7 @@ pub struct MapsArgs {
 impl MapsArgs {
     /// The fast-path settings these options point at.
     pub fn fastpath(&self) -> Result<FastpathConfig> {
-        let path = self.config.clone().or_else(|| {
-            Path::new(DEFAULT_CONFIG)
-                .exists()
-                .then(|| PathBuf::from(DEFAULT_CONFIG))
-        });
-        let mut fastpath = match path {
-            Some(path) => config::load(&path)?.fastpath,
-            None => FastpathConfig::default(),
-        };
+        let mut fastpath = load_config(self.config.as_deref())?.fastpath;
         if let Some(dir) = &self.pin_dir {
             fastpath.pin_dir.clone_from(dir);
         }
@@ -56,15 +61,7 @@ impl MapsArgs {
         if self.pin_dir.is_some() || self.runtime_dir.is_some() {
             return Ok(None);
         }
-        let path = self.config.clone().or_else(|| {
-            Path::new(DEFAULT_CONFIG)
-                .exists()
-                .then(|| PathBuf::from(DEFAULT_CONFIG))
-        });
-        let config = match path {
-            Some(path) => config::load(&path)?,
-            None => config::Config::default(),
-        };
+        let config = load_config(self.config.as_deref())?;
         match super::control_args::ask_first(&super::control_args::candidates(&config), request) {
             Ok(body) => Ok(Some(body)),
             Err(ControlError::NotRunning { .. }) => Ok(None),

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{layout_dir, pin_lock::PinLock, FastpathError, RuntimeStatus};
+use super::{pin_lock::PinLock, program::links_dir, FastpathError, RuntimeStatus};
 
 /// What `detach` or `uninstall_maps` did.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct Removed {
 
 /// The pinned links, by interface name.
 fn links(pin_dir: &Path) -> Result<Vec<(String, PathBuf)>, FastpathError> {
-    let dir = layout_dir(pin_dir).join("links");
+    let dir = links_dir(pin_dir);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

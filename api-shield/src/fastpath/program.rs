@@ -27,6 +27,11 @@ pub fn layout_dir(pin_dir: &Path) -> PathBuf {
     pin_dir.join(format!("v{LAYOUT_VERSION}"))
 }
 
+/// Where the links that keep the program attached are pinned, one per interface.
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    layout_dir(pin_dir).join("links")
+}
+
 /// Loads the program into the kernel without attaching it. Maps are reused from `layout_dir`
 /// when pinned there, created and pinned otherwise.
 pub fn load_program(layout_dir: &Path, max_sources: u32) -> Result<Ebpf, FastpathError> {
@@ -101,8 +106,12 @@ impl Fastpath {
             .expect("the object defines the program")
             .try_into()
             .expect("the program is XDP");
-        let attachments =
-            attach::attach_all(program, config, &dir.join("links"), previous.as_ref())?;
+        let attachments = attach::attach_all(
+            program,
+            config,
+            &links_dir(&config.pin_dir),
+            previous.as_ref(),
+        )?;
         for attachment in &attachments {
             crate::telemetry::metrics()
                 .xdp_attached

@@ -66,7 +66,7 @@ impl RuntimeStatus {
     /// attached now, whatever happened since the file was written (a `detach`, a pin removed
     /// by hand, maps removed).
     pub fn still_attached(&self, pin_dir: &Path) -> Vec<InterfaceStatus> {
-        let links = super::layout_dir(pin_dir).join("links");
+        let links = super::program::links_dir(pin_dir);
         self.interfaces
             .iter()
             .filter(|i| links.join(&i.name).exists())
