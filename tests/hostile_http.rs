@@ -166,6 +166,11 @@ async fn an_absolute_form_target_is_normalised_to_one_origin_form_request() {
 /// Sends a raw HTTP/2 request and returns the type of the first frame about stream 1 (1:
 /// HEADERS, 3: RST_STREAM) or 7 for a GOAWAY.
 async fn raw_h2(shield: &Shield, fields: &[(&str, &str)]) -> u8 {
+    raw_h2_answer(shield, fields).await.0
+}
+
+/// The same, with that frame's payload.
+async fn raw_h2_answer(shield: &Shield, fields: &[(&str, &str)]) -> (u8, Vec<u8>) {
     let mut tls = shield.tls(Version::H2).await.unwrap();
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
@@ -181,7 +186,7 @@ async fn raw_h2(shield: &Shield, fields: &[(&str, &str)]) -> u8 {
             let mut payload = vec![0u8; len];
             tls.read_exact(&mut payload).await.unwrap();
             if kind == 0x7 || (stream == 1 && (kind == 0x1 || kind == 0x3)) {
-                return kind;
+                return (kind, payload);
             }
         }
     };
@@ -222,6 +227,44 @@ async fn http2_requests_with_connection_specific_headers_never_reach_http1_upstr
     // The same request without them is served: the frames above were well-formed otherwise.
     assert_eq!(raw_h2(&shield, &base).await, 0x1);
     assert_eq!(upstream.seen().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_naming_no_host_is_refused_and_one_with_host_only_is_served() {
+    let upstream = Upstream::start().await;
+    let mut shield = Shield::start(upstream.addr, ROUTES);
+    // HPACK's static table gives `:status 400` as the one byte 0x8c and `:status 200` as 0x88,
+    // the encoding hyper's HTTP/2 server uses for them.
+    let nameless = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":path", "/public/nameless"),
+    ];
+    let (kind, block) = raw_h2_answer(&shield, &nameless).await;
+    assert_eq!(kind, 0x1, "answered with HEADERS");
+    assert_eq!(block.first(), Some(&0x8c), "400, not forwarded: {block:?}");
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // RFC 9113 section 8.3.1: Host may stand in for :authority; the upstream gets that host.
+    let mut with_host = nameless.to_vec();
+    with_host.push(("host", "localhost"));
+    let (kind, block) = raw_h2_answer(&shield, &with_host).await;
+    assert_eq!((kind, block.first()), (0x1, Some(&0x88)), "{block:?}");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].headers["host"], "localhost");
+    shield.daemon.stop();
+    let refused: Vec<_> = shield
+        .daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("\"target\":\"access\"") && l.contains("\"status\":400"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("\"denial\":\"bad-request\""),
+        "{}",
+        refused[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

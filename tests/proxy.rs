@@ -1,8 +1,9 @@
 //! The L7 proxy end to end: the real daemon binary with TLS from a CA made in the test, a real
 //! upstream, and TLS clients speaking HTTP/1.1 and HTTP/2: routing, 404/405, path
-//! normalisation bypasses, CORS, HSTS only over TLS, limits, timeouts, forwarding headers,
-//! smuggling vectors. The upstream side (connection reuse, upstream failure, upgrades, the
-//! default upstream) is in proxy_upstream.rs, TLS itself in proxy_tls.rs.
+//! normalisation bypasses, CORS, limits, timeouts, forwarding headers, smuggling vectors. The
+//! upstream side (connection reuse, upstream failure, upgrades, the default upstream, the
+//! access log's one line per request) is in proxy_upstream.rs, TLS itself and the plain
+//! listener's redirects in proxy_tls.rs.
 // Pedantic lints are for the product code; tests favour plain, direct code.
 #![allow(clippy::pedantic)]
 
@@ -224,87 +225,6 @@ async fn cors_preflights_at_the_edge_and_headers_only_for_allowed_origins() {
     assert_eq!(reply.status, 200);
     assert!(reply.headers.get("access-control-allow-origin").is_none());
     assert_eq!(reply.headers["vary"], "Origin");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_http_only_redirects_and_never_sends_hsts() {
-    let upstream = Upstream::start().await;
-    let shield = Shield::start(upstream.addr, ROUTES);
-    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let reply = sender
-        .send_request(get("GET", "/api/v1/users/1?x=2"))
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 308);
-    assert_eq!(
-        reply.headers()["location"],
-        format!(
-            "https://localhost:{}/api/v1/users/1?x=2",
-            shield.https.port()
-        )
-        .as_str()
-    );
-    assert!(reply.headers().get("strict-transport-security").is_none());
-    assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
-    // A Host the listener does not serve (no certificate, no route names it) is never
-    // redirected to: 400 problem+json, with the security headers and still no HSTS.
-    for host in ["evil.test", "evil.test:8080", "10.9.9.9"] {
-        let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut request = get("GET", "/api/v1/users/1");
-        request.headers_mut().insert("host", host.parse().unwrap());
-        let reply = sender.send_request(request).await.unwrap();
-        assert_eq!(reply.status(), 400, "{host}");
-        assert!(reply.headers().get("location").is_none(), "{host}");
-        assert_eq!(reply.headers()["content-type"], "application/problem+json");
-        assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
-        assert!(reply.headers().get("strict-transport-security").is_none());
-        let body = http_body_util::BodyExt::collect(reply.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(problem["status"], 400, "{problem}");
-    }
-    assert!(upstream.seen().is_empty());
-    let reply = shield
-        .send(Version::H1, get("GET", "/api/v1/users/1"))
-        .await;
-    assert!(reply.headers.get("strict-transport-security").is_some());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_http_redirects_to_a_host_a_route_names() {
-    let upstream = Upstream::start().await;
-    let shield = Shield::start(
-        upstream.addr,
-        "[[routes]]\nname = \"named\"\nhost = \"*.api.example\"\npath = \"/*\"\nupstream = \"api\"\n",
-    );
-    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut request = get("GET", "/x");
-    request
-        .headers_mut()
-        .insert("host", "eu.api.example".parse().unwrap());
-    let reply = sender.send_request(request).await.unwrap();
-    assert_eq!(reply.status(), 308);
-    assert_eq!(
-        reply.headers()["location"],
-        format!("https://eu.api.example:{}/x", shield.https.port()).as_str()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The proxy's TLS end to end: certificate reload under open connections, TLS 1.1 and weak
-//! suites refused, mutual TLS, TLS to upstreams validated against their CA, and the PROXY
-//! protocol ahead of the handshake.
+//! suites refused, IP addresses as SNI, mutual TLS, TLS to upstreams validated against their
+//! CA, the PROXY protocol ahead of the handshake, and the plain listener that only redirects
+//! to HTTPS (to served names only, never with HSTS).
 // Pedantic lints are for the product code; tests favour plain, direct code.
 #![allow(clippy::pedantic)]
 
@@ -105,6 +106,11 @@ fn reload_fails(shield: &mut Shield, nth: usize) {
 
 /// A ClientHello as an old or weak client sends it: `version` in the hello, these suites.
 fn client_hello(version: u16, suites: &[u16]) -> Vec<u8> {
+    client_hello_naming(version, suites, b"localhost")
+}
+
+/// The same, naming `name` in its SNI extension.
+fn client_hello_naming(version: u16, suites: &[u16], name: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend(version.to_be_bytes());
     body.extend([0x42u8; 32]);
@@ -115,7 +121,6 @@ fn client_hello(version: u16, suites: &[u16]) -> Vec<u8> {
     }
     body.extend([1, 0]);
     let mut ext = Vec::new();
-    let name = b"localhost";
     let mut sni = Vec::new();
     sni.extend(((name.len() + 3) as u16).to_be_bytes());
     sni.push(0);
@@ -180,6 +185,36 @@ async fn tls_1_1_and_weak_suites_are_refused() {
     .await;
     assert_eq!(kind, ALERT, "{bytes:?}");
     assert_eq!(bytes[6], 40, "handshake_failure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hellos_naming_an_ip_address_as_sni_are_not_a_warning_per_connection() {
+    let upstream = Upstream::start().await;
+    let mut shield = Shield::start(upstream.addr, ROUTES);
+    // RFC 6066 forbids IP literals in SNI; a scanner sends them anyway, one per connection.
+    for _ in 0..20 {
+        let (kind, bytes) = first_record(
+            shield.https,
+            &client_hello_naming(0x0303, &[0xc02b], b"127.0.0.1"),
+        )
+        .await;
+        assert!(kind == 0x15 || kind == 0x16, "{bytes:?}");
+    }
+    // A well-formed connection after them is served.
+    let reply = shield.send(Version::H1, get("GET", "/public/after")).await;
+    assert_eq!(reply.status, 200);
+    shield.daemon.stop();
+    // Warnings about the host itself (file limits, say) come before it is ready.
+    let log = &shield.daemon.log;
+    let ready = log
+        .iter()
+        .position(|l| l.contains("\"message\":\"ready\""))
+        .unwrap();
+    let warnings: Vec<_> = log[ready..]
+        .iter()
+        .filter(|l| l.contains("\"level\":\"WARN\""))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,4 +332,129 @@ async fn proxy_protocol_names_the_client_from_trusted_balancers_only() {
     // Without the header the connection is refused.
     assert!(send_through(b"").await.is_err());
     assert_eq!(upstream.seen().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_only_redirects_and_never_sends_hsts() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(upstream.addr, ROUTES);
+    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let reply = sender
+        .send_request(get("GET", "/api/v1/users/1?x=2"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 308);
+    assert_eq!(
+        reply.headers()["location"],
+        format!(
+            "https://localhost:{}/api/v1/users/1?x=2",
+            shield.https.port()
+        )
+        .as_str()
+    );
+    assert!(reply.headers().get("strict-transport-security").is_none());
+    assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
+    // A Host the listener does not serve (no certificate, no route names it) is never
+    // redirected to: 400 problem+json, with the security headers and still no HSTS.
+    for host in ["evil.test", "evil.test:8080", "10.9.9.9"] {
+        let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut request = get("GET", "/api/v1/users/1");
+        request.headers_mut().insert("host", host.parse().unwrap());
+        let reply = sender.send_request(request).await.unwrap();
+        assert_eq!(reply.status(), 400, "{host}");
+        assert!(reply.headers().get("location").is_none(), "{host}");
+        assert_eq!(reply.headers()["content-type"], "application/problem+json");
+        assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
+        assert!(reply.headers().get("strict-transport-security").is_none());
+        let body = http_body_util::BodyExt::collect(reply.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["status"], 400, "{problem}");
+    }
+    assert!(upstream.seen().is_empty());
+    let reply = shield
+        .send(Version::H1, get("GET", "/api/v1/users/1"))
+        .await;
+    assert!(reply.headers.get("strict-transport-security").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_redirects_to_a_host_a_route_names() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start(
+        upstream.addr,
+        "[[routes]]\nname = \"named\"\nhost = \"*.api.example\"\npath = \"/*\"\nupstream = \"api\"\n",
+    );
+    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = get("GET", "/x");
+    request
+        .headers_mut()
+        .insert("host", "eu.api.example".parse().unwrap());
+    let reply = sender.send_request(request).await.unwrap();
+    assert_eq!(reply.status(), 308);
+    assert_eq!(
+        reply.headers()["location"],
+        format!("https://eu.api.example:{}/x", shield.https.port()).as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_sends_unserved_hosts_to_the_canonical_name() {
+    let upstream = Upstream::start().await;
+    let shield = Shield::start_edited(upstream.addr, ROUTES, |config| {
+        let plain = "redirect = { bind = \"127.0.0.1:0\" }";
+        assert!(config.contains(plain));
+        config.replace(
+            plain,
+            "redirect = { bind = \"127.0.0.1:0\", canonical_host = \"api.example.com\" }",
+        )
+    });
+    for (host, location_host) in [
+        // A name the listener serves (its certificate's) keeps its name.
+        ("localhost", "localhost"),
+        // Anything else goes to the canonical name, never to where the client asked.
+        ("evil.test", "api.example.com"),
+        ("evil.test:8080", "api.example.com"),
+        ("10.9.9.9", "api.example.com"),
+    ] {
+        let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut request = get("GET", "/api/v1/users/1?x=2");
+        request.headers_mut().insert("host", host.parse().unwrap());
+        let reply = sender.send_request(request).await.unwrap();
+        assert_eq!(reply.status(), 308, "{host}");
+        assert_eq!(
+            reply.headers()["location"],
+            format!(
+                "https://{location_host}:{}/api/v1/users/1?x=2",
+                shield.https.port()
+            )
+            .as_str(),
+            "{host}"
+        );
+        assert_eq!(reply.headers()["x-content-type-options"], "nosniff");
+        assert!(reply.headers().get("strict-transport-security").is_none());
+    }
+    assert!(upstream.seen().is_empty());
 }

@@ -1,7 +1,9 @@
 //! The L7 proxy's upstream side end to end, with the real daemon binary, a real upstream and
 //! TLS clients: upstream connections kept alive and reused, an unreachable upstream answered
 //! with 502 problem+json and one that never answers with 504, upgrades (WebSocket) spliced
-//! through, the default upstream. The client side is in proxy.rs, TLS itself in proxy_tls.rs.
+//! through, the default upstream, slow and abandoned bodies, and exactly one access-log line
+//! for every request parsed (pipelined, upgraded, refused, timed out, aborted). The client
+//! side is in proxy.rs, TLS itself in proxy_tls.rs.
 // Pedantic lints are for the product code; tests favour plain, direct code.
 #![allow(clippy::pedantic)]
 
@@ -239,4 +241,158 @@ async fn a_slow_or_abandoned_body_is_the_clients_fault_never_the_upstreams() {
         "{:?}",
         shield.daemon.log
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_parsed_gets_exactly_one_access_log_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let mut shield = Shield::start_with(upstream.addr, ROUTES, "body_timeout = \"1s\"");
+    let mut sent = Vec::new();
+    // Pipelined: three requests in one write, the second refused (no route), the last closing.
+    let mut tls = shield.tls(Version::H1).await.unwrap();
+    tls.write_all(
+        b"GET /public/p1 HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: piped-1\r\n\r\n\
+          GET /nowhere HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: piped-2\r\n\r\n\
+          GET /public/p3 HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: piped-3\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answers = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut answers),
+    )
+    .await
+    .expect("the pipeline is answered and closed")
+    .unwrap();
+    let answers = String::from_utf8_lossy(&answers);
+    let statuses: Vec<&str> = answers
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &answers[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "404", "200"], "{answers}");
+    sent.extend([("piped-1", 200), ("piped-2", 404), ("piped-3", 200)]);
+    // Pipelined and abandoned: two requests, then the connection closed without reading.
+    // Whatever the shield parsed of them gets its line (checked below against the upstream).
+    let mut tls = shield.tls(Version::H1).await.unwrap();
+    tls.write_all(
+        b"GET /public/g1 HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: gone-1\r\n\r\n\
+          GET /public/g2 HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: gone-2\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tls.shutdown().await.unwrap();
+    drop(tls);
+    // Upgraded: a WebSocket handshake answered 101, then bytes through the splice.
+    let tls = shield.tls(Version::H1).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let request = with_headers(
+        get("GET", "/public/socket"),
+        &[
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("x-request-id", "upgraded"),
+        ],
+    );
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    let mut upgraded = hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    upgraded.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    upgraded.read_exact(&mut echoed).await.unwrap();
+    drop(upgraded);
+    sent.push(("upgraded", 101));
+    // Refused by policy over HTTP/2 (a repeated decided header), and a plain one beside it.
+    for (id, request, status) in [
+        (
+            "h2-refused",
+            with_headers(
+                get("GET", "/cors/x"),
+                &[
+                    ("origin", "https://app.example.com"),
+                    ("origin", "https://evil.example"),
+                ],
+            ),
+            400,
+        ),
+        ("h2-served", get("GET", "/public/h2"), 200),
+        ("h2-unreachable", get("GET", "/broken"), 502),
+    ] {
+        let request = with_headers(request, &[("x-request-id", id)]);
+        assert_eq!(
+            shield.send(Version::H2, request).await.status,
+            status,
+            "{id}"
+        );
+        sent.push((id, status));
+    }
+    // Timed out: a body that stops arriving (408), and aborted: a body cut short (499).
+    for (id, cut) in [("timed-out", false), ("aborted", true)] {
+        let mut tls = shield.tls(Version::H1).await.unwrap();
+        tls.write_all(
+            format!(
+                "POST /public/body HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: {id}\r\n\
+                 Content-Length: 100\r\n\r\n0123456789"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        if cut {
+            tls.shutdown().await.unwrap();
+        }
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tls.read_to_end(&mut rest),
+        )
+        .await
+        .expect("the shield ends the exchange");
+        sent.push((id, if cut { 499 } else { 408 }));
+    }
+    for (id, _) in &sent {
+        shield
+            .daemon
+            .wait_for(
+                &format!("\"request_id\":\"{id}\""),
+                std::time::Duration::from_secs(10),
+            )
+            .unwrap();
+    }
+    // Stopped, so that every line the daemon would write is written.
+    shield.daemon.stop();
+    let access: Vec<serde_json::Value> = shield
+        .daemon
+        .log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "access")
+        .collect();
+    let lines_of = |id: &str| access.iter().filter(|l| l["request_id"] == id).count();
+    let reached: Vec<String> = upstream
+        .seen()
+        .iter()
+        .filter_map(|s| s.headers.get("x-request-id"))
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let mut abandoned = 0;
+    for id in ["gone-1", "gone-2"] {
+        let lines = lines_of(id);
+        assert!(lines <= 1, "{id}: {lines} lines");
+        if reached.iter().any(|r| r == id) {
+            assert_eq!(lines, 1, "{id} reached the upstream: {access:#?}");
+        }
+        abandoned += lines;
+    }
+    assert_eq!(access.len(), sent.len() + abandoned, "{access:#?}");
+    for (id, status) in &sent {
+        let lines: Vec<_> = access.iter().filter(|l| l["request_id"] == *id).collect();
+        assert_eq!(lines.len(), 1, "{id}: {lines:?}");
+        assert_eq!(lines[0]["status"], *status, "{id}: {lines:?}");
+    }
 }

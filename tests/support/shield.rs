@@ -79,6 +79,23 @@ impl Shield {
         dir: tempfile::TempDir,
     ) -> Shield {
         let config = config_text(upstream, routes, proxy, listener, tls, &pki, dir.path());
+        Shield::launch(wrapper, &config, pki, dir)
+    }
+
+    /// Starts the daemon on [`config_text`] (no extra settings) changed by `edit`, for settings
+    /// the other constructors cannot place (keys of the inline `redirect` table, say).
+    pub fn start_edited(
+        upstream: SocketAddr,
+        routes: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Shield {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path());
+        let config = edit(config_text(upstream, routes, "", "", "", &pki, dir.path()));
+        Shield::launch(&[], &config, pki, dir)
+    }
+
+    fn launch(wrapper: &[&str], config: &str, pki: TestPki, dir: tempfile::TempDir) -> Shield {
         let path = dir.path().join("api-shield.toml");
         std::fs::write(&path, config).unwrap();
         let daemon =
