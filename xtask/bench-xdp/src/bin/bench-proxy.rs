@@ -41,11 +41,17 @@ struct Args {
     /// Markdown report written here too.
     #[arg(long, default_value = "target/bench-proxy.md")]
     output: PathBuf,
+    /// Another build of api-shield (an earlier commit's release binary, say) run beside this
+    /// one with the same config on its own port; its three api-shield peers run interleaved
+    /// with this build's, and the report gives this build's ratios to it, round by round.
+    #[arg(long)]
+    baseline_binary: Option<PathBuf>,
 }
 
 const UPSTREAM_PORT: u16 = 18080;
 const NGINX_PORT: u16 = 18443;
 const SHIELD_PORT: u16 = 18444;
+const BASELINE_PORT: u16 = 18446;
 
 /// One wrk result.
 #[derive(Debug, Clone, Copy)]
@@ -82,10 +88,14 @@ fn main() -> Result<()> {
     }
     let _upstream = nginx(dir.path(), "upstream", &upstream_conf(dir.path()))?;
     let _nginx = nginx(dir.path(), "proxy", &proxy_conf(dir.path(), &cert, &key))?;
-    let (_shield, config) = shield(dir.path(), &cert, &key)?;
+    let (_shield, config) = shield(&shield_cli::binary(), dir.path(), SHIELD_PORT, &cert, &key)?;
     for port in [UPSTREAM_PORT, NGINX_PORT, SHIELD_PORT] {
         wait_for_port(port)?;
     }
+    let _baseline = match &args.baseline_binary {
+        Some(binary) => Some(start_baseline(binary, dir.path(), &cert, &key)?),
+        None => None,
+    };
     // A token for the chain route.
     let token = shield_cli::mint_token(&config, "bench", "bench-client", "orders:write")?;
     // The plain route gets the very same request, bearer token included (it has no policy to
@@ -95,37 +105,7 @@ fn main() -> Result<()> {
     let plain_script = post_script(dir.path(), "plain", Some(&token))?;
     let bare_script = post_script(dir.path(), "bare", None)?;
     let chain_script = post_script(dir.path(), "chain", Some(&token))?;
-    let peers = [
-        (
-            "upstream direct (HTTP)",
-            format!("http://127.0.0.1:{UPSTREAM_PORT}/"),
-        ),
-        (
-            "nginx (TLS, HSTS)",
-            format!("https://127.0.0.1:{NGINX_PORT}/"),
-        ),
-        (
-            "api-shield (TLS, HSTS, CORS)",
-            format!("https://127.0.0.1:{SHIELD_PORT}/api/ping"),
-        ),
-        (
-            "api-shield POST 1 KiB, no policies",
-            format!("https://127.0.0.1:{SHIELD_PORT}/plain/orders"),
-        ),
-        (
-            "api-shield POST 1 KiB, JWT + rate limit + schema",
-            format!("https://127.0.0.1:{SHIELD_PORT}/chain/orders"),
-        ),
-        (
-            "api-shield POST 1 KiB, JWT + rate limit",
-            format!("https://127.0.0.1:{SHIELD_PORT}/auth/orders"),
-        ),
-        (
-            "api-shield POST 1 KiB, no policies, no token",
-            format!("https://127.0.0.1:{SHIELD_PORT}/plain/orders"),
-        ),
-    ];
-    let scripts = [
+    let mut scripts = vec![
         None,
         None,
         None,
@@ -134,9 +114,22 @@ fn main() -> Result<()> {
         Some(&chain_script),
         Some(&bare_script),
     ];
+    let mut peers = peer_list();
+    if args.baseline_binary.is_some() {
+        // The baseline build's api-shield peers: the same requests on its own port.
+        for (&peer, name) in BASELINE_OF.iter().zip(BASELINE_NAMES) {
+            let url = peers[peer]
+                .1
+                .replace(&format!(":{SHIELD_PORT}/"), &format!(":{BASELINE_PORT}/"));
+            peers.push((name, url));
+            scripts.push(scripts[peer]);
+        }
+    }
+    let order = run_order(peers.len());
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
     for round in 0..args.rounds {
-        for (i, (name, url)) in peers.iter().enumerate() {
+        for &i in &order {
+            let (name, url) = &peers[i];
             if args
                 .only
                 .as_ref()
@@ -153,8 +146,13 @@ fn main() -> Result<()> {
         }
     }
     if args.only.is_some() {
-        // A partial run: the policy ratios of whatever POST peers ran, no table.
-        println!("{}", policy_ratios(&results));
+        // A partial run: the ratios of whatever peers ran, no table.
+        let names: Vec<&str> = peers.iter().map(|(name, _)| *name).collect();
+        println!(
+            "{}{}",
+            policy_ratios(&results),
+            baseline_ratios(&names, &results)
+        );
         return Ok(());
     }
     let medians: Vec<Run> = results.iter().map(|runs| median(runs)).collect();
@@ -191,7 +189,67 @@ fn report(args: &Args, names: &[&str], medians: &[Run], results: &[Vec<Run>]) ->
     }
     text.push('\n');
     text.push_str(&policy_ratios(results));
+    text.push_str(&baseline_ratios(names, results));
     text
+}
+
+/// This build's peers and their URLs, in `main`'s order (see the indexes below).
+fn peer_list() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "upstream direct (HTTP)",
+            format!("http://127.0.0.1:{UPSTREAM_PORT}/"),
+        ),
+        (
+            "nginx (TLS, HSTS)",
+            format!("https://127.0.0.1:{NGINX_PORT}/"),
+        ),
+        (
+            "api-shield (TLS, HSTS, CORS)",
+            format!("https://127.0.0.1:{SHIELD_PORT}/api/ping"),
+        ),
+        (
+            "api-shield POST 1 KiB, no policies",
+            format!("https://127.0.0.1:{SHIELD_PORT}/plain/orders"),
+        ),
+        (
+            "api-shield POST 1 KiB, JWT + rate limit + schema",
+            format!("https://127.0.0.1:{SHIELD_PORT}/chain/orders"),
+        ),
+        (
+            "api-shield POST 1 KiB, JWT + rate limit",
+            format!("https://127.0.0.1:{SHIELD_PORT}/auth/orders"),
+        ),
+        (
+            "api-shield POST 1 KiB, no policies, no token",
+            format!("https://127.0.0.1:{SHIELD_PORT}/plain/orders"),
+        ),
+    ]
+}
+
+/// Starts the baseline build on its own port, its files in a directory of its own.
+fn start_baseline(binary: &Path, dir: &Path, cert: &Path, key: &Path) -> Result<(Guard, PathBuf)> {
+    ensure_port_free(BASELINE_PORT)?;
+    let dir = dir.join("baseline");
+    std::fs::create_dir_all(&dir)?;
+    let started = shield(binary, &dir, BASELINE_PORT, cert, key)?;
+    wait_for_port(BASELINE_PORT)?;
+    Ok(started)
+}
+
+/// The order peers run in each round: `main`'s list, each baseline peer (when there are
+/// `peers`) right after the peer it is compared with.
+fn run_order(peers: usize) -> Vec<usize> {
+    let mut order = Vec::new();
+    for i in 0..=BARE {
+        order.push(i);
+        if let Some(k) = BASELINE_OF.iter().position(|&p| p == i) {
+            if BARE + 1 + k < peers {
+                order.push(BARE + 1 + k);
+            }
+        }
+    }
+    order
 }
 
 /// Indexes of the POST peers in `main`'s list.
@@ -199,6 +257,38 @@ const PLAIN: usize = 3;
 const CHAIN: usize = 4;
 const AUTH: usize = 5;
 const BARE: usize = 6;
+/// This build's peers that a baseline build also runs (they follow `BARE`, in this order).
+const BASELINE_OF: [usize; 3] = [2, PLAIN, CHAIN];
+const BASELINE_NAMES: [&str; 3] = [
+    "baseline build: api-shield (TLS, HSTS, CORS)",
+    "baseline build: POST 1 KiB, no policies",
+    "baseline build: POST 1 KiB, JWT + rate limit + schema",
+];
+
+/// This build's ratios to the baseline build, for the peers both ran.
+fn baseline_ratios(names: &[&str], results: &[Vec<Run>]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (k, &peer) in BASELINE_OF.iter().enumerate() {
+        let Some(base) = results.get(BARE + 1 + k).filter(|runs| !runs.is_empty()) else {
+            continue;
+        };
+        let runs = &results[peer];
+        if runs.is_empty() {
+            continue;
+        }
+        let (p, b) = (median(runs), median(base));
+        let _ = writeln!(
+            text,
+            "{} ÷ the baseline build: {:.3}x req/s, {:.2}x p99 (medians); per round {}",
+            names[peer],
+            p.rps / b.rps,
+            p.p99_ms / b.p99_ms,
+            per_round(runs, base)
+        );
+    }
+    text
+}
 
 /// The policy routes' ratios to the plain route (same request) and to the plain route without
 /// the token (the baseline before 2026-11-29), for the peers that ran.
@@ -366,7 +456,14 @@ fn post_script(dir: &Path, name: &str, token: Option<&str>) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn shield(dir: &Path, cert: &Path, key: &Path) -> Result<(Guard, PathBuf)> {
+/// Starts `binary` serving the benchmark's routes on `port`, its files in `dir`.
+fn shield(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+) -> Result<(Guard, PathBuf)> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jwt");
     // The schema the criterion benchmark of the policies uses too.
     let schema =
@@ -379,8 +476,14 @@ enabled = false
 [proxy]
 workers = 1
 
+[admin]
+bind = "127.0.0.1:0"
+
+[control]
+socket = "{control}"
+
 [[listeners]]
-bind = "127.0.0.1:{SHIELD_PORT}"
+bind = "127.0.0.1:{port}"
 [listeners.tls]
 certificates = [{{ cert = "{}", key = "{}" }}]
 
@@ -433,10 +536,11 @@ signing_key = "{fixtures}/rsa-private.pem"
         key.display(),
         schema = schema.display(),
         fixtures = fixtures.display(),
+        control = dir.join("control.sock").display(),
     );
     let path = dir.join("api-shield.toml");
     std::fs::write(&path, config)?;
-    let child = Command::new(shield_cli::binary())
+    let child = Command::new(binary)
         .arg("run")
         .arg("--config")
         .arg(&path)
