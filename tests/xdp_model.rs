@@ -72,6 +72,9 @@ fn reachable(rules: &Rules) -> Vec<Reason> {
     if rules.protect_all || !rules.tcp.is_empty() || !rules.udp.is_empty() {
         reasons.extend([Reason::PassWithinLimit, drop(Reason::DropRateLimited)]);
     }
+    if rules.protect_all || !rules.tcp.is_empty() {
+        reasons.push(drop(Reason::DropNoFlow));
+    }
     if !rules.protect_all {
         reasons.push(Reason::PassUnprotected);
     }
@@ -275,6 +278,21 @@ fn hand_built_frames_get_the_expected_reasons() {
     ports.add(PassWithinLimit, udp4([198, 18, 0, 3], 9000)); // protected, 3
     ports.add(DropRateLimited, udp4([198, 18, 0, 3], 53)); // over the burst of 3
     ports.add(PassUnprotected, udp4([198, 18, 0, 3], 22)); // over budget, unprotected port
+                                                           // Segments of a connection are never charged, even for a source over budget: they pass
+                                                           // when the kernel knows their connection, and the rig's frames name none, so they drop.
+    let segment = |src: [u8; 4], port, flags| {
+        frames::v4(Ipv4Addr::from(src), L4::TcpFlags(port, flags)).build()
+    };
+    ports.add(DropNoFlow, segment([198, 18, 0, 3], 443, 0x10)); // ACK, source over budget
+    ports.add(DropNoFlow, segment([198, 18, 0, 4], 8000, 0x18)); // PSH+ACK
+    ports.add(DropNoFlow, segment([198, 18, 0, 4], 8000, 0x12)); // SYN+ACK
+    ports.add(DropNoFlow, segment([198, 18, 0, 4], 8000, 0x04)); // RST
+    ports.add(PassUnprotected, segment([198, 18, 0, 4], 22, 0x10)); // unprotected port
+    ports.add(DropBanned, segment([203, 0, 113, 10], 443, 0x10)); // a ban holds flows too
+    ports.add(PassAllowed, segment([192, 0, 2, 7], 443, 0x10)); // allowed
+    ports.add(PassWithinLimit, segment([198, 18, 0, 4], 8000, 0)); // no flags: charged
+    let ack6 = v6("2001:db8:9::4", L4::TcpFlags(443, 0x10), vec![], None);
+    ports.add(DropNoFlow, ack6); // IPv6 ACK
 
     // Seven destination-options headers: one more than the parser walks.
     let hidden = v6("2001:db8:5:1::1", L4::Udp(22), vec![(60, 8); 7], None);
@@ -307,6 +325,8 @@ fn hand_built_frames_get_the_expected_reasons() {
     dry.add(PassWithinLimit, tcp4([198, 18, 0, 3], 443)); // 1
     dry.add(PassWithinLimit, tcp4([198, 18, 0, 3], 443)); // 2
     dry.add(DryRunRateLimited, tcp4([198, 18, 0, 3], 443)); // 3
+    let ack = frames::v4(Ipv4Addr::new(198, 18, 0, 3), L4::TcpFlags(443, 0x10)).build();
+    dry.add(DryRunNoFlow, ack); // a segment of no connection
 
     // No UDP port is protected, yet a hidden transport is limited because TCP ports are.
     let hidden = |src| v6(src, L4::Udp(22), vec![], Some(5));

@@ -32,11 +32,17 @@ pub enum Reason {
     DryRunRateLimited = 12,
     /// Would have been `DropUntracked` (dry run).
     DryRunUntracked = 13,
+    /// A TCP segment of a connection the kernel knows: never charged to the source's budget.
+    PassFlow = 14,
+    /// A TCP segment (not a SYN) of no connection the kernel knows, to a protected port.
+    DropNoFlow = 15,
+    /// Would have been `DropNoFlow` (dry run).
+    DryRunNoFlow = 16,
 }
 
 impl Reason {
     /// Number of reasons, the size of the `STATS` map.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 17;
 
     /// All reasons in index order.
     pub const ALL: [Reason; Self::COUNT as usize] = [
@@ -54,6 +60,9 @@ impl Reason {
         Reason::DryRunBanned,
         Reason::DryRunRateLimited,
         Reason::DryRunUntracked,
+        Reason::PassFlow,
+        Reason::DropNoFlow,
+        Reason::DryRunNoFlow,
     ];
 
     /// The dry-run twin of a drop reason (`self` for pass reasons).
@@ -64,6 +73,7 @@ impl Reason {
             Reason::DropBanned => Reason::DryRunBanned,
             Reason::DropRateLimited => Reason::DryRunRateLimited,
             Reason::DropUntracked => Reason::DryRunUntracked,
+            Reason::DropNoFlow => Reason::DryRunNoFlow,
             other => other,
         }
     }
@@ -85,15 +95,18 @@ impl Reason {
             | Reason::PassMalformed
             | Reason::PassAllowed
             | Reason::PassUnprotected
-            | Reason::PassWithinLimit => "pass",
+            | Reason::PassWithinLimit
+            | Reason::PassFlow => "pass",
             Reason::DropDenied
             | Reason::DropBanned
             | Reason::DropRateLimited
-            | Reason::DropUntracked => "drop",
+            | Reason::DropUntracked
+            | Reason::DropNoFlow => "drop",
             Reason::DryRunDenied
             | Reason::DryRunBanned
             | Reason::DryRunRateLimited
-            | Reason::DryRunUntracked => "dry_run",
+            | Reason::DryRunUntracked
+            | Reason::DryRunNoFlow => "dry_run",
         }
     }
 
@@ -110,6 +123,8 @@ impl Reason {
             Reason::DropBanned | Reason::DryRunBanned => "banned",
             Reason::DropRateLimited | Reason::DryRunRateLimited => "rate_limited",
             Reason::DropUntracked | Reason::DryRunUntracked => "untracked_over_budget",
+            Reason::PassFlow => "flow",
+            Reason::DropNoFlow | Reason::DryRunNoFlow => "no_flow",
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The api-shield XDP program: drops floods per source address at the NIC.
 //!
 //! Decision order for every IP packet: allow list passes; deny list drops; an unexpired ban
-//! drops; the per-source GCRA limiter drops what is over budget on protected protocols/ports;
-//! everything else passes. Each verdict is counted per CPU by reason, and the first drop of a
+//! drops; on protected protocols/ports, a TCP segment other than a SYN passes when it belongs
+//! to a connection the kernel knows and is dropped when it belongs to none (`flow.rs`), and
+//! what starts work (a SYN, a packet of another protocol) is charged to the per-source GCRA
+//! limiter, which drops what is over budget; everything else passes. Each verdict is counted per CPU by reason, and the first drop of a
 //! source (at most once per `event_interval`) is sent to the daemon through a ring buffer.
 #![no_std]
 #![no_main]
@@ -10,6 +12,7 @@
 #![allow(internal_features)]
 
 mod events;
+mod flow;
 mod limiter;
 mod lpm;
 mod maps;
@@ -48,7 +51,8 @@ pub fn api_shield(ctx: XdpContext) -> u32 {
         Reason::DropDenied
         | Reason::DropBanned
         | Reason::DropRateLimited
-        | Reason::DropUntracked => xdp_action::XDP_DROP,
+        | Reason::DropUntracked
+        | Reason::DropNoFlow => xdp_action::XDP_DROP,
         _ => xdp_action::XDP_PASS,
     }
 }
@@ -70,8 +74,11 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
     // neighbour spends the budget of their shared IPv6 prefix; a change of the lists voids all.
     let now = monotonic_ns(cfg);
     let protected = protected(cfg, &pkt);
+    // A segment of a connection is never charged to its source's budget, so a source over
+    // budget for its SYNs keeps the connections it has.
+    let in_flow = pkt.tcp_in_flow();
     let generation = verdicts::generation();
-    if protected && verdicts::over_budget(&pkt.src, generation, now) {
+    if protected && !in_flow && verdicts::over_budget(&pkt.src, generation, now) {
         return verdict(cfg, Reason::DropRateLimited);
     }
     let key = lpm::host_key(&pkt.src);
@@ -89,6 +96,13 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
     }
     if !protected {
         return Reason::PassUnprotected;
+    }
+    if in_flow {
+        return if flow::known(ctx, &pkt) {
+            Reason::PassFlow
+        } else {
+            verdict(cfg, Reason::DropNoFlow)
+        };
     }
     limiter::check(ctx, cfg, &pkt, &limiter_key, generation, now)
 }

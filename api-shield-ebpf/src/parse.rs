@@ -11,7 +11,8 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const IPV6_HLEN: usize = 40;
+pub const IPV6_HLEN: usize = 40;
+const IPPROTO_TCP: u8 = 6;
 /// Extension headers walked before giving up on finding the transport header.
 const MAX_EXT_HEADERS: usize = 6;
 /// Past this offset the program stops looking for a transport header.
@@ -41,6 +42,30 @@ pub struct Packet {
     pub proto: u8,
     /// Destination port, if any.
     pub l4: L4,
+    /// Where the IP header starts.
+    pub l3_offset: usize,
+    /// Where the transport header starts (meaningful with `L4::Port`).
+    pub l4_offset: usize,
+    /// The TCP flags of a TCP header read whole (20 bytes), else 0.
+    pub tcp_flags: u8,
+}
+
+/// TCP's SYN and ACK flags.
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+/// The fixed TCP header.
+pub const TCP_HLEN: usize = 20;
+
+impl Packet {
+    /// Whether this is a TCP segment of a connection (anything but a bare SYN, read whole):
+    /// it starts no work, and belongs to a flow the kernel knows or to none.
+    #[inline(always)]
+    pub fn tcp_in_flow(&self) -> bool {
+        self.proto == IPPROTO_TCP
+            && matches!(self.l4, L4::Port(_))
+            && self.tcp_flags != 0
+            && self.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN
+    }
 }
 
 /// Outcome of parsing one frame.
@@ -148,16 +173,20 @@ fn parse_v4(ctx: &XdpContext, l3: usize) -> Parsed {
     let src = [0, u64::from_ne_bytes([0, 0, 0xff, 0xff, a, b, c, d])];
     let proto = hdr[9];
     let fragment_offset = u16::from_be_bytes(read_at::<6, 2, 20>(hdr)) & 0x1fff;
-    let l4 = if fragment_offset != 0 {
-        L4::Unknown
+    let l4_offset = l3 + header_len;
+    let (l4, tcp_flags) = if fragment_offset != 0 {
+        (L4::Unknown, 0)
     } else {
-        ports(ctx, proto, l3 + header_len)
+        ports(ctx, proto, l4_offset)
     };
     Parsed::Ip(Packet {
         src,
         is_v6: false,
         proto,
         l4,
+        l3_offset: l3,
+        l4_offset,
+        tcp_flags,
     })
 }
 
@@ -229,8 +258,8 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Parsed {
             }
         }
     }
-    let l4 = if !found || offset > MAX_L4_OFFSET {
-        L4::Hidden
+    let (l4, tcp_flags) = if !found || offset > MAX_L4_OFFSET {
+        (L4::Hidden, 0)
     } else {
         ports(ctx, next, offset)
     };
@@ -239,18 +268,29 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Parsed {
         is_v6: true,
         proto: next,
         l4,
+        l3_offset: l3,
+        l4_offset: offset,
+        tcp_flags,
     })
 }
 
-/// Destination port of a TCP or UDP header at `offset`; `Unknown` when it is cut short or the
-/// protocol has no ports (the caller only asks for TCP and UDP).
+/// Destination port of a TCP or UDP header at `offset`, with the TCP flags when the fixed TCP
+/// header is there whole (0 otherwise); `Unknown` when the port is cut off or the protocol has
+/// no ports (the caller only asks for TCP and UDP).
 #[inline(always)]
-fn ports(ctx: &XdpContext, proto: u8, offset: usize) -> L4 {
-    if proto != 6 && proto != 17 {
-        return L4::Unknown;
+fn ports(ctx: &XdpContext, proto: u8, offset: usize) -> (L4, u8) {
+    if proto != IPPROTO_TCP && proto != 17 {
+        return (L4::Unknown, 0);
     }
-    match be16(ctx, offset + 2) {
-        Some(port) => L4::Port(port),
-        None => L4::Unknown,
+    let Some(port) = be16(ctx, offset + 2) else {
+        return (L4::Unknown, 0);
+    };
+    if proto != IPPROTO_TCP {
+        return (L4::Port(port), 0);
+    }
+    match ptr_at::<[u8; TCP_HLEN]>(ctx, offset) {
+        // SAFETY: `ptr_at` checked the 20 bytes of the fixed header.
+        Some(header) => (L4::Port(port), unsafe { (*header)[13] }),
+        None => (L4::Port(port), 0),
     }
 }

@@ -64,8 +64,10 @@ pub enum L3 {
 /// Transport layer.
 #[derive(Clone, Copy, Debug)]
 pub enum L4 {
-    /// TCP to a port.
+    /// A TCP SYN to a port.
     Tcp(u16),
+    /// A TCP segment to a port with these flags (0x10 ACK, 0x18 PSH+ACK, ...).
+    TcpFlags(u16, u8),
     /// UDP to a port.
     Udp(u16),
     /// ICMP echo.
@@ -75,7 +77,7 @@ pub enum L4 {
 impl L4 {
     fn proto(self, v6: bool) -> u8 {
         match self {
-            L4::Tcp(_) => TCP,
+            L4::Tcp(_) | L4::TcpFlags(..) => TCP,
             L4::Udp(_) => UDP,
             L4::Icmp if v6 => 58,
             L4::Icmp => ICMP,
@@ -84,12 +86,13 @@ impl L4 {
 
     fn bytes(self) -> Vec<u8> {
         match self {
-            L4::Tcp(port) => {
+            L4::Tcp(port) => L4::TcpFlags(port, 0x02).bytes(),
+            L4::TcpFlags(port, flags) => {
                 let mut h = vec![0u8; 20];
                 h[0..2].copy_from_slice(&40000u16.to_be_bytes());
                 h[2..4].copy_from_slice(&port.to_be_bytes());
                 h[12] = 5 << 4;
-                h[13] = 0x02;
+                h[13] = flags;
                 h
             }
             L4::Udp(port) => {

@@ -149,3 +149,43 @@ fn target(src: IpAddr, port: u16) -> SocketAddr {
         IpAddr::V6(_) => SocketAddr::from((RX_V6, port)),
     }
 }
+
+/// Sends raw Ethernet frames out of `interface` through a packet socket; the calling thread must
+/// be in the interface's namespace.
+pub fn send_frames(interface: &str, frames: &[Vec<u8>]) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let index = nix::net::if_::if_nametoindex(interface).expect("the interface exists");
+    // SAFETY: plain socket(2); the descriptor is owned (and closed) by `socket` below.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(
+        raw >= 0,
+        "packet socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set next.
+    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_ifindex = index as i32;
+    to.sll_halen = 6;
+    for frame in frames {
+        // SAFETY: the buffer and address outlive the call; their lengths are passed with them.
+        let sent = unsafe {
+            libc::sendto(
+                socket.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                std::ptr::from_ref(&to).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

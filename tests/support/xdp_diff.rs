@@ -333,6 +333,20 @@ fn transport(b: &mut Bytes, proto: u8) -> Vec<u8> {
     let mut h = vec![0u8; if proto == TCP { 20 } else { 8 }];
     h[0..2].copy_from_slice(&40000u16.to_be_bytes());
     h[2..4].copy_from_slice(&port.to_be_bytes());
+    if proto == TCP {
+        // Data offset 5; flags: bare SYNs (charged to the limiter), segments of a connection
+        // (ACK, PSH+ACK, SYN+ACK, RST, FIN+ACK), none at all, or any byte.
+        h[12] = 5 << 4;
+        h[13] = match b.below(10) {
+            0..=3 => 0x02,
+            4 => 0x10,
+            5 => 0x18,
+            6 => 0x12,
+            7 => 0x04,
+            8 => 0,
+            _ => b.u8(),
+        };
+    }
     if proto != TCP && proto != UDP {
         for byte in &mut h {
             *byte = b.u8();

@@ -8,10 +8,13 @@
 //! past byte 512. A frame cut inside the Ethernet/VLAN or IP header, or with a wrong IP version
 //! or an IHL below 5, is malformed; another EtherType is not IP.
 //!
-//! Decision: a cached over-budget verdict for the exact source (protected traffic only) drops;
-//! allow passes; deny drops; a ban in force drops (an expired ban met on the way is deleted and
-//! the lookup made once more); unprotected traffic passes; otherwise the limiter decides. In dry
-//! run every drop is counted as its dry-run twin and passes.
+//! Decision: a cached over-budget verdict for the exact source (protected traffic that starts
+//! work only) drops; allow passes; deny drops; a ban in force drops (an expired ban met on the
+//! way is deleted and the lookup made once more); unprotected traffic passes; a TCP segment
+//! other than a bare SYN (its 20-byte header read whole, flags not all zero) belongs to no
+//! connection and drops (`DropNoFlow`: the rig's frames name no socket of its network
+//! namespace); otherwise the limiter decides. In dry run every drop is counted as its dry-run
+//! twin and passes.
 //!
 //! An IPv6 packet with an IPv4-mapped source (::ffff:0:0/96) is malformed: it would otherwise
 //! pose as the IPv4 address in the maps (which hold IPv4 mapped) and share its verdict-cache
@@ -253,6 +256,18 @@ pub struct Packet {
     pub proto: u8,
     /// Destination port, if any.
     pub l4: L4,
+    /// The TCP flags when the 20-byte TCP header is there whole, else 0.
+    pub tcp_flags: u8,
+}
+
+impl Packet {
+    /// A TCP segment of a connection (anything but a bare SYN), as `flow.rs` tells them.
+    fn tcp_in_flow(&self) -> bool {
+        self.proto == TCP
+            && matches!(self.l4, L4::Port(_))
+            && self.tcp_flags != 0
+            && self.tcp_flags & 0x12 != 0x02
+    }
 }
 
 /// Outcome of parsing a frame.
@@ -307,8 +322,8 @@ fn parse_v4(frame: &[u8], l3: usize) -> Parsed {
     let src = mapped(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
     let proto = h[9];
     let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
-    let l4 = if fragment_offset != 0 {
-        L4::Unknown
+    let (l4, tcp_flags) = if fragment_offset != 0 {
+        (L4::Unknown, 0)
     } else {
         ports(frame, proto, l3 + header_len)
     };
@@ -317,6 +332,7 @@ fn parse_v4(frame: &[u8], l3: usize) -> Parsed {
         v6: false,
         proto,
         l4,
+        tcp_flags,
     })
 }
 
@@ -365,23 +381,30 @@ fn parse_v6(frame: &[u8], l3: usize) -> Parsed {
         }
         next = nh;
     }
-    let l4 = if found {
+    let (l4, tcp_flags) = if found {
         ports(frame, next, offset)
     } else {
-        L4::Hidden
+        (L4::Hidden, 0)
     };
     Parsed::Ip(Packet {
         src,
         v6: true,
         proto: next,
         l4,
+        tcp_flags,
     })
 }
 
-fn ports(frame: &[u8], proto: u8, offset: usize) -> L4 {
+fn ports(frame: &[u8], proto: u8, offset: usize) -> (L4, u8) {
     match be16(frame, offset + 2) {
-        Some(port) if proto == TCP || proto == UDP => L4::Port(port),
-        _ => L4::Unknown,
+        Some(port) if proto == TCP => (
+            L4::Port(port),
+            frame
+                .get(offset..offset + 20)
+                .map_or(0, |header| header[13]),
+        ),
+        Some(port) if proto == UDP => (L4::Port(port), 0),
+        _ => (L4::Unknown, 0),
     }
 }
 
@@ -442,7 +465,8 @@ impl Model {
             Parsed::Ip(pkt) => pkt,
         };
         let protected = self.protected(&pkt);
-        if protected && self.cache.get(&slot(pkt.src)) == Some(&pkt.src) {
+        let in_flow = pkt.tcp_in_flow();
+        if protected && !in_flow && self.cache.get(&slot(pkt.src)) == Some(&pkt.src) {
             return self.drop(Reason::DropRateLimited);
         }
         if self.allow.iter().any(|n| n.contains(pkt.src)) {
@@ -456,6 +480,9 @@ impl Model {
         }
         if !protected {
             return Reason::PassUnprotected;
+        }
+        if in_flow {
+            return self.drop(Reason::DropNoFlow);
         }
         let key = if pkt.v6 {
             pkt.src & mask(u32::from(self.rules.ipv6_prefix))

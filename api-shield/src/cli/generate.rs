@@ -95,7 +95,7 @@ The configuration (TOML). \fBapi\-shield check\-config\fR checks a file.
 \fI/etc/systemd/system/api\-shield.service\fR
 The systemd unit (Type=notify; \fBsystemctl reload\fR re\-reads the configuration).
 .TP
-\fI/sys/fs/bpf/api\-shield/v2/\fR
+\fI/sys/fs/bpf/api\-shield/v3/\fR
 Pinned maps (bans, counters, limiter state) and links (fastpath.pin_dir). One daemon owns it
 at a time.
 .TP

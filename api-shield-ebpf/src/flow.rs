@@ -1,0 +1,87 @@
+//! Whether a TCP segment belongs to a connection the kernel knows: the per-source budget is for
+//! what starts work (SYNs, packets of other protocols), so the segments of an accepted
+//! connection are never charged to it, whatever their rate; and a segment of no connection (an
+//! ACK flood from spoofed sources, say) is dropped here rather than answered by the kernel.
+//!
+//! The kernel's own socket table decides, through `bpf_skc_lookup_tcp` in the interface's
+//! network namespace: an established, closing, time-wait or half-open (`SYN_RECV`) socket for
+//! the segment's four-tuple makes it part of a flow. Meeting only the listener, the segment may
+//! still be the last step of a handshake the kernel answered with a SYN cookie (when its SYN
+//! queue overflowed): `bpf_tcp_check_syncookie` checks it against the kernel's secret.
+
+use aya_ebpf::{
+    bindings::{bpf_sock_tuple, BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN},
+    helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie},
+    programs::XdpContext,
+};
+
+use crate::parse::{Packet, IPV6_HLEN, TCP_HLEN};
+
+const IPV4_HLEN: usize = 20;
+
+/// Whether the TCP segment `pkt` belongs to a connection (or completes a cookie handshake) in
+/// this network namespace. A segment whose headers cannot be read again belongs to none.
+#[inline(always)]
+pub fn known(ctx: &XdpContext, pkt: &Packet) -> bool {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let (ip_len, tuple_size) = if pkt.is_v6 {
+        (IPV6_HLEN, 36u32)
+    } else {
+        (IPV4_HLEN, 12u32)
+    };
+    let ip = start + pkt.l3_offset;
+    let tcp = start + pkt.l4_offset;
+    if ip + ip_len > end || tcp + TCP_HLEN > end {
+        return false;
+    }
+    // SAFETY: an all-zero tuple is a valid value of this plain-data union.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    // SAFETY: both headers were bounds-checked above; the reads copy addresses and ports as
+    // they are on the wire (network order), which is what the helper takes.
+    unsafe {
+        let ports = core::ptr::read_unaligned(tcp as *const [u16; 2]);
+        if pkt.is_v6 {
+            let addrs = core::ptr::read_unaligned((ip + 8) as *const [u32; 8]);
+            let v6 = &mut tuple.__bindgen_anon_1.ipv6;
+            v6.saddr = [addrs[0], addrs[1], addrs[2], addrs[3]];
+            v6.daddr = [addrs[4], addrs[5], addrs[6], addrs[7]];
+            v6.sport = ports[0];
+            v6.dport = ports[1];
+        } else {
+            let addrs = core::ptr::read_unaligned((ip + 12) as *const [u32; 2]);
+            let v4 = &mut tuple.__bindgen_anon_1.ipv4;
+            v4.saddr = addrs[0];
+            v4.daddr = addrs[1];
+            v4.sport = ports[0];
+            v4.dport = ports[1];
+        }
+    }
+    // SAFETY: the context and tuple pointers are valid for the call; a socket returned is
+    // released on every path below, as the verifier demands.
+    unsafe {
+        let sock = bpf_skc_lookup_tcp(
+            ctx.ctx.cast(),
+            &mut tuple,
+            tuple_size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        );
+        if sock.is_null() {
+            return false;
+        }
+        let known = if (*sock).state == BPF_TCP_LISTEN {
+            bpf_tcp_check_syncookie(
+                sock.cast(),
+                ip as *mut _,
+                ip_len as u32,
+                tcp as *mut _,
+                TCP_HLEN as u32,
+            ) == 0
+        } else {
+            true
+        };
+        bpf_sk_release(sock.cast());
+        known
+    }
+}
