@@ -102,6 +102,38 @@ pub fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4]) -> Vec<u8> {
     frame
 }
 
+/// A TCP/IPv4 segment (flags `flags`, no payload) from `from` to `to`.
+pub fn tcp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    from: std::net::SocketAddrV4,
+    to: std::net::SocketAddrV4,
+    flags: u8,
+) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&dst_mac);
+    frame.extend_from_slice(&src_mac);
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&from.ip().octets());
+    ip[16..20].copy_from_slice(&to.ip().octets());
+    let checksum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&from.port().to_be_bytes());
+    tcp[2..4].copy_from_slice(&to.port().to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    frame.extend_from_slice(&tcp);
+    frame.extend(std::iter::repeat_n(0u8, 6));
+    frame
+}
+
 fn ipv4_checksum(header: &[u8; 20]) -> u16 {
     let mut sum: u32 = header
         .chunks(2)

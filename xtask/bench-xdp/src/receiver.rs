@@ -73,7 +73,7 @@ impl Receiver {
         setns(ns, CloneFlags::CLONE_NEWNET).context("entering the receiver namespace")?;
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/asx-bench-{}", std::process::id()));
         let text = format!(
-            "[fastpath]\ninterfaces = [\"{}\"]\npin_dir = \"{}\"\n[fastpath.limiter]\nrate = 1\nburst = 1\n[fastpath.limiter.protect]\ntcp = []\nudp = [{}]\n",
+            "[fastpath]\ninterfaces = [\"{}\"]\npin_dir = \"{}\"\n[fastpath.limiter]\nrate = 1\nburst = 1\n[fastpath.limiter.protect]\ntcp = [\"1-65535\"]\nudp = [{}]\n",
             topology.rx_if,
             pin_dir.display(),
             crate::topology::PORT
@@ -127,11 +127,27 @@ impl Receiver {
         self.maps.unban(&std::net::IpAddr::from(banned).into())?;
         let yardstick =
             crate::micro::ns_per_run_of(&self.bare, BARE_PROGRAM, &frame_from([10, 202, 0, 1]))?;
+        // TCP segments (every TCP port is protected): one of a real connection in this
+        // process's namespace, where BPF_PROG_TEST_RUN looks sockets up, and one of none.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (_accepted, _) = listener.accept()?;
+        let (std::net::SocketAddr::V4(from), std::net::SocketAddr::V4(to)) =
+            (client.local_addr()?, listener.local_addr()?)
+        else {
+            anyhow::bail!("an IPv4 loopback connection");
+        };
+        let segment = |from, flags| crate::generator::tcp_frame([2; 6], [2; 6], from, to, flags);
+        let flow = crate::micro::ns_per_run(&self.ebpf, &segment(from, 0x10))?;
+        let stranger = std::net::SocketAddrV4::new(*from.ip(), from.port() ^ 1);
+        let no_flow = crate::micro::ns_per_run(&self.ebpf, &segment(stranger, 0x10))?;
         Ok(vec![
             ("yardstick: minimal LRU drop", yardstick),
             ("limiter drop (source over budget)", limited),
             ("ban drop", ban),
             ("program disabled (pass at once)", disabled),
+            ("TCP segment of a connection (pass, uncharged)", flow),
+            ("TCP segment of no connection (ACK flood drop)", no_flow),
         ])
     }
 
