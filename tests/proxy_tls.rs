@@ -338,16 +338,7 @@ async fn proxy_protocol_names_the_client_from_trusted_balancers_only() {
 async fn plain_http_only_redirects_and_never_sends_hsts() {
     let upstream = Upstream::start().await;
     let shield = Shield::start(upstream.addr, ROUTES);
-    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let reply = sender
-        .send_request(get("GET", "/api/v1/users/1?x=2"))
-        .await
-        .unwrap();
+    let reply = plain_get(&shield, "/api/v1/users/1?x=2", None).await;
     assert_eq!(reply.status(), 308);
     assert_eq!(
         reply.headers()["location"],
@@ -362,15 +353,7 @@ async fn plain_http_only_redirects_and_never_sends_hsts() {
     // A Host the listener does not serve (no certificate, no route names it) is never
     // redirected to: 400 problem+json, with the security headers and still no HSTS.
     for host in ["evil.test", "evil.test:8080", "10.9.9.9"] {
-        let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut request = get("GET", "/api/v1/users/1");
-        request.headers_mut().insert("host", host.parse().unwrap());
-        let reply = sender.send_request(request).await.unwrap();
+        let reply = plain_get(&shield, "/api/v1/users/1", Some(host)).await;
         assert_eq!(reply.status(), 400, "{host}");
         assert!(reply.headers().get("location").is_none(), "{host}");
         assert_eq!(reply.headers()["content-type"], "application/problem+json");
@@ -397,17 +380,7 @@ async fn plain_http_redirects_to_a_host_a_route_names() {
         upstream.addr,
         "[[routes]]\nname = \"named\"\nhost = \"*.api.example\"\npath = \"/*\"\nupstream = \"api\"\n",
     );
-    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut request = get("GET", "/x");
-    request
-        .headers_mut()
-        .insert("host", "eu.api.example".parse().unwrap());
-    let reply = sender.send_request(request).await.unwrap();
+    let reply = plain_get(&shield, "/x", Some("eu.api.example")).await;
     assert_eq!(reply.status(), 308);
     assert_eq!(
         reply.headers()["location"],
@@ -434,15 +407,7 @@ async fn plain_http_sends_unserved_hosts_to_the_canonical_name() {
         ("evil.test:8080", "api.example.com"),
         ("10.9.9.9", "api.example.com"),
     ] {
-        let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut request = get("GET", "/api/v1/users/1?x=2");
-        request.headers_mut().insert("host", host.parse().unwrap());
-        let reply = sender.send_request(request).await.unwrap();
+        let reply = plain_get(&shield, "/api/v1/users/1?x=2", Some(host)).await;
         assert_eq!(reply.status(), 308, "{host}");
         assert_eq!(
             reply.headers()["location"],
@@ -457,4 +422,23 @@ async fn plain_http_sends_unserved_hosts_to_the_canonical_name() {
         assert!(reply.headers().get("strict-transport-security").is_none());
     }
     assert!(upstream.seen().is_empty());
+}
+
+/// A GET on the plain listener, on a connection of its own, with this `Host` if given.
+async fn plain_get(
+    shield: &Shield,
+    target: &str,
+    host: Option<&str>,
+) -> http::Response<hyper::body::Incoming> {
+    let tcp = tokio::net::TcpStream::connect(shield.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = get("GET", target);
+    if let Some(host) = host {
+        request.headers_mut().insert("host", host.parse().unwrap());
+    }
+    sender.send_request(request).await.unwrap()
 }

@@ -101,20 +101,7 @@ async fn upgrades_such_as_websocket_are_passed_through() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;
     let shield = Shield::start(upstream.addr, ROUTES);
-    let tls = shield.tls(Version::H1).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn.with_upgrades());
-    let request = with_headers(
-        get("GET", "/public/socket"),
-        &[("connection", "upgrade"), ("upgrade", "websocket")],
-    );
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 101);
-    assert_eq!(response.headers()["upgrade"], "websocket");
-    let mut upgraded = hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    let mut upgraded = websocket(&shield, "/public/socket", &[]).await;
     upgraded.write_all(b"ping over the splice").await.unwrap();
     let mut echoed = [0u8; 20];
     tokio::time::timeout(
@@ -285,23 +272,7 @@ async fn every_request_parsed_gets_exactly_one_access_log_line() {
     tls.shutdown().await.unwrap();
     drop(tls);
     // Upgraded: a WebSocket handshake answered 101, then bytes through the splice.
-    let tls = shield.tls(Version::H1).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn.with_upgrades());
-    let request = with_headers(
-        get("GET", "/public/socket"),
-        &[
-            ("connection", "upgrade"),
-            ("upgrade", "websocket"),
-            ("x-request-id", "upgraded"),
-        ],
-    );
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 101);
-    let mut upgraded = hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    let mut upgraded = websocket(&shield, "/public/socket", &[("x-request-id", "upgraded")]).await;
     upgraded.write_all(b"ping").await.unwrap();
     let mut echoed = [0u8; 4];
     upgraded.read_exact(&mut echoed).await.unwrap();
@@ -395,4 +366,28 @@ async fn every_request_parsed_gets_exactly_one_access_log_line() {
         assert_eq!(lines.len(), 1, "{id}: {lines:?}");
         assert_eq!(lines[0]["status"], *status, "{id}: {lines:?}");
     }
+}
+
+/// A WebSocket handshake through the shield (asserted answered 101 with `Upgrade: websocket`),
+/// with `extra` headers; the upgraded connection.
+async fn websocket(
+    shield: &Shield,
+    target: &str,
+    extra: &[(&'static str, &str)],
+) -> hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {
+    let tls = shield.tls(Version::H1).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let mut headers = vec![("connection", "upgrade"), ("upgrade", "websocket")];
+    headers.extend_from_slice(extra);
+    let response = sender
+        .send_request(with_headers(get("GET", target), &headers))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers()["upgrade"], "websocket");
+    hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap())
 }
