@@ -210,3 +210,101 @@ fn an_ack_flood_from_spoofed_sources_is_dropped() {
     assert_eq!(stats.packets(Reason::PassFlow), 0);
     assert_eq!(stats.packets(Reason::PassWithinLimit), 0);
 }
+
+#[test]
+fn a_source_that_completes_a_handshake_keeps_its_own_budget_during_a_spoofed_syn_flood() {
+    let Some((_serial, setup)) = Setup::new(
+        "a_source_that_completes_a_handshake_keeps_its_own_budget_during_a_spoofed_syn_flood",
+        "",
+    ) else {
+        return;
+    };
+    // No new source is ever tracked on its first packet: every never-seen source shares an
+    // untracked budget of one packet a second.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let burst_line = format!("burst = {BURST}\n");
+    assert!(text.contains(&burst_line));
+    let text = text.replace(
+        &burst_line,
+        &format!("{burst_line}new_sources_per_cpu = 0\nuntracked_rate = 1\nuntracked_burst = 1\n"),
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let _daemon = setup.daemon();
+    let server = SocketAddr::new(IpAddr::V4(RX_V4), PROTECTED);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let accepting = setup.topo.rx.run(move || {
+        let listener = TcpListener::bind(server).unwrap();
+        bound_tx.send(()).unwrap();
+        // The first connection and the five after the flood.
+        (0..6)
+            .map(|_| listener.accept().map(|(stream, _)| stream))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    bound_rx.recv().unwrap();
+    let connect = move || TcpStream::connect_timeout(&server, Duration::from_secs(10));
+    // The client's first SYN takes the one untracked packet; its handshake completes.
+    let first = setup.topo.tx.run(connect).join().unwrap().unwrap();
+    let client = first.local_addr().unwrap().ip();
+    let tracked = |ip: IpAddr| {
+        let maps = api_shield::fastpath::PinnedMaps::open(&setup.pins.layout()).unwrap();
+        let key = match ip {
+            IpAddr::V4(v4) => api_shield_common::v4_mapped(v4.octets()),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        maps.limiter.get(&key, 0).is_ok()
+    };
+    assert!(
+        tracked(client),
+        "a source that completed a handshake is tracked"
+    );
+    // A spoofed SYN flood: never-seen sources, all dropped on the spent untracked budget.
+    let spoofed = v4_sources(4, 250);
+    let frames: Vec<Vec<u8>> = spoofed
+        .iter()
+        .map(|src| match src {
+            IpAddr::V4(v4) => frames::v4(*v4, L4::Tcp(PROTECTED)).build(),
+            IpAddr::V6(v6) => frames::v6(*v6, L4::Tcp(PROTECTED)).build(),
+        })
+        .collect();
+    let flood = frames.len() as u64;
+    let start = setup.stats();
+    let tx_if = setup.topo.tx_if.clone();
+    setup
+        .topo
+        .tx
+        .run(move || support::traffic::send_frames(&tx_if, &frames))
+        .join()
+        .unwrap();
+    // Each spoofed SYN is counted once: dropped, or passed on a token the untracked budget
+    // regained (one a second).
+    let judged = |stats: &api_shield::fastpath::Stats| {
+        stats.packets(Reason::DropUntracked) + stats.packets(Reason::PassWithinLimit)
+            - start.packets(Reason::DropUntracked)
+            - start.packets(Reason::PassWithinLimit)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while judged(&setup.stats()) < flood && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let before = setup.stats();
+    assert_eq!(judged(&before), flood);
+    let dropped = before.packets(Reason::DropUntracked) - start.packets(Reason::DropUntracked);
+    assert!(dropped >= flood / 2, "{dropped} of {flood} dropped");
+    assert!(spoofed.iter().all(|src| !tracked(*src)));
+    // The client's next connections are charged to its own budget: each SYN passes at once.
+    for _ in 0..5 {
+        setup.topo.tx.run(connect).join().unwrap().unwrap();
+    }
+    let accepted = accepting.join().unwrap().unwrap();
+    assert_eq!(accepted.len(), 6);
+    let after = setup.stats();
+    assert_eq!(
+        after.packets(Reason::PassWithinLimit) - before.packets(Reason::PassWithinLimit),
+        5
+    );
+    assert_eq!(
+        after.packets(Reason::DropUntracked),
+        before.packets(Reason::DropUntracked)
+    );
+    drop(first);
+}

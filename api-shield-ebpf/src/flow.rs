@@ -4,13 +4,14 @@
 //! ACK flood from spoofed sources, say) is dropped here rather than answered by the kernel.
 //!
 //! The kernel's own socket table decides, through `bpf_skc_lookup_tcp` in the interface's
-//! network namespace: an established, closing, time-wait or half-open (`SYN_RECV`) socket for
-//! the segment's four-tuple makes it part of a flow. Meeting only the listener, the segment may
-//! still be the last step of a handshake the kernel answered with a SYN cookie (when its SYN
-//! queue overflowed): `bpf_tcp_check_syncookie` checks it against the kernel's secret.
+//! network namespace: an established, closing or time-wait socket for the segment's four-tuple
+//! makes it part of a flow. A half-open one (`SYN_RECV`) makes it the last step of a handshake;
+//! so does a listener, when the segment carries a SYN cookie the kernel issued (when its SYN
+//! queue overflowed), which `bpf_tcp_check_syncookie` checks against the kernel's secret. A
+//! source that completes a handshake has shown it is no spoofed address.
 
 use aya_ebpf::{
-    bindings::{bpf_sock_tuple, BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN},
+    bindings::{bpf_sock_tuple, BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV},
     helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie},
     programs::XdpContext,
 };
@@ -19,10 +20,21 @@ use crate::parse::{Packet, IPV6_HLEN, TCP_HLEN};
 
 const IPV4_HLEN: usize = 20;
 
-/// Whether the TCP segment `pkt` belongs to a connection (or completes a cookie handshake) in
-/// this network namespace. A segment whose headers cannot be read again belongs to none.
+/// What a TCP segment is to the kernel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// A segment of a connection the kernel has.
+    Known,
+    /// The last step of a handshake (to a half-open connection, or with a valid SYN cookie).
+    Completing,
+    /// A segment of no connection.
+    None,
+}
+
+/// What the TCP segment `pkt` is to the kernel of this network namespace. A segment whose
+/// headers cannot be read again belongs to no connection.
 #[inline(always)]
-pub fn known(ctx: &XdpContext, pkt: &Packet) -> bool {
+pub fn lookup(ctx: &XdpContext, pkt: &Packet) -> Flow {
     let start = ctx.data();
     let end = ctx.data_end();
     let (ip_len, tuple_size) = if pkt.is_v6 {
@@ -33,7 +45,7 @@ pub fn known(ctx: &XdpContext, pkt: &Packet) -> bool {
     let ip = start + pkt.l3_offset;
     let tcp = start + pkt.l4_offset;
     if ip + ip_len > end || tcp + TCP_HLEN > end {
-        return false;
+        return Flow::None;
     }
     // SAFETY: an all-zero tuple is a valid value of this plain-data union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
@@ -68,20 +80,28 @@ pub fn known(ctx: &XdpContext, pkt: &Packet) -> bool {
             0,
         );
         if sock.is_null() {
-            return false;
+            return Flow::None;
         }
-        let known = if (*sock).state == BPF_TCP_LISTEN {
-            bpf_tcp_check_syncookie(
+        let state = (*sock).state;
+        let flow = if state == BPF_TCP_LISTEN {
+            let cookie = bpf_tcp_check_syncookie(
                 sock.cast(),
                 ip as *mut _,
                 ip_len as u32,
                 tcp as *mut _,
                 TCP_HLEN as u32,
-            ) == 0
+            );
+            if cookie == 0 {
+                Flow::Completing
+            } else {
+                Flow::None
+            }
+        } else if state == BPF_TCP_NEW_SYN_RECV {
+            Flow::Completing
         } else {
-            true
+            Flow::Known
         };
         bpf_sk_release(sock.cast());
-        known
+        flow
     }
 }

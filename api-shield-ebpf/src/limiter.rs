@@ -80,6 +80,18 @@ pub fn check(
     }
 }
 
+/// Tracks `key` with a full budget if it is not tracked yet, whatever the new-source budget:
+/// for sources that have completed a TCP handshake (`flow.rs`).
+#[inline(always)]
+pub fn admit(key: &[u64; 2], now: u64) {
+    // A theoretical arrival time of now leaves the whole burst.
+    let state = LimiterState {
+        tat_ns: now,
+        last_event_ns: 0,
+    };
+    let _ = LIMITER.insert(key, state, u64::from(BPF_NOEXIST));
+}
+
 /// The limiter key of a packet: its source, IPv6 masked to the configured prefix.
 #[inline(always)]
 pub fn key(cfg: &ShieldConfig, pkt: &Packet) -> [u64; 2] {

@@ -98,10 +98,16 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
         return Reason::PassUnprotected;
     }
     if in_flow {
-        return if flow::known(ctx, &pkt) {
-            Reason::PassFlow
-        } else {
-            verdict(cfg, Reason::DropNoFlow)
+        return match flow::lookup(ctx, &pkt) {
+            flow::Flow::Known => Reason::PassFlow,
+            flow::Flow::Completing => {
+                // A source that completes a handshake is no spoofed address: it is tracked
+                // from now on (past the new-source budget), so its next SYNs are charged to a
+                // budget of its own and never share the untracked one with a spoofed flood.
+                limiter::admit(&limiter_key, now);
+                Reason::PassFlow
+            }
+            flow::Flow::None => verdict(cfg, Reason::DropNoFlow),
         };
     }
     limiter::check(ctx, cfg, &pkt, &limiter_key, generation, now)
