@@ -18,6 +18,7 @@ mod rules;
 mod settings;
 mod stats;
 mod status;
+mod upgrade;
 
 pub use addr::{parse_target, target_key, AddrError};
 pub use attach::{ActiveMode, Attachment};
@@ -32,3 +33,4 @@ pub use program::{apply_config, layout_dir, load_program, Fastpath};
 pub use settings::{coarse_tick_ns, port_words, shield_config, shield_config_with_tick};
 pub use stats::{CounterRow, Stats};
 pub use status::{InterfaceStatus, RuntimeStatus};
+pub use upgrade::CarriedOver;

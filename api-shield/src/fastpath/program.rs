@@ -14,7 +14,7 @@ use super::{
     attach::{self, Attachment},
     bpffs, errno, rules,
     settings::{port_words, shield_config},
-    FastpathError, InterfaceStatus, PinLock, PinnedMaps, RuntimeStatus,
+    upgrade, FastpathError, InterfaceStatus, PinLock, PinnedMaps, RuntimeStatus,
 };
 use crate::config::FastpathConfig;
 
@@ -100,6 +100,19 @@ impl Fastpath {
         let mut ebpf = load_program(&dir, config.limiter.max_sources)?;
         let mut maps = PinnedMaps::open(&dir)?;
         apply_config(&mut maps, config)?;
+        let carried = upgrade::carry_over(
+            &config.pin_dir,
+            &mut maps,
+            &links_dir(&config.pin_dir),
+            &config.interfaces,
+        )?;
+        if carried != upgrade::CarriedOver::default() {
+            tracing::info!(
+                bans = carried.bans,
+                links = carried.links,
+                "carried bans and pinned links over from the previous map layout"
+            );
+        }
         let previous = RuntimeStatus::read(&config.runtime_dir);
         let program: &mut Xdp = ebpf
             .program_mut(maps::PROGRAM)
