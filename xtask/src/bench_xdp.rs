@@ -1,5 +1,6 @@
-//! `cargo xtask bench-xdp`, `cargo xtask bench-proxy` and `cargo xtask soak`: install what each
-//! drives (nftables and ethtool; nginx and wrk; nothing for the soak) if missing, then run its
+//! `cargo xtask bench-xdp`, `cargo xtask bench-proxy`, `cargo xtask bench-flood` and `cargo
+//! xtask soak`: install what each drives (nftables and ethtool; nginx and wrk; nginx, wrk,
+//! hping3, curl and nftables; nothing for the soak) if missing, then run its
 //! binary from `xtask/bench-xdp` in release mode. Reports go to stdout and `target/bench-*.md`
 //! (`target/soak.md`); BENCHMARKS.md and docs/reliability.md record them.
 
@@ -29,6 +30,21 @@ pub fn run_proxy(args: &Args) -> Result<()> {
     // The benchmark runs the release daemon binary.
     cmd::cargo(&["build", "--release", "--package", "api-shield"], &[])?;
     run_bench("bench-proxy", &[("nginx", "nginx"), ("wrk", "wrk")], args)
+}
+
+/// Runs bench-flood (the caller has built the release daemon it starts).
+pub fn run_flood(args: &Args) -> Result<()> {
+    run_bench(
+        "bench-flood",
+        &[
+            ("nginx", "nginx"),
+            ("wrk", "wrk"),
+            ("hping3", "hping3"),
+            ("curl", "curl"),
+            ("nftables", "nft"),
+        ],
+        args,
+    )
 }
 
 /// Runs the soak scenario (the caller has built the release daemon it starts).

@@ -64,6 +64,9 @@ enum Task {
     BenchXdp(bench_xdp::Args),
     /// Benchmark: requests/s and latency over TLS, api-shield vs nginx vs the upstream direct.
     BenchProxy(bench_xdp::Args),
+    /// Benchmark (as root): legitimate clients served during floods, api-shield vs nftables vs
+    /// no filter, in network namespaces.
+    BenchFlood(bench_xdp::Args),
     /// Soak (as root): the release daemon on lo under bounded mixed legitimate and hostile
     /// traffic, sampling RSS, open fds, map sizes and error counts; fails unless they stay flat,
     /// e.g. `cargo xtask soak -- --seconds 120 --interval 10`.
@@ -116,6 +119,11 @@ fn main() -> Result<()> {
             setup::run()?;
             build_release()?;
             bench_xdp::run_proxy(&args)
+        }
+        Task::BenchFlood(args) => {
+            setup::run()?;
+            build_release()?;
+            bench_xdp::run_flood(&args)
         }
         Task::Soak(args) => {
             setup::run()?;
