@@ -1,6 +1,6 @@
 //! `cargo xtask bench-xdp`, `cargo xtask bench-proxy`, `cargo xtask bench-flood` and `cargo
 //! xtask soak`: install what each drives (nftables and ethtool; nginx and wrk; nginx, wrk,
-//! hping3, curl and nftables; nothing for the soak) if missing, then run its
+//! curl, nftables and ethtool; nothing for the soak) if missing, then run its
 //! binary from `xtask/bench-xdp` in release mode. Reports go to stdout and `target/bench-*.md`
 //! (`target/soak.md`); BENCHMARKS.md and docs/reliability.md record them.
 
@@ -39,9 +39,9 @@ pub fn run_flood(args: &Args) -> Result<()> {
         &[
             ("nginx", "nginx"),
             ("wrk", "wrk"),
-            ("hping3", "hping3"),
             ("curl", "curl"),
             ("nftables", "nft"),
+            ("ethtool", "ethtool"),
         ],
         args,
     )

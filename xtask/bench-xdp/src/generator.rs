@@ -14,7 +14,8 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    sys::SyscallError,
     Ebpf,
 };
 use nix::sched::{sched_setaffinity, setns, CloneFlags, CpuSet};
@@ -29,7 +30,16 @@ const REPEAT: u32 = 1 << 20;
 /// Live-frames batch size.
 const BATCH: u32 = 64;
 
-/// Starts the generator thread; it returns how many frames it generated.
+/// A flood for [`start_flood`]: which generator program, the frame it rewrites, and its
+/// `FLOOD_SPEC` (bench-flood's program only: sources, transport, share transmitted).
+pub struct Flood {
+    pub program: &'static str,
+    pub frame: Vec<u8>,
+    pub spec: Option<[u32; 3]>,
+}
+
+/// Starts the generator thread with bench-xdp's flood (UDP from 252 sources, full speed); it
+/// returns how many frames it generated.
 pub fn start(
     topology: &Topology,
     cpu: usize,
@@ -37,8 +47,25 @@ pub fn start(
     sent: Arc<AtomicU64>,
     limit: Duration,
 ) -> JoinHandle<Result<u64>> {
+    let flood = Flood {
+        program: "api_shield_flood",
+        frame: udp_frame(topology.tx_mac, topology.rx_mac, [10, 202, 0, 1]),
+        spec: None,
+    };
+    start_flood(topology, flood, cpu, stop, sent, limit)
+}
+
+/// Starts the generator thread on `cpu` with `flood`, until `stop` or `limit`; it returns how
+/// many frames it generated and keeps `sent` up to date.
+pub fn start_flood(
+    topology: &Topology,
+    flood: Flood,
+    cpu: usize,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    limit: Duration,
+) -> JoinHandle<Result<u64>> {
     let ns_path = format!("/run/netns/{}", topology.tx_ns);
-    let frame = udp_frame(topology.tx_mac, topology.rx_mac, [10, 202, 0, 1]);
     let tx_index = topology.tx_index;
     std::thread::spawn(move || -> Result<u64> {
         let mut cpus = CpuSet::new();
@@ -47,11 +74,19 @@ pub fn start(
         setns(File::open(&ns_path)?, CloneFlags::CLONE_NEWNET)
             .context("entering the sender namespace")?;
         let mut ebpf = Ebpf::load(FLOOD_OBJECT).context("loading the flood generator")?;
+        if let Some(spec) = flood.spec {
+            let mut map: aya::maps::Array<_, u32> =
+                aya::maps::Array::try_from(ebpf.map_mut("FLOOD_SPEC").context("FLOOD_SPEC")?)?;
+            for (index, value) in spec.into_iter().enumerate() {
+                map.set(index as u32, value, 0)?;
+            }
+        }
         let program: &mut Xdp = ebpf
-            .program_mut("api_shield_flood")
+            .program_mut(flood.program)
             .context("flood program")?
             .try_into()?;
         program.load()?;
+        let frame = flood.frame;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
         let mut ctx = Vec::with_capacity(24);
         for field in [0, frame.len() as u32, 0, tx_index, 0, 0] {
@@ -60,15 +95,23 @@ pub fn start(
         let deadline = Instant::now() + limit;
         let mut generated = 0u64;
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            program
-                .test_run(TestRunOptions {
-                    data_in: Some(&frame),
-                    ctx_in: Some(&ctx),
-                    repeat: REPEAT,
-                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                    ..Default::default()
-                })
-                .context("`BPF_PROG_TEST_RUN` (live frames)")?;
+            let run = program.test_run(TestRunOptions {
+                data_in: Some(&frame),
+                ctx_in: Some(&ctx),
+                repeat: REPEAT,
+                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                ..Default::default()
+            });
+            match run {
+                Ok(_) => {}
+                // A signal cut the run short (the count of frames it sent is lost): go on.
+                Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
+                    if io_error.raw_os_error() == Some(nix::libc::EINTR) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(error).context("`BPF_PROG_TEST_RUN` (live frames)"),
+            }
             generated += u64::from(REPEAT);
             sent.store(generated, Ordering::Relaxed);
         }
@@ -129,13 +172,32 @@ pub fn tcp_frame(
     tcp[2..4].copy_from_slice(&to.port().to_be_bytes());
     tcp[12] = 5 << 4;
     tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let checksum = tcp_checksum(from.ip().octets(), to.ip().octets(), &tcp);
+    tcp[16..18].copy_from_slice(&checksum.to_be_bytes());
     frame.extend_from_slice(&tcp);
     frame.extend(std::iter::repeat_n(0u8, 6));
     frame
 }
 
 fn ipv4_checksum(header: &[u8; 20]) -> u16 {
-    let mut sum: u32 = header
+    ones_complement(header)
+}
+
+/// The checksum of a TCP header without payload, over the IPv4 pseudo-header (RFC 9293).
+fn tcp_checksum(src: [u8; 4], dst: [u8; 4], header: &[u8; 20]) -> u16 {
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(&src);
+    bytes.extend_from_slice(&dst);
+    bytes.extend_from_slice(&[0, 6]);
+    bytes.extend_from_slice(&20u16.to_be_bytes());
+    bytes.extend_from_slice(header);
+    ones_complement(&bytes)
+}
+
+/// The Internet checksum (RFC 1071) of an even number of bytes.
+fn ones_complement(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
         .chunks(2)
         .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
         .sum();

@@ -1,6 +1,7 @@
-//! The legitimate load of bench-flood, from the sender namespace: a keep-alive client (wrk) and
-//! a stream of new clients, each a fresh TLS connection from an address never seen before
-//! (curl bound to it).
+//! The legitimate load of bench-flood, from the sender namespace, all three at once: a
+//! keep-alive client (wrk, 10 connections), a NAT-like address (wrk, 200 connections from one
+//! source address) and a stream of new clients, each a fresh TLS connection from an address
+//! never seen before (curl bound to it).
 
 use std::process::Command;
 
@@ -8,8 +9,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::topology::{ip, run, Topology};
 
-/// The receiver's address, where the daemon listens on 443.
-const RX: &str = super::RX;
+use crate::receiver::RX;
 
 /// `count` sender addresses in 10.202.`block`.0/24, added to the sender's veth.
 pub fn new_addresses(topology: &Topology, block: u8, count: u32) -> Result<Vec<String>> {
@@ -30,8 +30,15 @@ pub fn new_addresses(topology: &Topology, block: u8, count: u32) -> Result<Vec<S
     Ok(addresses)
 }
 
-/// wrk with one thread and 10 keep-alive connections from the sender: (req/s, p99 ms).
-pub fn wrk(tx_ns: &str, seconds: u32) -> Result<(f64, f64)> {
+/// What one wrk run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Goodput {
+    pub rps: f64,
+    pub p99_ms: f64,
+}
+
+/// wrk with one thread and `connections` keep-alive connections from the sender to `address`.
+pub fn wrk(tx_ns: &str, address: &str, connections: u32, seconds: u32) -> Result<Goodput> {
     let out = run(
         "ip",
         &[
@@ -40,12 +47,12 @@ pub fn wrk(tx_ns: &str, seconds: u32) -> Result<(f64, f64)> {
             tx_ns,
             "wrk",
             "-t1",
-            "-c10",
+            &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--timeout",
             "5s",
             "--latency",
-            &format!("https://{RX}/"),
+            &format!("https://{address}/"),
         ],
         None,
     )?;
@@ -60,7 +67,7 @@ pub fn wrk(tx_ns: &str, seconds: u32) -> Result<(f64, f64)> {
         .map(|v| duration_ms(v.trim()))
         .transpose()?
         .context("wrk printed no 99th percentile")?;
-    Ok((rps, p99))
+    Ok(Goodput { rps, p99_ms: p99 })
 }
 
 /// A wrk duration (`812.00us`, `2.31ms`, `1.02s`) in milliseconds.
@@ -77,11 +84,11 @@ fn duration_ms(text: &str) -> Result<f64> {
     Ok(number.parse::<f64>()? * factor)
 }
 
-/// One fresh TLS connection and request from each address, six at a time (curl, 3 s to
+/// One fresh TLS connection and request from each address, `parallel` at a time (curl, 3 s to
 /// connect, 5 s in all): how many got 200, and the connect times of those that connected.
-pub fn new_clients(tx_ns: &str, addresses: &[String]) -> Result<(u32, Vec<f64>)> {
+pub fn new_clients(tx_ns: &str, addresses: &[String], parallel: usize) -> Result<(u32, Vec<f64>)> {
     let chunks: Vec<Vec<String>> = addresses
-        .chunks(addresses.len().div_ceil(6).max(1))
+        .chunks(addresses.len().div_ceil(parallel.max(1)).max(1))
         .map(<[String]>::to_vec)
         .collect();
     let handles: Vec<_> = chunks

@@ -1,0 +1,154 @@
+//! bench-flood's results: one row per cell (attack, rate, state), each legitimate measure next
+//! to its ratio to the same state without an attack, and the flood rate at which each state's
+//! keep-alive goodput halves.
+
+use std::fmt::Write as _;
+
+use crate::{attack::Attack, legit::Goodput, State};
+
+/// One cell of the table.
+pub struct Cell {
+    pub attack: Attack,
+    /// The share of the generator's frames transmitted (0: no attack).
+    pub fraction: f64,
+    pub state: State,
+    pub keepalive: Goodput,
+    pub nat: Goodput,
+    pub new_ok: u32,
+    pub new_total: u32,
+    pub connect_p50_ms: f64,
+    pub connect_p99_ms: f64,
+    /// Packets per second that reached the receiver's veth during the measurement (received or
+    /// lost for want of room in its ring): the flood's rate plus the legitimate packets.
+    pub arrived_pps: f64,
+    /// Packets per second the receiver's veth took in (XDP drops included).
+    pub received_pps: f64,
+    /// Frames lost before any program ran (no room in the receiver's ring).
+    pub lost_before: u64,
+    /// The fast path's drops by reason during the cell (api-shield's state only).
+    pub xdp_drops: String,
+}
+
+/// The Markdown report: the command, the full table, the halving rates.
+pub fn render(command: &str, full_pps: f64, cells: &[Cell]) -> String {
+    let mut text = format!(
+        "Command: `{command}`. The generator's full speed: {:.2} Mpps (64-byte frames).\n\n",
+        full_pps / 1e6
+    );
+    text.push_str(
+        "| attack | rate | state | keep-alive req/s | ÷ calm | p99 ms | NAT-like req/s | ÷ calm | p99 ms | new clients ok | connect p50 / p99 ms | arrived / received kpps | lost before XDP | XDP drops |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for cell in cells {
+        let calm = calm(cells, cell.state);
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {:.0} | {:.2}x | {:.1} | {:.0} | {:.2}x | {:.1} | {}/{} | {:.1} / {:.1} | {:.0} / {:.0} | {} | {} |",
+            cell.attack.name(),
+            rate_name(cell.fraction),
+            cell.state.name(),
+            cell.keepalive.rps,
+            cell.keepalive.rps / calm.map_or(f64::NAN, |c| c.keepalive.rps),
+            cell.keepalive.p99_ms,
+            cell.nat.rps,
+            cell.nat.rps / calm.map_or(f64::NAN, |c| c.nat.rps),
+            cell.nat.p99_ms,
+            cell.new_ok,
+            cell.new_total,
+            cell.connect_p50_ms,
+            cell.connect_p99_ms,
+            cell.arrived_pps / 1e3,
+            cell.received_pps / 1e3,
+            cell.lost_before,
+            cell.xdp_drops,
+        );
+    }
+    text.push_str(
+        "\nThe flood rate (packets arriving per second) at which keep-alive goodput falls to half of \
+         the same state's calm figure, interpolated between the measured rates:\n\n\
+         | attack | state | goodput halves at | ÷ nftables |\n|---|---|---|---|\n",
+    );
+    for attack in Attack::ALL.into_iter().skip(1) {
+        let nft = halving_rate(cells, attack, State::Nftables);
+        for state in State::ALL {
+            let Some(rate) = halving_rate(cells, attack, state) else {
+                continue;
+            };
+            let versus = match (rate, nft) {
+                (Halving::At(a), Some(Halving::At(n))) => format!("{:.2}x", a / n),
+                (Halving::Above(a), Some(Halving::At(n))) => format!("> {:.2}x", a / n),
+                _ => "-".to_owned(),
+            };
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {versus} |",
+                attack.name(),
+                state.name(),
+                rate
+            );
+        }
+    }
+    text
+}
+
+fn calm(cells: &[Cell], state: State) -> Option<&Cell> {
+    cells
+        .iter()
+        .find(|c| c.state == state && c.attack == Attack::None)
+}
+
+fn rate_name(fraction: f64) -> String {
+    if fraction == 0.0 {
+        "-".to_owned()
+    } else if fraction >= 1.0 {
+        "full".to_owned()
+    } else {
+        format!("{fraction} of full")
+    }
+}
+
+/// Where a state's goodput halves under one attack.
+#[derive(Clone, Copy)]
+enum Halving {
+    /// At this many frames per second.
+    At(f64),
+    /// Not within the measured rates, the highest of which was this.
+    Above(f64),
+}
+
+impl std::fmt::Display for Halving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Halving::At(pps) => write!(f, "{:.2} Mpps", pps / 1e6),
+            Halving::Above(pps) => write!(f, "above {:.2} Mpps", pps / 1e6),
+        }
+    }
+}
+
+/// Linear interpolation between the calm point (0 packets/s, 1.0x) and the measured rates.
+fn halving_rate(cells: &[Cell], attack: Attack, state: State) -> Option<Halving> {
+    let calm = calm(cells, state)?.keepalive.rps;
+    let mut points: Vec<(f64, f64)> = cells
+        .iter()
+        .filter(|c| c.attack == attack && c.state == state)
+        .map(|c| (c.arrived_pps, c.keepalive.rps / calm))
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut previous = (0.0, 1.0);
+    for &(rate, ratio) in &points {
+        if ratio < 0.5 {
+            let (r0, g0) = previous;
+            let at = if g0 > ratio {
+                r0 + (g0 - 0.5) * (rate - r0) / (g0 - ratio)
+            } else {
+                rate
+            };
+            return Some(Halving::At(at));
+        }
+        previous = (rate, ratio);
+    }
+    Some(Halving::Above(previous.0))
+}
