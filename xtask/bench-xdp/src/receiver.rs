@@ -274,7 +274,7 @@ impl Receiver {
     /// CPU time of the receiving NAPI kthread(s), pinned to CPU1, and the packets the state's
     /// filter handled so far.
     pub fn snapshot(&self, state: State) -> Result<Snapshot> {
-        let threads = napi_threads(&self.rx_if)?;
+        let threads = crate::topology::napi_threads(&self.rx_if)?;
         let mut cpu1 = CpuSet::new();
         cpu1.set(1)?;
         for pid in &threads {
@@ -346,23 +346,4 @@ impl Drop for Receiver {
         let _ = self.set_nft(false);
         let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
-}
-
-/// PIDs of the kthreads `napi/<if>-<id>` (the name is cut to 15 bytes).
-fn napi_threads(interface: &str) -> Result<Vec<i32>> {
-    let prefix: String = format!("napi/{interface}-").chars().take(15).collect();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let entry = entry?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
-            if comm.trim_end().starts_with(&prefix) {
-                pids.push(pid);
-            }
-        }
-    }
-    anyhow::ensure!(!pids.is_empty(), "no threaded NAPI kthread for {interface}");
-    Ok(pids)
 }

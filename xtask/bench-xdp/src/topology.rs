@@ -141,6 +141,25 @@ impl Topology {
     }
 }
 
+/// PIDs of the kthreads `napi/<if>-<id>` (the name is cut to 15 bytes).
+pub fn napi_threads(interface: &str) -> Result<Vec<i32>> {
+    let prefix: String = format!("napi/{interface}-").chars().take(15).collect();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+            if comm.trim_end().starts_with(&prefix) {
+                pids.push(pid);
+            }
+        }
+    }
+    anyhow::ensure!(!pids.is_empty(), "no threaded NAPI kthread for {interface}");
+    Ok(pids)
+}
+
 fn link_info(ns: &str, dev: &str) -> Result<(u32, [u8; 6])> {
     let out = ip(&["-n", ns, "-j", "link", "show", "dev", dev])?;
     let json: serde_json::Value = serde_json::from_str(&out)?;

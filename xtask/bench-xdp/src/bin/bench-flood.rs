@@ -69,6 +69,10 @@ struct Args {
     /// Flood rates, as shares of the generator's frames transmitted (1: all, full speed).
     #[arg(long, value_delimiter = ',', default_value = "1,0.5,0.25")]
     rates: Vec<f64>,
+    /// Pin the receiver's NAPI kthread to this CPU in every cell (by default the scheduler
+    /// places it; the generator holds CPU0).
+    #[arg(long)]
+    napi_cpu: Option<usize>,
     /// Measure only the cells whose "attack / state" name contains this.
     #[arg(long)]
     only: Option<String>,
@@ -174,8 +178,12 @@ fn main() -> Result<()> {
         }
     }
     let rates: Vec<String> = args.rates.iter().map(f64::to_string).collect();
+    let napi = args
+        .napi_cpu
+        .map(|cpu| format!(" --napi-cpu {cpu}"))
+        .unwrap_or_default();
     let command = format!(
-        "cargo xtask bench-flood -- --seconds {} --new-clients {} --rates {}",
+        "cargo xtask bench-flood -- --seconds {} --new-clients {} --rates {}{napi}",
         args.seconds,
         args.new_clients,
         rates.join(",")
@@ -246,6 +254,10 @@ fn measure(
             Duration::from_mins(2),
         )
     });
+    // Attaching a program restarts the veth's NAPI, and with it the kthread.
+    if let Some(cpu) = args.napi_cpu {
+        receiver::pin_napi(topology, cpu)?;
+    }
     // Let the flood reach its rate before measuring.
     std::thread::sleep(Duration::from_secs(1));
     if generator

@@ -322,6 +322,16 @@ pub fn link_counters(topology: &Topology) -> Result<(u64, u64)> {
     Ok((packets, rx["dropped"].as_u64().unwrap_or(0)))
 }
 
+/// Pins the receiver veth's NAPI kthread(s) to `cpu`.
+pub fn pin_napi(topology: &Topology, cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    for pid in crate::topology::napi_threads(&topology.rx_if)? {
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)?;
+    }
+    Ok(())
+}
+
 /// The upstream: an nginx worker in the receiver answering `200 ok`.
 pub fn upstream(rx_ns: &str, dir: &Path) -> Result<Guard> {
     let conf = dir.join("upstream.conf");
