@@ -19,6 +19,8 @@
 
 #[path = "bench-flood/attack.rs"]
 mod attack;
+#[path = "../child_guard.rs"]
+mod child_guard;
 #[allow(dead_code)]
 #[path = "../generator.rs"]
 mod generator;

@@ -10,17 +10,21 @@
 //!
 //! Run it with `cargo xtask bench-proxy` (as root: it installs nginx and wrk if missing).
 
+#[path = "../child_guard.rs"]
+mod child_guard;
 #[path = "../shield_cli.rs"]
 mod shield_cli;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
+
+use crate::child_guard::Guard;
 
 /// Options.
 #[derive(Parser, Debug)]
@@ -59,24 +63,6 @@ struct Run {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
-}
-
-/// A child process stopped when dropped: SIGTERM first, so an nginx master stops its workers
-/// too (SIGKILL would orphan them, still listening on the benchmark's ports), then SIGKILL if it
-/// has not exited within five seconds.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(i32::MAX));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn main() -> Result<()> {

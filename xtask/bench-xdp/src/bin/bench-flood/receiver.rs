@@ -5,7 +5,7 @@
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -17,6 +17,7 @@ use aya::{
 use nix::sched::{setns, CloneFlags};
 
 use crate::{
+    child_guard::Guard,
     shield_cli,
     topology::{ip, run, Topology},
 };
@@ -106,22 +107,6 @@ pub fn prepare(topology: &Topology) -> Result<()> {
         NAT_SOURCE,
     ])?;
     Ok(())
-}
-
-/// A child process killed (and its process group with it) when dropped.
-pub struct Guard(pub Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(i32::MAX));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The release daemon in the receiver on port 443 of every address, the fast path on or off,
