@@ -391,3 +391,84 @@ async fn websocket(
     assert_eq!(response.headers()["upgrade"], "websocket");
     hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_access_log_holds_one_line_per_request_and_reopens_on_sigusr1() {
+    let upstream = Upstream::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("access.log");
+    let mut shield = Shield::start_edited(upstream.addr, ROUTES, |config| {
+        format!(
+            "{config}\n[access_log]\nsink = \"file\"\npath = \"{}\"\nformat = \"text\"\n",
+            path.display()
+        )
+    });
+    for n in 0..30 {
+        send_numbered(&shield, n, Version::H1).await;
+    }
+    // logrotate's `create` way: the file is moved, then the daemon told to reopen it.
+    let rotated = logs.path().join("access.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    shield.daemon.signal(nix::sys::signal::Signal::SIGUSR1);
+    shield
+        .daemon
+        .wait_for(
+            "SIGUSR1: reopening the access log",
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    for n in 30..50 {
+        send_numbered(&shield, n, Version::H2).await;
+    }
+    let served = support::admin::scrape(shield.admin).await;
+    let requests: f64 = served
+        .iter()
+        .filter(|(key, _)| key.starts_with("api_shield_requests_total{"))
+        .map(|(_, value)| value)
+        .sum();
+    assert_eq!(requests, 50.0);
+    // Stopped: the pending lines are written before the process ends.
+    let exit = shield.daemon.stop();
+    assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
+    let ids_in = |file: &std::path::Path| -> Vec<String> {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.lines()
+            .map(|line| {
+                assert!(!line.contains('\u{1b}'), "colour codes in a file: {line:?}");
+                assert!(line.contains(" access "), "{line}");
+                let field = |key: &str| {
+                    line.split(' ')
+                        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                        .unwrap_or_else(|| panic!("no {key} in {line}"))
+                        .to_owned()
+                };
+                let id = field("request_id");
+                let n: usize = id.strip_prefix("log-").unwrap().parse().unwrap();
+                let status = if n.is_multiple_of(3) { "404" } else { "200" };
+                assert_eq!(field("status"), status, "{line}");
+                id
+            })
+            .collect()
+    };
+    let expect = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|n| format!("log-{n}")).collect()
+    };
+    assert_eq!(ids_in(&rotated), expect(0..30));
+    assert_eq!(ids_in(&path), expect(30..50));
+}
+
+/// Request `n` of a numbered series (`x-request-id: log-N`): every third to a path no route
+/// serves (404), the others to the upstream (200).
+async fn send_numbered(shield: &Shield, n: usize, version: Version) {
+    let (status, target) = if n.is_multiple_of(3) {
+        (404, format!("/nowhere/{n}"))
+    } else {
+        (200, format!("/api/v1/users/{n}"))
+    };
+    let request = with_headers(
+        get("GET", &target),
+        &[("x-request-id", &format!("log-{n}"))],
+    );
+    let reply = shield.send(version, request).await;
+    assert_eq!(reply.status, status, "{target}");
+}

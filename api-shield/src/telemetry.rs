@@ -1,5 +1,7 @@
 //! Logging setup, the metrics registry, and the kernel counters read at scrape time.
 
+pub mod access_line;
+pub mod access_log;
 pub mod admin;
 pub mod drops;
 pub mod kernel;
@@ -7,6 +9,7 @@ pub mod log_limit;
 mod logging;
 pub mod metrics;
 
+pub use access_log::access_log;
 pub use logging::{init_logging, LogFormat};
 pub use metrics::{method_label, metrics, Metrics};
 

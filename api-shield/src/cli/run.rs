@@ -1,5 +1,6 @@
-//! `api-shield run --config FILE`: the daemon. Starts it, reloads the config on SIGHUP, checks
-//! certificate files for changes, and stops cleanly on SIGTERM or SIGINT.
+//! `api-shield run --config FILE`: the daemon. Starts it, reloads the config on SIGHUP, reopens
+//! the access-log file on SIGUSR1, checks certificate files for changes, and stops cleanly on
+//! SIGTERM or SIGINT (the access log's last lines written).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -10,7 +11,7 @@ use crate::{
     config,
     daemon::Daemon,
     systemd,
-    telemetry::{init_logging, LogFormat},
+    telemetry::{access_line::LineFormat, access_log, init_logging, LogFormat},
 };
 
 /// How often certificate files are checked for changes.
@@ -36,6 +37,8 @@ pub fn run(args: &Args) -> Result<()> {
         crate::fastpath::privileges::check()?;
     }
     config::check_host(&config)?;
+    access_log::install(&access_log_settings(&config.access_log, args.log_format))
+        .context("starting the access log")?;
     // One worker: a single-threaded runtime, which spares the work-stealing machinery.
     let mut builder = if config.proxy.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -48,7 +51,31 @@ pub fn run(args: &Args) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args.config.clone(), config))
+    let served = runtime.block_on(serve(args.config.clone(), config));
+    // Every line of the requests served is written before the process ends.
+    access_log::access_log().shutdown();
+    served
+}
+
+/// The access log as configured; its format by default the daemon's.
+fn access_log_settings(
+    config: &config::AccessLogConfig,
+    log_format: LogFormat,
+) -> access_log::Settings {
+    let format = match (config.format, log_format) {
+        (Some(config::AccessLogFormat::Json), _) | (None, LogFormat::Json) => LineFormat::Json,
+        (Some(config::AccessLogFormat::Text), _) | (None, LogFormat::Text) => LineFormat::Text,
+    };
+    access_log::Settings {
+        sink: match &config.sink {
+            config::AccessLogSink::Stderr => access_log::Sink::Stderr,
+            config::AccessLogSink::File(path) => access_log::Sink::File(path.clone()),
+            config::AccessLogSink::Off => access_log::Sink::Off,
+        },
+        format,
+        flush_interval: config.flush_interval,
+        buffer_bytes: config.buffer_bytes,
+    }
 }
 
 async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
@@ -56,6 +83,8 @@ async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut rotate =
+        signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
     let daemon = Daemon::start(path, config).await?;
     systemd::ready("serving");
     let watchdog = systemd::spawn_watchdog();
@@ -74,6 +103,10 @@ async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
                     Err(_) => "serving (last reload refused; see the log)",
                 };
                 systemd::ready(status);
+            }
+            _ = rotate.recv() => {
+                access_log::access_log().reopen();
+                tracing::info!("SIGUSR1: reopening the access log");
             }
             _ = file_check.tick() => daemon.check_certificates(),
         }

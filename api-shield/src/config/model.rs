@@ -45,6 +45,9 @@ pub struct Config {
     /// The control socket the CLI talks to.
     #[serde(default)]
     pub control: ControlConfig,
+    /// The access log: where, in which format, how buffered.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
     /// The file and text this config was read from.
     #[serde(skip)]
     pub source: super::Source,
@@ -273,6 +276,123 @@ impl Config {
     }
 }
 
+/// The `[access_log]` table, typed when parsed: a file sink without a path, a path given to
+/// another sink, or a flush interval or buffer out of range is a config error at its key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawAccessLogConfig")]
+pub struct AccessLogConfig {
+    /// Where lines go.
+    pub sink: AccessLogSink,
+    /// `text` or `json`; by default the daemon's `--log-format`.
+    pub format: Option<AccessLogFormat>,
+    /// Pending lines are written at least this often (10 ms to 1 s).
+    pub flush_interval: Duration,
+    /// At most this many bytes wait to be written; past it lines are dropped and counted.
+    pub buffer_bytes: usize,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogSink {
+    /// Standard error: the journal under systemd.
+    Stderr,
+    /// A file, appended to, reopened on SIGUSR1.
+    File(PathBuf),
+    /// Not written at all.
+    Off,
+}
+
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// `key=value` text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Bounds of `access_log.flush_interval`.
+const FLUSH_INTERVALS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(1);
+/// Bounds of `access_log.buffer_bytes`.
+const ACCESS_LOG_BUFFERS: std::ops::RangeInclusive<usize> = (64 * 1024)..=(1024 * 1024 * 1024);
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            sink: AccessLogSink::Stderr,
+            format: None,
+            flush_interval: Duration::from_millis(250),
+            buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[access_log]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccessLogConfig {
+    #[serde(default = "default_sink")]
+    sink: String,
+    path: Option<PathBuf>,
+    format: Option<AccessLogFormat>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    flush_interval: Option<Duration>,
+    buffer_bytes: Option<usize>,
+}
+
+fn default_sink() -> String {
+    "stderr".to_owned()
+}
+
+impl TryFrom<RawAccessLogConfig> for AccessLogConfig {
+    type Error = String;
+
+    fn try_from(raw: RawAccessLogConfig) -> Result<Self, String> {
+        let defaults = AccessLogConfig::default();
+        let sink = match (raw.sink.as_str(), raw.path) {
+            ("file", Some(path)) if path.is_absolute() => AccessLogSink::File(path),
+            ("file", Some(path)) => {
+                return Err(format!(
+                    "access_log.path: `{}` must be an absolute path",
+                    path.display()
+                ))
+            }
+            ("file", None) => {
+                return Err("access_log.path: `sink = \"file\"` needs a path".to_owned())
+            }
+            ("stderr" | "off", Some(_)) => {
+                return Err("access_log.path: only `sink = \"file\"` takes a path".to_owned())
+            }
+            ("stderr", None) => AccessLogSink::Stderr,
+            ("off", None) => AccessLogSink::Off,
+            (other, _) => {
+                return Err(format!(
+                    "access_log.sink: `{other}` is not a sink; use \"stderr\", \"file\" or \"off\""
+                ))
+            }
+        };
+        let flush_interval = raw.flush_interval.unwrap_or(defaults.flush_interval);
+        if !FLUSH_INTERVALS.contains(&flush_interval) {
+            return Err("access_log.flush_interval: must be between 10ms and 1s".to_owned());
+        }
+        let buffer_bytes = raw.buffer_bytes.unwrap_or(defaults.buffer_bytes);
+        if !ACCESS_LOG_BUFFERS.contains(&buffer_bytes) {
+            return Err(
+                "access_log.buffer_bytes: must be between 65536 (64 KiB) and 1073741824 (1 GiB)"
+                    .to_owned(),
+            );
+        }
+        Ok(AccessLogConfig {
+            sink,
+            format: raw.format,
+            flush_interval,
+            buffer_bytes,
+        })
+    }
+}
+
 /// The `[fastpath.events]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -288,6 +408,13 @@ impl Default for EventsConfig {
             interval: Duration::from_secs(10),
         }
     }
+}
+
+/// [`duration`] for an optional key.
+fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
 }
 
 /// Deserializes a human duration such as `"15m"`, `"1h 30m"` or `"500ms"`.

@@ -101,4 +101,41 @@ mod tests {
         assert_eq!(err.key(), Some("fastpath.limiter.rate"));
         assert_eq!(err.line(), Some(5), "{err}");
     }
+
+    #[test]
+    fn the_access_log_table_is_typed_when_parsed() {
+        let config = parse_str(
+            "[access_log]\nsink = \"file\"\npath = \"/var/log/api-shield/access.log\"\n\
+             format = \"json\"\nflush_interval = \"100ms\"\n",
+        )
+        .unwrap();
+        let log = &config.access_log;
+        assert_eq!(
+            log.sink,
+            crate::config::AccessLogSink::File("/var/log/api-shield/access.log".into())
+        );
+        assert_eq!(log.format, Some(crate::config::AccessLogFormat::Json));
+        assert_eq!(log.flush_interval, std::time::Duration::from_millis(100));
+        assert_eq!(
+            parse_str("").unwrap().access_log,
+            crate::config::AccessLogConfig::default()
+        );
+        for (text, says) in [
+            ("sink = \"file\"", "needs a path"),
+            ("sink = \"file\"\npath = \"access.log\"", "absolute"),
+            (
+                "sink = \"off\"\npath = \"/tmp/a.log\"",
+                "only `sink = \"file\"`",
+            ),
+            ("sink = \"syslog\"", "not a sink"),
+            ("flush_interval = \"5s\"", "between 10ms and 1s"),
+            ("buffer_bytes = 100", "between 65536"),
+        ] {
+            let err = parse_str(&format!("[fastpath]\n\n[access_log]\n{text}\n")).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(says), "{text}: {message}");
+            assert!(message.contains("access_log"), "{text}: {message}");
+            assert_eq!(err.line(), Some(3), "{text}: {message}");
+        }
+    }
 }

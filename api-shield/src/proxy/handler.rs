@@ -35,8 +35,9 @@ use super::{
     upgrade,
     upstream::{origin_form, Upstream},
 };
-use crate::policy::{
-    auth::without_query_param, validate::Validation, RoutePolicies, SharedPolicies,
+use crate::{
+    policy::{auth::without_query_param, validate::Validation, RoutePolicies, SharedPolicies},
+    telemetry::{access_line::AccessLine, access_log},
 };
 
 mod compile;
@@ -103,16 +104,16 @@ impl Proxy {
         if let Some(escalator) = &self.escalator {
             escalator.record(client, denial);
         }
-        tracing::info!(
-            target: "access",
-            request_id = %request_id,
-            client_ip = %client,
-            route = "-",
-            method = "-",
-            status = code.as_u16(),
-            denial = denial.slug(),
-            "request not parsed"
-        );
+        access_log().record(&AccessLine {
+            request_id: request_id.as_str(),
+            client_ip: client,
+            route: None,
+            method: None,
+            status: code.as_u16(),
+            bytes: None,
+            duration: None,
+            denial: Some(denial.slug()),
+        });
         super::parse_errors::render(denial, request_id.as_str(), &self.headers, https)
     }
 
@@ -220,18 +221,16 @@ impl Proxy {
                 escalator.record(client.ip, denial);
             }
         }
-        tracing::info!(
-            target: "access",
-            request_id = %request_id,
-            client_ip = %client.ip,
-            route = outcome.route.map_or("-", RouteMetrics::name),
-            method = %method,
-            status = response.status().as_u16(),
+        access_log().record(&AccessLine {
+            request_id: request_id.as_str(),
+            client_ip: client.ip,
+            route: outcome.route.map(RouteMetrics::name),
+            method: Some(method.as_str()),
+            status: response.status().as_u16(),
             bytes,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            denial = outcome.denial.map_or("-", Denial::slug),
-            "request"
-        );
+            duration: Some(elapsed),
+            denial: outcome.denial.map(Denial::slug),
+        });
         response
     }
 
@@ -702,22 +701,21 @@ impl Drop for Unanswered<'_> {
             status,
             elapsed,
         );
-        tracing::info!(
-            target: "access",
-            request_id = %self.request_id,
-            client_ip = %self.client_ip,
-            route = self.outcome.route.map_or("-", RouteMetrics::name),
-            method = %self.method,
-            status = CLIENT_CLOSED,
-            bytes = 0,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            denial = self
-                .outcome
-                .denial
-                .unwrap_or(Denial::ClientClosedRequest)
-                .slug(),
-            "request"
-        );
+        access_log().record(&AccessLine {
+            request_id: self.request_id.as_str(),
+            client_ip: self.client_ip,
+            route: self.outcome.route.map(RouteMetrics::name),
+            method: Some(self.method.as_str()),
+            status: CLIENT_CLOSED,
+            bytes: Some(0),
+            duration: Some(elapsed),
+            denial: Some(
+                self.outcome
+                    .denial
+                    .unwrap_or(Denial::ClientClosedRequest)
+                    .slug(),
+            ),
+        });
     }
 }
 

@@ -48,7 +48,7 @@ struct LossyStderr;
 impl Write for LossyStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if io::stderr().write_all(buf).is_err() {
-            crate::telemetry::metrics().log_write_errors.inc();
+            crate::telemetry::metrics().logs.write_errors.inc();
         }
         Ok(buf.len())
     }

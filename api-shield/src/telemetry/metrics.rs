@@ -38,8 +38,8 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     /// `api_shield_xdp_attached{interface}`.
     pub xdp_attached: IntGaugeVec,
-    /// `api_shield_log_write_errors_total`.
-    pub log_write_errors: IntCounter,
+    /// Log lines written and lost.
+    pub logs: LogMetrics,
     /// `api_shield_config_reloads_total{result}`.
     pub reloads: IntCounterVec,
     /// `api_shield_jwks_fetches_total{issuer,result}`.
@@ -195,11 +195,7 @@ impl Metrics {
                 "1 while the XDP program is attached to the interface, 0 while the interface is gone.",
                 &["interface"],
             ),
-            log_write_errors: plain_counter(
-                &registry,
-                "api_shield_log_write_errors_total",
-                "Log lines dropped because stderr could not be written (disk full, closed pipe).",
-            ),
+            logs: LogMetrics::register(&registry),
             reloads: counter(
                 &registry,
                 "api_shield_config_reloads_total",
@@ -310,5 +306,39 @@ impl ConnectionMetrics {
             metrics.accept_errors.with_label_values(&[kind]);
         }
         metrics
+    }
+}
+
+/// The metrics of the daemon's logs and its access log.
+#[derive(Debug)]
+pub struct LogMetrics {
+    /// `api_shield_log_write_errors_total`.
+    pub write_errors: IntCounter,
+    /// `api_shield_access_log_lines_total`.
+    pub access_lines: IntCounter,
+    /// `api_shield_access_log_dropped_total`.
+    pub access_dropped: IntCounter,
+}
+
+impl LogMetrics {
+    fn register(registry: &Registry) -> LogMetrics {
+        LogMetrics {
+            write_errors: plain_counter(
+                registry,
+                "api_shield_log_write_errors_total",
+                "Log lines dropped because stderr could not be written (disk full, closed pipe).",
+            ),
+            access_lines: plain_counter(
+                registry,
+                "api_shield_access_log_lines_total",
+                "Access-log lines written to the sink.",
+            ),
+            access_dropped: plain_counter(
+                registry,
+                "api_shield_access_log_dropped_total",
+                "Access-log lines lost: the buffer was full (the sink could not keep up) or the \
+                 sink failed.",
+            ),
+        }
     }
 }
