@@ -1,6 +1,7 @@
-//! `cargo xtask bench-xdp`, `cargo xtask bench-proxy`, `cargo xtask bench-flood` and `cargo
-//! xtask soak`: install what each drives (nftables and ethtool; nginx and wrk; nginx, wrk,
-//! curl, nftables and ethtool; nothing for the soak) if missing, then run its
+//! `cargo xtask bench-xdp`, `cargo xtask bench-proxy`, `cargo xtask bench-gateway`, `cargo
+//! xtask bench-flood` and `cargo xtask soak`: install what each drives (nftables and ethtool;
+//! nginx and wrk; nginx, HAProxy, wrk and h2load; nginx, wrk, curl, nftables and ethtool;
+//! nothing for the soak) if missing, then run its
 //! binary from `xtask/bench-xdp` in release mode. Reports go to stdout and `target/bench-*.md`
 //! (`target/soak.md`); BENCHMARKS.md and docs/reliability.md record them.
 
@@ -30,6 +31,20 @@ pub fn run_proxy(args: &Args) -> Result<()> {
     // The benchmark runs the release daemon binary.
     cmd::cargo(&["build", "--release", "--package", "api-shield"], &[])?;
     run_bench("bench-proxy", &[("nginx", "nginx"), ("wrk", "wrk")], args)
+}
+
+/// Runs bench-gateway (the caller has built the release daemon it starts).
+pub fn run_gateway(args: &Args) -> Result<()> {
+    run_bench(
+        "bench-gateway",
+        &[
+            ("nginx", "nginx"),
+            ("haproxy", "haproxy"),
+            ("wrk", "wrk"),
+            ("nghttp2-client", "h2load"),
+        ],
+        args,
+    )
 }
 
 /// Runs bench-flood (the caller has built the release daemon it starts).

@@ -64,6 +64,9 @@ enum Task {
     BenchXdp(bench_xdp::Args),
     /// Benchmark: requests/s and latency over TLS, api-shield vs nginx vs the upstream direct.
     BenchProxy(bench_xdp::Args),
+    /// Benchmark: the proxy as deployed, access logs on and off, api-shield vs nginx vs
+    /// HAProxy over HTTP/1.1 and HTTP/2 at 1 and 2 workers.
+    BenchGateway(bench_xdp::Args),
     /// Benchmark (as root): legitimate clients served during floods, api-shield vs nftables vs
     /// no filter, in network namespaces.
     BenchFlood(bench_xdp::Args),
@@ -119,6 +122,11 @@ fn main() -> Result<()> {
             setup::run()?;
             build_release()?;
             bench_xdp::run_proxy(&args)
+        }
+        Task::BenchGateway(args) => {
+            setup::run()?;
+            build_release()?;
+            bench_xdp::run_gateway(&args)
         }
         Task::BenchFlood(args) => {
             setup::run()?;

@@ -213,7 +213,7 @@ impl AccessLog {
             line.write(self.format, SystemTime::now(), text);
             let crossed = {
                 let mut pending = self.shared.lock();
-                if pending.text.len() + text.len() > self.shared.buffer_bytes {
+                if pending.stop || pending.text.len() + text.len() > self.shared.buffer_bytes {
                     drop(pending);
                     super::metrics().logs.access_dropped.inc();
                     return;

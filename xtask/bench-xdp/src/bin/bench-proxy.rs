@@ -12,19 +12,25 @@
 
 #[path = "../child_guard.rs"]
 mod child_guard;
+// Shared with bench-gateway, which uses the HTTP/2 half too.
+#[allow(dead_code)]
+#[path = "../proxy_peers.rs"]
+mod proxy_peers;
 #[path = "../shield_cli.rs"]
 mod shield_cli;
 
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::Parser;
 
-use crate::child_guard::Guard;
+use crate::{
+    child_guard::Guard,
+    proxy_peers::{certificate, ensure_port_free, median, middle, nginx, wait_for_port, wrk, Run},
+};
 
 /// Options.
 #[derive(Parser, Debug)]
@@ -56,14 +62,6 @@ const UPSTREAM_PORT: u16 = 18080;
 const NGINX_PORT: u16 = 18443;
 const SHIELD_PORT: u16 = 18444;
 const BASELINE_PORT: u16 = 18446;
-
-/// One wrk result.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -325,40 +323,6 @@ fn per_round(peer: &[Run], baseline: &[Run]) -> String {
     }
 }
 
-/// The median of sorted values: the mean of the two middle ones for an even count.
-fn middle(sorted: &[f64]) -> f64 {
-    let half = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        f64::midpoint(sorted[half - 1], sorted[half])
-    } else {
-        sorted[half]
-    }
-}
-
-fn median(runs: &[Run]) -> Run {
-    let pick = |f: fn(&Run) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        middle(&v)
-    };
-    Run {
-        rps: pick(|r| r.rps),
-        p50_ms: pick(|r| r.p50_ms),
-        p99_ms: pick(|r| r.p99_ms),
-    }
-}
-
-/// An ECDSA P-256 self-signed certificate for 127.0.0.1 (wrk does not verify).
-fn certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let generated =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
-    let cert = dir.join("bench.pem");
-    let key = dir.join("bench.key");
-    std::fs::write(&cert, generated.cert.pem())?;
-    std::fs::write(&key, generated.signing_key.serialize_pem())?;
-    Ok((cert, key))
-}
-
 fn common_conf(dir: &Path, name: &str) -> String {
     format!(
         "worker_processes 1;\npid {dir}/{name}.pid;\nerror_log {dir}/{name}.error.log;\ndaemon off;\n\
@@ -388,34 +352,6 @@ fn proxy_conf(dir: &Path, cert: &Path, key: &Path) -> String {
         cert.display(),
         key.display()
     )
-}
-
-fn nginx(dir: &Path, name: &str, conf: &str) -> Result<Guard> {
-    let path = dir.join(format!("{name}.conf"));
-    std::fs::write(&path, conf)?;
-    let check = Command::new("nginx")
-        .arg("-t")
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir)
-        .output()?;
-    if !check.status.success() {
-        bail!(
-            "nginx config {name}: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-    }
-    let child = Command::new("nginx")
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nginx")?;
-    Ok(Guard(child))
 }
 
 /// A `wrk` script sending a 1 KiB JSON order by POST, with a bearer token when given.
@@ -536,78 +472,4 @@ signing_key = "{fixtures}/rsa-private.pem"
         .spawn()
         .context("starting api-shield (build it with cargo build --release first)")?;
     Ok((Guard(child), path))
-}
-
-/// Fails when something already listens on `port`: the run would measure it instead of the
-/// server it starts.
-fn ensure_port_free(port: u16) -> Result<()> {
-    std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
-        format!(
-            "port {port} is taken (a server left over from an earlier run? see `ss -ltnp sport = :{port}`)"
-        )
-    })?;
-    Ok(())
-}
-
-fn wait_for_port(port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-fn wrk(url: &str, script: Option<&PathBuf>, seconds: u32, connections: u32) -> Result<Run> {
-    let mut command = Command::new("wrk");
-    if let Some(script) = script {
-        command.arg("-s").arg(script);
-    }
-    let out = command
-        .args([
-            "-t1",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            url,
-        ])
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
-    let percentile = |p: &str| {
-        text.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(p))
-            .and_then(|v| millis(v.trim()))
-            .with_context(|| format!("no {p} latency in wrk output:\n{text}"))
-    };
-    let errors = text
-        .lines()
-        .any(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
-    if errors {
-        bail!("wrk saw errors against {url}:\n{text}");
-    }
-    Ok(Run {
-        rps,
-        p50_ms: percentile("50%")?,
-        p99_ms: percentile("99%")?,
-    })
-}
-
-fn millis(value: &str) -> Option<f64> {
-    let (number, unit) = value.split_at(value.find(|c: char| c.is_ascii_alphabetic())?);
-    let number: f64 = number.parse().ok()?;
-    Some(match unit {
-        "us" => number / 1000.0,
-        "ms" => number,
-        "s" => number * 1000.0,
-        _ => return None,
-    })
 }

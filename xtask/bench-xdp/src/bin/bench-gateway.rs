@@ -1,0 +1,598 @@
+//! bench-gateway: the proxy as deployed, against its peers as they are deployed. api-shield,
+//! nginx and HAProxy as TLS reverse proxies in front of the same upstream (an nginx answering
+//! `ok`), with the same ECDSA certificate and HSTS, each once with its access log on and once
+//! with it off, over HTTP/1.1 (`wrk -t1 -c50`) and HTTP/2 (`h2load -t1 -c10 -m10`), at 1 and
+//! at 2 workers. The logs, all to files on the same disk:
+//! - api-shield: `[access_log] sink = "file"`, JSON lines (the shipped unit runs
+//!   `--log-format json`);
+//! - nginx: `access_log … combined buffer=64k flush=1s`;
+//! - HAProxy (Debian's 2.6): `option httplog` to stdout, redirected to a file; `nbthread` equal
+//!   to the workers, HSTS by `http-response set-header`, `http-reuse always`.
+//!
+//! Each round runs every peer once, the order rotated from round to round; the report gives
+//! medians and api-shield's ratios to nginx and to HAProxy per log setting, protocol and worker
+//! count, the bytes of log written per request, and, for api-shield with its log on, the
+//! access-log lines written against the requests it served and the lines it dropped.
+//!
+//! Run it with `cargo xtask bench-gateway` (as root: it installs nginx, HAProxy, wrk and h2load
+//! if missing).
+
+#[path = "../child_guard.rs"]
+mod child_guard;
+#[path = "../proxy_peers.rs"]
+mod proxy_peers;
+// Only its path of the release binary.
+#[allow(dead_code)]
+#[path = "../shield_cli.rs"]
+mod shield_cli;
+
+use std::{
+    fmt::Write as _,
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+
+use crate::{
+    child_guard::Guard,
+    proxy_peers::{certificate, ensure_port_free, h2load, median, nginx, wait_for_port, wrk, Run},
+};
+
+/// Options.
+#[derive(Parser, Debug)]
+#[command(name = "bench-gateway")]
+struct Args {
+    /// Rounds; each runs every peer once.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds per load run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// Worker counts to measure (each proxy gets the same).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// wrk connections (HTTP/1.1).
+    #[arg(long, default_value_t = 50)]
+    connections: u32,
+    /// h2load clients (HTTP/2), each with `--streams` concurrent streams.
+    #[arg(long, default_value_t = 10)]
+    clients: u32,
+    /// h2load concurrent streams per client.
+    #[arg(long, default_value_t = 10)]
+    streams: u32,
+    /// An earlier build of api-shield (one without `[access_log]`, whose access log went
+    /// through the daemon's stderr) run beside this one with its log on, stderr to a file on
+    /// the same disk, so the report gives this build's ratio to it.
+    #[arg(long)]
+    baseline_binary: Option<PathBuf>,
+    /// Run only the peers whose label (`api-shield HTTP/1.1 log on`, …) contains this, for
+    /// profiling one; no report.
+    #[arg(long)]
+    only: Option<String>,
+    /// Markdown report written here too.
+    #[arg(long, default_value = "target/bench-gateway.md")]
+    output: PathBuf,
+}
+
+const UPSTREAM_PORT: u16 = 18080;
+
+/// The three proxies, and an earlier build of api-shield.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proxy {
+    Shield,
+    Nginx,
+    Haproxy,
+    Baseline,
+}
+
+impl Proxy {
+    const ALL: [Proxy; 3] = [Proxy::Shield, Proxy::Nginx, Proxy::Haproxy];
+
+    fn name(self) -> &'static str {
+        match self {
+            Proxy::Shield => "api-shield",
+            Proxy::Nginx => "nginx",
+            Proxy::Haproxy => "HAProxy",
+            Proxy::Baseline => "baseline build",
+        }
+    }
+
+    /// Its port with the access log on (`logged`) or off.
+    fn port(self, logged: bool) -> u16 {
+        let base = match self {
+            Proxy::Shield => 18460,
+            Proxy::Nginx => 18462,
+            Proxy::Haproxy => 18464,
+            Proxy::Baseline => 18466,
+        };
+        if logged {
+            base
+        } else {
+            base + 1
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Proxy::Shield | Proxy::Baseline => "/api/ping",
+            Proxy::Nginx | Proxy::Haproxy => "/",
+        }
+    }
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Peer {
+    proxy: Proxy,
+    logged: bool,
+    http2: bool,
+}
+
+/// The api-shield daemon with its log on, for the line count.
+const SHIELD_ADMIN: u16 = 19460;
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir_in(std::env::current_dir()?.join("target"))
+        .or_else(|_| tempfile::tempdir())?;
+    let (cert, key) = certificate(dir.path())?;
+    let mut report = format!(
+        "Command: `cargo xtask bench-gateway -- --rounds {} --seconds {} --workers {}` \
+         (HTTP/1.1: wrk -t1 -c{} -d{}s; HTTP/2: h2load -t1 -c{} -m{} -D {}; medians of {} \
+         rounds, the peer order rotated each round)\n\n",
+        args.rounds,
+        args.seconds,
+        args.workers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        args.connections,
+        args.seconds,
+        args.clients,
+        args.streams,
+        args.seconds,
+        args.rounds
+    );
+    for &workers in &args.workers {
+        report.push_str(&measure(&args, dir.path(), &cert, &key, workers)?);
+    }
+    println!("{report}");
+    if let Some(parent) = args.output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.output, report)?;
+    Ok(())
+}
+
+/// Starts every peer with `workers` workers, runs the rounds, and reports.
+fn measure(args: &Args, dir: &Path, cert: &Path, key: &Path, workers: usize) -> Result<String> {
+    let dir = dir.join(format!("workers-{workers}"));
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let mut ports = vec![UPSTREAM_PORT, SHIELD_ADMIN, SHIELD_ADMIN + 1];
+    ports.extend(
+        Proxy::ALL
+            .iter()
+            .flat_map(|p| [p.port(true), p.port(false)]),
+    );
+    for &port in &ports {
+        ensure_port_free(port)?;
+    }
+    let upstream = nginx(&dir, "upstream", &upstream_conf(&dir))?;
+    let nginx_proxy = nginx(&dir, "proxy", &nginx_conf(&dir, cert, key, workers))?;
+    let haproxy = start_haproxy(&dir, cert, key, workers)?;
+    let mut shield_logged = start_shield(&dir, cert, key, workers, true)?;
+    let shield_quiet = start_shield(&dir, cert, key, workers, false)?;
+    let baseline = match &args.baseline_binary {
+        Some(binary) => {
+            ensure_port_free(Proxy::Baseline.port(true))?;
+            ports.push(Proxy::Baseline.port(true));
+            Some(start_baseline(binary, &dir, cert, key, workers)?)
+        }
+        None => None,
+    };
+    for &port in &ports {
+        wait_for_port(port)?;
+    }
+    let mut proxies = Proxy::ALL.to_vec();
+    if baseline.is_some() {
+        proxies.push(Proxy::Baseline);
+    }
+    let peers: Vec<Peer> = [false, true]
+        .into_iter()
+        .flat_map(|http2| {
+            let proxies = &proxies;
+            [true, false].into_iter().flat_map(move |logged| {
+                proxies
+                    .iter()
+                    .filter(move |&&p| logged || p != Proxy::Baseline)
+                    .map(move |&proxy| Peer {
+                        proxy,
+                        logged,
+                        http2,
+                    })
+            })
+        })
+        .collect();
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
+    for round in 0..args.rounds as usize {
+        for k in 0..peers.len() {
+            let i = (k + round) % peers.len();
+            let peer = peers[i];
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|only| !label(peer).contains(only.as_str()))
+            {
+                continue;
+            }
+            let url = format!(
+                "https://127.0.0.1:{}{}",
+                peer.proxy.port(peer.logged),
+                peer.proxy.path()
+            );
+            let run = if peer.http2 {
+                h2load(&url, args.seconds, args.clients, args.streams, &dir)?
+            } else {
+                wrk(&url, None, args.seconds, args.connections)?
+            };
+            eprintln!(
+                "workers {workers} round {round} {:<36} {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
+                label(peer),
+                run.rps,
+                run.p50_ms,
+                run.p99_ms
+            );
+            results[i].push(run);
+        }
+    }
+    if args.only.is_some() {
+        return Ok(String::new());
+    }
+    let served = shield_served()?;
+    // Stopped: every pending line written, then counted.
+    shield_logged.stop();
+    drop((baseline, shield_quiet, haproxy, nginx_proxy, upstream));
+    let mut text = format!("### {workers} worker(s)\n\n");
+    text.push_str(&table(&peers, &results));
+    text.push_str(&log_sizes(&dir, &peers, &results, args.seconds));
+    let lines = count_lines(&dir.join("logs/api-shield.log"))?;
+    let _ = writeln!(
+        text,
+        "api-shield's access log: {lines} lines for {} requests served, {} dropped.\n",
+        served.requests, served.dropped
+    );
+    Ok(text)
+}
+
+fn label(peer: Peer) -> String {
+    format!(
+        "{} {} log {}",
+        peer.proxy.name(),
+        if peer.http2 { "HTTP/2" } else { "HTTP/1.1" },
+        if peer.logged { "on" } else { "off" }
+    )
+}
+
+/// The medians and api-shield's ratios to the others with the same log setting and protocol.
+fn table(peers: &[Peer], results: &[Vec<Run>]) -> String {
+    let mut text = String::from(
+        "| protocol | log | peer | req/s | p50 ms | p99 ms | api-shield ÷ peer req/s | api-shield ÷ peer p99 |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for (i, peer) in peers.iter().enumerate() {
+        let run = median(&results[i]);
+        let shield = peers
+            .iter()
+            .position(|p| {
+                p.proxy == Proxy::Shield && p.logged == peer.logged && p.http2 == peer.http2
+            })
+            .map(|s| median(&results[s]))
+            .expect("api-shield runs in every setting");
+        let ratios = if peer.proxy == Proxy::Shield {
+            "| | ".to_owned()
+        } else {
+            format!(
+                "| {:.2}x | {:.2}x",
+                shield.rps / run.rps,
+                shield.p99_ms / run.p99_ms
+            )
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} {ratios} |",
+            if peer.http2 { "HTTP/2" } else { "HTTP/1.1" },
+            if peer.logged { "on" } else { "off" },
+            peer.proxy.name(),
+            run.rps,
+            run.p50_ms,
+            run.p99_ms
+        );
+    }
+    text.push('\n');
+    text
+}
+
+/// Bytes of access log per request, from each file's size and the requests measured.
+fn log_sizes(dir: &Path, peers: &[Peer], results: &[Vec<Run>], seconds: u32) -> String {
+    let mut text = String::from("Access log written per request: ");
+    for proxy in Proxy::ALL.into_iter().chain([Proxy::Baseline]) {
+        let bytes = std::fs::metadata(log_file(dir, proxy)).map_or(0, |m| m.len());
+        let requests: f64 = peers
+            .iter()
+            .zip(results)
+            .filter(|(p, _)| p.proxy == proxy && p.logged)
+            .flat_map(|(_, runs)| runs.iter().map(|r| r.rps * f64::from(seconds)))
+            .sum();
+        if requests == 0.0 {
+            continue;
+        }
+        let _ = write!(
+            text,
+            "{} {:.0} bytes; ",
+            proxy.name(),
+            bytes as f64 / requests.max(1.0)
+        );
+    }
+    text.push_str("(about: from req/s × seconds)\n\n");
+    text
+}
+
+fn log_file(dir: &Path, proxy: Proxy) -> PathBuf {
+    dir.join("logs").join(match proxy {
+        Proxy::Shield => "api-shield.log",
+        Proxy::Nginx => "nginx.log",
+        Proxy::Haproxy => "haproxy.log",
+        Proxy::Baseline => "baseline.log",
+    })
+}
+
+// Once per run, over one file: not worth the bytecount crate.
+#[allow(clippy::naive_bytecount)]
+fn count_lines(path: &Path) -> Result<usize> {
+    Ok(std::fs::read(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count())
+}
+
+struct Served {
+    requests: u64,
+    dropped: u64,
+}
+
+/// Requests the logged api-shield served and access-log lines it dropped, from its /metrics.
+fn shield_served() -> Result<Served> {
+    use std::io::{Read as _, Write as _};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", SHIELD_ADMIN))?;
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
+    let mut body = String::new();
+    tcp.read_to_string(&mut body)?;
+    let sum = |prefix: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    Ok(Served {
+        requests: sum("api_shield_requests_total{"),
+        dropped: sum("api_shield_access_log_dropped_total"),
+    })
+}
+
+fn common_conf(dir: &Path, name: &str, workers: usize) -> String {
+    format!(
+        "worker_processes {workers};\npid {dir}/{name}.pid;\nerror_log {dir}/{name}.error.log;\n\
+         daemon off;\nevents {{ worker_connections 4096; }}\n",
+        dir = dir.display()
+    )
+}
+
+fn upstream_conf(dir: &Path) -> String {
+    format!(
+        "{}http {{\n access_log off;\n keepalive_requests 1000000;\n server {{\n  \
+         listen 127.0.0.1:{UPSTREAM_PORT};\n  \
+         location / {{ default_type text/plain; return 200 \"ok\"; }}\n }}\n}}\n",
+        common_conf(dir, "upstream", 1)
+    )
+}
+
+fn nginx_conf(dir: &Path, cert: &Path, key: &Path, workers: usize) -> String {
+    let server = |port: u16, log: &str| {
+        format!(
+            " server {{\n  listen 127.0.0.1:{port} ssl http2;\n  {log}\n  \
+             ssl_certificate {};\n  ssl_certificate_key {};\n  ssl_protocols TLSv1.2 TLSv1.3;\n  \
+             add_header Strict-Transport-Security \"max-age=31536000; includeSubDomains\" always;\n  \
+             location / {{ proxy_pass http://api; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }}\n }}\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    format!(
+        "{}http {{\n keepalive_requests 1000000;\n http2_max_requests 1000000;\n \
+         upstream api {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 64; }}\n{}{}}}\n",
+        common_conf(dir, "proxy", workers),
+        server(
+            Proxy::Nginx.port(true),
+            &format!(
+                "access_log {} combined buffer=64k flush=1s;",
+                log_file(dir, Proxy::Nginx).display()
+            )
+        ),
+        server(Proxy::Nginx.port(false), "access_log off;"),
+    )
+}
+
+fn start_haproxy(dir: &Path, cert: &Path, key: &Path, workers: usize) -> Result<Guard> {
+    // HAProxy takes the certificate and its key in one file.
+    let pem = dir.join("haproxy.pem");
+    std::fs::write(&pem, [std::fs::read(cert)?, std::fs::read(key)?].concat())?;
+    let frontend = |name: &str, port: u16, log: &str| {
+        format!(
+            "frontend {name}\n  bind 127.0.0.1:{port} ssl crt {} alpn h2,http/1.1\n{log}  \
+             http-response set-header Strict-Transport-Security \"max-age=31536000; includeSubDomains\"\n  \
+             default_backend api\n",
+            pem.display()
+        )
+    };
+    let config = format!(
+        "global\n  nbthread {workers}\n  maxconn 8192\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  \
+         option http-keep-alive\n\
+         {}{}\
+         backend api\n  http-reuse always\n  server api 127.0.0.1:{UPSTREAM_PORT}\n",
+        frontend(
+            "logged",
+            Proxy::Haproxy.port(true),
+            "  log stdout format raw local0\n  option httplog\n"
+        ),
+        frontend("quiet", Proxy::Haproxy.port(false), ""),
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config)?;
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()?;
+    if !check.status.success() {
+        bail!(
+            "haproxy config: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(File::create(log_file(dir, Proxy::Haproxy))?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting haproxy")?;
+    Ok(Guard(child))
+}
+
+/// The daemon the access log is kept for, stopped on demand.
+struct Shield(Option<Guard>);
+
+impl Shield {
+    fn stop(&mut self) {
+        self.0.take();
+    }
+}
+
+fn start_shield(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    workers: usize,
+    logged: bool,
+) -> Result<Shield> {
+    let port = Proxy::Shield.port(logged);
+    let admin = if logged {
+        SHIELD_ADMIN
+    } else {
+        SHIELD_ADMIN + 1
+    };
+    let access_log = if logged {
+        format!(
+            "[access_log]\nsink = \"file\"\npath = \"{}\"",
+            log_file(dir, Proxy::Shield).display()
+        )
+    } else {
+        "[access_log]\nsink = \"off\"".to_owned()
+    };
+    let config = shield_config(dir, cert, key, workers, port, admin, &access_log);
+    let path = dir.join(format!("api-shield-{port}.toml"));
+    std::fs::write(&path, config)?;
+    spawn_shield(&shield_cli::binary(), &path, Stdio::null()).map(|guard| Shield(Some(guard)))
+}
+
+/// The earlier build, its access log (the daemon's stderr at info) going to a file.
+fn start_baseline(
+    binary: &Path,
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    workers: usize,
+) -> Result<Guard> {
+    let port = Proxy::Baseline.port(true);
+    let config = shield_config(dir, cert, key, workers, port, SHIELD_ADMIN + 2, "");
+    let path = dir.join(format!("api-shield-{port}.toml"));
+    std::fs::write(&path, config)?;
+    let log = File::create(log_file(dir, Proxy::Baseline))?;
+    spawn_shield(binary, &path, log.into())
+}
+
+/// As the shipped unit runs it: JSON logs, `RUST_LOG` unset (info).
+fn spawn_shield(binary: &Path, config: &Path, stderr: Stdio) -> Result<Guard> {
+    let child = Command::new(binary)
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (cargo build --release first)",
+                binary.display()
+            )
+        })?;
+    Ok(Guard(child))
+}
+
+/// api-shield's config: one TLS listener, a route with CORS to the upstream, and `access_log`
+/// (a table, or nothing for builds that predate it).
+fn shield_config(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    workers: usize,
+    port: u16,
+    admin: u16,
+    access_log: &str,
+) -> String {
+    format!(
+        r#"
+[fastpath]
+enabled = false
+
+[proxy]
+workers = {workers}
+
+[admin]
+bind = "127.0.0.1:{admin}"
+
+[control]
+socket = "{dir}/control-{port}.sock"
+
+{access_log}
+
+[[listeners]]
+bind = "127.0.0.1:{port}"
+[listeners.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+
+[[upstreams]]
+name = "api"
+url = "http://127.0.0.1:{UPSTREAM_PORT}"
+
+[[routes]]
+name = "api"
+path = "/api/*"
+upstream = "api"
+[routes.cors]
+origins = ["https://app.example.com"]
+"#,
+        dir = dir.display(),
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
