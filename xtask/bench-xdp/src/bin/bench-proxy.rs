@@ -72,7 +72,14 @@ fn main() -> Result<()> {
     }
     let _upstream = nginx(dir.path(), "upstream", &upstream_conf(dir.path()))?;
     let _nginx = nginx(dir.path(), "proxy", &proxy_conf(dir.path(), &cert, &key))?;
-    let (_shield, config) = shield(&shield_cli::binary(), dir.path(), SHIELD_PORT, &cert, &key)?;
+    let (_shield, config) = shield(
+        &shield_cli::binary(),
+        dir.path(),
+        SHIELD_PORT,
+        &cert,
+        &key,
+        true,
+    )?;
     for port in [UPSTREAM_PORT, NGINX_PORT, SHIELD_PORT] {
         wait_for_port(port)?;
     }
@@ -216,7 +223,7 @@ fn start_baseline(binary: &Path, dir: &Path, cert: &Path, key: &Path) -> Result<
     ensure_port_free(BASELINE_PORT)?;
     let dir = dir.join("baseline");
     std::fs::create_dir_all(&dir)?;
-    let started = shield(binary, &dir, BASELINE_PORT, cert, key)?;
+    let started = shield(binary, &dir, BASELINE_PORT, cert, key, false)?;
     wait_for_port(BASELINE_PORT)?;
     Ok(started)
 }
@@ -379,12 +386,16 @@ fn post_script(dir: &Path, name: &str, token: Option<&str>) -> Result<PathBuf> {
 }
 
 /// Starts `binary` serving the benchmark's routes on `port`, its files in `dir`.
+/// Access logs are off in this benchmark (bench-gateway measures them on): this build by
+/// `[access_log] sink = "off"`, a baseline build (which may predate the table) by
+/// `RUST_LOG=warn`, which silenced the access log of builds that wrote it through tracing.
 fn shield(
     binary: &Path,
     dir: &Path,
     port: u16,
     cert: &Path,
     key: &Path,
+    access_log_table: bool,
 ) -> Result<(Guard, PathBuf)> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jwt");
     // The schema the criterion benchmark of the policies uses too.
@@ -403,6 +414,8 @@ bind = "127.0.0.1:0"
 
 [control]
 socket = "{control}"
+
+{access_log}
 
 [[listeners]]
 bind = "127.0.0.1:{port}"
@@ -459,6 +472,11 @@ signing_key = "{fixtures}/rsa-private.pem"
         schema = schema.display(),
         fixtures = fixtures.display(),
         control = dir.join("control.sock").display(),
+        access_log = if access_log_table {
+            "[access_log]\nsink = \"off\""
+        } else {
+            ""
+        },
     );
     let path = dir.join("api-shield.toml");
     std::fs::write(&path, config)?;
