@@ -27,6 +27,9 @@ pub fn refused(interface: &str) -> String {
     render(interface, "[]", "not_a_key = true\n")
 }
 
+/// The access log's file inside the container.
+pub const ACCESS_LOG: &str = "/var/log/api-shield/access.log";
+
 fn render(interface: &str, deny: &str, extra_fastpath: &str) -> String {
     format!(
         r#"# Written by `cargo xtask test-systemd`.
@@ -40,6 +43,12 @@ deny = {deny}
 {extra_fastpath}
 [proxy]
 drain_timeout = "3s"
+
+# The file sink, in the directory the unit's LogsDirectory= gives (ProtectSystem=strict
+# leaves nothing else writable).
+[access_log]
+sink = "file"
+path = "{ACCESS_LOG}"
 
 [[listeners]]
 name = "public"

@@ -1,7 +1,8 @@
 //! The operator's sequence, one check per step, run against the booted container: start (the
 //! notify unit becomes active), XDP attached in driver mode, HTTPS served from the client
 //! namespace, ban and unban through the control socket, reload (accepted, then refused), the
-//! watchdog pinged, stop (clean, program detached). And the exposure score of the staged unit.
+//! watchdog pinged, stop (clean, program detached, every request in the access-log file under
+//! `LogsDirectory=`). And the exposure score of the staged unit.
 //! Each step returns what it saw, or an error saying what was expected.
 
 use std::{
@@ -258,7 +259,42 @@ fn stop(ctx: &Ctx) -> Result<String> {
     if let Some((mode, id)) = xdp_state(ctx)? {
         bail!("after stop {SERVER_IF} still has an XDP program ({mode}, id {id})");
     }
-    Ok(format!("inactive, Result=success, detached, in {took:.1?}"))
+    let served = access_log_lines(ctx)?;
+    Ok(format!(
+        "inactive, Result=success, detached, {served} requests in {}, in {took:.1?}",
+        config::ACCESS_LOG
+    ))
+}
+
+/// The access-log file the unit's sandbox lets the daemon write: every line an access line,
+/// and one with status 200 for each request served before (the HTTPS step, the unban, the
+/// reloads), all written by the time the stop returned.
+fn access_log_lines(ctx: &Ctx) -> Result<usize> {
+    let out = ctx
+        .sandbox
+        .inside(Duration::from_secs(20), &["cat", config::ACCESS_LOG])?;
+    ensure!(
+        out.status.success(),
+        "no access log at {}: {}",
+        config::ACCESS_LOG,
+        text(&out)
+    );
+    let log = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        log.lines().all(|l| l.contains("\"target\":\"access\"")),
+        "lines other than access lines in {}:\n{log}",
+        config::ACCESS_LOG
+    );
+    let served = log
+        .lines()
+        .filter(|l| l.contains("\"route\":\"user\"") && l.contains("\"status\":200"))
+        .count();
+    ensure!(
+        served >= 3,
+        "{served} served requests in {} (the steps made at least 3):\n{log}",
+        config::ACCESS_LOG
+    );
+    Ok(served)
 }
 
 /// h. The staged unit's exposure score is 2.0 or lower.
