@@ -21,9 +21,8 @@ pub use error::ConfigError;
 pub use guard_rails::{covers, exact, parse_network, GuardError, GuardRails};
 pub use load::{check_host, load};
 pub use model::{
-    AccessLogConfig, AccessLogFormat, AccessLogSink, AdminConfig, ClockSetting, Config,
-    ControlConfig, EventsConfig, FastpathConfig, LimiterConfig, PortSpec, ProtectConfig,
-    XdpModeSetting,
+    AccessLogConfig, AccessLogSink, AdminConfig, ClockSetting, Config, ControlConfig, EventsConfig,
+    FastpathConfig, LimiterConfig, PortSpec, ProtectConfig, XdpModeSetting,
 };
 pub use parse::parse;
 pub use policy_model::{

@@ -11,7 +11,7 @@ use crate::{
     config,
     daemon::Daemon,
     systemd,
-    telemetry::{access_line::LineFormat, access_log, init_logging, LogFormat},
+    telemetry::{access_log, init_logging, LogFormat},
 };
 
 /// How often certificate files are checked for changes.
@@ -37,8 +37,8 @@ pub fn run(args: &Args) -> Result<()> {
         crate::fastpath::privileges::check()?;
     }
     config::check_host(&config)?;
-    access_log::install(&access_log_settings(&config.access_log, args.log_format))
-        .context("starting the access log")?;
+    // Its format by default the daemon's.
+    access_log::install(&config.access_log, args.log_format).context("starting the access log")?;
     // One worker: a single-threaded runtime, which spares the work-stealing machinery.
     let mut builder = if config.proxy.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -55,27 +55,6 @@ pub fn run(args: &Args) -> Result<()> {
     // Every line of the requests served is written before the process ends.
     access_log::access_log().shutdown();
     served
-}
-
-/// The access log as configured; its format by default the daemon's.
-fn access_log_settings(
-    config: &config::AccessLogConfig,
-    log_format: LogFormat,
-) -> access_log::Settings {
-    let format = match (config.format, log_format) {
-        (Some(config::AccessLogFormat::Json), _) | (None, LogFormat::Json) => LineFormat::Json,
-        (Some(config::AccessLogFormat::Text), _) | (None, LogFormat::Text) => LineFormat::Text,
-    };
-    access_log::Settings {
-        sink: match &config.sink {
-            config::AccessLogSink::Stderr => access_log::Sink::Stderr,
-            config::AccessLogSink::File(path) => access_log::Sink::File(path.clone()),
-            config::AccessLogSink::Off => access_log::Sink::Off,
-        },
-        format,
-        flush_interval: config.flush_interval,
-        buffer_bytes: config.buffer_bytes,
-    }
 }
 
 async fn serve(path: PathBuf, config: config::Config) -> Result<()> {

@@ -3,6 +3,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
+
+use crate::telemetry::LogFormat;
 use serde::{Deserialize, Deserializer};
 
 /// The whole configuration file.
@@ -284,7 +286,7 @@ pub struct AccessLogConfig {
     /// Where lines go.
     pub sink: AccessLogSink,
     /// `text` or `json`; by default the daemon's `--log-format`.
-    pub format: Option<AccessLogFormat>,
+    pub format: Option<LogFormat>,
     /// Pending lines are written at least this often (10 ms to 1 s).
     pub flush_interval: Duration,
     /// At most this many bytes wait to be written; past it lines are dropped and counted.
@@ -300,16 +302,6 @@ pub enum AccessLogSink {
     File(PathBuf),
     /// Not written at all.
     Off,
-}
-
-/// The access log's line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessLogFormat {
-    /// `key=value` text.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Bounds of `access_log.flush_interval`.
@@ -336,7 +328,7 @@ struct RawAccessLogConfig {
     #[serde(default = "default_sink")]
     sink: String,
     path: Option<PathBuf>,
-    format: Option<AccessLogFormat>,
+    format: Option<LogFormat>,
     #[serde(default, deserialize_with = "optional_duration")]
     flush_interval: Option<Duration>,
     buffer_bytes: Option<usize>,

@@ -114,7 +114,7 @@ mod tests {
             log.sink,
             crate::config::AccessLogSink::File("/var/log/api-shield/access.log".into())
         );
-        assert_eq!(log.format, Some(crate::config::AccessLogFormat::Json));
+        assert_eq!(log.format, Some(crate::telemetry::LogFormat::Json));
         assert_eq!(log.flush_interval, std::time::Duration::from_millis(100));
         assert_eq!(
             parse_str("").unwrap().access_log,

@@ -7,21 +7,12 @@
 //! be told apart in a stream shared with the daemon's other logs) and the same fields, `null`
 //! for a field without a value.
 
+use super::LogFormat;
 use std::{
     fmt::Write as _,
     net::IpAddr,
     time::{Duration, SystemTime},
 };
-
-/// Line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum LineFormat {
-    /// `key=value` text.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// What one line says of one request.
 #[derive(Debug, Clone, Copy)]
@@ -46,10 +37,10 @@ pub struct AccessLine<'a> {
 
 impl AccessLine<'_> {
     /// Appends the line and its newline to `out` in `format`, stamped `now`.
-    pub fn write(&self, format: LineFormat, now: SystemTime, out: &mut String) {
+    pub fn write(&self, format: LogFormat, now: SystemTime, out: &mut String) {
         match format {
-            LineFormat::Text => self.write_text(now, out),
-            LineFormat::Json => self.write_json(now, out),
+            LogFormat::Text => self.write_text(now, out),
+            LogFormat::Json => self.write_json(now, out),
         }
     }
 
@@ -187,7 +178,7 @@ mod tests {
     #[test]
     fn text_lines_are_one_line_of_key_value_pairs_without_colour_codes() {
         let mut out = String::new();
-        line().write(LineFormat::Text, at(), &mut out);
+        line().write(LogFormat::Text, at(), &mut out);
         assert_eq!(
             out,
             "2025-12-06T20:01:02.123456Z access request_id=id-\"quoted\"\\ client_ip=2001:db8::7 \
@@ -202,7 +193,7 @@ mod tests {
             ..line()
         };
         out.clear();
-        unparsed.write(LineFormat::Text, at(), &mut out);
+        unparsed.write(LogFormat::Text, at(), &mut out);
         assert!(
             out.ends_with("route=- method=- status=429 bytes=- duration_ms=- denial=-\n"),
             "{out}"
@@ -226,14 +217,14 @@ mod tests {
     #[test]
     fn json_lines_parse_and_carry_every_field_escaped() {
         let mut out = String::new();
-        line().write(LineFormat::Json, at(), &mut out);
+        line().write(LogFormat::Json, at(), &mut out);
         let hostile = AccessLine {
             route: Some("a\nb\u{1}c"),
             bytes: None,
             denial: None,
             ..line()
         };
-        hostile.write(LineFormat::Json, at(), &mut out);
+        hostile.write(LogFormat::Json, at(), &mut out);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out}");
         let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();

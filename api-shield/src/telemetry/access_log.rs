@@ -29,39 +29,16 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::access_line::{AccessLine, LineFormat};
+use super::{access_line::AccessLine, LogFormat};
+use crate::config::{AccessLogConfig, AccessLogSink};
 
 /// A write holds at most this much, and the writer is woken once this much is pending.
 const CHUNK: usize = 64 * 1024;
 
-/// Where lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sink {
-    /// Standard error, shared with the daemon's other logs (the journal under systemd).
-    Stderr,
-    /// A file, created if missing (mode 0640 less the umask), appended to.
-    File(PathBuf),
-    /// Nowhere: lines are not even formatted.
-    Off,
-}
-
-/// How the access log is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Where lines go.
-    pub sink: Sink,
-    /// Their format.
-    pub format: LineFormat,
-    /// Pending lines are written at least this often.
-    pub flush_interval: Duration,
-    /// At most this many bytes wait to be written; past it, lines are dropped and counted.
-    pub buffer_bytes: usize,
-}
-
 /// The access log. One per process ([`install`], [`access_log`]).
 #[derive(Debug)]
 pub struct AccessLog {
-    format: LineFormat,
+    format: LogFormat,
     enabled: bool,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -137,12 +114,12 @@ impl<W: Write + Send> Output for W {
 
 impl AccessLog {
     /// Opens the sink (a file that cannot be opened is an error naming it) and starts the
-    /// writer thread.
-    pub fn start(settings: &Settings) -> io::Result<AccessLog> {
-        let output: Option<Box<dyn Output>> = match &settings.sink {
-            Sink::Off => None,
-            Sink::Stderr => Some(Box::new(StderrOutput)),
-            Sink::File(path) => {
+    /// writer thread; lines in `config.format`, else `format`.
+    pub fn start(config: &AccessLogConfig, format: LogFormat) -> io::Result<AccessLog> {
+        let output: Option<Box<dyn Output>> = match &config.sink {
+            AccessLogSink::Off => None,
+            AccessLogSink::Stderr => Some(Box::new(StderrOutput)),
+            AccessLogSink::File(path) => {
                 let file = FileOutput::open(path).map_err(|error| {
                     io::Error::new(
                         error.kind(),
@@ -155,20 +132,24 @@ impl AccessLog {
                 }))
             }
         };
-        AccessLog::with_output(settings, output)
+        AccessLog::with_output(config, config.format.unwrap_or(format), output)
     }
 
-    fn with_output(settings: &Settings, output: Option<Box<dyn Output>>) -> io::Result<AccessLog> {
+    fn with_output(
+        config: &AccessLogConfig,
+        format: LogFormat,
+        output: Option<Box<dyn Output>>,
+    ) -> io::Result<AccessLog> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
-            buffer_bytes: settings.buffer_bytes,
+            buffer_bytes: config.buffer_bytes,
         });
         let enabled = output.is_some();
         let writer = match output {
             Some(output) => {
                 let shared = Arc::clone(&shared);
-                let interval = settings.flush_interval;
+                let interval = config.flush_interval;
                 Some(
                     std::thread::Builder::new()
                         .name("access-log".to_owned())
@@ -178,7 +159,7 @@ impl AccessLog {
             None => None,
         };
         Ok(AccessLog {
-            format: settings.format,
+            format,
             enabled,
             shared,
             writer: Mutex::new(writer),
@@ -188,7 +169,7 @@ impl AccessLog {
     /// A log that writes nothing (before [`install`], and in unit tests).
     fn off() -> AccessLog {
         AccessLog {
-            format: LineFormat::Text,
+            format: LogFormat::Text,
             enabled: false,
             shared: Arc::new(Shared {
                 pending: Mutex::new(Pending::default()),
@@ -337,9 +318,10 @@ fn bytecount(text: &[u8]) -> u64 {
 
 static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
 
-/// Starts the process's access log; an error when it cannot be opened or was already started.
-pub fn install(settings: &Settings) -> io::Result<()> {
-    let log = AccessLog::start(settings)?;
+/// Starts the process's access log (lines in `config.format`, else `format`); an error when it
+/// cannot be opened or was already started.
+pub fn install(config: &AccessLogConfig, format: LogFormat) -> io::Result<()> {
+    let log = AccessLog::start(config, format)?;
     ACCESS_LOG.set(log).map_err(|log| {
         log.shutdown();
         io::Error::other("the access log is already started")
@@ -357,10 +339,10 @@ mod tests {
 
     use super::*;
 
-    fn settings(buffer_bytes: usize, flush_interval: Duration) -> Settings {
-        Settings {
-            sink: Sink::Stderr,
-            format: LineFormat::Json,
+    fn settings(buffer_bytes: usize, flush_interval: Duration) -> AccessLogConfig {
+        AccessLogConfig {
+            sink: AccessLogSink::Stderr,
+            format: Some(LogFormat::Json),
             flush_interval,
             buffer_bytes,
         }
@@ -429,6 +411,7 @@ mod tests {
         };
         let log = AccessLog::with_output(
             &settings(1 << 20, Duration::from_millis(50)),
+            LogFormat::Json,
             Some(Box::new(probe)),
         )
         .unwrap();
@@ -450,6 +433,7 @@ mod tests {
         // A flush interval no test waits for: only the chunk threshold and the stop write.
         let log = AccessLog::with_output(
             &settings(8 << 20, Duration::from_hours(1)),
+            LogFormat::Json,
             Some(Box::new(probe)),
         )
         .unwrap();
@@ -485,6 +469,7 @@ mod tests {
         // Room for about 60 lines; the sink stalls on its first write.
         let log = AccessLog::with_output(
             &settings(10_000, Duration::from_millis(10)),
+            LogFormat::Json,
             Some(Box::new(probe)),
         )
         .unwrap();
@@ -525,10 +510,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         std::fs::write(&path, "kept\n").unwrap();
-        let log = AccessLog::start(&Settings {
-            sink: Sink::File(path.clone()),
-            ..settings(1 << 20, Duration::from_millis(10))
-        })
+        let log = AccessLog::start(
+            &AccessLogConfig {
+                sink: AccessLogSink::File(path.clone()),
+                ..settings(1 << 20, Duration::from_millis(10))
+            },
+            LogFormat::Json,
+        )
         .unwrap();
         log.record(&line("before"));
         log.shutdown();
@@ -538,10 +526,13 @@ mod tests {
             "{text}"
         );
 
-        let log = AccessLog::start(&Settings {
-            sink: Sink::File(path.clone()),
-            ..settings(1 << 20, Duration::from_hours(1))
-        })
+        let log = AccessLog::start(
+            &AccessLogConfig {
+                sink: AccessLogSink::File(path.clone()),
+                ..settings(1 << 20, Duration::from_hours(1))
+            },
+            LogFormat::Json,
+        )
         .unwrap();
         let rotated = dir.path().join("access.log.1");
         log.record(&line("pending"));
@@ -561,10 +552,13 @@ mod tests {
             "{new}"
         );
 
-        let missing = AccessLog::start(&Settings {
-            sink: Sink::File(dir.path().join("no/such/dir/access.log")),
-            ..settings(1 << 20, Duration::from_secs(1))
-        })
+        let missing = AccessLog::start(
+            &AccessLogConfig {
+                sink: AccessLogSink::File(dir.path().join("no/such/dir/access.log")),
+                ..settings(1 << 20, Duration::from_secs(1))
+            },
+            LogFormat::Json,
+        )
         .unwrap_err();
         assert!(
             missing.to_string().contains("no/such/dir/access.log"),

@@ -8,8 +8,10 @@ use std::io::{self, IsTerminal, Write};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+/// Log line format: of the daemon's logs (`--log-format`) and of the access log
+/// (`access_log.format`, by default the same).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable text.
     #[default]
