@@ -1,5 +1,5 @@
 //! What the proxy benchmarks share (`#[path]`): the ECDSA certificate, nginx started on a
-//! config, waiting for ports, and the load generators: wrk for HTTP/1.1 and h2load for HTTP/2,
+//! config, api-shield's config with its one CORS route, waiting for ports, and the load generators: wrk for HTTP/1.1 and h2load for HTTP/2,
 //! each run reduced to req/s, p50 and p99.
 
 use std::{
@@ -85,6 +85,74 @@ pub fn nginx(dir: &Path, name: &str, conf: &str) -> Result<Guard> {
         .spawn()
         .context("starting nginx")?;
     Ok(Guard(child))
+}
+
+/// api-shield in front of the upstream: one TLS listener and the route `api` (`/api/*`, CORS for
+/// one origin, HSTS and the security headers by default); a benchmark adds its own routes and
+/// tables after [`ShieldConfig::render`]'s text.
+pub struct ShieldConfig<'a> {
+    /// `proxy.workers`.
+    pub workers: usize,
+    /// `admin.bind`.
+    pub admin: &'a str,
+    /// `control.socket`.
+    pub control: &'a Path,
+    /// The listener's port on 127.0.0.1.
+    pub port: u16,
+    /// The certificate and its key.
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// The upstream's port on 127.0.0.1.
+    pub upstream_port: u16,
+    /// The `[access_log]` table, or nothing (for builds that predate it).
+    pub access_log: &'a str,
+}
+
+impl ShieldConfig<'_> {
+    /// The config text.
+    pub fn render(&self) -> String {
+        format!(
+            r#"
+[fastpath]
+enabled = false
+
+[proxy]
+workers = {workers}
+
+[admin]
+bind = "{admin}"
+
+[control]
+socket = "{control}"
+
+{access_log}
+
+[[listeners]]
+bind = "127.0.0.1:{port}"
+[listeners.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+
+[[upstreams]]
+name = "api"
+url = "http://127.0.0.1:{upstream_port}"
+
+[[routes]]
+name = "api"
+path = "/api/*"
+upstream = "api"
+[routes.cors]
+origins = ["https://app.example.com"]
+"#,
+            workers = self.workers,
+            admin = self.admin,
+            control = self.control.display(),
+            access_log = self.access_log,
+            port = self.port,
+            cert = self.cert.display(),
+            key = self.key.display(),
+            upstream_port = self.upstream_port,
+        )
+    }
 }
 
 /// Fails when something already listens on `port`: the run would measure it instead of the

@@ -38,7 +38,9 @@ use clap::Parser;
 
 use crate::{
     child_guard::Guard,
-    proxy_peers::{certificate, ensure_port_free, h2load, median, nginx, wait_for_port, wrk, Run},
+    proxy_peers::{
+        certificate, ensure_port_free, h2load, median, nginx, wait_for_port, wrk, Run, ShieldConfig,
+    },
 };
 
 /// Options.
@@ -350,14 +352,21 @@ fn log_file(dir: &Path, proxy: Proxy) -> PathBuf {
     })
 }
 
+/// Lines in `path`, read in 1 MiB pieces (the file holds millions of lines).
 // Once per run, over one file: not worth the bytecount crate.
 #[allow(clippy::naive_bytecount)]
 fn count_lines(path: &Path) -> Result<usize> {
-    Ok(std::fs::read(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count())
+    use std::io::Read as _;
+    let mut file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut piece = vec![0u8; 1 << 20];
+    let mut lines = 0;
+    loop {
+        let n = file.read(&mut piece)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += piece[..n].iter().filter(|&&b| b == b'\n').count();
+    }
 }
 
 struct Served {
@@ -548,8 +557,8 @@ fn spawn_shield(binary: &Path, config: &Path, stderr: Stdio) -> Result<Guard> {
     Ok(Guard(child))
 }
 
-/// api-shield's config: one TLS listener, a route with CORS to the upstream, and `access_log`
-/// (a table, or nothing for builds that predate it).
+/// api-shield's config: [`ShieldConfig`] with `workers`, its admin listener on `admin` and
+/// `access_log` (a table, or nothing for builds that predate it).
 fn shield_config(
     dir: &Path,
     cert: &Path,
@@ -559,40 +568,15 @@ fn shield_config(
     admin: u16,
     access_log: &str,
 ) -> String {
-    format!(
-        r#"
-[fastpath]
-enabled = false
-
-[proxy]
-workers = {workers}
-
-[admin]
-bind = "127.0.0.1:{admin}"
-
-[control]
-socket = "{dir}/control-{port}.sock"
-
-{access_log}
-
-[[listeners]]
-bind = "127.0.0.1:{port}"
-[listeners.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-
-[[upstreams]]
-name = "api"
-url = "http://127.0.0.1:{UPSTREAM_PORT}"
-
-[[routes]]
-name = "api"
-path = "/api/*"
-upstream = "api"
-[routes.cors]
-origins = ["https://app.example.com"]
-"#,
-        dir = dir.display(),
-        cert = cert.display(),
-        key = key.display(),
-    )
+    ShieldConfig {
+        workers,
+        admin: &format!("127.0.0.1:{admin}"),
+        control: &dir.join(format!("control-{port}.sock")),
+        port,
+        cert,
+        key,
+        upstream_port: UPSTREAM_PORT,
+        access_log,
+    }
+    .render()
 }

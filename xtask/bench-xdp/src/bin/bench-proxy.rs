@@ -29,7 +29,9 @@ use clap::Parser;
 
 use crate::{
     child_guard::Guard,
-    proxy_peers::{certificate, ensure_port_free, median, middle, nginx, wait_for_port, wrk, Run},
+    proxy_peers::{
+        certificate, ensure_port_free, median, middle, nginx, wait_for_port, wrk, Run, ShieldConfig,
+    },
 };
 
 /// Options.
@@ -401,38 +403,23 @@ fn shield(
     // The schema the criterion benchmark of the policies uses too.
     let schema =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/order.schema.json");
+    let base = ShieldConfig {
+        workers: 1,
+        admin: "127.0.0.1:0",
+        control: &dir.join("control.sock"),
+        port,
+        cert,
+        key,
+        upstream_port: UPSTREAM_PORT,
+        access_log: if access_log_table {
+            "[access_log]\nsink = \"off\""
+        } else {
+            ""
+        },
+    }
+    .render();
     let config = format!(
-        r#"
-[fastpath]
-enabled = false
-
-[proxy]
-workers = 1
-
-[admin]
-bind = "127.0.0.1:0"
-
-[control]
-socket = "{control}"
-
-{access_log}
-
-[[listeners]]
-bind = "127.0.0.1:{port}"
-[listeners.tls]
-certificates = [{{ cert = "{}", key = "{}" }}]
-
-[[upstreams]]
-name = "api"
-url = "http://127.0.0.1:{UPSTREAM_PORT}"
-
-[[routes]]
-name = "api"
-path = "/api/*"
-upstream = "api"
-[routes.cors]
-origins = ["https://app.example.com"]
-
+        r#"{base}
 [[routes]]
 name = "plain"
 path = "/plain/*"
@@ -467,16 +454,8 @@ algorithms = ["RS256"]
 keys = ["{fixtures}/rsa-public.pem"]
 signing_key = "{fixtures}/rsa-private.pem"
 "#,
-        cert.display(),
-        key.display(),
         schema = schema.display(),
         fixtures = fixtures.display(),
-        control = dir.join("control.sock").display(),
-        access_log = if access_log_table {
-            "[access_log]\nsink = \"off\""
-        } else {
-            ""
-        },
     );
     let path = dir.join("api-shield.toml");
     std::fs::write(&path, config)?;
