@@ -10,7 +10,7 @@ mod support;
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -18,8 +18,8 @@ use std::{
 use api_shield::fastpath::PinnedMaps;
 use api_shield_common::Reason;
 use support::{
-    daemon::{cli, cli_json, Daemon},
-    https::{client_config, get, try_send_h1, TestPki, Version},
+    daemon::{cli, cli_json, ChildGuard, Daemon},
+    https::{client_config, get, status_from, TestPki, Version},
     netns::{Netns, Topology, RX_V4},
     privileged::{self, PinDir},
 };
@@ -30,16 +30,6 @@ const PORT: u16 = 8443;
 const BAN_SECS: u64 = 4;
 const THRESHOLD: u32 = 5;
 
-/// A child process killed when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One HTTPS request from `src` inside `ns` with API key `key`: its status, or the error
 /// (a connect that times out when the source is dropped at the NIC).
 fn request(
@@ -48,38 +38,14 @@ fn request(
     key: &str,
     ca: &rustls::pki_types::CertificateDer<'static>,
 ) -> std::io::Result<u16> {
-    let (key, config) = (key.to_owned(), client_config(ca, Version::H1));
-    ns.run(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let socket = tokio::net::TcpSocket::new_v4()?;
-                socket.bind(SocketAddr::new(src.into(), 0))?;
-                let tcp = tokio::time::timeout(
-                    Duration::from_millis(1500),
-                    socket.connect(SocketAddr::new(RX_V4.into(), PORT)),
-                )
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-                let mut request = get("GET", "/api/v1/users/7");
-                request
-                    .headers_mut()
-                    .insert("x-api-key", key.parse().unwrap());
-                let response =
-                    tokio::time::timeout(Duration::from_secs(5), try_send_h1(tcp, config, request))
-                        .await
-                        .map_err(|_| {
-                            std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer")
-                        })??;
-                Ok(response.status().as_u16())
-            })
-    })
-    .join()
-    .unwrap()
+    status_from(
+        ns,
+        src.into(),
+        SocketAddr::new(RX_V4.into(), PORT),
+        "/api/v1/users/7",
+        &[("x-api-key", key)],
+        ca,
+    )
 }
 
 /// The admin listener's `/metrics`, read inside the daemon's namespace.
@@ -202,15 +168,11 @@ ban = "{BAN_SECS}s"
     )
     .unwrap();
     let binary = support::daemon::binary();
-    let _demo = Guard(
+    let _demo = ChildGuard::spawn(
         Command::new("ip")
             .args(["netns", "exec", &topo.rx.name])
             .arg(&binary)
-            .args(["demo-api", "--bind", "127.0.0.1:9000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .args(["demo-api", "--bind", "127.0.0.1:9000"]),
     );
     let mut daemon = Daemon::start(Some(&topo.rx.name), &config).unwrap_or_else(|e| panic!("{e}"));
     let ca = Arc::new(pki.ca.clone());

@@ -257,6 +257,42 @@ async fn reload_swaps_routes_under_load_and_a_bad_reload_changes_nothing() {
         shield.send(Version::H1, get("GET", "/b/1")).await.status,
         200
     );
+    // A valid config whose step after compiling fails (its control socket cannot be bound:
+    // the directory is a file): the routes it compiled are not served, the socket stays.
+    let blocker = shield.config.with_file_name("not-a-directory");
+    std::fs::write(&blocker, "").unwrap();
+    let text = std::fs::read_to_string(&shield.config).unwrap();
+    let base = text.split("# ROUTES").next().unwrap().replace(
+        &format!("socket = \"{}\"", shield.control.display()),
+        &format!("socket = \"{}\"", blocker.join("control.sock").display()),
+    );
+    std::fs::write(
+        &shield.config,
+        format!("{base}# ROUTES\n[[routes]]\nname = \"c\"\npath = \"/c/*\"\nupstream = \"api\"\n"),
+    )
+    .unwrap();
+    shield.daemon.signal(Signal::SIGHUP);
+    shield
+        .daemon
+        .wait_for_count("config reload refused", 2, Duration::from_secs(10))
+        .unwrap();
+    let refusal = shield
+        .daemon
+        .log
+        .iter()
+        .rfind(|l| l.contains("config reload refused"))
+        .unwrap()
+        .clone();
+    assert!(refusal.contains("not-a-directory"), "{refusal}");
+    assert_eq!(
+        shield.send(Version::H1, get("GET", "/c/1")).await.status,
+        404
+    );
+    assert_eq!(
+        shield.send(Version::H1, get("GET", "/b/1")).await.status,
+        200
+    );
+    assert!(shield.control.exists());
     let samples = scrape(shield.admin).await;
     assert_eq!(
         value(&samples, "api_shield_config_reloads_total{result=success}"),
@@ -264,7 +300,7 @@ async fn reload_swaps_routes_under_load_and_a_bad_reload_changes_nothing() {
     );
     assert_eq!(
         value(&samples, "api_shield_config_reloads_total{result=failure}"),
-        1.0
+        2.0
     );
 }
 

@@ -13,10 +13,13 @@ use std::{
     time::Duration,
 };
 
-use api_shield_common::Reason;
+use api_shield::fastpath::PinnedMaps;
+use api_shield_common::{Reason, ShieldConfig};
 use support::{
-    daemon::{cli, cli_json, start_expecting_failure},
-    fastpath_setup::{Setup, UNPROTECTED},
+    daemon::{cli, cli_json, start_expecting_failure, ChildGuard, Daemon},
+    fastpath_setup::{Setup, ALLOWED_SRC, UNPROTECTED},
+    https::{status_from, TestPki},
+    netns::RX_V4,
 };
 
 #[test]
@@ -398,4 +401,139 @@ fn an_upgrade_from_the_previous_map_layout_keeps_bans_and_the_attached_link() {
     assert_eq!(bans[0]["reason"], "before the upgrade", "{bans}");
     assert_eq!(setup.delivered(banned, UNPROTECTED, 10), 0);
     assert_eq!(setup.stats().packets(Reason::DropBanned), 10);
+}
+
+/// The deny list in the kernel, as (prefix length, key bytes) pairs.
+fn deny_entries(setup: &Setup) -> std::collections::BTreeSet<(u32, [u8; 16])> {
+    let maps = PinnedMaps::open(&setup.pins.layout()).unwrap();
+    maps.deny
+        .keys()
+        .map(|key| {
+            let key = key.unwrap();
+            (key.prefix_len(), key.data())
+        })
+        .collect()
+}
+
+fn settings_word(setup: &Setup) -> ShieldConfig {
+    PinnedMaps::open(&setup.pins.layout())
+        .unwrap()
+        .config
+        .get(&0, 0)
+        .unwrap()
+}
+
+/// A reload that fails at its last fallible step, writing the kernel maps (a fail point after
+/// the lists are written, before the settings word), changes nothing: the maps hold the running
+/// config's lists and settings again, the listener serves the running routes, the control
+/// socket stays. The next reload of the same file applies all of it.
+#[test]
+fn a_reload_failing_while_writing_the_maps_changes_nothing() {
+    let Some((_serial, mut setup)) = Setup::new(
+        "a_reload_failing_while_writing_the_maps_changes_nothing",
+        "",
+    ) else {
+        return;
+    };
+    let pki = TestPki::new(setup.dir.path());
+    let port = 8443;
+    let proxy_config = |deny: &str, route: &str, socket: &str| {
+        format!(
+            r#"deny = ["{deny}"]
+[[listeners]]
+bind = "{RX_V4}:{port}"
+[listeners.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+[[upstreams]]
+name = "demo"
+url = "http://127.0.0.1:9000"
+[[routes]]
+name = "only"
+path = "{route}"
+upstream = "demo"
+[control]
+socket = "{socket}"
+"#,
+            cert = pki.cert.display(),
+            key = pki.key.display(),
+        )
+    };
+    let first_socket = setup.dir.path().join("first.sock");
+    let moved_socket = setup.dir.path().join("moved.sock");
+    setup.write_config(&proxy_config(
+        "10.203.0.0/24",
+        "/api/v1/users/*",
+        &first_socket.display().to_string(),
+    ));
+    let _demo = ChildGuard::spawn(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &setup.topo.rx.name])
+            .arg(support::daemon::binary())
+            .args(["demo-api", "--bind", "127.0.0.1:9000"]),
+    );
+    let mut daemon = Daemon::start_with_env(
+        Some(&setup.topo.rx.name),
+        &setup.config,
+        &[("API_SHIELD_FAILPOINTS", "reload-maps")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let status = |setup: &Setup, target: &str| {
+        status_from(
+            &setup.topo.tx,
+            ALLOWED_SRC.into(),
+            std::net::SocketAddr::new(RX_V4.into(), port),
+            target,
+            &[],
+            &pki.ca,
+        )
+        .unwrap()
+    };
+    // The demo API comes up on its own time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status(&setup, "/api/v1/users/7") != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the route is never served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(&setup, "/health"), 404);
+    let (deny_before, settings_before) = (deny_entries(&setup), settings_word(&setup));
+    assert_eq!(deny_before.len(), 1);
+
+    // Everything changes: the deny list, the limiter's rate, the route, the control socket.
+    setup.write_config(&proxy_config(
+        "10.204.0.0/24",
+        "/health",
+        &moved_socket.display().to_string(),
+    ));
+    let edited = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(&setup.config, edited.replace("rate = 100", "rate = 250")).unwrap();
+    let socket_arg = first_socket.display().to_string();
+    let (code, _, err) = cli(&["reload", "--socket", &socket_arg]);
+    assert_ne!(code, 0, "the fail point did not fail the reload: {err}");
+    assert!(err.contains("fail point `reload-maps`"), "{err}");
+    assert_eq!(deny_entries(&setup), deny_before, "the deny list is back");
+    assert_eq!(settings_word(&setup), settings_before, "the settings stay");
+    assert_eq!(
+        status(&setup, "/api/v1/users/7"),
+        200,
+        "the running route serves"
+    );
+    assert_eq!(status(&setup, "/health"), 404, "the new route does not");
+    assert!(first_socket.exists() && !moved_socket.exists());
+    let running = cli_json(&["status", "--json", "--socket", &socket_arg]);
+    assert_eq!(running["routes"], serde_json::json!(["only"]), "{running}");
+
+    // The fail point is used up: the same file now applies whole.
+    let (code, out, err) = cli(&["reload", "--socket", &socket_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    let after = deny_entries(&setup);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, deny_before);
+    assert_ne!(settings_word(&setup), settings_before);
+    assert_eq!(status(&setup, "/health"), 200);
+    assert_eq!(status(&setup, "/api/v1/users/7"), 404);
+    assert!(moved_socket.exists() && !first_socket.exists());
+    daemon.stop();
 }

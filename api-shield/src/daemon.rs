@@ -17,7 +17,10 @@ use crate::{
     control,
     escalate::{system_clock, Escalator},
     fastpath::{self, Fastpath, FastpathError, PinnedMaps, SystemClock},
-    proxy::server::{ProxyError, ProxyServer},
+    proxy::{
+        handler::Proxy,
+        server::{ProxyError, ProxyServer},
+    },
     telemetry::{admin, drops::RecentDrops, kernel::KernelCollector, metrics},
 };
 
@@ -44,6 +47,34 @@ pub enum ReloadError {
     /// The new control socket could not be bound.
     #[error(transparent)]
     Control(#[from] control::server::ControlServerError),
+    /// Preparing the reload panicked (a bug); nothing changed.
+    #[error("preparing the reload failed unexpectedly; nothing changed")]
+    Panicked,
+}
+
+/// A reload with everything that can fail done: the config loaded and checked, its proxy
+/// compiled (when the daemon runs listeners), the control socket bound at its new path (when it
+/// moved). Dropping it changes nothing that runs.
+struct PreparedReload {
+    config: Config,
+    proxy: Option<Proxy>,
+    control: Option<(PathBuf, tokio::net::UnixListener)>,
+}
+
+/// Writes a config into the kernel maps: ports and lists, then the settings word.
+fn write_maps(maps: &mut PinnedMaps, config: &config::FastpathConfig) -> Result<(), FastpathError> {
+    fastpath::apply_lists(maps, config)?;
+    if crate::failpoint::hit("reload-maps") {
+        return Err(FastpathError::Map {
+            map: api_shield_common::maps::CONFIG,
+            source: aya::sys::SyscallError {
+                call: "bpf_map_update_elem",
+                io_error: std::io::Error::other("fail point `reload-maps` (API_SHIELD_FAILPOINTS)"),
+            }
+            .into(),
+        });
+    }
+    fastpath::apply_settings(maps, config)
 }
 
 /// What a reload applied.
@@ -77,6 +108,8 @@ pub struct Daemon {
     pub admin: Option<SocketAddr>,
     /// Itself, for the control socket's tasks (which must not keep it alive).
     this: std::sync::OnceLock<std::sync::Weak<Daemon>>,
+    /// Held for the whole of a reload: one at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
@@ -167,6 +200,7 @@ impl Daemon {
             drops,
             admin,
             this: std::sync::OnceLock::new(),
+            reloading: tokio::sync::Mutex::new(()),
         });
         let _ = daemon.this.set(Arc::downgrade(&daemon));
         if daemon.maps.is_some() {
@@ -220,59 +254,115 @@ impl Daemon {
 
     /// Reads the config file again and applies it in place; on any error the running config
     /// stays and the error says what is wrong (file, line, key). Settings that only a restart
-    /// applies are named in the answer and the log.
-    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
-        let result = self.try_reload();
+    /// applies are named in the answer and the log. The service manager hears RELOADING, then
+    /// READY with the outcome. One reload runs at a time.
+    ///
+    /// Prepare, then commit: reading, checking and compiling the file, and binding a moved
+    /// control socket, run on the blocking pool (a large OpenAPI document or schema does not
+    /// stall the runtime's workers) before anything changes. The commit writes the kernel maps
+    /// first, the one step that can still fail, and puts the running config's lists and
+    /// settings back if it does; then it swaps the rest in, which cannot fail.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        crate::systemd::reloading();
+        let result = self.prepare_reload().await.and_then(|p| self.commit(p));
         let outcome = if result.is_ok() { "success" } else { "failure" };
         metrics().reloads.with_label_values(&[outcome]).inc();
-        match &result {
+        let status = match &result {
             Ok(reloaded) => {
                 metrics().last_reload.set(unix_now());
                 if reloaded.pending_restart.is_empty() {
                     tracing::info!(config = %self.config_path.display(), "config reloaded");
+                    "serving (config reloaded)"
                 } else {
                     tracing::warn!(
                         config = %self.config_path.display(),
                         pending_restart = reloaded.pending_restart.join(","),
                         "config reloaded; these settings take effect at the next restart"
                     );
+                    "serving (config reloaded; some settings wait for a restart)"
                 }
             }
             Err(error) => {
                 tracing::error!(error = %crate::telemetry::error_chain(error), "config reload refused; the running config stays");
+                "serving (last reload refused; see the log)"
             }
-        }
+        };
+        crate::systemd::ready(status);
         result
     }
 
-    fn try_reload(&self) -> Result<Reloaded, ReloadError> {
-        let config = config::load(&self.config_path)?;
-        config::check_host(&config)?;
+    /// Everything a reload needs that can fail, made before anything changes.
+    async fn prepare_reload(&self) -> Result<PreparedReload, ReloadError> {
+        let path = self.config_path.clone();
+        let socket_now = {
+            let state = self.state.lock().expect("never poisoned");
+            state.control.as_ref().map(|(path, _)| path.clone())
+        };
+        let with_proxy = self.state.lock().expect("never poisoned").proxy.is_some();
+        let prepare = move || -> Result<PreparedReload, ReloadError> {
+            let config = config::load(&path)?;
+            config::check_host(&config)?;
+            let proxy = if with_proxy {
+                Some(ProxyServer::compile(&config)?)
+            } else {
+                None
+            };
+            let new_socket = config.control_socket();
+            let control = match socket_now {
+                Some(now) if now != new_socket => {
+                    Some((new_socket.clone(), control::server::bind(&new_socket)?))
+                }
+                _ => None,
+            };
+            Ok(PreparedReload {
+                config,
+                proxy,
+                control,
+            })
+        };
+        tokio::task::spawn_blocking(prepare)
+            .await
+            .map_err(|_| ReloadError::Panicked)?
+    }
+
+    /// Applies a prepared reload: the kernel maps (rolled back on failure), then what cannot
+    /// fail.
+    fn commit(&self, prepared: PreparedReload) -> Result<Reloaded, ReloadError> {
+        let PreparedReload {
+            config,
+            proxy,
+            control,
+        } = prepared;
         let mut state = self
             .state
             .lock()
             .expect("the daemon lock is never poisoned");
+        if let (Some(maps), true) = (&self.maps, config.fastpath.enabled) {
+            let mut maps = maps.lock().expect("the maps lock is never poisoned");
+            if let Err(error) = write_maps(&mut maps, &config.fastpath) {
+                if let Err(again) = fastpath::apply_config(&mut maps, &state.config.fastpath) {
+                    tracing::error!(error = %crate::telemetry::error_chain(&again), "cannot put the running config back into the kernel maps");
+                }
+                if let Some((path, listener)) = control {
+                    drop(listener);
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(error.into());
+            }
+        }
+        // From here on nothing fails.
         let pending_restart = config::pending_restart(&state.started_with, &config)
             .into_iter()
             .map(str::to_owned)
             .collect();
-        // Prepared before anything changes: the control socket at its new path.
-        let new_socket = config.control_socket();
-        let rebind = match &state.control {
-            Some((path, _)) if *path != new_socket => Some(control::server::bind(&new_socket)?),
-            _ => None,
-        };
-        if let Some(proxy) = state.proxy.as_mut() {
-            proxy.reload(&config)?;
-        }
-        if let (Some(maps), true) = (&self.maps, config.fastpath.enabled) {
-            let mut maps = maps.lock().expect("the maps lock is never poisoned");
-            fastpath::apply_config(&mut maps, &config.fastpath)?;
+        if let (Some(server), Some(proxy)) = (state.proxy.as_mut(), proxy) {
+            server.commit(proxy, &config);
         }
         if let Some(fastpath) = state.fastpath.as_mut() {
             fastpath.update(&config.fastpath);
         }
-        if let (Some(listener), Some(this)) = (rebind, self.this.get()) {
+        if let (Some((new_socket, listener)), Some(this)) = (control, self.this.get()) {
             let task = control::server::serve(listener, this.clone());
             // The record stays in the directory the daemon started with (a new runtime_dir
             // waits for a restart).

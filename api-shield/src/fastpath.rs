@@ -29,7 +29,7 @@ pub use error::FastpathError;
 pub use events::{decode as decode_event, forward_program_log, log_events, DropStarted};
 pub use maps::PinnedMaps;
 pub use pin_lock::{PinLock, PinLockError};
-pub use program::{apply_config, layout_dir, load_program, Fastpath};
+pub use program::{apply_config, apply_lists, apply_settings, layout_dir, load_program, Fastpath};
 pub use settings::{coarse_tick_ns, port_words, shield_config, shield_config_with_tick};
 pub use stats::{CounterRow, Stats};
 pub use status::{InterfaceStatus, RuntimeStatus};

@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod escalate;
+mod failpoint;
 pub mod fastpath;
 pub mod policy;
 pub mod proxy;

@@ -227,3 +227,26 @@ pub fn start_expecting_failure(netns: Option<&str>, config: &Path) -> StartFailu
         Err(failure) => failure,
     }
 }
+
+/// A helper process (an upstream, a load generator) killed and reaped when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Spawns `command` with its output discarded.
+    pub fn spawn(command: &mut Command) -> ChildGuard {
+        ChildGuard(
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawning a helper process"),
+        )
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

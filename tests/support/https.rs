@@ -419,3 +419,52 @@ pub async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     }
     Some(head)
 }
+
+/// One HTTP/1.1 request over TLS (SNI `localhost`) from `src` inside `ns` to `dst`: `GET
+/// target` with `headers`. Its status, or the error: a connect that times out after 1.5 s (as
+/// when the source is dropped at the NIC), or no answer within 5 s.
+pub fn status_from(
+    ns: &super::netns::Netns,
+    src: std::net::IpAddr,
+    dst: SocketAddr,
+    target: &str,
+    headers: &[(&'static str, &str)],
+    ca: &CertificateDer<'static>,
+) -> std::io::Result<u16> {
+    let config = client_config(ca, Version::H1);
+    let mut request = get("GET", target);
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, value.parse().expect("a valid header value"));
+    }
+    let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_owned());
+    ns.run(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let socket = match src {
+                    std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(src, 0))?;
+                let tcp = tokio::time::timeout(
+                    std::time::Duration::from_millis(1500),
+                    socket.connect(dst),
+                )
+                .await
+                .map_err(|_| timed_out("connect timed out"))??;
+                let response = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    try_send_h1(tcp, config, request),
+                )
+                .await
+                .map_err(|_| timed_out("no answer"))??;
+                Ok(response.status().as_u16())
+            })
+    })
+    .join()
+    .unwrap()
+}

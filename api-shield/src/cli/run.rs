@@ -74,14 +74,8 @@ async fn serve(path: PathBuf, config: config::Config) -> Result<()> {
             _ = interrupt.recv() => break "SIGINT",
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
-                systemd::reloading();
-                // The outcome is logged and counted by the daemon.
-                let status = match daemon.reload() {
-                    Ok(reloaded) if reloaded.pending_restart.is_empty() => "serving (config reloaded)",
-                    Ok(_) => "serving (config reloaded; some settings wait for a restart)",
-                    Err(_) => "serving (last reload refused; see the log)",
-                };
-                systemd::ready(status);
+                // The daemon logs and counts the outcome, and tells the service manager.
+                let _ = daemon.reload().await;
             }
             _ = rotate.recv() => {
                 access_log::access_log().reopen();

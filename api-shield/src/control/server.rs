@@ -117,7 +117,7 @@ pub fn serve(listener: UnixListener, daemon: Weak<Daemon>) -> JoinHandle<()> {
                     {
                         (Err(error), _) => Response::error(format!("bad request: {error}")),
                         (Ok(_), None) => Response::error("the daemon is stopping"),
-                        (Ok(request), Some(daemon)) => answer(&daemon, &request),
+                        (Ok(request), Some(daemon)) => answer(&daemon, &request).await,
                     };
                     let mut text = serde_json::to_string(&response).expect("a response serialises");
                     text.push('\n');
@@ -130,21 +130,16 @@ pub fn serve(listener: UnixListener, daemon: Weak<Daemon>) -> JoinHandle<()> {
     })
 }
 
-fn answer(daemon: &Daemon, request: &Request) -> Response {
+async fn answer(daemon: &Daemon, request: &Request) -> Response {
     match request {
         Request::Status => Response::ok(daemon.status()),
-        Request::Reload => {
-            crate::systemd::reloading();
-            let result = daemon.reload();
-            crate::systemd::ready("serving");
-            match result {
-                Ok(reloaded) => Response::ok(serde_json::json!({
-                    "reloaded": true,
-                    "pending_restart": reloaded.pending_restart,
-                })),
-                Err(error) => Response::error(crate::telemetry::error_chain(&error)),
-            }
-        }
+        Request::Reload => match daemon.reload().await {
+            Ok(reloaded) => Response::ok(serde_json::json!({
+                "reloaded": true,
+                "pending_restart": reloaded.pending_restart,
+            })),
+            Err(error) => Response::error(crate::telemetry::error_chain(&error)),
+        },
         Request::Top => Response::ok(daemon.top()),
         Request::Ban {
             target,

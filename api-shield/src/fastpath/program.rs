@@ -61,6 +61,12 @@ pub fn load_program(layout_dir: &Path, max_sources: u32) -> Result<Ebpf, Fastpat
 /// Writes a config's settings, ports and allow/deny lists into the maps. `CONFIG` goes last, so
 /// the program never runs with new settings and old lists.
 pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
+    apply_lists(maps, config)?;
+    apply_settings(maps, config)
+}
+
+/// The first half of [`apply_config`]: protected ports and the allow and deny lists.
+pub fn apply_lists(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
     for (index, word) in port_words(config).into_iter().enumerate() {
         maps.ports
             .set(index as u32, word, 0)
@@ -70,7 +76,11 @@ pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<()
     tracing::debug!(added, removed, "allow list synchronised");
     let (added, removed) = rules::sync(&mut maps.deny, maps::DENY, &config.deny)?;
     tracing::debug!(added, removed, "deny list synchronised");
-    maps.bump_rules_generation()?;
+    maps.bump_rules_generation()
+}
+
+/// The second half of [`apply_config`]: the settings word the program reads first.
+pub fn apply_settings(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
     maps.config
         .set(0, shield_config(config), 0)
         .map_err(FastpathError::map(maps::CONFIG))

@@ -199,14 +199,19 @@ impl ProxyServer {
         }
     }
 
-    /// Serves a new config: compiles it first (an error changes nothing), then swaps routes,
-    /// policies and settings in, restarts key refreshes and reloads certificates. Open
-    /// connections and running requests finish on what they started with. Listener addresses
-    /// and certificate paths are read at start only: a change to them is logged and needs a
-    /// restart.
-    pub fn reload(&mut self, config: &Config) -> Result<(), ProxyError> {
-        let proxy = Proxy::new(config, crate::policy::clock::system())?
-            .with_escalator(self.escalator.clone());
+    /// Compiles a new config's routes and policies (reading key, schema and OpenAPI files) for
+    /// [`ProxyServer::commit`]; nothing running changes. Blocking: run it off the runtime's
+    /// workers.
+    pub fn compile(config: &Config) -> Result<Proxy, ProxyError> {
+        Ok(Proxy::new(config, crate::policy::clock::system())?)
+    }
+
+    /// Serves a compiled config: swaps routes, policies and settings in, restarts key refreshes
+    /// and reloads certificates. Cannot fail. Open connections and running requests finish on
+    /// what they started with. Listener addresses and certificate paths are read at start only:
+    /// a change to them is logged and needs a restart.
+    pub fn commit(&mut self, proxy: Proxy, config: &Config) {
+        let proxy = proxy.with_escalator(self.escalator.clone());
         if let Some(escalator) = &self.escalator {
             escalator.update(config);
         }
@@ -220,7 +225,6 @@ impl ProxyServer {
         self.live.proxy.store(Arc::new(proxy));
         self.live.settings.store(Arc::new(config.proxy.clone()));
         self.reload_certificates(false);
-        Ok(())
     }
 
     /// Closes the open connections of clients in `net` (just banned).
