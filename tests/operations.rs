@@ -399,6 +399,18 @@ async fn the_control_socket_answers_root_only() {
         shield.send(Version::H1, get("GET", "/b/1")).await.status,
         200
     );
+    // The protocol is versioned: a request of another version (here none, as written before
+    // versions) is refused with a typed failure in this daemon's version, not guessed at.
+    {
+        use std::io::{BufRead, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(&shield.control).unwrap();
+        stream.write_all(b"{\"command\":\"status\"}\n").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&stream).read_line(&mut line).unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(reply["version"], 1, "{reply}");
+        assert_eq!(reply["err"]["kind"], "unsupported_version", "{reply}");
+    }
     // top, once: the busiest routes with their totals.
     let (code, out, err) = support::daemon::cli(&["top", "--once", "--socket", &socket]);
     assert_eq!(code, 0, "{err}");

@@ -1,9 +1,10 @@
 //! The local control socket: a Unix socket (mode 0600, root only) over which the CLI asks the
-//! running daemon for its status, a reload, or the live view of `top`. One JSON request per
-//! line, one JSON answer per line.
+//! running daemon for its status, a reload, bans, or the live view of `top`. One JSON request
+//! per line, one JSON reply per line, both typed and versioned (`protocol`); the daemon answers
+//! through the [`server::ControlHandler`] trait.
 
 pub mod client;
 pub mod protocol;
 pub mod server;
 
-pub use protocol::{Request, Response};
+pub use protocol::{Answer, Request};

@@ -12,9 +12,11 @@ use std::{
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 
+mod answers;
+
 use crate::{
     config::{self, Config, ConfigError},
-    control,
+    control::{self, protocol::Reloaded},
     escalate::{system_clock, Escalator},
     fastpath::{self, Fastpath, FastpathError, PinnedMaps, SystemClock},
     proxy::{
@@ -75,13 +77,6 @@ fn write_maps(maps: &mut PinnedMaps, config: &config::FastpathConfig) -> Result<
         });
     }
     fastpath::apply_settings(maps, config)
-}
-
-/// What a reload applied.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Reloaded {
-    /// Keys changed in the file that take effect at the next restart only.
-    pub pending_restart: Vec<String>,
 }
 
 struct State {
@@ -377,17 +372,6 @@ impl Daemon {
         Ok(Reloaded { pending_restart })
     }
 
-    /// The restart-only keys that differ between the running daemon and the file at `path`
-    /// (for `check-config` against a running daemon).
-    pub fn pending_restart_for(&self, path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-        let config = config::load(path)?;
-        let state = self.state.lock().expect("never poisoned");
-        Ok(config::pending_restart(&state.started_with, &config)
-            .into_iter()
-            .map(str::to_owned)
-            .collect())
-    }
-
     /// Reloads certificates whose files changed.
     pub fn check_certificates(&self) {
         let state = self
@@ -397,171 +381,6 @@ impl Daemon {
         if let Some(proxy) = &state.proxy {
             proxy.reload_certificates(true);
         }
-    }
-
-    /// The kernel maps, when the fast path runs.
-    pub fn maps(&self) -> Option<&Arc<Mutex<PinnedMaps>>> {
-        self.maps.as_ref()
-    }
-
-    /// How long it has run.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// What `api-shield status` shows.
-    pub fn status(&self) -> serde_json::Value {
-        let state = self
-            .state
-            .lock()
-            .expect("the daemon lock is never poisoned");
-        let (active_bans, counters) = match &self.maps {
-            Some(maps) => {
-                let maps = maps.lock().expect("the maps lock is never poisoned");
-                (
-                    maps.bans(&SystemClock).map(|b| b.len()).ok(),
-                    maps.stats().map(|s| s.counters).unwrap_or_default(),
-                )
-            }
-            None => (None, Vec::new()),
-        };
-        let interfaces: Vec<serde_json::Value> = state
-            .fastpath
-            .iter()
-            .flat_map(Fastpath::attachments)
-            .map(|a| serde_json::json!({"name": a.interface, "mode": a.state()}))
-            .collect();
-        let listening: Vec<serde_json::Value> = state
-            .proxy
-            .iter()
-            .flat_map(|p| p.addresses.iter())
-            .map(|(name, addr)| serde_json::json!({"name": name, "addr": addr.to_string()}))
-            .collect();
-        let pending_restart = config::pending_restart(&state.started_with, &state.config);
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "uptime_secs": self.uptime().as_secs(),
-            "config": self.config_path,
-            "interfaces": interfaces,
-            "dry_run": state.config.fastpath.dry_run,
-            "listening": listening,
-            "admin": self.admin.map(|a| a.to_string()),
-            "routes": state.config.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-            "active_bans": active_bans,
-            "counters": counters,
-            "pending_restart": pending_restart,
-        })
-    }
-
-    fn locked_maps(&self) -> anyhow::Result<std::sync::MutexGuard<'_, PinnedMaps>> {
-        let maps = self
-            .maps
-            .as_ref()
-            .context("the fast path is disabled in this daemon's config")?;
-        Ok(maps.lock().expect("the maps lock is never poisoned"))
-    }
-
-    /// Bans a target (for the control socket), through the guard rails.
-    pub fn ban(
-        &self,
-        target: &str,
-        ttl: Option<Duration>,
-        reason: &str,
-        force: bool,
-    ) -> anyhow::Result<serde_json::Value> {
-        let request = fastpath::BanRequest {
-            target: fastpath::parse_target(target)?,
-            ttl,
-            reason: reason.to_owned(),
-        };
-        let (rails, allow) = {
-            let state = self
-                .state
-                .lock()
-                .expect("the daemon lock is never poisoned");
-            (
-                state.config.fastpath.guard,
-                state.config.fastpath.allow.clone(),
-            )
-        };
-        let made =
-            self.locked_maps()?
-                .ban_guarded(&request, &rails, &allow, force, &SystemClock)?;
-        // Its packets die at the NIC from now on: close what it has open rather than let those
-        // connections wait for their timeouts (and hold a stop's drain).
-        if let Some(proxy) = &self.state.lock().expect("never poisoned").proxy {
-            proxy.evict(request.target);
-        }
-        tracing::warn!(target: "audit", ban = %made.ban.target, reason = %made.ban.reason, force, "source banned by an operator");
-        Ok(serde_json::to_value(made)?)
-    }
-
-    /// Lifts a ban (for the control socket).
-    pub fn unban(&self, target: &str) -> anyhow::Result<serde_json::Value> {
-        let target = fastpath::parse_target(target)?;
-        self.locked_maps()?.unban(&target)?;
-        tracing::warn!(target: "audit", ban = %target, "ban lifted by an operator");
-        Ok(serde_json::json!({ "unbanned": target.to_string() }))
-    }
-
-    /// The bans in force (for the control socket).
-    pub fn bans(&self) -> anyhow::Result<serde_json::Value> {
-        Ok(serde_json::to_value(
-            self.locked_maps()?.bans(&SystemClock)?,
-        )?)
-    }
-
-    /// Counters and attachments, as `api-shield stats --json` prints them.
-    pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
-        let (active_bans, counters) = {
-            let maps = self.locked_maps()?;
-            (maps.bans(&SystemClock)?.len(), maps.stats()?.counters)
-        };
-        let state = self
-            .state
-            .lock()
-            .expect("the daemon lock is never poisoned");
-        let interfaces: Vec<fastpath::InterfaceStatus> = state
-            .fastpath
-            .iter()
-            .flat_map(Fastpath::attachments)
-            .map(|a| fastpath::InterfaceStatus {
-                name: a.interface.clone(),
-                mode: a.state().to_owned(),
-            })
-            .collect();
-        Ok(serde_json::json!({
-            "daemon_running": true,
-            "interfaces": interfaces,
-            "dry_run": state.config.fastpath.dry_run,
-            "active_bans": active_bans,
-            "counters": counters,
-        }))
-    }
-
-    /// What `api-shield top` shows: the sources being dropped, and requests per route so far.
-    pub fn top(&self) -> serde_json::Value {
-        let mut routes: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-        for family in metrics().registry.gather() {
-            if family.name() != "api_shield_requests_total" {
-                continue;
-            }
-            for metric in family.get_metric() {
-                let route = metric
-                    .get_label()
-                    .iter()
-                    .find(|l| l.name() == "route")
-                    .map_or("none", |l| l.value());
-                *routes.entry(route.to_owned()).or_default() +=
-                    metric.get_counter().get_value() as u64;
-            }
-        }
-        let routes: Vec<serde_json::Value> = routes
-            .into_iter()
-            .map(|(route, requests)| serde_json::json!({"route": route, "requests": requests}))
-            .collect();
-        serde_json::json!({ "drops": self.drops.top(20), "routes": routes })
     }
 
     /// Stops: not ready any more, listeners stop accepting, open connections get up to

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 
 use super::maps_args::MapsArgs;
 use crate::{
-    control::Request,
+    control::{client::ControlError, Answer, Request},
     fastpath::{self, layout_dir, BanRequest, GuardedBan, PinnedMaps, SystemClock},
 };
 
@@ -52,13 +52,15 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--reason must not be empty");
     }
     let ttl = (!args.permanent).then_some(args.ttl);
-    if let Some(body) = args.maps.via_daemon(&Request::Ban {
+    match args.maps.via_daemon(&Request::Ban {
         target: target.to_string(),
         ttl_secs: ttl.map(|t| t.as_secs().max(1)),
         reason: args.reason.clone(),
         force: args.force,
     })? {
-        return print(&serde_json::from_value(body)?, args.json);
+        Some(Answer::Banned(made)) => return print(&made, args.json),
+        Some(_) => return Err(ControlError::Unexpected("ban").into()),
+        None => {}
     }
     let config = args.maps.fastpath()?;
     let dir = layout_dir(&config.pin_dir);

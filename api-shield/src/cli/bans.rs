@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::maps_args::MapsArgs;
 use crate::{
-    control::Request,
+    control::{client::ControlError, Answer, Request},
     fastpath::{Ban, SystemClock},
 };
 
@@ -21,7 +21,8 @@ pub struct Args {
 /// Lists the bans.
 pub fn run(args: &Args) -> Result<()> {
     let bans: Vec<Ban> = match args.maps.via_daemon(&Request::Bans)? {
-        Some(body) => serde_json::from_value(body)?,
+        Some(Answer::Bans { bans }) => bans,
+        Some(_) => return Err(ControlError::Unexpected("bans").into()),
         None => args.maps.open()?.1.bans(&SystemClock)?,
     };
     if args.json {

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::{config, control::Request};
+use crate::{
+    config,
+    control::{Answer, Request},
+};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -38,10 +41,10 @@ pub fn run(args: &Args) -> Result<()> {
     let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
     let request = Request::PendingRestart { config: file };
     // No daemon, or not one this user may ask: nothing to compare with.
-    if let Ok(answer) =
+    if let Ok(Answer::PendingRestart(pending)) =
         super::control_args::ask_first(&super::control_args::candidates(&config), &request)
     {
-        super::reload::print_pending(&answer);
+        super::reload::print_pending(&pending.pending_restart);
     }
     Ok(())
 }

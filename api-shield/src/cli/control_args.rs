@@ -9,7 +9,7 @@ use crate::{
     config,
     control::{
         client::{ask, ControlError},
-        Request,
+        Answer, Request,
     },
 };
 
@@ -40,7 +40,7 @@ impl ControlArgs {
     }
 
     /// Asks the daemon at the first candidate socket that answers.
-    pub fn ask(&self, request: &Request) -> Result<serde_json::Value, ControlError> {
+    pub fn ask(&self, request: &Request) -> Result<Answer, ControlError> {
         let candidates = self
             .candidates()
             .map_err(|e| ControlError::Refused(format!("{e:#}")))?;
@@ -60,10 +60,7 @@ pub fn candidates(config: &config::Config) -> Vec<PathBuf> {
 }
 
 /// Asks at each socket in turn until one has a daemon behind it.
-pub fn ask_first(
-    sockets: &[PathBuf],
-    request: &Request,
-) -> Result<serde_json::Value, ControlError> {
+pub fn ask_first(sockets: &[PathBuf], request: &Request) -> Result<Answer, ControlError> {
     let mut last = None;
     for socket in sockets {
         match ask(socket, request) {

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::{
     config::{self, FastpathConfig},
-    control::{client::ControlError, Request},
+    control::{client::ControlError, Answer, Request},
     fastpath::{layout_dir, PinnedMaps},
 };
 
@@ -57,13 +57,13 @@ impl MapsArgs {
 
     /// Asks the running daemon over its control socket, unless `--pin-dir` or `--runtime-dir`
     /// point elsewhere. `None` when no daemon runs (the caller then uses the pinned maps).
-    pub fn via_daemon(&self, request: &Request) -> Result<Option<serde_json::Value>> {
+    pub fn via_daemon(&self, request: &Request) -> Result<Option<Answer>> {
         if self.pin_dir.is_some() || self.runtime_dir.is_some() {
             return Ok(None);
         }
         let config = load_config(self.config.as_deref())?;
         match super::control_args::ask_first(&super::control_args::candidates(&config), request) {
-            Ok(body) => Ok(Some(body)),
+            Ok(answer) => Ok(Some(answer)),
             Err(ControlError::NotRunning { .. }) => Ok(None),
             Err(error) => Err(error.into()),
         }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::control_args::ControlArgs;
-use crate::control::Request;
+use crate::control::{client::ControlError, Answer, Request};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -15,20 +15,16 @@ pub struct Args {
 
 /// Asks for the reload.
 pub fn run(args: &Args) -> Result<()> {
-    let answer = args.control.ask(&Request::Reload)?;
+    let Answer::Reloaded(reloaded) = args.control.ask(&Request::Reload)? else {
+        return Err(ControlError::Unexpected("reload").into());
+    };
     println!("config reloaded");
-    print_pending(&answer);
+    print_pending(&reloaded.pending_restart);
     Ok(())
 }
 
-/// Names the settings that wait for a restart, if the answer lists any.
-pub fn print_pending(answer: &serde_json::Value) {
-    let pending: Vec<&str> = answer["pending_restart"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(serde_json::Value::as_str)
-        .collect();
+/// Names the settings that wait for a restart, if there are any.
+pub fn print_pending(pending: &[String]) {
     if !pending.is_empty() {
         println!(
             "pending restart: {} (changed, but read only at start: restart to apply)",

@@ -1,12 +1,11 @@
 //! `api-shield stats`: counters per action and reason, and where the program is attached.
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
 use super::maps_args::MapsArgs;
 use crate::{
-    control::Request,
-    fastpath::{CounterRow, InterfaceStatus, RuntimeStatus, SystemClock},
+    control::{client::ControlError, protocol::StatsReport, Answer, Request},
+    fastpath::{RuntimeStatus, SystemClock},
 };
 
 /// Arguments.
@@ -19,28 +18,20 @@ pub struct Args {
     pub maps: MapsArgs,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Report {
-    daemon_running: bool,
-    interfaces: Vec<InterfaceStatus>,
-    dry_run: bool,
-    active_bans: usize,
-    counters: Vec<CounterRow>,
-}
-
 /// Prints the counters.
 pub fn run(args: &Args) -> Result<()> {
     let report = match args.maps.via_daemon(&Request::Stats)? {
-        Some(body) => serde_json::from_value(body)?,
+        Some(Answer::Stats(report)) => report,
+        Some(_) => return Err(ControlError::Unexpected("stats").into()),
         None => from_maps(args)?,
     };
     print(&report, args.json)
 }
 
-fn from_maps(args: &Args) -> Result<Report> {
+fn from_maps(args: &Args) -> Result<StatsReport> {
     let (config, maps) = args.maps.open()?;
     let status = RuntimeStatus::read(&config.runtime_dir);
-    Ok(Report {
+    Ok(StatsReport {
         daemon_running: status.as_ref().is_some_and(RuntimeStatus::daemon_running),
         interfaces: status
             .as_ref()
@@ -52,7 +43,7 @@ fn from_maps(args: &Args) -> Result<Report> {
     })
 }
 
-fn print(report: &Report, json: bool) -> Result<()> {
+fn print(report: &StatsReport, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::control_args::ControlArgs;
-use crate::control::Request;
+use crate::control::{client::ControlError, protocol::StatusReport, Answer, Request};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -18,78 +18,74 @@ pub struct Args {
 
 /// Prints the status.
 pub fn run(args: &Args) -> Result<()> {
-    let status = args.control.ask(&Request::Status)?;
+    let Answer::Status(status) = args.control.ask(&Request::Status)? else {
+        return Err(ControlError::Unexpected("status").into());
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
-    let list = |key: &str, f: &dyn Fn(&serde_json::Value) -> String| -> String {
-        let items: Vec<String> = status[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(f)
-            .collect();
+    print!("{}", text(&status));
+    Ok(())
+}
+
+/// The status as text.
+fn text(status: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    fn list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
         if items.is_empty() {
-            "-".to_owned()
-        } else {
-            items.join(", ")
+            return "-".to_owned();
         }
-    };
-    println!(
+        items.iter().map(f).collect::<Vec<_>>().join(", ")
+    }
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "api-shield {} (pid {}), up {}",
-        status["version"].as_str().unwrap_or("?"),
-        status["pid"],
-        humantime::format_duration(std::time::Duration::from_secs(
-            status["uptime_secs"].as_u64().unwrap_or(0)
-        ))
+        status.version,
+        status.pid,
+        humantime::format_duration(std::time::Duration::from_secs(status.uptime_secs))
     );
-    println!("config:      {}", status["config"].as_str().unwrap_or("?"));
-    println!(
+    let _ = writeln!(text, "config:      {}", status.config.display());
+    let _ = writeln!(
+        text,
         "attached:    {}{}",
-        list("interfaces", &|i| format!(
+        list(&status.interfaces, |i| format!(
             "{} ({} mode)",
-            i["name"].as_str().unwrap_or("?"),
-            i["mode"].as_str().unwrap_or("?")
+            i.name, i.mode
         )),
-        if status["dry_run"].as_bool() == Some(true) {
-            " [dry run]"
-        } else {
-            ""
-        }
+        if status.dry_run { " [dry run]" } else { "" }
     );
-    println!(
+    let _ = writeln!(
+        text,
         "listening:   {}",
-        list("listening", &|l| format!(
-            "{}={}",
-            l["name"].as_str().unwrap_or("?"),
-            l["addr"].as_str().unwrap_or("?")
-        ))
+        list(&status.listening, |l| format!("{}={}", l.name, l.addr))
     );
-    println!("admin:       {}", status["admin"].as_str().unwrap_or("-"));
-    println!(
-        "routes:      {}",
-        list("routes", &|r| r.as_str().unwrap_or("?").to_owned())
+    let _ = writeln!(
+        text,
+        "admin:       {}",
+        status.admin.as_deref().unwrap_or("-")
     );
-    let pending = list("pending_restart", &|k| k.as_str().unwrap_or("?").to_owned());
-    if pending != "-" {
-        println!(
-            "pending:     {pending} (changed in the config; takes effect at the next restart)"
+    let _ = writeln!(text, "routes:      {}", list(&status.routes, String::clone));
+    if !status.pending_restart.is_empty() {
+        let _ = writeln!(
+            text,
+            "pending:     {} (changed in the config; takes effect at the next restart)",
+            status.pending_restart.join(", ")
         );
     }
-    match status["active_bans"].as_u64() {
-        Some(bans) => println!("active bans: {bans}"),
-        None => println!("active bans: - (fast path disabled)"),
-    }
-    for row in status["counters"].as_array().into_iter().flatten() {
-        if row["packets"].as_u64().unwrap_or(0) > 0 {
-            println!(
-                "  {:<8} {:<22} {:>14} packets",
-                row["action"].as_str().unwrap_or("?"),
-                row["reason"].as_str().unwrap_or("?"),
-                row["packets"]
-            );
+    match status.active_bans {
+        Some(bans) => {
+            let _ = writeln!(text, "active bans: {bans}");
         }
+        None => text.push_str("active bans: - (fast path disabled)\n"),
     }
-    Ok(())
+    for row in status.counters.iter().filter(|row| row.packets > 0) {
+        let _ = writeln!(
+            text,
+            "  {:<8} {:<22} {:>14} packets",
+            row.action, row.reason, row.packets
+        );
+    }
+    text
 }

@@ -14,7 +14,11 @@ use crossterm::{
 };
 
 use super::control_args::ControlArgs;
-use crate::control::{client::ask, Request};
+use crate::control::{
+    client::{ask, ControlError},
+    protocol::TopReport,
+    Answer, Request,
+};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -40,9 +44,9 @@ pub fn run(args: &Args) -> Result<()> {
             eprintln!("top: not a terminal, printing one view (--once)");
         }
         // Rates need two samples: the view is of the interval between them.
-        let first = ask(&socket, &Request::Top)?;
+        let first = ask_top(&socket)?;
         std::thread::sleep(interval);
-        let second = ask(&socket, &Request::Top)?;
+        let second = ask_top(&socket)?;
         print!("{}", frame(&second, Some(&route_totals(&first)), interval));
         return Ok(());
     }
@@ -50,7 +54,7 @@ pub fn run(args: &Args) -> Result<()> {
     let result = (|| -> Result<()> {
         let mut previous: Option<HashMap<String, u64>> = None;
         loop {
-            let top = ask(&socket, &Request::Top)?;
+            let top = ask_top(&socket)?;
             let text = frame(&top, previous.as_ref(), interval).replace('\n', "\r\n");
             let mut out = std::io::stdout();
             write!(out, "\x1b[2J\x1b[H{text}\r\n(q to quit)")?;
@@ -72,26 +76,22 @@ pub fn run(args: &Args) -> Result<()> {
     result
 }
 
-fn route_totals(top: &serde_json::Value) -> HashMap<String, u64> {
-    top["routes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            (
-                r["route"].as_str().unwrap_or("?").to_owned(),
-                r["requests"].as_u64().unwrap_or(0),
-            )
-        })
+fn ask_top(socket: &std::path::Path) -> Result<TopReport, ControlError> {
+    match ask(socket, &Request::Top)? {
+        Answer::Top(top) => Ok(top),
+        _ => Err(ControlError::Unexpected("top")),
+    }
+}
+
+fn route_totals(top: &TopReport) -> HashMap<String, u64> {
+    top.routes
+        .iter()
+        .map(|r| (r.route.clone(), r.requests))
         .collect()
 }
 
 /// One screen of text.
-fn frame(
-    top: &serde_json::Value,
-    previous: Option<&HashMap<String, u64>>,
-    interval: Duration,
-) -> String {
+fn frame(top: &TopReport, previous: Option<&HashMap<String, u64>>, interval: Duration) -> String {
     use std::fmt::Write as _;
     let mut text = String::from("SOURCES BEING DROPPED\n");
     let _ = writeln!(
@@ -99,18 +99,14 @@ fn frame(
         "{:<40} {:<22} {:>8} {:>10}",
         "SOURCE", "REASON", "EVENTS", "LAST SEEN"
     );
-    let drops = top["drops"].as_array().cloned().unwrap_or_default();
-    if drops.is_empty() {
+    if top.drops.is_empty() {
         text.push_str("(none)\n");
     }
-    for drop in &drops {
+    for drop in &top.drops {
         let _ = writeln!(
             text,
             "{:<40} {:<22} {:>8} {:>9}s",
-            drop["source"].as_str().unwrap_or("?"),
-            drop["reason"].as_str().unwrap_or("?"),
-            drop["events"],
-            drop["last_seen_secs"]
+            drop.source, drop.reason, drop.events, drop.last_seen_secs
         );
     }
     text.push_str("\nBUSIEST ROUTES\n");

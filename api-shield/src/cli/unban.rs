@@ -3,7 +3,10 @@
 use anyhow::Result;
 
 use super::maps_args::MapsArgs;
-use crate::{control::Request, fastpath};
+use crate::{
+    control::{client::ControlError, Answer, Request},
+    fastpath,
+};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -20,9 +23,10 @@ pub fn run(args: &Args) -> Result<()> {
     let request = Request::Unban {
         target: target.to_string(),
     };
-    if args.maps.via_daemon(&request)?.is_none() {
-        let (_, mut maps) = args.maps.open()?;
-        maps.unban(&target)?;
+    match args.maps.via_daemon(&request)? {
+        Some(Answer::Unbanned { .. }) => {}
+        Some(_) => return Err(ControlError::Unexpected("unban").into()),
+        None => args.maps.open()?.1.unban(&target)?,
     }
     println!("unbanned {target}");
     Ok(())

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Request, Response};
+use super::protocol::{Answer, Envelope, Failure, FailureKind, Reply, Request, VERSION};
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +33,36 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+    /// The daemon answered in another protocol version.
+    #[error("control socket {}: the daemon speaks control protocol version {theirs}, this CLI {VERSION}; use the CLI of the running daemon's version, or restart the daemon", path.display())]
+    Version {
+        /// The socket path.
+        path: PathBuf,
+        /// The daemon's version (0: from before versions).
+        theirs: u32,
+    },
     /// The daemon refused the request.
     #[error("{0}")]
     Refused(String),
+    /// The daemon could not take the request (it is stopping, or speaks another version).
+    #[error("{0}")]
+    Failed(Failure),
+    /// The daemon answered with something other than what was asked for.
+    #[error("the daemon answered `{0}` with something else")]
+    Unexpected(&'static str),
 }
 
-/// Sends one request and reads the answer's body.
-pub fn ask(path: &Path, request: &Request) -> Result<serde_json::Value, ControlError> {
+impl From<Failure> for ControlError {
+    fn from(failure: Failure) -> ControlError {
+        match failure.kind {
+            FailureKind::Refused => ControlError::Refused(failure.message),
+            _ => ControlError::Failed(failure),
+        }
+    }
+}
+
+/// Sends one request and reads the answer.
+pub fn ask(path: &Path, request: &Request) -> Result<Answer, ControlError> {
     let io = |source: std::io::Error| ControlError::Io {
         path: path.to_path_buf(),
         source,
@@ -58,7 +81,7 @@ pub fn ask(path: &Path, request: &Request) -> Result<serde_json::Value, ControlE
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(io)?;
-    let mut line = serde_json::to_string(request).expect("a request serialises");
+    let mut line = serde_json::to_string(&Envelope::new(request)).expect("a request serialises");
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(io)?;
     let mut answer = String::new();
@@ -69,13 +92,18 @@ pub fn ask(path: &Path, request: &Request) -> Result<serde_json::Value, ControlE
             path: path.to_path_buf(),
         });
     }
-    let response: Response = serde_json::from_str(&answer)
-        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    if response.ok {
-        Ok(response.body.unwrap_or_default())
-    } else {
-        Err(ControlError::Refused(
-            response.error.unwrap_or_else(|| "refused".to_owned()),
-        ))
+    let invalid = |e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+    let value: serde_json::Value = serde_json::from_str(&answer).map_err(invalid)?;
+    let version = value["version"].as_u64().unwrap_or(0);
+    if version != u64::from(VERSION) {
+        return Err(ControlError::Version {
+            path: path.to_path_buf(),
+            theirs: u32::try_from(version).unwrap_or(u32::MAX),
+        });
+    }
+    let reply: Envelope<Reply> = serde_json::from_value(value).map_err(invalid)?;
+    match reply.message {
+        Reply::Ok(answer) => Ok(answer),
+        Reply::Err(failure) => Err(failure.into()),
     }
 }

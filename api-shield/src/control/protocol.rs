@@ -1,6 +1,40 @@
-//! What goes over the control socket.
+//! What goes over the control socket, typed on both ends: one [`Envelope`] of a [`Request`] per
+//! line from the CLI, one [`Envelope`] of a [`Reply`] per line back. Every message carries the
+//! protocol [`VERSION`]; a daemon refuses a request of another version with
+//! [`FailureKind::UnsupportedVersion`] rather than guess at it.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    fastpath::{Ban, CounterRow, GuardedBan, InterfaceStatus},
+    telemetry::drops::DropRow,
+};
+
+/// The protocol version this build speaks. Raise it when a message changes incompatibly.
+pub const VERSION: u32 = 1;
+
+/// A message with the protocol version it was written in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// [`VERSION`] of the writer (0 when absent: a writer from before versions).
+    #[serde(default)]
+    pub version: u32,
+    /// The message.
+    #[serde(flatten)]
+    pub message: T,
+}
+
+impl<T> Envelope<T> {
+    /// `message` in this build's version.
+    pub fn new(message: T) -> Envelope<T> {
+        Envelope {
+            version: VERSION,
+            message,
+        }
+    }
+}
 
 /// A request from the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,39 +70,213 @@ pub enum Request {
     /// The restart-only settings in which a config file differs from the running daemon.
     PendingRestart {
         /// The config file to compare.
-        config: std::path::PathBuf,
+        config: PathBuf,
     },
 }
 
-/// The daemon's answer: `ok` with a body, or an error message.
+/// The daemon's answer to one request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Response {
-    /// Whether the request succeeded.
-    pub ok: bool,
-    /// What went wrong.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<serde_json::Value>,
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Done; what came of it.
+    Ok(Answer),
+    /// Not done; why.
+    Err(Failure),
 }
 
-impl Response {
-    /// A success.
-    pub fn ok(body: serde_json::Value) -> Response {
-        Response {
-            ok: true,
-            error: None,
-            body: Some(body),
+/// What a request that succeeded returns, one variant per [`Request`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    /// To [`Request::Status`].
+    Status(StatusReport),
+    /// To [`Request::Reload`].
+    Reloaded(Reloaded),
+    /// To [`Request::Top`].
+    Top(TopReport),
+    /// To [`Request::Ban`].
+    Banned(GuardedBan),
+    /// To [`Request::Unban`].
+    Unbanned {
+        /// The network whose ban was lifted.
+        target: String,
+    },
+    /// To [`Request::Bans`].
+    Bans {
+        /// The bans in force.
+        bans: Vec<Ban>,
+    },
+    /// To [`Request::Stats`].
+    Stats(StatsReport),
+    /// To [`Request::PendingRestart`].
+    PendingRestart(Reloaded),
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// For the operator: what is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
         }
     }
 
-    /// A failure.
-    pub fn error(message: impl Into<String>) -> Response {
-        Response {
-            ok: false,
-            error: Some(message.into()),
-            body: None,
+    /// The daemon refused the request (bad input, guard rails, a config error).
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure::new(FailureKind::Refused, message)
+    }
+}
+
+/// The kinds of [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The line was not a request this daemon knows.
+    BadRequest,
+    /// The request was written in another protocol version.
+    UnsupportedVersion,
+    /// The daemon is stopping.
+    Stopping,
+    /// The request was understood and refused.
+    Refused,
+}
+
+/// What `api-shield status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The daemon's version.
+    pub version: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Where the program is attached.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Whether the program only counts (drops nothing).
+    pub dry_run: bool,
+    /// The proxy's listeners.
+    pub listening: Vec<Listening>,
+    /// The admin listener's address.
+    pub admin: Option<String>,
+    /// Route names, in order.
+    pub routes: Vec<String>,
+    /// Bans in force; `None` with the fast path disabled.
+    pub active_bans: Option<usize>,
+    /// The program's counters.
+    pub counters: Vec<CounterRow>,
+    /// Settings changed in the config that wait for a restart.
+    pub pending_restart: Vec<String>,
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listening {
+    /// Its name (`listener-0`, `NAME-redirect`).
+    pub name: String,
+    /// Where it listens.
+    pub addr: String,
+}
+
+/// What a reload applied (and what `check-config` would leave for a restart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// Keys changed in the file that take effect at the next restart only.
+    pub pending_restart: Vec<String>,
+}
+
+/// What `api-shield top` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopReport {
+    /// The sources with the most drop-start events.
+    pub drops: Vec<DropRow>,
+    /// Requests per route since the start.
+    pub routes: Vec<RouteRequests>,
+}
+
+/// Requests a route served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRequests {
+    /// The route (`none` for requests no route took).
+    pub route: String,
+    /// Requests so far.
+    pub requests: u64,
+}
+
+/// What `api-shield stats` shows (from the daemon or, without one, from the pinned maps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Whether a daemon runs on these maps.
+    pub daemon_running: bool,
+    /// Where the program is attached.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Whether the program only counts.
+    pub dry_run: bool,
+    /// Bans in force.
+    pub active_bans: usize,
+    /// The program's counters.
+    pub counters: Vec<CounterRow>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_carries_its_version_and_round_trips() {
+        let line = serde_json::to_string(&Envelope::new(Request::Unban {
+            target: "10.0.0.0/24".to_owned(),
+        }))
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"version":1,"command":"unban","target":"10.0.0.0/24"}"#
+        );
+        let back: Envelope<Request> = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            back,
+            Envelope::new(Request::Unban {
+                target: "10.0.0.0/24".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_without_a_version_reads_as_version_zero() {
+        let old: Envelope<Request> = serde_json::from_str(r#"{"command":"status"}"#).unwrap();
+        assert_eq!(old.version, 0);
+        assert_eq!(old.message, Request::Status);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let failure = Envelope::new(Reply::Err(Failure::refused("no ban for 10.0.0.1/32")));
+        let line = serde_json::to_string(&failure).unwrap();
+        assert_eq!(
+            line,
+            r#"{"version":1,"err":{"kind":"refused","message":"no ban for 10.0.0.1/32"}}"#
+        );
+        let answer = Envelope::new(Reply::Ok(Answer::Reloaded(Reloaded {
+            pending_restart: vec!["proxy.workers".to_owned()],
+        })));
+        let line = serde_json::to_string(&answer).unwrap();
+        let back: Envelope<Reply> = serde_json::from_str(&line).unwrap();
+        match back.message {
+            Reply::Ok(Answer::Reloaded(reloaded)) => {
+                assert_eq!(reloaded.pending_restart, ["proxy.workers"]);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

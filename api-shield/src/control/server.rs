@@ -3,6 +3,7 @@
 //! `SO_PEERCRED` as well as by the file mode), and answers requests.
 
 use std::{
+    future::Future,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Weak,
@@ -14,8 +15,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{Request, Response};
-use crate::daemon::Daemon;
+use super::protocol::{Answer, Envelope, Failure, FailureKind, Reply, Request, VERSION};
 
 /// Why the socket could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +90,15 @@ pub fn recorded(runtime_dir: &Path) -> Option<PathBuf> {
     (!text.is_empty()).then(|| PathBuf::from(text))
 }
 
-/// Serves requests until aborted. Holds the daemon weakly, so stopping it is not delayed.
-pub fn serve(listener: UnixListener, daemon: Weak<Daemon>) -> JoinHandle<()> {
+/// What answers the requests: the daemon, behind this trait so the socket's code knows nothing
+/// of it.
+pub trait ControlHandler: Send + Sync + 'static {
+    /// Carries out one request.
+    fn answer(&self, request: Request) -> impl Future<Output = Result<Answer, Failure>> + Send;
+}
+
+/// Serves requests until aborted. Holds the handler weakly, so stopping it is not delayed.
+pub fn serve<H: ControlHandler>(listener: UnixListener, handler: Weak<H>) -> JoinHandle<()> {
     let own_uid = nix::unistd::geteuid().as_raw();
     tokio::spawn(async move {
         let mut errors = crate::accept::AcceptErrors::new("control");
@@ -108,18 +115,17 @@ pub fn serve(listener: UnixListener, daemon: Weak<Daemon>) -> JoinHandle<()> {
                 tracing::warn!(?uid, "control socket: caller refused (root only)");
                 continue;
             }
-            let daemon = daemon.clone();
+            let handler = handler.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let response = match (serde_json::from_str::<Request>(&line), daemon.upgrade())
-                    {
-                        (Err(error), _) => Response::error(format!("bad request: {error}")),
-                        (Ok(_), None) => Response::error("the daemon is stopping"),
-                        (Ok(request), Some(daemon)) => answer(&daemon, &request).await,
+                    let reply = match reply(&handler, &line).await {
+                        Ok(answer) => Reply::Ok(answer),
+                        Err(failure) => Reply::Err(failure),
                     };
-                    let mut text = serde_json::to_string(&response).expect("a response serialises");
+                    let mut text =
+                        serde_json::to_string(&Envelope::new(reply)).expect("a reply serialises");
                     text.push('\n');
                     if write.write_all(text.as_bytes()).await.is_err() {
                         break;
@@ -130,42 +136,24 @@ pub fn serve(listener: UnixListener, daemon: Weak<Daemon>) -> JoinHandle<()> {
     })
 }
 
-async fn answer(daemon: &Daemon, request: &Request) -> Response {
-    match request {
-        Request::Status => Response::ok(daemon.status()),
-        Request::Reload => match daemon.reload().await {
-            Ok(reloaded) => Response::ok(serde_json::json!({
-                "reloaded": true,
-                "pending_restart": reloaded.pending_restart,
-            })),
-            Err(error) => Response::error(crate::telemetry::error_chain(&error)),
-        },
-        Request::Top => Response::ok(daemon.top()),
-        Request::Ban {
-            target,
-            ttl_secs,
-            reason,
-            force,
-        } => result(daemon.ban(
-            target,
-            ttl_secs.map(std::time::Duration::from_secs),
-            reason,
-            *force,
-        )),
-        Request::Unban { target } => result(daemon.unban(target)),
-        Request::Bans => result(daemon.bans()),
-        Request::Stats => result(daemon.stats()),
-        Request::PendingRestart { config } => result(
-            daemon
-                .pending_restart_for(config)
-                .map(|keys| serde_json::json!({ "pending_restart": keys })),
-        ),
+/// The answer to one line.
+async fn reply<H: ControlHandler>(handler: &Weak<H>, line: &str) -> Result<Answer, Failure> {
+    let request: Envelope<Request> = serde_json::from_str(line)
+        .map_err(|error| Failure::new(FailureKind::BadRequest, format!("bad request: {error}")))?;
+    if request.version != VERSION {
+        return Err(Failure::new(
+            FailureKind::UnsupportedVersion,
+            format!(
+                "control protocol version {} is not spoken here (this daemon speaks {VERSION}): use the api-shield CLI of the same version",
+                request.version
+            ),
+        ));
     }
-}
-
-fn result(answer: anyhow::Result<serde_json::Value>) -> Response {
-    match answer {
-        Ok(body) => Response::ok(body),
-        Err(error) => Response::error(crate::telemetry::error_chain(error.as_ref())),
-    }
+    let Some(handler) = handler.upgrade() else {
+        return Err(Failure::new(
+            FailureKind::Stopping,
+            "the daemon is stopping",
+        ));
+    };
+    handler.answer(request.message).await
 }

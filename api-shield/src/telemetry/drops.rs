@@ -3,7 +3,9 @@
 
 use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Instant};
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::fastpath::DropStarted;
 
@@ -22,12 +24,12 @@ struct Seen {
 pub struct RecentDrops(Mutex<HashMap<IpAddr, Seen>>);
 
 /// One row of `top`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DropRow {
     /// The source.
     pub source: String,
     /// Why it is dropped.
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// Drop-start events (at most one per source per `fastpath.events.interval`).
     pub events: u64,
     /// Seconds since the last one.
@@ -62,7 +64,7 @@ impl RecentDrops {
             .iter()
             .map(|(ip, s)| DropRow {
                 source: ip.to_string(),
-                reason: s.reason,
+                reason: Cow::Borrowed(s.reason),
                 events: s.events,
                 last_seen_secs: s.last.elapsed().as_secs(),
             })
