@@ -406,7 +406,9 @@ async fn the_control_socket_answers_root_only() {
         let mut stream = std::os::unix::net::UnixStream::connect(&shield.control).unwrap();
         stream.write_all(b"{\"command\":\"status\"}\n").unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(&stream).read_line(&mut line).unwrap();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut line)
+            .unwrap();
         let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(reply["version"], 1, "{reply}");
         assert_eq!(reply["err"]["kind"], "unsupported_version", "{reply}");

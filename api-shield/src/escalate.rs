@@ -23,11 +23,12 @@ use ipnet::IpNet;
 use crate::{
     config::{Config, EscalationRule, EscalationSignal, GuardRails},
     fastpath::{BanRequest, Clock, PinnedMaps, SystemClock},
-    proxy::{evict::Evictions, problem::Denial},
+    proxy::evict::Evictions,
+    refusal::Denial,
     telemetry::metrics,
 };
 
-/// The signal a refusal gives, if any.
+/// The signal a refusal gives, if any. Every denial is named: a new one must be placed here.
 pub fn signal_of(denial: Denial) -> Option<EscalationSignal> {
     match denial {
         Denial::Unauthenticated | Denial::InvalidToken | Denial::InvalidApiKey => {
@@ -43,7 +44,17 @@ pub fn signal_of(denial: Denial) -> Option<EscalationSignal> {
         | Denial::SchemaViolation
         | Denial::UnsupportedMediaType
         | Denial::PayloadTooLarge => Some(EscalationSignal::InvalidRequest),
-        _ => None,
+        // Not the client's abuse: routing misses, policy outcomes an honest client meets,
+        // the upstream's failures, and the client's own timeouts or departures.
+        Denial::NotFound
+        | Denial::MethodNotAllowed
+        | Denial::CorsPreflightDenied
+        | Denial::InsufficientScope
+        | Denial::Gone
+        | Denial::UpstreamUnavailable
+        | Denial::UpstreamTimeout
+        | Denial::RequestTimeout
+        | Denial::ClientClosedRequest => None,
     }
 }
 

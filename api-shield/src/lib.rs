@@ -16,6 +16,7 @@ mod failpoint;
 pub mod fastpath;
 pub mod policy;
 pub mod proxy;
+pub mod refusal;
 pub mod rlimit;
 pub mod systemd;
 pub mod telemetry;

@@ -1,10 +1,9 @@
 //! The policy chain: per-route checks compiled from config at load time (so a bad policy fails
 //! the load, never a request) and applied in a fixed order: version sunset, rate limits keyed
 //! before auth (client IP, header), authentication and scopes, rate limits keyed by the
-//! credential, then input validation. Each refusal is a typed [`Rejection`] that
+//! credential, then input validation of the head (the body's is `Validation::check_body`, run
+//! by the handler once it has read the body). Each refusal is a typed [`Refusal`] that
 //! `proxy::problem` alone turns into the answer.
-//!
-//! [`Rejection`]: crate::proxy::problem::Rejection
 
 pub mod auth;
 pub mod clock;
@@ -34,7 +33,7 @@ pub use self::{
 };
 use crate::{
     config::{Config, Problem, RateLimitConfig, RouteAuthConfig},
-    proxy::problem::Rejection,
+    refusal::{Advice, Refusal},
 };
 
 /// The header telling the upstream which API key called (never taken from a client).
@@ -161,58 +160,55 @@ impl SharedPolicies {
             .or_else(|| self.versioning.of(path, headers))
     }
 
-    /// Runs a route's head checks. On success, what the request may forward and the headers
-    /// its answer carries; on refusal, the rejection (with those headers too).
+    /// Runs a route's head checks. On success, what the request may forward and the advice
+    /// its answer carries; on refusal, the refusal (with that advice too).
     pub async fn admit(
         &self,
         route: &RoutePolicies,
         request: &mut http::request::Parts,
         path: &str,
         client_ip: IpAddr,
-    ) -> Result<Admitted, Rejection> {
-        let mut answer = HeaderMap::new();
-        if let Some(deprecation) = self.deprecation(route, path, &request.headers) {
-            answer.extend(deprecation.check(&self.clock)?.clone());
-        }
-        let with_answer = |mut rejection: Rejection, answer: &HeaderMap| {
-            for (name, value) in answer {
-                rejection
-                    .headers
-                    .entry(name)
-                    .or_insert_with(|| value.clone());
-            }
-            rejection
+    ) -> Result<Admitted, Refusal> {
+        let mut advice = Vec::new();
+        // A refusal carries the advice gathered before it (a deprecation, say), its own last.
+        let with_advice = |mut refusal: Refusal, advice: &[Advice]| {
+            refusal.advice.splice(0..0, advice.iter().cloned());
+            refusal
         };
-        let limit =
-            |principal: Option<&Principal>, answer: &mut HeaderMap| -> Result<(), Rejection> {
-                if let Some(limit) = &route.rate_limit {
-                    let spent = limit.check(&request.headers, client_ip, principal)?;
-                    limit.add_headers(answer, &spent);
-                }
-                Ok(())
-            };
+        if let Some(deprecation) = self.deprecation(route, path, &request.headers) {
+            advice.push(deprecation.check(&self.clock)?);
+        }
+        let limit = |principal: Option<&Principal>, advice: &mut Vec<Advice>| {
+            if let Some(limit) = &route.rate_limit {
+                let spent = limit
+                    .check(&request.headers, client_ip, principal)
+                    .map_err(|r| with_advice(r, advice))?;
+                advice.push(limit.advice(&spent));
+            }
+            Ok::<(), Refusal>(())
+        };
         let early = route
             .rate_limit
             .as_ref()
             .is_some_and(|l| l.source().before_auth());
         if early {
-            limit(None, &mut answer).map_err(|r| with_answer(r, &answer))?;
+            limit(None, &mut advice)?;
         }
         let principal = match &route.auth {
             Some(auth) => Some(
                 auth.check(&request.headers, request.uri.query())
                     .await
-                    .map_err(|r| with_answer(r, &answer))?,
+                    .map_err(|r| with_advice(r, &advice))?,
             ),
             None => None,
         };
         if !early {
-            limit(principal.as_ref(), &mut answer).map_err(|r| with_answer(r, &answer))?;
+            limit(principal.as_ref(), &mut advice)?;
         }
         if let Some(validation) = &route.validation {
             validation
                 .check_head(&request.headers, request.uri.query())
-                .map_err(|r| with_answer(r, &answer))?;
+                .map_err(|r| with_advice(r, &advice))?;
         }
         match &principal {
             Some(Principal::Token(token)) => {
@@ -227,7 +223,7 @@ impl SharedPolicies {
             }
             None => {}
         }
-        Ok(Admitted { answer, principal })
+        Ok(Admitted { advice, principal })
     }
 
     /// Starts the background JWK set refreshes; dropping the handles stops them.
@@ -273,8 +269,8 @@ impl RoutePolicies {
 /// What passing the head checks gives.
 #[derive(Debug, Default)]
 pub struct Admitted {
-    /// Headers for the answer (`RateLimit`, `Deprecation`, `Sunset`, `Link`).
-    pub answer: HeaderMap,
+    /// What the answer advises (`RateLimit`, `Deprecation`, `Sunset`, `Link`).
+    pub advice: Vec<Advice>,
     /// Who the caller is, if the route authenticates.
     pub principal: Option<Principal>,
 }

@@ -23,7 +23,7 @@ use self::{
 use super::clock::{unix_seconds, SharedClock};
 use crate::{
     config::{problem, Problem, RouteAuthConfig, ScopesMatch},
-    proxy::problem::{Denial, Rejection},
+    refusal::{Advice, Denial, Refusal},
 };
 
 /// A verified token.
@@ -69,7 +69,8 @@ pub struct Auth {
     scopes_match: ScopesMatch,
     scope_claim: Option<String>,
     clock: SharedClock,
-    challenge: HeaderValue,
+    /// `WWW-Authenticate` for a request without acceptable credentials (header text).
+    challenge: Arc<str>,
 }
 
 impl Auth {
@@ -116,8 +117,8 @@ impl Auth {
             scopes_match: config.scopes_match,
             scope_claim: config.scope_claim.clone(),
             clock,
-            challenge: HeaderValue::from_str(&challenge)
-                .expect("a header name forms a header value"),
+            // A header name in quotes is header text.
+            challenge: Arc::from(challenge),
         })
     }
 
@@ -131,7 +132,7 @@ impl Auth {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Principal, Rejection> {
+    ) -> Result<Principal, Refusal> {
         let principal = self.authenticate(headers, query).await?;
         self.authorize(&principal)?;
         Ok(principal)
@@ -141,7 +142,7 @@ impl Auth {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Principal, Rejection> {
+    ) -> Result<Principal, Refusal> {
         self.one_credential(headers, query)?;
         if !self.issuers.is_empty() {
             if let Some(token) = bearer(headers) {
@@ -161,23 +162,23 @@ impl Auth {
                     .authenticate(&presented, unix_seconds(&*self.clock))
                     .map_err(|refusal| {
                         tracing::debug!(?refusal, "API key refused");
-                        Rejection::new(Denial::InvalidApiKey)
+                        Refusal::new(Denial::InvalidApiKey)
                             .detail(match refusal {
                                 KeyRefusal::Unknown => "The API key is not known",
                                 KeyRefusal::Expired => "The API key has expired",
                             })
-                            .header(header::WWW_AUTHENTICATE, self.challenge.clone())
+                            .advise(Advice::Challenge(Arc::clone(&self.challenge)))
                     });
             }
         }
-        Err(Rejection::new(Denial::Unauthenticated)
-            .header(header::WWW_AUTHENTICATE, self.challenge.clone()))
+        Err(Refusal::new(Denial::Unauthenticated)
+            .advise(Advice::Challenge(Arc::clone(&self.challenge))))
     }
 
     /// Refuses a request that presents more than one credential this route could check (a
     /// bearer token and an API key, a key in the header and in the query, the key parameter
     /// twice): only one would be checked, and the upstream would get them all.
-    fn one_credential(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Rejection> {
+    fn one_credential(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
         let token = !self.issuers.is_empty() && bearer(headers).is_some();
         let (header_key, query_keys) = match &self.api_keys {
             Some(keys) => (
@@ -193,16 +194,16 @@ impl Auth {
             None => (false, 0),
         };
         if usize::from(token) + usize::from(header_key) + query_keys > 1 {
-            return Err(Rejection::new(Denial::InvalidRequest)
+            return Err(Refusal::new(Denial::InvalidRequest)
                 .detail("More than one credential: send exactly one bearer token or API key"));
         }
         Ok(())
     }
 
-    async fn verify_token(&self, token: &str) -> Result<Arc<TokenPrincipal>, Rejection> {
+    async fn verify_token(&self, token: &str) -> Result<Arc<TokenPrincipal>, Refusal> {
         let invalid = |error: TokenError| {
             tracing::debug!(%error, "bearer token refused");
-            Rejection::new(Denial::InvalidToken)
+            Refusal::new(Denial::InvalidToken)
                 .detail(match error {
                     TokenError::Expired => "The token has expired",
                     TokenError::NotYetValid | TokenError::IssuedInFuture => {
@@ -210,12 +211,9 @@ impl Auth {
                     }
                     _ => "The token could not be verified",
                 })
-                .header(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        "Bearer realm=\"api-shield\", error=\"invalid_token\"",
-                    ),
-                )
+                .advise(Advice::Challenge(Arc::from(
+                    "Bearer realm=\"api-shield\", error=\"invalid_token\"",
+                )))
         };
         if token.len() > jwt::MAX_TOKEN_BYTES {
             return Err(invalid(TokenError::TooLong));
@@ -233,7 +231,7 @@ impl Auth {
         issuer.verify(token).await.map_err(invalid)
     }
 
-    fn authorize(&self, principal: &Principal) -> Result<(), Rejection> {
+    fn authorize(&self, principal: &Principal) -> Result<(), Refusal> {
         if self.scopes.is_empty() {
             return Ok(());
         }
@@ -261,16 +259,14 @@ impl Auth {
         if allowed {
             return Ok(());
         }
-        let mut rejection = Rejection::new(Denial::InsufficientScope);
+        let mut refusal = Refusal::new(Denial::InsufficientScope);
         if matches!(principal, Principal::Token(_)) {
-            if let Ok(value) = HeaderValue::from_str(&format!(
+            refusal = refusal.advise(Advice::Challenge(Arc::from(format!(
                 "Bearer realm=\"api-shield\", error=\"insufficient_scope\", scope=\"{}\"",
                 self.scopes.join(" ")
-            )) {
-                rejection.headers.insert(header::WWW_AUTHENTICATE, value);
-            }
+            ))));
         }
-        Err(rejection)
+        Err(refusal)
     }
 }
 

@@ -5,7 +5,9 @@
 pub mod gcra;
 pub mod rate;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName};
 
 pub use self::{
     gcra::{Decision, KeyedGcra},
@@ -14,7 +16,7 @@ pub use self::{
 use super::{Principal, SharedClock};
 use crate::{
     config::{problem, Problem, RateLimitConfig},
-    proxy::problem::{Denial, Rejection},
+    refusal::{Advice, Denial, Refusal},
 };
 
 const NS: u64 = 1_000_000_000;
@@ -48,7 +50,8 @@ pub struct RateLimit {
     source: KeySource,
     gcra: KeyedGcra,
     clock: SharedClock,
-    policy_header: HeaderValue,
+    /// `RateLimit-Policy`, digits and quotes (header text).
+    policy: Arc<str>,
 }
 
 /// What a request spent, for the response headers.
@@ -88,19 +91,18 @@ impl RateLimit {
                 }
             },
         };
-        let policy_header = HeaderValue::from_str(&format!(
+        let policy = Arc::from(format!(
             "\"default\";q={};w={}",
             rate.count,
             rate.period.as_secs()
-        ))
-        .expect("digits and quotes form a header value");
+        ));
         Ok(RateLimit {
             gcra: KeyedGcra::new(rate.interval_ns(), burst, config.max_keys),
             rate,
             burst,
             source,
             clock,
-            policy_header,
+            policy,
         })
     }
 
@@ -115,7 +117,7 @@ impl RateLimit {
         headers: &HeaderMap,
         client_ip: std::net::IpAddr,
         principal: Option<&Principal>,
-    ) -> Result<Spent, Rejection> {
+    ) -> Result<Spent, Refusal> {
         let now = self.clock.monotonic_ns();
         let decision = match (&self.source, principal) {
             (KeySource::ApiKey, Some(Principal::ApiKey { id, .. })) => {
@@ -143,31 +145,22 @@ impl RateLimit {
             }),
             Decision::Limited { retry_after_ns } => {
                 let retry = retry_after_ns.div_ceil(NS).max(1);
-                let mut rejection = Rejection::new(Denial::RateLimited)
-                    .header(http::header::RETRY_AFTER, HeaderValue::from(retry));
-                self.add_headers(
-                    &mut rejection.headers,
-                    &Spent {
+                Err(Refusal::new(Denial::RateLimited)
+                    .advise(Advice::RetryAfter(retry))
+                    .advise(self.advice(&Spent {
                         remaining: 0,
                         reset_secs: retry,
-                    },
-                );
-                Err(rejection)
+                    })))
             }
         }
     }
 
-    /// Adds `RateLimit-Policy` and `RateLimit` for what the request spent.
-    pub fn add_headers(&self, headers: &mut HeaderMap, spent: &Spent) {
-        headers.insert(
-            HeaderName::from_static("ratelimit-policy"),
-            self.policy_header.clone(),
-        );
-        if let Ok(value) = HeaderValue::from_str(&format!(
-            "\"default\";r={};t={}",
-            spent.remaining, spent.reset_secs
-        )) {
-            headers.insert(HeaderName::from_static("ratelimit"), value);
+    /// `RateLimit-Policy` and `RateLimit` for what the request spent.
+    pub fn advice(&self, spent: &Spent) -> Advice {
+        Advice::RateLimit {
+            policy: Arc::clone(&self.policy),
+            remaining: u64::from(spent.remaining),
+            reset_secs: spent.reset_secs,
         }
     }
 
@@ -204,19 +197,30 @@ mod tests {
             let spent = limit.check(&headers, ip, None).unwrap();
             assert_eq!(spent.remaining, expected);
         }
-        let rejection = limit.check(&headers, ip, None).unwrap_err();
-        assert_eq!(rejection.denial, Denial::RateLimited);
-        assert_eq!(rejection.headers["retry-after"], "12");
+        let refusal = limit.check(&headers, ip, None).unwrap_err();
+        assert_eq!(refusal.denial, Denial::RateLimited);
+        let policy: Arc<str> = Arc::from("\"default\";q=5;w=60");
         assert_eq!(
-            rejection.headers["ratelimit-policy"],
-            "\"default\";q=5;w=60"
+            refusal.advice,
+            [
+                Advice::RetryAfter(12),
+                Advice::RateLimit {
+                    policy: Arc::clone(&policy),
+                    remaining: 0,
+                    reset_secs: 12
+                }
+            ]
         );
-        assert_eq!(rejection.headers["ratelimit"], "\"default\";r=0;t=12");
         clock.advance(Duration::from_secs(12));
         let spent = limit.check(&headers, ip, None).unwrap();
-        let mut out = HeaderMap::new();
-        limit.add_headers(&mut out, &spent);
-        assert_eq!(out["ratelimit"], "\"default\";r=0;t=60");
+        assert_eq!(
+            limit.advice(&spent),
+            Advice::RateLimit {
+                policy,
+                remaining: 0,
+                reset_secs: 60
+            }
+        );
         assert!(limit.check(&headers, ip, None).is_err());
         // Another client has its own budget.
         assert!(limit
@@ -232,7 +236,7 @@ mod tests {
             &clock,
         );
         let mut headers = HeaderMap::new();
-        headers.insert("x-tenant", HeaderValue::from_static("acme"));
+        headers.insert("x-tenant", http::HeaderValue::from_static("acme"));
         assert!(limit
             .check(&headers, "192.0.2.1".parse().unwrap(), None)
             .is_ok());

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     config::{problem, Problem, Source, ValidateConfig},
-    proxy::problem::{Denial, FieldError, Rejection, MAX_FIELD_ERRORS},
+    refusal::{Denial, FieldError, Refusal, MAX_FIELD_ERRORS},
 };
 
 /// A compiled JSON Schema for one representation: parsed bodies ([`Tape`], the default) or
@@ -285,15 +285,13 @@ impl Validation {
     }
 
     /// Checks what the head shows: headers, media type, query.
-    pub fn check_head(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Rejection> {
+    pub fn check_head(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
         if self
             .required_headers
             .iter()
             .any(|h| !headers.contains_key(h))
         {
-            return Err(
-                Rejection::new(Denial::InvalidRequest).detail("A required header is missing")
-            );
+            return Err(Refusal::new(Denial::InvalidRequest).detail("A required header is missing"));
         }
         let has_body = headers.contains_key(header::TRANSFER_ENCODING)
             || headers
@@ -312,28 +310,27 @@ impl Validation {
                         .to_ascii_lowercase()
                 });
             if !media.is_some_and(|m| self.content_types.contains(&m)) {
-                return Err(Rejection::new(Denial::UnsupportedMediaType));
+                return Err(Refusal::new(Denial::UnsupportedMediaType));
             }
         }
         if self.body_required && !has_body {
-            return Err(Rejection::new(Denial::InvalidRequest).detail("A request body is required"));
+            return Err(Refusal::new(Denial::InvalidRequest).detail("A request body is required"));
         }
         if let Some(query_schema) = &self.query {
             let errors = query_schema
                 .schema
                 .errors(&query_schema.object(query.unwrap_or("")), "#query");
             if !errors.is_empty() {
-                let mut rejection = Rejection::new(Denial::SchemaViolation)
-                    .detail("The query parameters do not match the schema");
-                rejection.errors = errors;
-                return Err(rejection);
+                return Err(Refusal::new(Denial::SchemaViolation)
+                    .detail("The query parameters do not match the schema")
+                    .errors(errors));
             }
         }
         Ok(())
     }
 
     /// Checks a body read in full.
-    pub fn check_body(&self, body: &[u8]) -> Result<(), Rejection> {
+    pub fn check_body(&self, body: &[u8]) -> Result<(), Refusal> {
         let Some(schema) = &self.body else {
             return Ok(());
         };
@@ -348,7 +345,7 @@ impl Validation {
         // The parser decodes escapes in place, so it gets its own copy.
         let mut text = body.to_vec();
         let tape = Tape::parse(&mut text).map_err(|error| {
-            Rejection::new(Denial::MalformedBody).detail(match error {
+            Refusal::new(Denial::MalformedBody).detail(match error {
                 TapeError::Malformed => "The body is not well-formed JSON",
                 TapeError::DuplicateName => "The body repeats a member name in an object",
             })
@@ -357,10 +354,9 @@ impl Validation {
         if errors.is_empty() {
             Ok(())
         } else {
-            let mut rejection = Rejection::new(Denial::SchemaViolation)
-                .detail("The body does not match the schema");
-            rejection.errors = errors;
-            Err(rejection)
+            Err(Refusal::new(Denial::SchemaViolation)
+                .detail("The body does not match the schema")
+                .errors(errors))
         }
     }
 }

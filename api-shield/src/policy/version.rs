@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     config::{problem, AfterSunset, DeprecationConfig, Problem, VersionSource, VersioningConfig},
-    proxy::problem::{Denial, Rejection},
+    refusal::{Advice, Denial, DeprecationNotice, Refusal},
 };
 
 /// A compiled deprecation.
@@ -28,7 +28,7 @@ pub struct Deprecation {
     pub label: String,
     sunset_unix: Option<u64>,
     after_sunset: AfterSunset,
-    headers: HeaderMap,
+    notice: Arc<DeprecationNotice>,
     /// Requests answered with these headers (or refused after the sunset):
     /// `api_shield_deprecated_requests_total{deprecation="<label>"}`.
     pub requests: IntCounter,
@@ -62,20 +62,12 @@ impl Deprecation {
                 ));
             }
         }
-        let mut headers = HeaderMap::new();
-        if let Some(at) = deprecated {
-            headers.insert(
-                HeaderName::from_static("deprecation"),
-                HeaderValue::from_str(&format!("@{at}")).expect("digits form a header value"),
-            );
-        }
-        if let Some(at) = sunset {
-            let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(at));
-            headers.insert(
-                HeaderName::from_static("sunset"),
-                HeaderValue::from_str(&date).expect("an HTTP date is a header value"),
-            );
-        }
+        // Each header's text is checked here, once, so answers never fail to carry it.
+        let header_text = |text: String, field: &str| {
+            HeaderValue::from_str(&text)
+                .map(|_| text)
+                .map_err(|_| problem(format!("{key}.{field}"), "not a URL"))
+        };
         let mut links = Vec::new();
         for (field, url, rel) in [
             ("link", &config.link, "deprecation"),
@@ -88,34 +80,34 @@ impl Deprecation {
                 links.push(format!("<{url}>; rel=\"{rel}\""));
             }
         }
-        if !links.is_empty() {
-            headers.insert(
-                http::header::LINK,
-                HeaderValue::from_str(&links.join(", "))
-                    .map_err(|_| problem(format!("{key}.link"), "not a URL"))?,
-            );
-        }
+        let notice = DeprecationNotice {
+            // Digits and an HTTP date are header text.
+            deprecation: deprecated.map(|at| format!("@{at}")),
+            sunset: sunset.map(|at| httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(at))),
+            link: (!links.is_empty())
+                .then(|| header_text(links.join(", "), "link"))
+                .transpose()?,
+        };
         Ok(Deprecation {
             label: label.to_owned(),
             sunset_unix: sunset,
             after_sunset: config.after_sunset,
-            headers,
+            notice: Arc::new(notice),
             requests: crate::telemetry::metrics()
                 .deprecated
                 .with_label_values(&[label]),
         })
     }
 
-    /// The headers for a response now, or 410 once past the sunset.
-    pub fn check(&self, clock: &SharedClock) -> Result<&HeaderMap, Rejection> {
+    /// The notice for a response now, or 410 (with the notice) once past the sunset.
+    pub fn check(&self, clock: &SharedClock) -> Result<Advice, Refusal> {
         self.requests.inc();
         let now = unix_seconds(&**clock);
+        let advice = Advice::Deprecation(Arc::clone(&self.notice));
         if self.after_sunset == AfterSunset::Gone && self.sunset_unix.is_some_and(|s| now >= s) {
-            let mut rejection = Rejection::new(Denial::Gone);
-            rejection.headers = Box::new(self.headers.clone());
-            return Err(rejection);
+            return Err(Refusal::new(Denial::Gone).advise(advice));
         }
-        Ok(&self.headers)
+        Ok(advice)
     }
 }
 
@@ -219,17 +211,19 @@ mod tests {
         assert!(versioning.of("/api/v10/orders", &headers).is_none());
         let v1 = versioning.of("/api/v1/orders", &headers).unwrap();
         let clock: SharedClock = Arc::new(ManualClock::new(1_770_000_000)); // 2026-02
-        let out = v1.check(&clock).unwrap();
-        assert_eq!(out["deprecation"], "@1767225600");
-        assert_eq!(out["sunset"], "Wed, 01 Jul 2026 00:00:00 GMT");
+        let Advice::Deprecation(out) = v1.check(&clock).unwrap() else {
+            panic!("not a deprecation notice");
+        };
+        assert_eq!(out.deprecation.as_deref(), Some("@1767225600"));
+        assert_eq!(out.sunset.as_deref(), Some("Wed, 01 Jul 2026 00:00:00 GMT"));
         assert_eq!(
-            out["link"],
-            "<https://docs.example.com/v1-retirement>; rel=\"deprecation\", <https://api.example.com/api/v2>; rel=\"successor-version\""
+            out.link.as_deref(),
+            Some("<https://docs.example.com/v1-retirement>; rel=\"deprecation\", <https://api.example.com/api/v2>; rel=\"successor-version\"")
         );
         let after: SharedClock = Arc::new(ManualClock::new(1_782_864_000)); // 2026-07-01
-        let rejection = v1.check(&after).unwrap_err();
-        assert_eq!(rejection.denial, Denial::Gone);
-        assert_eq!(rejection.headers["sunset"], "Wed, 01 Jul 2026 00:00:00 GMT");
+        let refusal = v1.check(&after).unwrap_err();
+        assert_eq!(refusal.denial, Denial::Gone);
+        assert_eq!(refusal.advice, [Advice::Deprecation(out)]);
         assert_eq!(v1.requests.get(), 2);
     }
 

@@ -1,7 +1,9 @@
-//! The request pipeline: path normalisation, routing, CORS preflight, the route's policies, body
-//! limit, forwarding (with `client`'s X-Forwarded-* headers and without hop-by-hop headers),
-//! response headers, metrics and the access log. Compiling the config into a [`Proxy`] is
-//! `compile`'s.
+//! The request pipeline, in the order a request meets it: route (path normalisation, host,
+//! CORS preflight, route match), admit (the route's policies on the head, then the body's size
+//! and schema), forward (with `client`'s X-Forwarded-* headers and without hop-by-hop
+//! headers); then response headers, metrics and the access log. Every refusal on the way is
+//! rendered by `refuse`, which records it for the log and escalation. Compiling the config into
+//! a [`Proxy`] is `compile`'s.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -29,7 +31,7 @@ use super::{
     deadline::ExchangeTimer,
     headers::{strip_hop_by_hop, strip_nominated, ResponseHeaders},
     normalize::normalize,
-    problem::{self, full, Body, Denial, Rejection},
+    problem::{self, full, Body},
     route_metrics::RouteMetrics,
     routing::{Route, RouteMatch, RouteTable},
     upgrade,
@@ -37,6 +39,7 @@ use super::{
 };
 use crate::{
     policy::{auth::without_query_param, validate::Validation, RoutePolicies, SharedPolicies},
+    refusal::{Advice, Denial, Refusal},
     telemetry::{access_line::AccessLine, access_log},
 };
 
@@ -95,7 +98,7 @@ impl Proxy {
         let code = denial.status();
         metrics
             .requests
-            .with_label_values(&["none", "OTHER", code.as_str()])
+            .with_label_values(&["none", "OTHER", &code.to_string()])
             .inc();
         metrics
             .denials
@@ -109,7 +112,7 @@ impl Proxy {
             client_ip: client,
             route: None,
             method: None,
-            status: code.as_u16(),
+            status: code,
             bytes: None,
             duration: None,
             denial: Some(denial.slug()),
@@ -196,8 +199,7 @@ impl Proxy {
         unanswered.answered = true;
         let outcome = &mut unanswered.outcome;
         let mut response = routed.unwrap_or_else(|_| {
-            outcome.denial = Some(Denial::RequestTimeout);
-            problem::response(Denial::RequestTimeout, None, Some(request_id.as_str()))
+            refuse(outcome, &Refusal::new(Denial::RequestTimeout), &request_id)
         });
         response
             .headers_mut()
@@ -234,6 +236,7 @@ impl Proxy {
         response
     }
 
+    /// Routes a request and answers it: refused, a preflight, or the upstream's answer.
     async fn route<'s>(
         &'s self,
         mut head: Box<Parts>,
@@ -243,23 +246,28 @@ impl Proxy {
         request_id: &RequestId,
         outcome: &mut Outcome<'s>,
     ) -> Response<Body> {
-        let deny = |outcome: &mut Outcome<'s>, denial: Denial, detail: Option<&str>| {
-            outcome.denial = Some(denial);
-            problem::response(denial, detail, Some(request_id.as_str()))
-        };
+        let refused =
+            |outcome: &mut Outcome<'s>, refusal: Refusal| refuse(outcome, &refusal, request_id);
         self.policies.strip_forged(&mut head.headers);
         strip_nominated(&mut head.headers, |name| self.policies.relies_on(name));
         if let Some(name) = self.policies.repeated(&head.headers) {
             let detail = format!("the `{name}` header may appear only once");
-            return deny(outcome, Denial::InvalidRequest, Some(&detail));
+            return refused(outcome, Refusal::new(Denial::InvalidRequest).detail(detail));
         }
         let path = match normalize(head.uri.path()) {
             Ok(path) => path,
-            Err(error) => return deny(outcome, Denial::InvalidPath, Some(&error.to_string())),
+            Err(error) => {
+                return refused(
+                    outcome,
+                    Refusal::new(Denial::InvalidPath).detail(error.to_string()),
+                )
+            }
         };
         let host = match request_host(&head) {
             Ok(host) => host,
-            Err(problem) => return deny(outcome, Denial::BadRequest, Some(problem)),
+            Err(problem) => {
+                return refused(outcome, Refusal::new(Denial::BadRequest).detail(problem))
+            }
         };
         // The host as text for routing (a host is text by the check above).
         let host_name = host.as_ref().and_then(|h| h.to_str().ok());
@@ -274,7 +282,8 @@ impl Proxy {
                     return match cors.preflight(origin, asked, requested.as_deref()) {
                         Preflight::Allowed(headers) => preflight_response(headers),
                         Preflight::Denied(headers) => {
-                            let mut response = deny(outcome, Denial::CorsPreflightDenied, None);
+                            let mut response =
+                                refused(outcome, Refusal::new(Denial::CorsPreflightDenied));
                             response.headers_mut().extend(headers);
                             response
                         }
@@ -286,7 +295,7 @@ impl Proxy {
             RouteMatch::Found { route, .. } => route,
             RouteMatch::NotFound => {
                 let Some(upstream) = &self.default_upstream else {
-                    return deny(outcome, Denial::NotFound, None);
+                    return refused(outcome, Refusal::new(Denial::NotFound));
                 };
                 outcome.route = Some(&self.default_metrics);
                 let exchange = Exchange {
@@ -296,23 +305,19 @@ impl Proxy {
                     host: host.as_ref(),
                     path: &path,
                     request_id,
-                    validation: None,
                     strip_query: None,
                 };
-                return match self.forward(head, body, &exchange).await {
-                    Ok(response) => response,
-                    Err(rejection) => {
-                        outcome.denial = Some(rejection.denial);
-                        rejection.into_response(Some(request_id.as_str()))
-                    }
+                let answered = match self.admit_body(&head.headers, body, None).await {
+                    Ok(admitted) => self.forward(head, admitted, &exchange).await,
+                    Err(refusal) => Err(refusal),
                 };
+                return answered.unwrap_or_else(|refusal| refused(outcome, refusal));
             }
             RouteMatch::MethodNotAllowed { allow } => {
-                let mut response = deny(outcome, Denial::MethodNotAllowed, None);
-                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                    response.headers_mut().insert(header::ALLOW, value);
-                }
-                return response;
+                return refused(
+                    outcome,
+                    Refusal::new(Denial::MethodNotAllowed).advise(Advice::Allow(allow.join(", "))),
+                );
             }
         };
         outcome.route = Some(&route.target.metrics);
@@ -323,56 +328,78 @@ impl Proxy {
             host: host.as_ref(),
             path: &path,
             request_id,
-            validation: route.target.policies.validation.as_ref(),
             strip_query: route.target.policies.query_param(),
         };
         let mut response = self
-            .through_policies(route, head, body, &exchange, outcome)
-            .await;
+            .admit_and_forward(route, head, body, &exchange)
+            .await
+            .unwrap_or_else(|refusal| refused(outcome, refusal));
         if let Some(cors) = &route.target.cors {
             cors.apply(origin.as_deref(), response.headers_mut());
         }
         response
     }
 
-    /// Runs a route's policies, then forwards; the answer carries the headers they add
-    /// (`RateLimit`, `Deprecation`, `Sunset`, `Link`).
-    async fn through_policies(
+    /// A routed request's policy chain: admit (the route's policies on the head, then its
+    /// body's size and schema: a 422 is decided here), then forward. The answer carries what
+    /// the policies advise (`RateLimit`, `Deprecation`, `Sunset`, `Link`).
+    async fn admit_and_forward(
         &self,
         route: &Route<Target>,
         mut head: Box<Parts>,
         body: Incoming,
         exchange: &Exchange<'_>,
-        outcome: &mut Outcome<'_>,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, Refusal> {
+        let policies = &route.target.policies;
         let admitted = self
             .policies
-            .admit(
-                &route.target.policies,
-                &mut head,
-                exchange.path,
-                exchange.client.ip,
-            )
-            .await;
-        let forwarded = match admitted {
-            Ok(admitted) => self
-                .forward(head, body, exchange)
-                .await
-                .map(|response| (response, admitted.answer)),
-            Err(rejection) => Err(rejection),
-        };
-        match forwarded {
-            Ok((mut response, answer)) => {
-                for (name, value) in &answer {
-                    response.headers_mut().insert(name, value.clone());
-                }
-                response
-            }
-            Err(rejection) => {
-                outcome.denial = Some(rejection.denial);
-                rejection.into_response(Some(exchange.request_id.as_str()))
-            }
+            .admit(policies, &mut head, exchange.path, exchange.client.ip)
+            .await?;
+        let body = self
+            .admit_body(&head.headers, body, policies.validation.as_ref())
+            .await?;
+        let mut response = self.forward(head, body, exchange).await?;
+        problem::apply_advice(&admitted.advice, response.headers_mut());
+        Ok(response)
+    }
+
+    /// The body to forward, within the route's size limit and, where the route validates it,
+    /// read in full and checked against its schema. Refused past the limit when its length is
+    /// announced; read up to the limit first when it is not, so an oversized body never reaches
+    /// the upstream. A body streamed on comes with the watch on its clock
+    /// (`proxy.body_timeout`).
+    async fn admit_body(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+        validation: Option<&Validation>,
+    ) -> Result<AdmittedBody, Refusal> {
+        let max_body = validation
+            .and_then(|v| v.max_body_bytes)
+            .unwrap_or(self.max_body);
+        if let Some(validation) = validation.filter(|v| v.reads_body()) {
+            let bytes = read_body(body, max_body, self.body_timeout).await?;
+            validation.check_body(&bytes)?;
+            return Ok((full(bytes), None));
         }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_body) {
+            return Err(Refusal::new(Denial::PayloadTooLarge));
+        }
+        if body.is_end_stream() {
+            return Ok((body.boxed(), None));
+        }
+        if declared.is_some() {
+            let (body, watch) = ClientBody::new(body, self.body_timeout);
+            return Ok((body.boxed(), Some(watch)));
+        }
+        read_body(body, max_body, self.body_timeout)
+            .await
+            .map(|bytes| (full(bytes), None))
+            .map_err(|refusal| Refusal::new(refusal.denial))
     }
 
     /// The route whose CORS policy answers a preflight asking for `method`: the first route
@@ -391,12 +418,14 @@ impl Proxy {
         route.target.cors.as_ref().map(|cors| (route, cors))
     }
 
+    /// Sends an admitted request to the upstream and returns its answer's head with the body
+    /// streaming on (or splices an upgraded connection).
     async fn forward(
         &self,
         mut head: Box<Parts>,
-        body: Incoming,
+        (body, watch): AdmittedBody,
         exchange: &Exchange<'_>,
-    ) -> Result<Response<Body>, Rejection> {
+    ) -> Result<Response<Body>, Refusal> {
         let upgrade = upgrade::requested(&head).map(|protocol| {
             let client_side = head.extensions.remove::<OnUpgrade>();
             (
@@ -404,28 +433,13 @@ impl Proxy {
                 client_side.unwrap_or_else(|| hyper::upgrade::on(Request::new(()))),
             )
         });
-        let max_body = exchange
-            .validation
-            .and_then(|v| v.max_body_bytes)
-            .unwrap_or(self.max_body);
-        let (body, watch) = match exchange.validation.filter(|v| v.reads_body()) {
-            Some(validation) => {
-                let bytes = read_body(body, max_body, self.body_timeout).await?;
-                validation.check_body(&bytes)?;
-                (full(bytes), None)
-            }
-            None => self
-                .limited_body(&head.headers, body, max_body)
-                .await
-                .map_err(Rejection::new)?,
-        };
         let upstream = exchange.upstream;
         let rewritten_query = match (head.uri.query(), exchange.strip_query) {
             (Some(query), Some(name)) => Some(without_query_param(query, name)),
             _ => None,
         };
         head.uri = origin_form(&head.uri, exchange.path, rewritten_query.as_deref())
-            .map_err(|_| Rejection::new(Denial::BadRequest))?;
+            .map_err(|_| Refusal::new(Denial::BadRequest))?;
         head.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut head.headers);
         if let Some((protocol, _)) = &upgrade {
@@ -462,35 +476,6 @@ impl Proxy {
         }
         Ok(Response::from_parts(parts, body.boxed()))
     }
-
-    /// The request body to forward: refused past the limit when its length is announced, read
-    /// up to the limit first when it is not, so an oversized body never reaches the upstream.
-    /// A body streamed on comes with the watch on its clock (`proxy.body_timeout`).
-    async fn limited_body(
-        &self,
-        headers: &HeaderMap,
-        body: Incoming,
-        max_body: u64,
-    ) -> Result<(Body, Option<Arc<BodyWatch>>), Denial> {
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > max_body) {
-            return Err(Denial::PayloadTooLarge);
-        }
-        if body.is_end_stream() {
-            return Ok((body.boxed(), None));
-        }
-        if declared.is_some() {
-            let (body, watch) = ClientBody::new(body, self.body_timeout);
-            return Ok((body.boxed(), Some(watch)));
-        }
-        read_body(body, max_body, self.body_timeout)
-            .await
-            .map(|bytes| (full(bytes), None))
-            .map_err(|r| r.denial)
-    }
 }
 
 /// Sends `outgoing` to `upstream` and waits for the answer's head, on the connection's response
@@ -502,7 +487,7 @@ async fn ask(
     outgoing: Box<Request<Body>>,
     connection: &Connection,
     watch: Option<&BodyWatch>,
-) -> Result<Response<super::upstream_pool::PooledBody>, Rejection> {
+) -> Result<Response<super::upstream_pool::PooledBody>, Refusal> {
     let asked = Instant::now();
     let metrics = crate::telemetry::metrics();
     let sent = upstream.send(outgoing);
@@ -536,14 +521,14 @@ async fn ask(
                 .upstream_errors
                 .with_label_values(&[upstream.name.as_str(), "unavailable"])
                 .inc();
-            Err(Rejection::new(Denial::UpstreamUnavailable))
+            Err(Refusal::new(Denial::UpstreamUnavailable))
         }
         Err(_) => {
             metrics
                 .upstream_errors
                 .with_label_values(&[upstream.name.as_str(), "timeout"])
                 .inc();
-            Err(Rejection::new(Denial::UpstreamTimeout))
+            Err(Refusal::new(Denial::UpstreamTimeout))
         }
     }
 }
@@ -553,9 +538,9 @@ async fn read_body(
     body: Incoming,
     max_body: u64,
     gap: std::time::Duration,
-) -> Result<Bytes, Rejection> {
+) -> Result<Bytes, Refusal> {
     if body.size_hint().lower() > max_body {
-        return Err(Rejection::new(Denial::PayloadTooLarge));
+        return Err(Refusal::new(Denial::PayloadTooLarge));
     }
     let (body, watch) = ClientBody::new(body, gap);
     let collected = tokio::select! {
@@ -565,17 +550,17 @@ async fn read_body(
     match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(Rejection::new(Denial::PayloadTooLarge))
+            Err(Refusal::new(Denial::PayloadTooLarge))
         }
         Err(_) if watch.state() == BodyState::Gone => Err(client_failed(BodyState::Gone)),
-        Err(_) => Err(Rejection::new(Denial::BadRequest)),
+        Err(_) => Err(Refusal::new(Denial::BadRequest)),
     }
 }
 
 /// The refusal of an exchange the client made fail: 408 for a body that stalled, a client
 /// abort for one that ended in an error. Counted in `api_shield_client_errors_total`, never
 /// against an upstream.
-fn client_failed(state: BodyState) -> Rejection {
+fn client_failed(state: BodyState) -> Refusal {
     let (kind, denial, detail) = match state {
         BodyState::Gone => (
             "aborted",
@@ -593,7 +578,17 @@ fn client_failed(state: BodyState) -> Rejection {
         .with_label_values(&[kind])
         .inc();
     tracing::debug!(kind, "exchange ended by the client");
-    Rejection::new(denial).detail(detail)
+    Refusal::new(denial).detail(detail)
+}
+
+/// A body admitted for forwarding, and the watch on its clock when it streams on.
+type AdmittedBody = (Body, Option<Arc<BodyWatch>>);
+
+/// Renders a refusal as the answer, and records it for the access log, the metrics and
+/// escalation: every refusal of a request passes here.
+fn refuse(outcome: &mut Outcome<'_>, refusal: &Refusal, request_id: &RequestId) -> Response<Body> {
+    outcome.denial = Some(refusal.denial);
+    problem::render(refusal, Some(request_id.as_str()))
 }
 
 /// What forwarding one request needs to know.
@@ -606,8 +601,6 @@ struct Exchange<'a> {
     /// The normalised path.
     path: &'a str,
     request_id: &'a RequestId,
-    /// The route's validation (body size and schema).
-    validation: Option<&'a Validation>,
     /// A query parameter kept from the upstream.
     strip_query: Option<&'a str>,
 }

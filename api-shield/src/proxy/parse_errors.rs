@@ -14,9 +14,10 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 
-use super::{headers::ResponseHeaders, problem::Denial};
+use super::{headers::ResponseHeaders, problem};
+use crate::refusal::{Denial, Refusal};
 
 /// Builds the complete replacement answer (head and body) for a denial.
 pub type Answer = Arc<dyn Fn(Denial) -> Vec<u8> + Send + Sync>;
@@ -43,14 +44,15 @@ impl<S> ParseErrors<S> {
 
 /// The shield's answer for `denial`: head and problem+json body, closing the connection.
 pub fn render(denial: Denial, request_id: &str, headers: &ResponseHeaders, https: bool) -> Vec<u8> {
-    let body = super::problem::problem_json(denial, None, &[], Some(request_id));
-    let mut fields = HeaderMap::new();
-    super::problem::problem_headers(&mut fields);
+    let problem::Rendered {
+        status,
+        headers: mut fields,
+        body,
+    } = problem::rendered(&Refusal::new(denial), Some(request_id));
     if let Ok(id) = HeaderValue::from_str(request_id) {
         fields.insert(super::client::REQUEST_ID, id);
     }
     headers.apply(&mut fields, https);
-    let status = denial.status();
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-length: {}\r\n",
         status.as_str(),

@@ -21,7 +21,7 @@ use super::{
     head_timer::HeadDeadline,
     idle::Tracked,
     parse_errors::{self, ParseErrors},
-    problem::{self, full, Body, Denial},
+    problem::{self, full, Body},
     proxy_protocol,
     routing::host_without_port,
     serve_http::{self, Protocol, Served},
@@ -31,6 +31,7 @@ use super::{
 use crate::{
     accept::{self, AcceptErrors},
     config::{Config, ProxyConfig},
+    refusal::{Denial, Refusal},
     telemetry::log_limit::LogLimit,
 };
 
@@ -562,16 +563,18 @@ fn redirect(
         .map(host_without_port)
         .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ']));
     let Some(host) = host else {
-        return problem::response(Denial::BadRequest, Some("a Host header is required"), None);
+        return problem::render(
+            &Refusal::new(Denial::BadRequest).detail("a Host header is required"),
+            None,
+        );
     };
     let served = target.certificates.serve_name(host) || proxy.routes_host(host);
     let host = match (served, target.canonical.as_deref()) {
         (true, _) => host,
         (false, Some(canonical)) => canonical,
         (false, None) => {
-            return problem::response(
-                Denial::BadRequest,
-                Some("this listener does not serve that host"),
+            return problem::render(
+                &Refusal::new(Denial::BadRequest).detail("this listener does not serve that host"),
                 None,
             )
         }
