@@ -13,6 +13,7 @@ mod policy_model;
 mod proxy_model;
 mod restart;
 mod source;
+mod typed;
 pub(crate) mod validate;
 mod validate_policy;
 mod validate_proxy;
@@ -36,4 +37,5 @@ pub use proxy_model::{
 };
 pub use restart::pending_restart;
 pub use source::Source;
+pub use typed::{CipherSuite, TlsVersion, UpstreamUrl};
 pub use validate::{problem, Problem};

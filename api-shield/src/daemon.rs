@@ -167,7 +167,7 @@ impl Daemon {
         };
         let readiness = Arc::new(admin::Readiness::default());
         let admin = if config.admin.enabled {
-            let bind: SocketAddr = config.admin.bind.parse().expect("validated admin address");
+            let bind = config.admin.bind;
             let (local, task) = admin::start(bind, Arc::clone(&readiness))
                 .await
                 .with_context(|| format!("admin listener: cannot listen on {bind}"))?;

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod escalate;
 mod failpoint;
 pub mod fastpath;
+pub mod pattern;
 pub mod policy;
 pub mod proxy;
 pub mod refusal;

@@ -246,14 +246,15 @@ pub struct AdminConfig {
     /// Serve it at all.
     pub enabled: bool,
     /// Address and port; loopback unless you mean to expose metrics.
-    pub bind: String,
+    #[serde(deserialize_with = "super::typed::socket_addr")]
+    pub bind: std::net::SocketAddr,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             enabled: true,
-            bind: "127.0.0.1:9901".to_owned(),
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 9901)),
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The L7 part of the configuration: listeners, upstreams, routes and proxy-wide settings, with
 //! their defaults.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::model::duration;
+use super::{
+    model::duration,
+    typed::{socket_addr, CipherSuite, TlsVersion, UpstreamUrl},
+};
+use crate::pattern::{HostPattern, OriginPattern, PathPattern};
 
 /// A `[[listeners]]` entry: an HTTPS listener, optionally with a plain-HTTP listener that only
 /// redirects to it.
@@ -16,7 +20,8 @@ pub struct ListenerConfig {
     #[serde(default)]
     pub name: Option<String>,
     /// Address and port, e.g. `"0.0.0.0:8443"` or `"[::]:8443"`.
-    pub bind: String,
+    #[serde(deserialize_with = "socket_addr")]
+    pub bind: SocketAddr,
     /// Certificates and TLS settings.
     pub tls: TlsConfig,
     /// A plain-HTTP listener answering every request with a 308 to this one.
@@ -40,9 +45,9 @@ pub struct TlsConfig {
     /// against their subject alternative names.
     pub certificates: Vec<CertificateConfig>,
     /// TLS versions: a subset of `["1.2", "1.3"]` (default both).
-    pub versions: Vec<String>,
+    pub versions: Vec<TlsVersion>,
     /// AEAD cipher suites (IANA names), a subset of what the library offers (default all).
-    pub cipher_suites: Vec<String>,
+    pub cipher_suites: Vec<CipherSuite>,
     /// PEM CA(s) whose client certificates this listener requires (mutual TLS).
     pub client_ca: Option<PathBuf>,
     /// With `client_ca`: also serve clients that present no certificate.
@@ -64,7 +69,8 @@ pub struct CertificateConfig {
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
     /// Address and port of the plain-HTTP listener.
-    pub bind: String,
+    #[serde(deserialize_with = "socket_addr")]
+    pub bind: SocketAddr,
     /// Where a request naming a host this listener does not serve (no certificate and no
     /// route names it) is sent; without it, such a request gets 400.
     #[serde(default)]
@@ -78,7 +84,7 @@ pub struct UpstreamConfig {
     /// Name routes refer to.
     pub name: String,
     /// Base URL, e.g. `"http://127.0.0.1:9000"` or `"https://api.internal:8443"`.
-    pub url: String,
+    pub url: UpstreamUrl,
     /// PEM CA(s) to validate an `https` upstream against (default: the system roots).
     #[serde(default)]
     pub ca: Option<PathBuf>,
@@ -106,9 +112,9 @@ pub struct RouteConfig {
     pub name: String,
     /// Host to match (`api.example.com`, `*.example.com`), or any.
     #[serde(default)]
-    pub host: Option<String>,
+    pub host: Option<HostPattern>,
     /// `/exact`, `/prefix/*` or `/template/{param}`.
-    pub path: String,
+    pub path: PathPattern,
     /// Methods accepted (default any).
     #[serde(default)]
     pub methods: Option<Vec<String>>,
@@ -137,7 +143,7 @@ pub struct RouteConfig {
 pub struct CorsConfig {
     /// Allowed origins: exact (`https://app.example.com`), subdomains
     /// (`https://*.example.com`) or `*` (not with credentials).
-    pub origins: Vec<String>,
+    pub origins: Vec<OriginPattern>,
     /// Methods allowed in preflights (default: the route's, or GET, HEAD, POST).
     pub methods: Vec<String>,
     /// Request headers allowed in preflights (case-insensitive).

@@ -88,15 +88,6 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
             "must be at least 1",
         ));
     }
-    if config.admin.enabled && config.admin.bind.parse::<std::net::SocketAddr>().is_err() {
-        return Err(problem(
-            "admin.bind",
-            format!(
-                "`{}` is not an address:port (e.g. \"127.0.0.1:9901\")",
-                config.admin.bind
-            ),
-        ));
-    }
     let upstreams: HashSet<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
     for (i, entry) in config.openapi.iter().enumerate() {
         if !upstreams.contains(entry.upstream.as_str()) {

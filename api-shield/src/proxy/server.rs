@@ -136,7 +136,7 @@ impl ProxyServer {
                     source,
                 })?;
             server.certificates.push((name.clone(), certificates));
-            let addr: SocketAddr = listener.bind.parse().expect("validated bind address");
+            let addr = listener.bind;
             let tcp = bind(&name, addr).await?;
             let local = tcp.local_addr().unwrap_or(addr);
             tracing::info!(listener = %name, addr = %local, "listening (HTTPS)");
@@ -157,7 +157,7 @@ impl ProxyServer {
                 server.drain.watcher(),
             )));
             if let Some(redirect) = &listener.redirect {
-                let addr: SocketAddr = redirect.bind.parse().expect("validated bind address");
+                let addr = redirect.bind;
                 let tcp = bind(&name, addr).await?;
                 let plain = tcp.local_addr().unwrap_or(addr);
                 tracing::info!(listener = %name, addr = %plain, "listening (HTTP, redirects to HTTPS)");

@@ -16,47 +16,32 @@ use rustls::{
     ServerConfig, SupportedCipherSuite,
 };
 
-use crate::config::TlsConfig;
+use crate::config::{CipherSuite, TlsConfig, TlsVersion};
 
-/// Every suite offered, by IANA name: all AEAD (AES-GCM, ChaCha20-Poly1305), forward secret.
-pub static SUITE_NAMES: &[(&str, SupportedCipherSuite)] = &[
-    (
-        "TLS13_AES_256_GCM_SHA384",
-        provider::cipher_suite::TLS13_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS13_AES_128_GCM_SHA256",
-        provider::cipher_suite::TLS13_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS13_CHACHA20_POLY1305_SHA256",
-        provider::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-        provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-        provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-        provider::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    ),
-];
+/// The rustls suite of each suite a config can name: all AEAD (AES-GCM, ChaCha20-Poly1305),
+/// forward secret.
+fn suite(suite: CipherSuite) -> SupportedCipherSuite {
+    use provider::cipher_suite as rustls_suite;
+    match suite {
+        CipherSuite::Tls13Aes256GcmSha384 => rustls_suite::TLS13_AES_256_GCM_SHA384,
+        CipherSuite::Tls13Aes128GcmSha256 => rustls_suite::TLS13_AES_128_GCM_SHA256,
+        CipherSuite::Tls13Chacha20Poly1305Sha256 => rustls_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        CipherSuite::EcdheEcdsaAes256GcmSha384 => {
+            rustls_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        }
+        CipherSuite::EcdheEcdsaAes128GcmSha256 => {
+            rustls_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        }
+        CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
+            rustls_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        CipherSuite::EcdheRsaAes256GcmSha384 => rustls_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        CipherSuite::EcdheRsaAes128GcmSha256 => rustls_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        CipherSuite::EcdheRsaChacha20Poly1305Sha256 => {
+            rustls_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+    }
+}
 
 /// Why a listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -121,19 +106,16 @@ pub enum TlsError {
 pub fn server_config(tls: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<Certificates>), TlsError> {
     let mut crypto = provider::default_provider();
     if !tls.cipher_suites.is_empty() {
-        crypto.cipher_suites = SUITE_NAMES
-            .iter()
-            .filter(|(name, _)| {
-                tls.cipher_suites
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case(name))
-            })
-            .map(|(_, suite)| *suite)
-            .collect();
+        // In the library's order of preference, whatever order the config lists them in.
+        let wanted: Vec<SupportedCipherSuite> =
+            tls.cipher_suites.iter().map(|s| suite(*s)).collect();
+        crypto
+            .cipher_suites
+            .retain(|offered| wanted.contains(offered));
     }
     let crypto = Arc::new(crypto);
-    let wants_12 = tls.versions.is_empty() || tls.versions.iter().any(|v| v == "1.2");
-    let wants_13 = tls.versions.is_empty() || tls.versions.iter().any(|v| v == "1.3");
+    let wants_12 = tls.versions.is_empty() || tls.versions.contains(&TlsVersion::Tls12);
+    let wants_13 = tls.versions.is_empty() || tls.versions.contains(&TlsVersion::Tls13);
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
     if wants_13 {
         versions.push(&rustls::version::TLS13);

@@ -33,15 +33,14 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// From validated config (the URL was checked by config validation).
+    /// From config (its URL typed when the config was read).
     pub fn new(config: &UpstreamConfig) -> Result<Upstream, TlsError> {
-        let uri: http::Uri = config.url.parse().expect("validated upstream URL");
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(false);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let plain = uri.scheme() != Some(&http::uri::Scheme::HTTPS);
+        let plain = !config.url.https;
         let with_roots = |roots| -> Result<_, TlsError> {
             Ok(HttpsConnectorBuilder::new().with_tls_config(
                 rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -64,29 +63,10 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let scheme = uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP);
-        let authority = uri.authority().cloned().expect("validated upstream URL");
-        let default_port = if scheme == http::uri::Scheme::HTTPS {
-            443
-        } else {
-            80
-        };
-        // Host and port only: never user information the URL may carry.
-        let host = match authority.port_u16() {
-            Some(port) if port != default_port => format!("{}:{port}", authority.host()),
-            _ => authority.host().to_owned(),
-        };
-        let host = HeaderValue::from_str(&host).expect("validated upstream URL");
-        let target = http::Uri::builder()
-            .scheme(scheme)
-            .authority(authority)
-            .path_and_query("/")
-            .build()
-            .expect("validated upstream URL");
         Ok(Upstream {
             name: config.name.clone(),
-            pool: Pool::new(connector, target, IDLE_TIMEOUT),
-            host,
+            pool: Pool::new(connector, config.url.base.clone(), IDLE_TIMEOUT),
+            host: config.url.host.clone(),
             response_timeout: config.response_timeout,
             latency: crate::telemetry::metrics()
                 .upstream_latency

@@ -4,9 +4,9 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{Proxy, Target};
-use crate::proxy::route_metrics::RouteMetrics;
 use crate::{
     config::{problem as config_problem, Config, ConfigError},
+    pattern::PathPattern,
     policy::{
         openapi, validate::Validation, version::Deprecation, RouteParts, SharedClock,
         SharedPolicies,
@@ -14,7 +14,8 @@ use crate::{
     proxy::{
         cors::CorsPolicy,
         headers::ResponseHeaders,
-        routing::{HostPattern, PathPattern, Route, RouteTable},
+        route_metrics::RouteMetrics,
+        routing::{Route, RouteTable},
         upstream::Upstream,
     },
 };
@@ -57,18 +58,16 @@ impl Proxy {
             };
             routes.push(Route {
                 name: r.name.clone(),
-                host: r
-                    .host
-                    .as_deref()
-                    .map(|h| HostPattern::parse(h).expect("validated host")),
-                path: PathPattern::parse(&r.path).expect("validated path"),
+                host: r.host.clone(),
+                path: r.path.clone(),
                 methods: r.methods.clone(),
                 target: Target {
                     upstream: Arc::clone(&upstreams[r.upstream.as_str()]),
                     metrics: RouteMetrics::new(&r.name),
-                    cors: r.cors.as_ref().map(|c| {
-                        CorsPolicy::compile(c, r.methods.as_deref()).expect("validated CORS")
-                    }),
+                    cors: r
+                        .cors
+                        .as_ref()
+                        .map(|c| CorsPolicy::compile(c, r.methods.as_deref())),
                     policies: shared.route(parts, &key).map_err(error)?,
                 },
             });
