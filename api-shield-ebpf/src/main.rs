@@ -141,9 +141,9 @@ fn active_ban(
 
 /// `CLOCK_MONOTONIC` now: to the nanosecond, or as of a recent tick (see `FLAG_PRECISE_CLOCK`).
 ///
-/// The tick clock is read once per tick per CPU: `bpf_ktime_get_coarse_ns` is a helper call
-/// that measured ~7 ns here, a third of a limiter drop, while `bpf_jiffies64` is inlined by the
-/// verifier into one load. The value cached with the jiffies it was read under is reused until
+/// The tick clock is read once per tick per CPU: `bpf_ktime_get_coarse_ns` is a helper call,
+/// a measurable share of a limiter drop (BENCHMARKS.md, bench-xdp), while `bpf_jiffies64` is
+/// inlined by the verifier into one load. The value cached with the jiffies it was read under is reused until
 /// jiffies move. A read that falls between the tick's jiffies update and its clock update caches
 /// the previous tick's time for one tick, so `now` lags by at most two ticks; the daemon widens
 /// the tolerances by that much.
