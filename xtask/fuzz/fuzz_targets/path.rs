@@ -5,9 +5,12 @@
 //! normalised form is under `/admin`.
 #![no_main]
 
-use api_shield::proxy::{
-    normalize::{normalize, rewrite},
-    routing::{PathPattern, Route, RouteMatch, RouteTable},
+use api_shield::{
+    pattern::PathPattern,
+    proxy::{
+        normalize::{normalize, rewrite},
+        routing::{Route, RouteMatch, RouteTable},
+    },
 };
 use libfuzzer_sys::fuzz_target;
 
