@@ -19,14 +19,14 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// What one accept loop does with its errors: count them, warn now and then, back off from
 /// resource exhaustion.
 #[derive(Debug)]
-pub struct AcceptErrors {
+pub(crate) struct AcceptErrors {
     listener: String,
     warned: Option<Instant>,
 }
 
 impl AcceptErrors {
     /// For the listener called `listener` in logs.
-    pub fn new(listener: impl Into<String>) -> AcceptErrors {
+    pub(crate) fn new(listener: impl Into<String>) -> AcceptErrors {
         AcceptErrors {
             listener: listener.into(),
             warned: None,
@@ -34,7 +34,7 @@ impl AcceptErrors {
     }
 
     /// Handles a failed accept; returns when the loop may accept again.
-    pub async fn handle(&mut self, error: &io::Error) {
+    pub(crate) async fn handle(&mut self, error: &io::Error) {
         let counter = &crate::telemetry::metrics().connections.accept_errors;
         if !is_resource_exhaustion(error) {
             tracing::debug!(listener = %self.listener, %error, "accept failed");
@@ -57,7 +57,10 @@ impl AcceptErrors {
 
 /// The next connection, in canonical form (IPv4 clients of a dual-stack socket arrive
 /// IPv4-mapped: they are compared as IPv4).
-pub async fn next(listener: &TcpListener, errors: &mut AcceptErrors) -> (TcpStream, SocketAddr) {
+pub(crate) async fn next(
+    listener: &TcpListener,
+    errors: &mut AcceptErrors,
+) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

@@ -3,8 +3,8 @@
 //! per line, one JSON reply per line, both typed and versioned (`protocol`); the daemon answers
 //! through the [`server::ControlHandler`] trait.
 
-pub mod client;
-pub mod protocol;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod protocol;
+pub(crate) mod server;
 
-pub use protocol::{Answer, Request};
+pub(crate) use protocol::{Answer, Request};

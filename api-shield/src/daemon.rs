@@ -36,7 +36,7 @@ const INTERFACE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a reload was refused (the running config stays).
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     /// The new config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -92,7 +92,7 @@ struct State {
 }
 
 /// The daemon.
-pub struct Daemon {
+pub(crate) struct Daemon {
     config_path: PathBuf,
     started: Instant,
     state: Mutex<State>,
@@ -109,7 +109,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts everything the config asks for.
-    pub async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Arc<Daemon>> {
+    pub(crate) async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Arc<Daemon>> {
         // Before anything is touched: the pin directory's lock. A second daemon on the same
         // pinned maps and links stops here and changes nothing.
         let pin_lock = if config.fastpath.enabled {
@@ -257,7 +257,7 @@ impl Daemon {
     /// stall the runtime's workers) before anything changes. The commit writes the kernel maps
     /// first, the one step that can still fail, and puts the running config's lists and
     /// settings back if it does; then it swaps the rest in, which cannot fail.
-    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+    pub(crate) async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         crate::systemd::reloading();
         let result = self.prepare_reload().await.and_then(|p| self.commit(p));
@@ -373,7 +373,7 @@ impl Daemon {
     }
 
     /// Reloads certificates whose files changed.
-    pub fn check_certificates(&self) {
+    pub(crate) fn check_certificates(&self) {
         let state = self
             .state
             .lock()
@@ -386,7 +386,7 @@ impl Daemon {
     /// Stops: not ready any more, listeners stop accepting, open connections get up to
     /// `proxy.drain_timeout` to finish, then tasks end and the program detaches unless
     /// configured to stay.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.readiness.set(false);
         {
             let mut state = self

@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// The signal a refusal gives, if any. Every denial is named: a new one must be placed here.
-pub fn signal_of(denial: Denial) -> Option<EscalationSignal> {
+pub(crate) fn signal_of(denial: Denial) -> Option<EscalationSignal> {
     match denial {
         Denial::Unauthenticated | Denial::InvalidToken | Denial::InvalidApiKey => {
             Some(EscalationSignal::AuthFailure)
@@ -111,7 +111,7 @@ struct Rules {
 }
 
 /// The escalation engine of a daemon.
-pub struct Escalator {
+pub(crate) struct Escalator {
     rules: ArcSwap<Rules>,
     maps: Option<Arc<Mutex<PinnedMaps>>>,
     /// The proxy's open connections, closed for a source once it is banned.
@@ -127,7 +127,7 @@ impl std::fmt::Debug for Escalator {
 
 impl Escalator {
     /// Rules from `config`, banning through `maps` (without them, bans are only logged).
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         maps: Option<Arc<Mutex<PinnedMaps>>>,
         clock: Arc<dyn Clock + Send + Sync>,
@@ -144,19 +144,19 @@ impl Escalator {
     }
 
     /// From now on, a ban also closes the banned client's open connections in `evictions`.
-    pub fn close_connections_with(&self, evictions: Arc<Evictions>) {
+    pub(crate) fn close_connections_with(&self, evictions: Arc<Evictions>) {
         let _ = self.evictions.set(evictions);
     }
 
     /// Takes the rules of a reloaded config; counts of rules that keep their name and settings
     /// carry over.
-    pub fn update(&self, config: &Config) {
+    pub(crate) fn update(&self, config: &Config) {
         let old = self.rules.load_full();
         self.rules.store(Arc::new(compile(config, Some(&old))));
     }
 
     /// Counts a refusal of `client` and bans it when a rule's threshold is reached.
-    pub fn record(&self, client: IpAddr, denial: Denial) {
+    pub(crate) fn record(&self, client: IpAddr, denial: Denial) {
         let Some(signal) = signal_of(denial) else {
             return;
         };
@@ -276,7 +276,7 @@ fn compile(config: &Config, old: Option<&Rules>) -> Rules {
 }
 
 /// The system clock, for the daemon.
-pub fn system_clock() -> Arc<dyn Clock + Send + Sync> {
+pub(crate) fn system_clock() -> Arc<dyn Clock + Send + Sync> {
     Arc::new(SystemClock)
 }
 

@@ -6,18 +6,26 @@
 //! (`escalate`), answers the control socket (`control`), exports metrics and logs
 //! (`telemetry`), and runs it all as one service (`daemon`, `systemd`, `rlimit`, `accept`).
 
-pub mod accept;
+//!
+//! What other crates use (the binary, the integration tests, benchmarks and fuzz targets) is
+//! `pub`: `cli::main`, `config`, `fastpath`, `pattern`, and the parts of `policy` and `proxy`
+//! the benchmarks and fuzz targets exercise. Everything else is `pub(crate)`, and
+//! `unreachable_pub` keeps it so, which lets the dead-code lint see unused items.
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+mod accept;
 pub mod cli;
 pub mod config;
-pub mod control;
-pub mod daemon;
-pub mod escalate;
+mod control;
+mod daemon;
+mod escalate;
 mod failpoint;
 pub mod fastpath;
 pub mod pattern;
 pub mod policy;
 pub mod proxy;
-pub mod refusal;
-pub mod rlimit;
-pub mod systemd;
+mod refusal;
+mod rlimit;
+mod systemd;
 pub mod telemetry;

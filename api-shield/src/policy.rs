@@ -13,9 +13,9 @@ mod json_tape_tests;
 pub mod openapi;
 pub mod quick_check;
 pub mod ratelimit;
-pub mod time;
+pub(crate) mod time;
 pub mod validate;
-pub mod version;
+pub(crate) mod version;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 

@@ -143,7 +143,7 @@ impl Denial {
 }
 
 /// Most field errors listed in one problem body.
-pub const MAX_FIELD_ERRORS: usize = 16;
+pub(crate) const MAX_FIELD_ERRORS: usize = 16;
 
 /// One failing part of a request: where (a JSON pointer into the body, or `query`/`header`
 /// plus a pointer) and which rule. Never the failing value, which may be a secret.

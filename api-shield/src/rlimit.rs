@@ -9,7 +9,7 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 const RESERVED: u64 = 256;
 
 /// Raises the soft open-file limit to the hard one; returns the limit now in force.
-pub fn raise_open_files() -> Option<u64> {
+pub(crate) fn raise_open_files() -> Option<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
         .map_err(|errno| tracing::warn!(%errno, "cannot read the open-file limit"))
         .ok()?;
@@ -30,7 +30,7 @@ pub fn raise_open_files() -> Option<u64> {
 
 /// Warns when `max_connections` (0: unlimited) proxied connections could run out of
 /// descriptors under `limit`.
-pub fn check_fits(max_connections: usize, limit: u64) {
+pub(crate) fn check_fits(max_connections: usize, limit: u64) {
     let needed = fds_needed(max_connections);
     if needed.is_none_or(|needed| needed > limit) {
         tracing::warn!(

@@ -13,12 +13,12 @@ fn send(states: &[NotifyState<'_>]) {
 }
 
 /// Startup (or a reload) is done.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// A reload starts.
-pub fn reloading() {
+pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(error) => tracing::warn!(%error, "cannot read the monotonic clock for RELOADING"),
@@ -26,12 +26,12 @@ pub fn reloading() {
 }
 
 /// The daemon is stopping.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
 /// Pings the watchdog when the service manager asked for it (`WatchdogSec=`).
-pub fn spawn_watchdog() -> Option<JoinHandle<()>> {
+pub(crate) fn spawn_watchdog() -> Option<JoinHandle<()>> {
     let interval = sd_notify::watchdog_enabled()? / 2;
     tracing::info!(
         interval_ms = interval.as_millis() as u64,

@@ -1,13 +1,13 @@
 //! Logging setup, the metrics registry, and the kernel counters read at scrape time.
 
-pub mod access_line;
-pub mod access_log;
-pub mod admin;
-pub mod drops;
-pub mod kernel;
-pub mod log_limit;
+pub(crate) mod access_line;
+pub(crate) mod access_log;
+pub(crate) mod admin;
+pub(crate) mod drops;
+pub(crate) mod kernel;
+pub(crate) mod log_limit;
 mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 
 pub use access_log::access_log;
 pub use logging::{init_logging, LogFormat};

@@ -13,7 +13,7 @@ use crate::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Address or network, e.g. `203.0.113.7` or `2001:db8::/48`.
     pub target: String,
     /// How long, e.g. 90s, 15m, 2h, 7d.
@@ -46,7 +46,7 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 }
 
 /// Makes the ban.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let target = fastpath::parse_target(&args.target)?;
     if args.reason.trim().is_empty() {
         bail!("--reason must not be empty");

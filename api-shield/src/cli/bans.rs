@@ -10,7 +10,7 @@ use crate::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Print JSON (an array of bans).
     #[arg(long)]
     pub json: bool,
@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 /// Lists the bans.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let bans: Vec<Ban> = match args.maps.via_daemon(&Request::Bans)? {
         Some(Answer::Bans { bans }) => bans,
         Some(_) => return Err(ControlError::Unexpected("bans").into()),

@@ -11,7 +11,7 @@ use crate::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The config file.
     pub file: PathBuf,
 }
@@ -19,7 +19,7 @@ pub struct Args {
 /// Checks the file; a bad one is an error that `cli::main` turns into exit status 64. With a
 /// daemon running on this config's control socket, also names the changed settings that a
 /// reload would leave for the next restart.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let config = config::load(&args.file)?;
     // What the host must have (the interfaces), as a start or a reload would require.
     config::check_host(&config)?;

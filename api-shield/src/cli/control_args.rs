@@ -15,7 +15,7 @@ use crate::{
 
 /// Where the daemon listens.
 #[derive(Debug, clap::Args)]
-pub struct ControlArgs {
+pub(super) struct ControlArgs {
     /// Config file naming the control socket [default: /etc/api-shield/api-shield.toml if present].
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -26,7 +26,7 @@ pub struct ControlArgs {
 
 impl ControlArgs {
     /// The socket path these options point at.
-    pub fn socket(&self) -> Result<PathBuf> {
+    pub(super) fn socket(&self) -> Result<PathBuf> {
         Ok(self.candidates()?.remove(0))
     }
 
@@ -40,7 +40,7 @@ impl ControlArgs {
     }
 
     /// Asks the daemon at the first candidate socket that answers.
-    pub fn ask(&self, request: &Request) -> Result<Answer, ControlError> {
+    pub(super) fn ask(&self, request: &Request) -> Result<Answer, ControlError> {
         let candidates = self
             .candidates()
             .map_err(|e| ControlError::Refused(format!("{e:#}")))?;
@@ -49,7 +49,7 @@ impl ControlArgs {
 }
 
 /// The configured control socket, then the one recorded in the runtime directory.
-pub fn candidates(config: &config::Config) -> Vec<PathBuf> {
+pub(super) fn candidates(config: &config::Config) -> Vec<PathBuf> {
     let mut list = vec![config.control_socket()];
     if let Some(recorded) = crate::control::server::recorded(&config.fastpath.runtime_dir) {
         if !list.contains(&recorded) {
@@ -60,7 +60,7 @@ pub fn candidates(config: &config::Config) -> Vec<PathBuf> {
 }
 
 /// Asks at each socket in turn until one has a daemon behind it.
-pub fn ask_first(sockets: &[PathBuf], request: &Request) -> Result<Answer, ControlError> {
+pub(super) fn ask_first(sockets: &[PathBuf], request: &Request) -> Result<Answer, ControlError> {
     let mut last = None;
     for socket in sockets {
         match ask(socket, request) {

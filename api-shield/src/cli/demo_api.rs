@@ -14,14 +14,14 @@ use tokio::net::TcpListener;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Address to listen on (plain HTTP).
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub bind: SocketAddr,
 }
 
 /// Serves until interrupted.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

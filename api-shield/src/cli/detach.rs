@@ -10,7 +10,7 @@ use crate::fastpath;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Interfaces to detach from [default: every interface api-shield is attached to].
     pub interfaces: Vec<String>,
     /// Print what was detached as JSON.
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 /// Detaches.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let config = args.maps.fastpath()?;
     let removed = fastpath::detach(&config.pin_dir, &config.runtime_dir, &args.interfaces)?;
     if args.json {

@@ -6,7 +6,7 @@ use clap::CommandFactory;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     #[command(subcommand)]
     what: What,
 }
@@ -28,7 +28,7 @@ enum What {
 }
 
 /// Writes what was asked to stdout.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let mut command = super::Cli::command();
     let mut out = std::io::stdout();
     match &args.what {

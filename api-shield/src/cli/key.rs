@@ -8,7 +8,7 @@ use crate::policy::auth::api_key::{hex, sha256};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     #[command(subcommand)]
     command: Command,
 }
@@ -23,7 +23,7 @@ enum Command {
 
 /// `key new` arguments.
 #[derive(Debug, clap::Args)]
-pub struct NewArgs {
+pub(super) struct NewArgs {
     /// Its id (logs, rate limits).
     #[arg(long, default_value = "key")]
     id: String,
@@ -33,7 +33,7 @@ pub struct NewArgs {
 }
 
 /// Prints the key and its config line.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let Command::New(args) = &args.command;
     let mut random = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)

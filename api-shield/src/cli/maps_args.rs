@@ -13,10 +13,10 @@ use crate::{
 };
 
 /// The config read when `--config` is not given, if it exists.
-pub const DEFAULT_CONFIG: &str = "/etc/api-shield/api-shield.toml";
+pub(super) const DEFAULT_CONFIG: &str = "/etc/api-shield/api-shield.toml";
 
 /// The config `--config` names, else the installed one if present, else the defaults.
-pub fn load_config(given: Option<&Path>) -> Result<config::Config> {
+pub(super) fn load_config(given: Option<&Path>) -> Result<config::Config> {
     let path = given.map(Path::to_path_buf).or_else(|| {
         Path::new(DEFAULT_CONFIG)
             .exists()
@@ -30,7 +30,7 @@ pub fn load_config(given: Option<&Path>) -> Result<config::Config> {
 
 /// Where the daemon's state is.
 #[derive(Debug, clap::Args)]
-pub struct MapsArgs {
+pub(super) struct MapsArgs {
     /// Config file naming the pin and runtime directories [default: /etc/api-shield/api-shield.toml if present].
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -44,7 +44,7 @@ pub struct MapsArgs {
 
 impl MapsArgs {
     /// The fast-path settings these options point at.
-    pub fn fastpath(&self) -> Result<FastpathConfig> {
+    pub(super) fn fastpath(&self) -> Result<FastpathConfig> {
         let mut fastpath = load_config(self.config.as_deref())?.fastpath;
         if let Some(dir) = &self.pin_dir {
             fastpath.pin_dir.clone_from(dir);
@@ -57,7 +57,7 @@ impl MapsArgs {
 
     /// Asks the running daemon over its control socket, unless `--pin-dir` or `--runtime-dir`
     /// point elsewhere. `None` when no daemon runs (the caller then uses the pinned maps).
-    pub fn via_daemon(&self, request: &Request) -> Result<Option<Answer>> {
+    pub(super) fn via_daemon(&self, request: &Request) -> Result<Option<Answer>> {
         if self.pin_dir.is_some() || self.runtime_dir.is_some() {
             return Ok(None);
         }
@@ -70,7 +70,7 @@ impl MapsArgs {
     }
 
     /// Opens the pinned maps.
-    pub fn open(&self) -> Result<(FastpathConfig, PinnedMaps)> {
+    pub(super) fn open(&self) -> Result<(FastpathConfig, PinnedMaps)> {
         let fastpath = self.fastpath()?;
         let maps = PinnedMaps::open(&layout_dir(&fastpath.pin_dir))?;
         Ok((fastpath, maps))

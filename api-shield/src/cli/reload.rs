@@ -8,13 +8,13 @@ use crate::control::{client::ControlError, Answer, Request};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     #[command(flatten)]
     pub control: ControlArgs,
 }
 
 /// Asks for the reload.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let Answer::Reloaded(reloaded) = args.control.ask(&Request::Reload)? else {
         return Err(ControlError::Unexpected("reload").into());
     };
@@ -24,7 +24,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Names the settings that wait for a restart, if there are any.
-pub fn print_pending(pending: &[String]) {
+pub(super) fn print_pending(pending: &[String]) {
     if !pending.is_empty() {
         println!(
             "pending restart: {} (changed, but read only at start: restart to apply)",

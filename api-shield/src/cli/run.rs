@@ -19,7 +19,7 @@ const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The config file.
     #[arg(long, short, default_value = super::maps_args::DEFAULT_CONFIG)]
     pub config: PathBuf,
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// Runs the daemon until a stop signal.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     init_logging(args.log_format);
     let config = config::load(&args.config)?;
     if config.fastpath.enabled {

@@ -10,7 +10,7 @@ use crate::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 /// Prints the counters.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let report = match args.maps.via_daemon(&Request::Stats)? {
         Some(Answer::Stats(report)) => report,
         Some(_) => return Err(ControlError::Unexpected("stats").into()),

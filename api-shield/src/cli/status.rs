@@ -8,7 +8,7 @@ use crate::control::{client::ControlError, protocol::StatusReport, Answer, Reque
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 /// Prints the status.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let Answer::Status(status) = args.control.ask(&Request::Status)? else {
         return Err(ControlError::Unexpected("status").into());
     };

@@ -17,7 +17,7 @@ use crate::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     #[command(subcommand)]
     command: Command,
 }
@@ -32,7 +32,7 @@ enum Command {
 
 /// `token new` arguments.
 #[derive(Debug, clap::Args)]
-pub struct NewArgs {
+pub(super) struct NewArgs {
     /// The config file naming the issuer.
     #[arg(long, short, default_value = super::maps_args::DEFAULT_CONFIG)]
     config: PathBuf,
@@ -54,7 +54,7 @@ pub struct NewArgs {
 }
 
 /// Prints the token.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let Command::New(args) = &args.command;
     let config = config::load(&args.config)?;
     let Some(issuer) = config.issuers.iter().find(|i| i.name == args.issuer) else {

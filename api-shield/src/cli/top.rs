@@ -22,7 +22,7 @@ use crate::control::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Seconds between refreshes.
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// Runs the view.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let socket = args.control.socket()?;
     let interval = Duration::from_secs_f64(args.interval.max(0.1));
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();

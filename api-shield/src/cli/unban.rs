@@ -10,7 +10,7 @@ use crate::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Address or network, as given to `ban`.
     pub target: String,
     #[command(flatten)]
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 /// Lifts the ban.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let target = fastpath::parse_target(&args.target)?;
     let request = Request::Unban {
         target: target.to_string(),

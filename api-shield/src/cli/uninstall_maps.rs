@@ -9,7 +9,7 @@ use crate::fastpath;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Print what was removed as JSON.
     #[arg(long)]
     pub json: bool,
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 /// Removes.
-pub fn run(args: &Args) -> Result<()> {
+pub(super) fn run(args: &Args) -> Result<()> {
     let config = args.maps.fastpath()?;
     let removed = fastpath::uninstall_maps(&config.pin_dir, &config.runtime_dir)?;
     if args.json {

@@ -6,7 +6,7 @@ use std::ops::Range;
 use toml_edit::{ImDocument, Item, Table, Value};
 
 /// 1-based (line, column) of `key` in `text`, or of its nearest ancestor that exists.
-pub fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let doc = ImDocument::parse(text).ok()?;
     let segments: Vec<Segment<'_>> = segments(key).collect();
     let mut node = Node::Item(doc.as_item());
@@ -26,7 +26,7 @@ pub fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
 }
 
 /// Line and column (1-based) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;

@@ -411,7 +411,7 @@ fn optional_duration<'de, D: Deserializer<'de>>(
 }
 
 /// Deserializes a human duration such as `"15m"`, `"1h 30m"` or `"500ms"`.
-pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(

@@ -8,7 +8,7 @@ use std::{fmt, net::SocketAddr};
 use serde::{Deserialize, Deserializer};
 
 /// An `address:port`, e.g. `"0.0.0.0:8443"` or `"[::]:8443"`.
-pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(|_| {
         serde::de::Error::custom(format!(

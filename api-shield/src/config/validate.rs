@@ -23,7 +23,7 @@ pub fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
 }
 
 /// The first problem found, in file order of the tables.
-pub fn validate(config: &Config) -> Result<(), Problem> {
+pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     let fastpath = &config.fastpath;
     if fastpath.enabled && fastpath.interfaces.is_empty() {
         return Err(problem(

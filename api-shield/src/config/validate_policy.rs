@@ -9,7 +9,7 @@ use super::{
 };
 
 /// The first problem in `issuers`, `openapi` or the routes' policy tables.
-pub fn validate(config: &Config) -> Result<(), Problem> {
+pub(super) fn validate(config: &Config) -> Result<(), Problem> {
     let mut names = HashSet::new();
     for (i, issuer) in config.issuers.iter().enumerate() {
         let at = format!("issuers[{i}]");

@@ -9,7 +9,7 @@ use super::{
 use crate::pattern::OriginPattern;
 
 /// The first problem in `listeners`, `upstreams`, `routes` or `proxy`.
-pub fn validate(config: &Config) -> Result<(), Problem> {
+pub(super) fn validate(config: &Config) -> Result<(), Problem> {
     listeners(config)?;
     let upstreams = upstreams(config)?;
     routes(config, &upstreams)?;

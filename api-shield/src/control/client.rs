@@ -11,7 +11,7 @@ use super::protocol::{Answer, Envelope, Failure, FailureKind, Reply, Request, VE
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     /// Nothing listens there.
     #[error("the daemon is not running (no control socket at {})", path.display())]
     NotRunning {
@@ -62,7 +62,7 @@ impl From<Failure> for ControlError {
 }
 
 /// Sends one request and reads the answer.
-pub fn ask(path: &Path, request: &Request) -> Result<Answer, ControlError> {
+pub(crate) fn ask(path: &Path, request: &Request) -> Result<Answer, ControlError> {
     let io = |source: std::io::Error| ControlError::Io {
         path: path.to_path_buf(),
         source,

@@ -13,11 +13,11 @@ use crate::{
 };
 
 /// The protocol version this build speaks. Raise it when a message changes incompatibly.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// A message with the protocol version it was written in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope<T> {
+pub(crate) struct Envelope<T> {
     /// [`VERSION`] of the writer (0 when absent: a writer from before versions).
     #[serde(default)]
     pub version: u32,
@@ -28,7 +28,7 @@ pub struct Envelope<T> {
 
 impl<T> Envelope<T> {
     /// `message` in this build's version.
-    pub fn new(message: T) -> Envelope<T> {
+    pub(crate) fn new(message: T) -> Envelope<T> {
         Envelope {
             version: VERSION,
             message,
@@ -39,7 +39,7 @@ impl<T> Envelope<T> {
 /// A request from the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     /// Version, uptime, interfaces, listeners, routes, bans, counters.
     Status,
     /// Read the config file again and apply it.
@@ -77,7 +77,7 @@ pub enum Request {
 /// The daemon's answer to one request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Done; what came of it.
     Ok(Answer),
     /// Not done; why.
@@ -87,7 +87,7 @@ pub enum Reply {
 /// What a request that succeeded returns, one variant per [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case")]
-pub enum Answer {
+pub(crate) enum Answer {
     /// To [`Request::Status`].
     Status(StatusReport),
     /// To [`Request::Reload`].
@@ -115,7 +115,7 @@ pub enum Answer {
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
-pub struct Failure {
+pub(crate) struct Failure {
     /// What kind of failure.
     pub kind: FailureKind,
     /// For the operator: what is wrong and, where it helps, what to do.
@@ -124,7 +124,7 @@ pub struct Failure {
 
 impl Failure {
     /// A failure of `kind`.
-    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
         Failure {
             kind,
             message: message.into(),
@@ -132,7 +132,7 @@ impl Failure {
     }
 
     /// The daemon refused the request (bad input, guard rails, a config error).
-    pub fn refused(message: impl Into<String>) -> Failure {
+    pub(crate) fn refused(message: impl Into<String>) -> Failure {
         Failure::new(FailureKind::Refused, message)
     }
 }
@@ -140,7 +140,7 @@ impl Failure {
 /// The kinds of [`Failure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// The line was not a request this daemon knows.
     BadRequest,
     /// The request was written in another protocol version.
@@ -153,7 +153,7 @@ pub enum FailureKind {
 
 /// What `api-shield status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     /// The daemon's version.
     pub version: String,
     /// Its process id.
@@ -182,7 +182,7 @@ pub struct StatusReport {
 
 /// One listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listening {
+pub(crate) struct Listening {
     /// Its name (`listener-0`, `NAME-redirect`).
     pub name: String,
     /// Where it listens.
@@ -191,14 +191,14 @@ pub struct Listening {
 
 /// What a reload applied (and what `check-config` would leave for a restart).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reloaded {
+pub(crate) struct Reloaded {
     /// Keys changed in the file that take effect at the next restart only.
     pub pending_restart: Vec<String>,
 }
 
 /// What `api-shield top` shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopReport {
+pub(crate) struct TopReport {
     /// The sources with the most drop-start events.
     pub drops: Vec<DropRow>,
     /// Requests per route since the start.
@@ -207,7 +207,7 @@ pub struct TopReport {
 
 /// Requests a route served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteRequests {
+pub(crate) struct RouteRequests {
     /// The route (`none` for requests no route took).
     pub route: String,
     /// Requests so far.
@@ -216,7 +216,7 @@ pub struct RouteRequests {
 
 /// What `api-shield stats` shows (from the daemon or, without one, from the pinned maps).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatsReport {
+pub(crate) struct StatsReport {
     /// Whether a daemon runs on these maps.
     pub daemon_running: bool,
     /// Where the program is attached.

@@ -19,7 +19,7 @@ use super::protocol::{Answer, Envelope, Failure, FailureKind, Reply, Request, VE
 
 /// Why the socket could not be served.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlServerError {
+pub(crate) enum ControlServerError {
     /// Another daemon answers on it.
     #[error("control socket {} is in use by a running daemon; stop it or set [control] socket", path.display())]
     InUse {
@@ -38,7 +38,7 @@ pub enum ControlServerError {
 }
 
 /// Binds the socket; a stale one (nobody answering) is replaced.
-pub fn bind(path: &Path) -> Result<UnixListener, ControlServerError> {
+pub(crate) fn bind(path: &Path) -> Result<UnixListener, ControlServerError> {
     let bind_error = |source| ControlServerError::Bind {
         path: path.to_path_buf(),
         source,
@@ -67,7 +67,7 @@ fn record_path(runtime_dir: &Path) -> PathBuf {
 }
 
 /// Records `socket` as the daemon's control socket.
-pub fn record(runtime_dir: &Path, socket: &Path) {
+pub(crate) fn record(runtime_dir: &Path, socket: &Path) {
     let result = std::fs::create_dir_all(runtime_dir).and_then(|()| {
         std::fs::write(
             record_path(runtime_dir),
@@ -80,25 +80,25 @@ pub fn record(runtime_dir: &Path, socket: &Path) {
 }
 
 /// Forgets the record (at stop).
-pub fn forget(runtime_dir: &Path) {
+pub(crate) fn forget(runtime_dir: &Path) {
     let _ = std::fs::remove_file(record_path(runtime_dir));
 }
 
 /// The recorded control socket, if any.
-pub fn recorded(runtime_dir: &Path) -> Option<PathBuf> {
+pub(crate) fn recorded(runtime_dir: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(record_path(runtime_dir)).ok()?;
     (!text.is_empty()).then(|| PathBuf::from(text))
 }
 
 /// What answers the requests: the daemon, behind this trait so the socket's code knows nothing
 /// of it.
-pub trait ControlHandler: Send + Sync + 'static {
+pub(crate) trait ControlHandler: Send + Sync + 'static {
     /// Carries out one request.
     fn answer(&self, request: Request) -> impl Future<Output = Result<Answer, Failure>> + Send;
 }
 
 /// Serves requests until aborted. Holds the handler weakly, so stopping it is not delayed.
-pub fn serve<H: ControlHandler>(listener: UnixListener, handler: Weak<H>) -> JoinHandle<()> {
+pub(crate) fn serve<H: ControlHandler>(listener: UnixListener, handler: Weak<H>) -> JoinHandle<()> {
     let own_uid = nix::unistd::geteuid().as_raw();
     tokio::spawn(async move {
         let mut errors = crate::accept::AcceptErrors::new("control");

@@ -42,7 +42,7 @@ pub fn target_key(net: &IpNet) -> Key<Addr> {
 }
 
 /// The network of an LPM key (IPv4-mapped keys come back as IPv4).
-pub fn key_net(key: &Key<Addr>) -> IpNet {
+pub(super) fn key_net(key: &Key<Addr>) -> IpNet {
     let addr = std::net::Ipv6Addr::from(key.data());
     let prefix = key.prefix_len().min(128) as u8;
     match addr.to_ipv4_mapped() {
@@ -52,7 +52,7 @@ pub fn key_net(key: &Key<Addr>) -> IpNet {
 }
 
 /// A 16-byte address from an event, as an `IpAddr`.
-pub fn addr_ip(addr: &Addr) -> IpAddr {
+pub(super) fn addr_ip(addr: &Addr) -> IpAddr {
     let v6 = std::net::Ipv6Addr::from(*addr);
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }

@@ -70,14 +70,14 @@ impl Attachment {
 }
 
 /// The interface index, or a clear error when the interface does not exist.
-pub fn interface_index(interface: &str) -> Result<u32, FastpathError> {
+pub(super) fn interface_index(interface: &str) -> Result<u32, FastpathError> {
     nix::net::if_::if_nametoindex(interface).map_err(|_| FastpathError::NoSuchInterface {
         interface: interface.to_owned(),
     })
 }
 
 /// Attaches to every configured interface.
-pub fn attach_all(
+pub(super) fn attach_all(
     program: &mut Xdp,
     config: &FastpathConfig,
     links_dir: &Path,
@@ -198,7 +198,7 @@ fn attach_one(
 
 /// What became of an attached interface since the last look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
+pub(super) enum Presence {
     /// Still there, program attached.
     Unchanged,
     /// It went away since the last look (and the kernel detached the program with it).
@@ -213,7 +213,11 @@ pub enum Presence {
 
 /// Follows `attachment`'s interface: notices when it disappears (dropping the dead link's pin)
 /// and attaches `program` again when an interface of that name exists again.
-pub fn follow(program: &mut Xdp, attachment: &mut Attachment, setting: XdpModeSetting) -> Presence {
+pub(super) fn follow(
+    program: &mut Xdp,
+    attachment: &mut Attachment,
+    setting: XdpModeSetting,
+) -> Presence {
     let now = interface_index(&attachment.interface).ok();
     if now.is_some() && now == attachment.ifindex {
         return Presence::Unchanged;

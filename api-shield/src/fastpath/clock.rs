@@ -39,7 +39,7 @@ impl Clock for SystemClock {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn unix_ms(time: SystemTime) -> u64 {
+pub(super) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64

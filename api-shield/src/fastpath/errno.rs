@@ -4,7 +4,7 @@
 use std::error::Error;
 
 /// The first `io::Error` errno found walking `error` and its sources.
-pub fn in_chain(error: &(dyn Error + 'static)) -> Option<i32> {
+pub(super) fn in_chain(error: &(dyn Error + 'static)) -> Option<i32> {
     let mut current: Option<&(dyn Error + 'static)> = Some(error);
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -28,7 +28,7 @@ pub fn layout_dir(pin_dir: &Path) -> PathBuf {
 }
 
 /// Where the links that keep the program attached are pinned, one per interface.
-pub fn links_dir(pin_dir: &Path) -> PathBuf {
+pub(super) fn links_dir(pin_dir: &Path) -> PathBuf {
     layout_dir(pin_dir).join("links")
 }
 

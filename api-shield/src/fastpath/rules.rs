@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use super::{addr::target_key, FastpathError};
 
 /// Makes `trie` hold exactly `wanted`; returns (added, removed).
-pub fn sync(
+pub(super) fn sync(
     trie: &mut LpmTrie<MapData, Addr, RuleValue>,
     name: &'static str,
     wanted: &[IpNet],

@@ -32,7 +32,7 @@ pub struct CarriedOver {
 
 /// Carries bans and pinned links over from the layouts older than this build's under
 /// `pin_dir` into `maps` and `links_dir`, for `interfaces`.
-pub fn carry_over(
+pub(super) fn carry_over(
     pin_dir: &Path,
     maps: &mut PinnedMaps,
     links_dir: &Path,

@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 use crate::config::{problem, Problem};
 
 /// Unix seconds of an RFC 3339 time found at `key`.
-pub fn parse_rfc3339(text: &str, key: &str) -> Result<u64, Problem> {
+pub(crate) fn parse_rfc3339(text: &str, key: &str) -> Result<u64, Problem> {
     let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
         problem(
             key,

@@ -113,7 +113,7 @@ impl Deprecation {
 
 /// How versions are read, and the deprecated ones.
 #[derive(Debug)]
-pub struct Versioning {
+pub(crate) struct Versioning {
     source: VersionSource,
     header: HeaderName,
     deprecated: HashMap<String, Arc<Deprecation>>,
@@ -121,7 +121,7 @@ pub struct Versioning {
 
 impl Versioning {
     /// Compiles `[versioning]`.
-    pub fn compile(config: &VersioningConfig) -> Result<Versioning, Problem> {
+    pub(crate) fn compile(config: &VersioningConfig) -> Result<Versioning, Problem> {
         let header = HeaderName::try_from(config.header.as_str())
             .map_err(|_| problem("versioning.header", "not a header name"))?;
         let mut deprecated = HashMap::new();
@@ -149,12 +149,12 @@ impl Versioning {
     }
 
     /// The header the version is read from, when it is read from a header.
-    pub fn header(&self) -> Option<&HeaderName> {
+    pub(crate) fn header(&self) -> Option<&HeaderName> {
         (self.source == VersionSource::Header).then_some(&self.header)
     }
 
     /// The deprecation of the request's version, if it has one.
-    pub fn of(&self, path: &str, headers: &HeaderMap) -> Option<&Arc<Deprecation>> {
+    pub(crate) fn of(&self, path: &str, headers: &HeaderMap) -> Option<&Arc<Deprecation>> {
         if self.deprecated.is_empty() {
             return None;
         }
@@ -163,11 +163,6 @@ impl Versioning {
             VersionSource::Header => headers.get(&self.header)?.to_str().ok()?.trim(),
         };
         self.deprecated.get(version)
-    }
-
-    /// Every deprecation, for reports.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Deprecation>> {
-        self.deprecated.values()
     }
 }
 

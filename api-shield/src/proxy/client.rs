@@ -7,18 +7,18 @@ use std::net::IpAddr;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 /// The request id header, on every answer.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 // The names the upstream is told about, parsed once rather than on each request.
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Who the client is, as far as the shield can trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
+pub(crate) struct Client {
     /// The client's address.
     pub ip: IpAddr,
     /// The `X-Forwarded-For` to send upstream.
@@ -28,7 +28,7 @@ pub struct Client {
 impl Client {
     /// The peer itself as the client (the peer is no trusted proxy): computed once per
     /// connection, since formatting the address showed per request in the proxy benchmark.
-    pub fn direct(peer: IpAddr) -> Client {
+    pub(crate) fn direct(peer: IpAddr) -> Client {
         let ip = peer.to_canonical();
         Client {
             ip,
@@ -53,7 +53,7 @@ fn address_list(addresses: &[IpAddr]) -> HeaderValue {
 /// first other valid address is the client, and what lies left of it is dropped. A hop that is
 /// not an address stops the walk at the last trusted hop. `peer` is the socket peer as the
 /// client ([`Client::direct`], made once per connection), the answer for an untrusted peer.
-pub fn client_address<'a>(
+pub(crate) fn client_address<'a>(
     peer: &Client,
     forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[ipnet::IpNet],
@@ -90,16 +90,16 @@ pub fn client_address<'a>(
 /// answer), so it is made once per request: a kept id shares the bytes of the request head, a
 /// fresh one is one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(HeaderValue);
+pub(crate) struct RequestId(HeaderValue);
 
 impl RequestId {
     /// The id as text (ids are visible ASCII by construction).
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         self.0.to_str().unwrap_or_default()
     }
 
     /// The id as a header value.
-    pub fn header_value(&self) -> HeaderValue {
+    pub(crate) fn header_value(&self) -> HeaderValue {
         self.0.clone()
     }
 }
@@ -111,7 +111,7 @@ impl std::fmt::Display for RequestId {
 }
 
 /// The client's request id when it is sane (1-128 visible ASCII), else a fresh random one.
-pub fn request_id(headers: &HeaderMap) -> RequestId {
+pub(crate) fn request_id(headers: &HeaderMap) -> RequestId {
     if let Some(id) = headers.get(REQUEST_ID) {
         let bytes = id.as_bytes();
         if !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic) {
@@ -125,7 +125,7 @@ pub fn request_id(headers: &HeaderMap) -> RequestId {
 /// They come from the worker thread's own CSPRNG (rand's `ThreadRng`, a `ChaCha` generator
 /// seeded from the operating system and reseeded as it goes), not a system call per request,
 /// which showed in the proxy benchmark.
-pub fn fresh_request_id() -> RequestId {
+pub(crate) fn fresh_request_id() -> RequestId {
     let raw: [u8; 16] = rand::random();
     // `hex`, not `write!("{:032x}")`: core::fmt pads and copies digit by digit, which showed
     // in the proxy benchmark (a dozen one-byte copies per request).
@@ -137,7 +137,7 @@ pub fn fresh_request_id() -> RequestId {
 /// What the upstream is told about the exchange: `X-Forwarded-For` (the trusted chain),
 /// `X-Forwarded-Proto`, `Host` and `X-Forwarded-Host` (the host routing used) and the request
 /// id. Other ways a client could claim an address (`Forwarded`, `X-Real-IP`) are removed.
-pub fn forwarded_headers(
+pub(crate) fn forwarded_headers(
     headers: &mut HeaderMap,
     client: &Client,
     https: bool,

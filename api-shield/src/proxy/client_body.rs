@@ -29,14 +29,14 @@ const GONE: u8 = 3;
 /// How a client's body is going, shared between the body (sent on to the upstream) and the
 /// exchange that waits on the upstream.
 #[derive(Debug, Default)]
-pub struct BodyWatch {
+pub(crate) struct BodyWatch {
     state: AtomicU8,
     stalled: Notify,
 }
 
 /// What became of a client's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyState {
+pub(crate) enum BodyState {
     /// Still coming.
     Streaming,
     /// Read to its end.
@@ -49,7 +49,7 @@ pub enum BodyState {
 
 impl BodyWatch {
     /// The body's state now.
-    pub fn state(&self) -> BodyState {
+    pub(crate) fn state(&self) -> BodyState {
         match self.state.load(Ordering::Acquire) {
             STREAMING => BodyState::Streaming,
             COMPLETE => BodyState::Complete,
@@ -59,7 +59,7 @@ impl BodyWatch {
     }
 
     /// Resolves when the body stalls (never otherwise).
-    pub async fn stalled(&self) {
+    pub(crate) async fn stalled(&self) {
         loop {
             let notified = self.stalled.notified();
             if self.state() == BodyState::Stalled {
@@ -78,7 +78,7 @@ impl BodyWatch {
 }
 
 /// A client's request body with the gap between its pieces bounded.
-pub struct ClientBody {
+pub(crate) struct ClientBody {
     inner: Incoming,
     gap: Duration,
     timer: Option<Pin<Box<Sleep>>>,
@@ -87,7 +87,7 @@ pub struct ClientBody {
 
 impl ClientBody {
     /// `inner`, stalled once `gap` passes with nothing new from the client.
-    pub fn new(inner: Incoming, gap: Duration) -> (ClientBody, Arc<BodyWatch>) {
+    pub(crate) fn new(inner: Incoming, gap: Duration) -> (ClientBody, Arc<BodyWatch>) {
         let watch = Arc::new(BodyWatch::default());
         (
             ClientBody {

@@ -11,7 +11,7 @@ use std::{
 
 /// Counts open connections per address and in total.
 #[derive(Debug, Default)]
-pub struct ConnectionLimiter {
+pub(crate) struct ConnectionLimiter {
     max_per_ip: usize,
     max_total: usize,
     open: Mutex<Open>,
@@ -25,7 +25,7 @@ struct Open {
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Its address has `max_connections_per_ip` open.
     PerAddress,
     /// `max_connections` are open.
@@ -34,7 +34,7 @@ pub enum Refused {
 
 impl Refused {
     /// The metric label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Refused::PerAddress => "per_address",
             Refused::Total => "total",
@@ -44,14 +44,14 @@ impl Refused {
 
 /// One admitted connection; dropping it frees its place.
 #[derive(Debug)]
-pub struct ConnectionPermit {
+pub(crate) struct ConnectionPermit {
     limiter: Arc<ConnectionLimiter>,
     ip: IpAddr,
 }
 
 impl ConnectionLimiter {
     /// At most `max_per_ip` connections per address and `max_total` in all; 0 means no limit.
-    pub fn new(max_per_ip: usize, max_total: usize) -> Arc<ConnectionLimiter> {
+    pub(crate) fn new(max_per_ip: usize, max_total: usize) -> Arc<ConnectionLimiter> {
         Arc::new(ConnectionLimiter {
             max_per_ip,
             max_total,
@@ -60,7 +60,7 @@ impl ConnectionLimiter {
     }
 
     /// A permit for one more connection from `ip`, or why not.
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refused> {
+    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refused> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if self.max_total != 0 && open.total >= self.max_total {
             return Err(Refused::Total);

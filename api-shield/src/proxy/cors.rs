@@ -11,7 +11,7 @@ use crate::{config::CorsConfig, pattern::OriginPattern};
 
 /// A route's compiled CORS policy.
 #[derive(Debug, Clone)]
-pub struct CorsPolicy {
+pub(crate) struct CorsPolicy {
     origins: Vec<OriginPattern>,
     any: bool,
     methods: Vec<String>,
@@ -23,7 +23,7 @@ pub struct CorsPolicy {
 
 /// The answer to a preflight.
 #[derive(Debug)]
-pub enum Preflight {
+pub(crate) enum Preflight {
     /// Allowed: send 204 with these headers.
     Allowed(HeaderMap),
     /// Not allowed: no CORS headers (these are the `Vary` headers to send anyway).
@@ -32,7 +32,7 @@ pub enum Preflight {
 
 impl CorsPolicy {
     /// Compiles a route's CORS config; `route_methods` are the default preflight methods.
-    pub fn compile(config: &CorsConfig, route_methods: Option<&[String]>) -> CorsPolicy {
+    pub(crate) fn compile(config: &CorsConfig, route_methods: Option<&[String]>) -> CorsPolicy {
         let origins = config.origins.clone();
         let methods = if config.methods.is_empty() {
             route_methods.map_or_else(
@@ -77,7 +77,7 @@ impl CorsPolicy {
     }
 
     /// Answers a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`).
-    pub fn preflight(
+    pub(crate) fn preflight(
         &self,
         origin: &str,
         method: &str,
@@ -131,7 +131,7 @@ impl CorsPolicy {
 
     /// Sets the CORS headers of an actual response: the upstream's own are removed first, so
     /// only this policy decides what a browser may read.
-    pub fn apply(&self, origin: Option<&str>, headers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, origin: Option<&str>, headers: &mut HeaderMap) {
         for name in [
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,

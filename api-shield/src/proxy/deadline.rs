@@ -20,11 +20,11 @@ use tokio::time::{Instant, Sleep};
 
 /// The deadline passed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimedOut;
+pub(crate) struct TimedOut;
 
 /// One kind of deadline of one connection's exchanges.
 #[derive(Debug, Default)]
-pub struct ExchangeTimer {
+pub(crate) struct ExchangeTimer {
     /// The timer, when no exchange holds it (made at its first use).
     idle: Mutex<Option<Pin<Box<Sleep>>>>,
 }
@@ -32,7 +32,7 @@ pub struct ExchangeTimer {
 impl ExchangeTimer {
     /// A connection's timer, made when an exchange first needs it.
     #[must_use]
-    pub fn new() -> ExchangeTimer {
+    pub(crate) fn new() -> ExchangeTimer {
         ExchangeTimer::default()
     }
 
@@ -40,7 +40,7 @@ impl ExchangeTimer {
     ///
     /// # Errors
     /// [`TimedOut`] when the deadline passed first (the exchange is left as it is).
-    pub async fn run<F: Future>(
+    pub(crate) async fn run<F: Future>(
         &self,
         deadline: Instant,
         exchange: Pin<&mut F>,

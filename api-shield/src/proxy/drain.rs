@@ -20,21 +20,21 @@ struct Open {
 
 /// The stop signal and the count of open connections.
 #[derive(Debug)]
-pub struct Drain {
+pub(crate) struct Drain {
     signal: watch::Sender<bool>,
     open: Arc<Open>,
 }
 
 /// What listeners and connections hold: the signal to watch, and the count to join.
 #[derive(Debug, Clone)]
-pub struct Watcher {
+pub(crate) struct Watcher {
     signal: watch::Receiver<bool>,
     open: Arc<Open>,
 }
 
 /// One open connection, counted until dropped.
 #[derive(Debug)]
-pub struct Held(Arc<Open>);
+pub(crate) struct Held(Arc<Open>);
 
 impl Default for Drain {
     fn default() -> Self {
@@ -47,7 +47,7 @@ impl Default for Drain {
 
 impl Drain {
     /// A watcher for a listener.
-    pub fn watcher(&self) -> Watcher {
+    pub(crate) fn watcher(&self) -> Watcher {
         Watcher {
             signal: self.signal.subscribe(),
             open: Arc::clone(&self.open),
@@ -55,13 +55,13 @@ impl Drain {
     }
 
     /// Connections open now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.open.count.load(Ordering::SeqCst)
     }
 
     /// Signals the stop and waits until every connection has closed or `timeout` passed; true
     /// when all closed in time.
-    pub async fn drain(&self, timeout: Duration) -> bool {
+    pub(crate) async fn drain(&self, timeout: Duration) -> bool {
         self.signal.send_replace(true);
         tokio::time::timeout(timeout, async {
             loop {
@@ -80,13 +80,13 @@ impl Drain {
 
 impl Watcher {
     /// Counts a connection until the returned value is dropped.
-    pub fn hold(&self) -> Held {
+    pub(crate) fn hold(&self) -> Held {
         self.open.count.fetch_add(1, Ordering::SeqCst);
         Held(Arc::clone(&self.open))
     }
 
     /// Resolves once the stop is signalled (or the drain is gone).
-    pub async fn stopping(&mut self) {
+    pub(crate) async fn stopping(&mut self) {
         while !*self.signal.borrow_and_update() {
             if self.signal.changed().await.is_err() {
                 return;

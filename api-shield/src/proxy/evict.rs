@@ -26,7 +26,7 @@ struct Recent {
 
 /// Where bans are announced to open connections.
 #[derive(Debug)]
-pub struct Evictions {
+pub(crate) struct Evictions {
     recent: watch::Sender<Recent>,
 }
 
@@ -40,7 +40,7 @@ impl Default for Evictions {
 
 impl Evictions {
     /// Closes the open connections whose client is in `net`.
-    pub fn evict(&self, net: IpNet) {
+    pub(crate) fn evict(&self, net: IpNet) {
         self.recent.send_modify(|recent| {
             recent.last += 1;
             recent.bans.push_back((recent.last, net));
@@ -51,7 +51,7 @@ impl Evictions {
     }
 
     /// A watch for one connection, from now on.
-    pub fn watch(self: &Arc<Self>) -> Eviction {
+    pub(crate) fn watch(self: &Arc<Self>) -> Eviction {
         let receiver = self.recent.subscribe();
         let seen = receiver.borrow().last;
         Eviction { receiver, seen }
@@ -60,7 +60,7 @@ impl Evictions {
 
 /// One connection's view of the bans made since it opened.
 #[derive(Debug)]
-pub struct Eviction {
+pub(crate) struct Eviction {
     receiver: watch::Receiver<Recent>,
     seen: u64,
 }
@@ -68,7 +68,7 @@ pub struct Eviction {
 impl Eviction {
     /// Resolves when a ban made since the connection opened covers `client`; never while no
     /// such ban comes (or once the announcer is gone).
-    pub async fn banned(&mut self, client: IpAddr) {
+    pub(crate) async fn banned(&mut self, client: IpAddr) {
         let client = IpNet::from(client);
         loop {
             if self.receiver.changed().await.is_err() {

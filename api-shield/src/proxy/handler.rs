@@ -5,10 +5,7 @@
 //! rendered by `refuse`, which records it for the log and escalation. Compiling the config into
 //! a [`Proxy`] is `compile`'s.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::{net::IpAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderMap, HeaderValue, Method, Request, Response};
@@ -47,7 +44,7 @@ mod compile;
 
 /// What a route leads to.
 #[derive(Debug)]
-pub struct Target {
+pub(crate) struct Target {
     upstream: Arc<Upstream>,
     metrics: RouteMetrics,
     cors: Option<CorsPolicy>,
@@ -56,9 +53,7 @@ pub struct Target {
 
 /// The connection a request came on.
 #[derive(Debug)]
-pub struct Connection {
-    /// The client's address.
-    pub peer: SocketAddr,
+pub(crate) struct Connection {
     /// Whether the connection is TLS.
     pub https: bool,
     /// The peer as the client ([`Client::direct`]).
@@ -74,7 +69,7 @@ pub struct Connection {
 
 /// The compiled proxy: routes, upstreams and response policies.
 #[derive(Debug)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     routes: RouteTable<Target>,
     default_upstream: Option<Arc<Upstream>>,
     /// Metrics of requests sent to the default upstream, and of those no route took.
@@ -92,7 +87,12 @@ pub struct Proxy {
 impl Proxy {
     /// The answer to a request hyper could not parse (see `parse_errors`): counted, logged and
     /// fed to escalation like any other refusal.
-    pub fn parse_error_answer(&self, denial: Denial, client: IpAddr, https: bool) -> Vec<u8> {
+    pub(crate) fn parse_error_answer(
+        &self,
+        denial: Denial,
+        client: IpAddr,
+        https: bool,
+    ) -> Vec<u8> {
         let request_id = fresh_request_id();
         let metrics = crate::telemetry::metrics();
         let code = denial.status();
@@ -122,28 +122,31 @@ impl Proxy {
 
     /// Reports refusals to `escalator`, which may ban repeat offenders at the NIC.
     #[must_use]
-    pub fn with_escalator(mut self, escalator: Option<Arc<crate::escalate::Escalator>>) -> Proxy {
+    pub(crate) fn with_escalator(
+        mut self,
+        escalator: Option<Arc<crate::escalate::Escalator>>,
+    ) -> Proxy {
         self.escalator = escalator;
         self
     }
 
     /// Whether a route's host pattern names `host` (for the redirect listener).
-    pub fn routes_host(&self, host: &str) -> bool {
+    pub(crate) fn routes_host(&self, host: &str) -> bool {
         self.routes.names_host(host)
     }
 
     /// The response headers the shield adds (security headers; HSTS on HTTPS only).
-    pub fn response_headers(&self) -> &ResponseHeaders {
+    pub(crate) fn response_headers(&self) -> &ResponseHeaders {
         &self.headers
     }
 
     /// The policies every route shares (issuers, for their background key refresh).
-    pub fn policies(&self) -> &SharedPolicies {
+    pub(crate) fn policies(&self) -> &SharedPolicies {
         &self.policies
     }
 
     /// Handles one request end to end and logs it.
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         request: Request<Incoming>,
         connection: &Connection,

@@ -54,7 +54,7 @@ impl Shared {
 
 /// One connection's head deadline, as its watchdog sees it.
 #[derive(Debug, Clone)]
-pub struct HeadDeadline {
+pub(crate) struct HeadDeadline {
     shared: Arc<Shared>,
 }
 
@@ -67,7 +67,7 @@ impl Default for HeadDeadline {
 impl HeadDeadline {
     /// A connection with no head awaited yet.
     #[must_use]
-    pub fn new() -> HeadDeadline {
+    pub(crate) fn new() -> HeadDeadline {
         HeadDeadline {
             shared: Arc::new(Shared {
                 base: Instant::now(),
@@ -78,7 +78,7 @@ impl HeadDeadline {
 
     /// The timer to give hyper's HTTP/1 builder for this connection.
     #[must_use]
-    pub fn timer(&self) -> HeadTimer {
+    pub(crate) fn timer(&self) -> HeadTimer {
         HeadTimer {
             shared: Arc::clone(&self.shared),
         }
@@ -86,13 +86,13 @@ impl HeadDeadline {
 
     /// When the head being awaited is due, if one is.
     #[must_use]
-    pub fn due(&self) -> Option<Instant> {
+    pub(crate) fn due(&self) -> Option<Instant> {
         self.shared.due()
     }
 
     /// Completes once a request head has been awaited past its deadline. While none is late it
     /// wakes at most once per `header_timeout`, or at the deadline of the head awaited.
-    pub async fn overdue(&self, header_timeout: Duration) {
+    pub(crate) async fn overdue(&self, header_timeout: Duration) {
         let sleep = tokio::time::sleep(header_timeout);
         tokio::pin!(sleep);
         loop {
@@ -111,7 +111,7 @@ impl HeadDeadline {
 
 /// hyper's `Timer` for one connection: its sleeps only record the head's deadline.
 #[derive(Debug, Clone)]
-pub struct HeadTimer {
+pub(crate) struct HeadTimer {
     shared: Arc<Shared>,
 }
 

@@ -7,14 +7,14 @@ use crate::config::ProxyConfig;
 
 /// Compiled response header settings.
 #[derive(Debug, Clone)]
-pub struct ResponseHeaders {
+pub(crate) struct ResponseHeaders {
     hsts: Option<HeaderValue>,
     security: bool,
 }
 
 impl ResponseHeaders {
     /// From the `[proxy]` settings.
-    pub fn new(config: &ProxyConfig) -> ResponseHeaders {
+    pub(crate) fn new(config: &ProxyConfig) -> ResponseHeaders {
         let hsts = config.hsts.enabled.then(|| {
             let mut value = format!("max-age={}", config.hsts.max_age.as_secs());
             if config.hsts.include_subdomains {
@@ -33,7 +33,7 @@ impl ResponseHeaders {
 
     /// Applies them to a response; `https` says whether it goes out over TLS. Banners are
     /// looked for in one pass and removed only when present (each removal hashes a name).
-    pub fn apply(&self, headers: &mut HeaderMap, https: bool) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap, https: bool) {
         let (mut server, mut powered_by) = (false, false);
         for name in headers.keys() {
             server |= name == header::SERVER;
@@ -75,7 +75,7 @@ const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 /// and only those present are removed (each removal hashes a name). The usual `Connection`
 /// options, `keep-alive` and `close`, name no other header to look for, and a message with a
 /// single hop-by-hop header (typically `Connection: keep-alive`) allocates nothing.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut first = None;
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys().filter(|name| is_hop_by_hop(name)) {
@@ -114,7 +114,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// so what it judges is what the upstream gets. `Connection` is left with its connection
 /// options only (`keep-alive`, `close`, `upgrade`), so that no later removal acts on the
 /// client's word. A request without `Connection` costs one lookup.
-pub fn strip_nominated(headers: &mut HeaderMap, kept: impl Fn(&HeaderName) -> bool) {
+pub(crate) fn strip_nominated(headers: &mut HeaderMap, kept: impl Fn(&HeaderName) -> bool) {
     if !headers.contains_key(header::CONNECTION) {
         return;
     }

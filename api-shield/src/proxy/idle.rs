@@ -27,7 +27,7 @@ const LOOKS_PER_TIMEOUT: u32 = 8;
 /// Whether bytes moved on a connection since its watchdog last looked. Moving bytes only sets
 /// a flag (no clock read per read or write); the watchdog keeps the time.
 #[derive(Debug, Clone)]
-pub struct LastActivity {
+pub(crate) struct LastActivity {
     moved: Arc<AtomicBool>,
 }
 
@@ -45,7 +45,7 @@ impl LastActivity {
     /// Completes once nothing has moved for `timeout`. It looks every eighth of `timeout`, so
     /// it completes between `timeout` and `timeout` and an eighth after the last byte moved
     /// (never sooner).
-    pub async fn expired(&self, timeout: Duration) {
+    pub(crate) async fn expired(&self, timeout: Duration) {
         let step = (timeout / LOOKS_PER_TIMEOUT).max(Duration::from_millis(1));
         let mut quiet_since = Instant::now();
         let sleep = tokio::time::sleep_until(quiet_since + step);
@@ -68,14 +68,14 @@ impl LastActivity {
 
 /// A stream that records when bytes move through it.
 #[derive(Debug)]
-pub struct Tracked<S> {
+pub(crate) struct Tracked<S> {
     inner: S,
     activity: LastActivity,
 }
 
 impl<S> Tracked<S> {
     /// Wraps `inner`; the clock starts now.
-    pub fn new(inner: S) -> (Tracked<S>, LastActivity) {
+    pub(crate) fn new(inner: S) -> (Tracked<S>, LastActivity) {
         let activity = LastActivity::new();
         (
             Tracked {

@@ -20,10 +20,10 @@ use super::{headers::ResponseHeaders, problem};
 use crate::refusal::{Denial, Refusal};
 
 /// Builds the complete replacement answer (head and body) for a denial.
-pub type Answer = Arc<dyn Fn(Denial) -> Vec<u8> + Send + Sync>;
+pub(crate) type Answer = Arc<dyn Fn(Denial) -> Vec<u8> + Send + Sync>;
 
 /// A client stream whose automatic parse-error answers are replaced.
-pub struct ParseErrors<S> {
+pub(crate) struct ParseErrors<S> {
     inner: S,
     answer: Answer,
     /// The replacement being written, how much of it is written, and the length of hyper's
@@ -33,7 +33,7 @@ pub struct ParseErrors<S> {
 
 impl<S> ParseErrors<S> {
     /// Wraps `inner`.
-    pub fn new(inner: S, answer: Answer) -> ParseErrors<S> {
+    pub(crate) fn new(inner: S, answer: Answer) -> ParseErrors<S> {
         ParseErrors {
             inner,
             answer,
@@ -43,7 +43,12 @@ impl<S> ParseErrors<S> {
 }
 
 /// The shield's answer for `denial`: head and problem+json body, closing the connection.
-pub fn render(denial: Denial, request_id: &str, headers: &ResponseHeaders, https: bool) -> Vec<u8> {
+pub(crate) fn render(
+    denial: Denial,
+    request_id: &str,
+    headers: &ResponseHeaders,
+    https: bool,
+) -> Vec<u8> {
     let problem::Rendered {
         status,
         headers: mut fields,

@@ -28,10 +28,10 @@ struct Problem<'a> {
 }
 
 /// The response body type of the proxy.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A body from bytes.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
@@ -39,7 +39,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A refusal rendered: what the answer to it is made of.
 #[derive(Debug)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// The status.
     pub status: StatusCode,
     /// Its media type, no caching, and the advice's headers.
@@ -49,7 +49,7 @@ pub struct Rendered {
 }
 
 /// The one rendering of a refusal, for the request `request_id`.
-pub fn rendered(refusal: &Refusal, request_id: Option<&str>) -> Rendered {
+pub(crate) fn rendered(refusal: &Refusal, request_id: Option<&str>) -> Rendered {
     let denial = refusal.denial;
     let status = denial.status();
     let problem = Problem {
@@ -75,7 +75,7 @@ pub fn rendered(refusal: &Refusal, request_id: Option<&str>) -> Rendered {
 }
 
 /// The answer to a refusal, for the request `request_id`.
-pub fn render(refusal: &Refusal, request_id: Option<&str>) -> Response<Body> {
+pub(crate) fn render(refusal: &Refusal, request_id: Option<&str>) -> Response<Body> {
     let Rendered {
         status,
         headers,
@@ -88,7 +88,7 @@ pub fn render(refusal: &Refusal, request_id: Option<&str>) -> Response<Body> {
 }
 
 /// Writes the headers `advice` calls for (each once; a later advice of the same header wins).
-pub fn apply_advice(advice: &[Advice], headers: &mut HeaderMap) {
+pub(crate) fn apply_advice(advice: &[Advice], headers: &mut HeaderMap) {
     let mut set = |name: HeaderName, text: &str| {
         // Header text is checked when the policy giving it is compiled.
         if let Ok(value) = HeaderValue::from_str(text) {

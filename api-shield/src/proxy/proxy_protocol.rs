@@ -14,7 +14,7 @@ const V1_MAX: usize = 107;
 
 /// A missing or malformed PROXY header.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyHeaderError {
+pub(crate) enum ProxyHeaderError {
     /// Reading failed.
     #[error("reading the PROXY header: {0}")]
     Io(#[from] std::io::Error),
@@ -28,7 +28,7 @@ pub enum ProxyHeaderError {
 
 /// Reads the header and returns the client it names (`None` for `LOCAL`/`UNKNOWN`: the
 /// connection's own peer stands). Reads exactly the header's bytes, nothing after it.
-pub async fn read_header<S: AsyncRead + Unpin>(
+pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     let mut first = [0u8; 12];

@@ -17,7 +17,7 @@ const CACHED_COUNTERS: usize = 32;
 
 /// The request metrics of one route (or of the default upstream, or of unrouted requests).
 #[derive(Debug)]
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     name: String,
     /// `api_shield_request_duration_seconds{route}`.
     duration: Histogram,
@@ -28,7 +28,7 @@ pub struct RouteMetrics {
 
 impl RouteMetrics {
     /// The handles of the route named `name`.
-    pub fn new(name: &str) -> RouteMetrics {
+    pub(crate) fn new(name: &str) -> RouteMetrics {
         RouteMetrics {
             name: name.to_owned(),
             duration: metrics().request_duration.with_label_values(&[name]),
@@ -37,12 +37,12 @@ impl RouteMetrics {
     }
 
     /// The route's name, its `route` label.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Counts one request answered with `status` after `elapsed`.
-    pub fn record(&self, method: &'static str, status: http::StatusCode, elapsed: Duration) {
+    pub(crate) fn record(&self, method: &'static str, status: http::StatusCode, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
         let code = status.as_u16();
         let count_cached = |requests: &[(&'static str, u16, IntCounter)]| {

@@ -26,7 +26,7 @@ use crate::config::ProxyConfig;
 
 /// The protocol of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// HTTP/1.1 (and upgrades from it).
     Http1,
     /// HTTP/2.
@@ -36,7 +36,7 @@ pub enum Protocol {
 impl Protocol {
     /// The protocol ALPN agreed on: HTTP/2 for `h2`, else HTTP/1.1 (also without ALPN).
     #[must_use]
-    pub fn from_alpn(alpn: Option<&[u8]>) -> Protocol {
+    pub(crate) fn from_alpn(alpn: Option<&[u8]>) -> Protocol {
         if alpn == Some(b"h2".as_slice()) {
             Protocol::Http2
         } else {
@@ -46,7 +46,7 @@ impl Protocol {
 }
 
 /// A connection being served.
-pub enum Served<I, S>
+pub(crate) enum Served<I, S>
 where
     S: HttpService<Incoming>,
 {
@@ -58,7 +58,7 @@ where
 
 /// hyper's HTTP/1.1 settings for one connection; `head` keeps its header-read timeout.
 #[must_use]
-pub fn http1_builder(settings: &ProxyConfig, head: HeadTimer) -> http1::Builder {
+pub(crate) fn http1_builder(settings: &ProxyConfig, head: HeadTimer) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(head)
@@ -78,7 +78,7 @@ where
     TokioExecutor: Http2ServerConnExec<S::Future, B>,
 {
     /// Serves `io` with `service` in `protocol`. `head` keeps HTTP/1.1's header-read timeout.
-    pub fn new(
+    pub(crate) fn new(
         protocol: Protocol,
         io: I,
         service: S,
@@ -104,7 +104,7 @@ where
     }
 
     /// Finishes the exchange in progress, then closes (GOAWAY on HTTP/2).
-    pub fn graceful_shutdown(&mut self) {
+    pub(crate) fn graceful_shutdown(&mut self) {
         match self {
             Served::Http1(connection) => connection.as_mut().graceful_shutdown(),
             Served::Http2(connection) => connection.as_mut().graceful_shutdown(),

@@ -37,7 +37,7 @@ use crate::{
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// A listener's TLS could not be set up.
     #[error("listener `{listener}`: {source}")]
     Tls {
@@ -74,7 +74,7 @@ pub enum ProxyError {
 /// What the listeners serve with, swapped whole on reload: requests already running keep the
 /// proxy they started with, new ones get the new one.
 #[derive(Debug)]
-pub struct Live {
+pub(crate) struct Live {
     proxy: ArcSwap<Proxy>,
     settings: ArcSwap<ProxyConfig>,
     evictions: Arc<Evictions>,
@@ -82,7 +82,7 @@ pub struct Live {
 
 /// The running listeners.
 #[derive(Debug)]
-pub struct ProxyServer {
+pub(crate) struct ProxyServer {
     tasks: Vec<JoinHandle<()>>,
     refreshes: Vec<JoinHandle<()>>,
     certificates: Vec<(String, Arc<Certificates>)>,
@@ -96,7 +96,7 @@ pub struct ProxyServer {
 
 impl ProxyServer {
     /// Binds every listener and starts serving.
-    pub async fn start(
+    pub(crate) async fn start(
         config: &Config,
         escalator: Option<Arc<crate::escalate::Escalator>>,
     ) -> Result<ProxyServer, ProxyError> {
@@ -182,7 +182,7 @@ impl ProxyServer {
     /// Reloads every listener's certificates from their files (all of them when `only_changed`
     /// is false, else those whose files changed). A listener whose new files are bad keeps its
     /// old certificates and the error is logged.
-    pub fn reload_certificates(&self, only_changed: bool) {
+    pub(crate) fn reload_certificates(&self, only_changed: bool) {
         for (listener, certificates) in &self.certificates {
             if only_changed && !certificates.files_changed() {
                 continue;
@@ -203,7 +203,7 @@ impl ProxyServer {
     /// Compiles a new config's routes and policies (reading key, schema and OpenAPI files) for
     /// [`ProxyServer::commit`]; nothing running changes. Blocking: run it off the runtime's
     /// workers.
-    pub fn compile(config: &Config) -> Result<Proxy, ProxyError> {
+    pub(crate) fn compile(config: &Config) -> Result<Proxy, ProxyError> {
         Ok(Proxy::new(config, crate::policy::clock::system())?)
     }
 
@@ -211,7 +211,7 @@ impl ProxyServer {
     /// and reloads certificates. Cannot fail. Open connections and running requests finish on
     /// what they started with. Listener addresses and certificate paths are read at start only:
     /// a change to them is logged and needs a restart.
-    pub fn commit(&mut self, proxy: Proxy, config: &Config) {
+    pub(crate) fn commit(&mut self, proxy: Proxy, config: &Config) {
         let proxy = proxy.with_escalator(self.escalator.clone());
         if let Some(escalator) = &self.escalator {
             escalator.update(config);
@@ -229,13 +229,13 @@ impl ProxyServer {
     }
 
     /// Closes the open connections of clients in `net` (just banned).
-    pub fn evict(&self, net: ipnet::IpNet) {
+    pub(crate) fn evict(&self, net: ipnet::IpNet) {
         self.live.evictions.evict(net);
     }
 
     /// Stops accepting, lets open connections finish their exchanges for up to `timeout`,
     /// then drops what is left.
-    pub async fn stop(self, timeout: std::time::Duration) {
+    pub(crate) async fn stop(self, timeout: std::time::Duration) {
         let open = self.drain.open();
         if self.drain.drain(timeout).await {
             tracing::info!(connections = open, "connections drained");
@@ -335,7 +335,6 @@ async fn serve_connection(
         }
     };
     let connection = Arc::new(Connection {
-        peer,
         https: true,
         client: Client::direct(peer.ip()),
         permit: Some(Arc::new(permit)),

@@ -20,7 +20,7 @@ use std::{
 
 /// How a supervised connection ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Ended<T, E> {
+pub(crate) enum Ended<T, E> {
     /// The connection finished on its own, with its result.
     Served(T),
     /// The watchdog fired first, with what it saw; the connection is still open.
@@ -50,7 +50,7 @@ impl Wake for WatchdogWake {
 
 /// Polls `connection` until it ends, or `watchdog` until it fires, whichever comes first; the
 /// watchdog only when it was woken (and once at the start, to arm it).
-pub fn supervise<C, W>(connection: C, watchdog: W) -> Supervised<C, W>
+pub(crate) fn supervise<C, W>(connection: C, watchdog: W) -> Supervised<C, W>
 where
     C: Future + Unpin,
     W: Future,
@@ -69,7 +69,7 @@ where
 }
 
 /// The future [`supervise`] returns.
-pub struct Supervised<C, W> {
+pub(crate) struct Supervised<C, W> {
     connection: C,
     watchdog: Pin<Box<W>>,
     wake: Arc<WatchdogWake>,

@@ -45,7 +45,7 @@ fn suite(suite: CipherSuite) -> SupportedCipherSuite {
 
 /// Why a listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// A PEM file could not be read.
     #[error("{}: {source}", path.display())]
     Read {
@@ -103,7 +103,9 @@ pub enum TlsError {
 }
 
 /// The rustls configuration of one listener, and the handle that reloads its certificates.
-pub fn server_config(tls: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<Certificates>), TlsError> {
+pub(crate) fn server_config(
+    tls: &TlsConfig,
+) -> Result<(Arc<ServerConfig>, Arc<Certificates>), TlsError> {
     let mut crypto = provider::default_provider();
     if !tls.cipher_suites.is_empty() {
         // In the library's order of preference, whatever order the config lists them in.
@@ -161,7 +163,7 @@ fn client_verifier(
 }
 
 /// The certificates of a PEM file as trust anchors.
-pub fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, TlsError> {
+pub(crate) fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, TlsError> {
     let pem = std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.clone(),
         source,
@@ -188,7 +190,7 @@ pub fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, TlsError> {
 
 /// A listener's certificates, swappable while it serves.
 #[derive(Debug)]
-pub struct Certificates {
+pub(crate) struct Certificates {
     current: ArcSwap<Vec<Loaded>>,
     files_changed: std::sync::Mutex<Vec<Option<SystemTime>>>,
     config: TlsConfig,
@@ -197,7 +199,7 @@ pub struct Certificates {
 
 impl Certificates {
     /// Reads the PEM files again and swaps them in; on error the old ones stay.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
         if self.config.adhoc {
             return Ok(());
         }
@@ -212,7 +214,7 @@ impl Certificates {
 
     /// Whether one of the current certificates is valid for `host` (a DNS name or an IP
     /// address): a name this listener serves.
-    pub fn serve_name(&self, host: &str) -> bool {
+    pub(crate) fn serve_name(&self, host: &str) -> bool {
         let Ok(name) = ServerName::try_from(host) else {
             return false;
         };
@@ -223,7 +225,7 @@ impl Certificates {
     }
 
     /// Whether a certificate or key file changed since the last load.
-    pub fn files_changed(&self) -> bool {
+    pub(crate) fn files_changed(&self) -> bool {
         let now = modified(&self.config);
         *self
             .files_changed

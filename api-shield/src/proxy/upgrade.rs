@@ -9,7 +9,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 /// The protocol a request asks to upgrade to, if it is a WebSocket handshake.
-pub fn requested(head: &http::request::Parts) -> Option<HeaderValue> {
+pub(crate) fn requested(head: &http::request::Parts) -> Option<HeaderValue> {
     if head.version != Version::HTTP_11 || head.method != http::Method::GET {
         return None;
     }
@@ -25,14 +25,14 @@ pub fn requested(head: &http::request::Parts) -> Option<HeaderValue> {
 }
 
 /// Puts the upgrade headers back after hop-by-hop stripping.
-pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
+pub(crate) fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, protocol);
 }
 
 /// Splices the client's and the upstream's upgraded connections until either side closes,
 /// holding `permit` (the client's place under the connection limit) meanwhile.
-pub fn splice<P: Send + 'static>(client: OnUpgrade, upstream: OnUpgrade, permit: P) {
+pub(crate) fn splice<P: Send + 'static>(client: OnUpgrade, upstream: OnUpgrade, permit: P) {
     tokio::spawn(async move {
         let _permit = permit;
         let (client, upstream) = match tokio::try_join!(client, upstream) {

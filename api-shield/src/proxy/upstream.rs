@@ -19,7 +19,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// One upstream service.
 #[derive(Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// Its name.
     pub name: String,
     /// Keep-alive connections.
@@ -34,7 +34,7 @@ pub struct Upstream {
 
 impl Upstream {
     /// From config (its URL typed when the config was read).
-    pub fn new(config: &UpstreamConfig) -> Result<Upstream, TlsError> {
+    pub(crate) fn new(config: &UpstreamConfig) -> Result<Upstream, TlsError> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
@@ -76,7 +76,7 @@ impl Upstream {
 
     /// Sends `request`, whose URI is the path and query to ask for, to this upstream (with
     /// this upstream's `Host` when the request has none).
-    pub fn send(
+    pub(crate) fn send(
         &self,
         mut request: Box<Request<Body>>,
     ) -> impl Future<Output = Result<Response<PooledBody>, PoolError>> + '_ {
@@ -92,7 +92,7 @@ impl Upstream {
 /// The origin-form URI (`/path?query`) of a request to an upstream: the normalised `path`, and
 /// the query of `uri`, or `rewritten_query` when a policy rewrote it; an empty query is dropped.
 /// When that is exactly the client's target (the usual case), its bytes are shared, not copied.
-pub fn origin_form(
+pub(crate) fn origin_form(
     uri: &http::Uri,
     path: &str,
     rewritten_query: Option<&str>,

@@ -32,14 +32,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use super::problem::Body;
 
 /// How connections to the upstream are made: TCP, then TLS for `https`.
-pub type Connector = HttpsConnector<HttpConnector>;
+pub(crate) type Connector = HttpsConnector<HttpConnector>;
 
 /// Idle connections kept per upstream; one falling idle beyond this is closed.
-pub const MAX_IDLE: usize = 512;
+pub(crate) const MAX_IDLE: usize = 512;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, thiserror::Error)]
-pub enum PoolError {
+pub(crate) enum PoolError {
     /// No connection could be made (refused, unreachable, connect timeout, TLS failure).
     #[error("connecting: {0}")]
     Connect(Box<dyn std::error::Error + Send + Sync>),
@@ -52,7 +52,7 @@ pub enum PoolError {
 }
 
 /// The pool of one upstream.
-pub struct Pool {
+pub(crate) struct Pool {
     connector: Connector,
     /// `scheme://authority/`, what the connector connects to.
     target: http::Uri,
@@ -79,7 +79,11 @@ struct Idle {
 
 impl Pool {
     /// An empty pool of connections to `target` (`scheme://authority`).
-    pub fn new(connector: Connector, target: http::Uri, idle_timeout: Duration) -> Arc<Pool> {
+    pub(crate) fn new(
+        connector: Connector,
+        target: http::Uri,
+        idle_timeout: Duration,
+    ) -> Arc<Pool> {
         Arc::new(Pool {
             connector,
             target,
@@ -98,7 +102,7 @@ impl Pool {
     /// The request comes boxed, and leaves its box only for hyper: by value (240 bytes) it was
     /// copied about ten times on its way through these futures, which showed in the proxy
     /// benchmark.
-    pub async fn send(
+    pub(crate) async fn send(
         self: &Arc<Self>,
         mut request: Box<Request<Body>>,
     ) -> Result<Response<PooledBody>, PoolError> {
@@ -122,7 +126,7 @@ impl Pool {
     }
 
     /// Idle connections held now.
-    pub fn idle_count(&self) -> usize {
+    pub(crate) fn idle_count(&self) -> usize {
         self.lock().senders.len()
     }
 
@@ -254,7 +258,7 @@ impl Lease {
 /// A response body from a pooled connection: the connection goes back to the pool when the
 /// body has been read to its end, and is closed when the body is dropped before (its unread
 /// bytes would otherwise precede the next response).
-pub struct PooledBody {
+pub(crate) struct PooledBody {
     inner: Incoming,
     lease: Option<Lease>,
 }

@@ -320,7 +320,7 @@ static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
 
 /// Starts the process's access log (lines in `config.format`, else `format`); an error when it
 /// cannot be opened or was already started.
-pub fn install(config: &AccessLogConfig, format: LogFormat) -> io::Result<()> {
+pub(crate) fn install(config: &AccessLogConfig, format: LogFormat) -> io::Result<()> {
     let log = AccessLog::start(config, format)?;
     ACCESS_LOG.set(log).map_err(|log| {
         log.shutdown();

@@ -22,11 +22,11 @@ use super::metrics;
 
 /// Whether the daemon is ready to serve.
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+pub(crate) struct Readiness(AtomicBool);
 
 impl Readiness {
     /// Marks it ready or not.
-    pub fn set(&self, ready: bool) {
+    pub(crate) fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::SeqCst);
     }
 
@@ -36,7 +36,7 @@ impl Readiness {
 }
 
 /// Binds the admin listener and serves it until the task is aborted.
-pub async fn start(
+pub(crate) async fn start(
     bind: SocketAddr,
     readiness: Arc<Readiness>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {

@@ -21,11 +21,11 @@ struct Seen {
 
 /// Recent drop-start events per source.
 #[derive(Debug, Default)]
-pub struct RecentDrops(Mutex<HashMap<IpAddr, Seen>>);
+pub(crate) struct RecentDrops(Mutex<HashMap<IpAddr, Seen>>);
 
 /// One row of `top`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DropRow {
+pub(crate) struct DropRow {
     /// The source.
     pub source: String,
     /// Why it is dropped.
@@ -38,7 +38,7 @@ pub struct DropRow {
 
 impl RecentDrops {
     /// Records an event.
-    pub fn record(&self, event: &DropStarted) {
+    pub(crate) fn record(&self, event: &DropStarted) {
         let mut seen = self.0.lock().expect("never poisoned");
         if !seen.contains_key(&event.source) && seen.len() >= CAPACITY {
             if let Some(oldest) = seen.iter().min_by_key(|(_, s)| s.last).map(|(ip, _)| *ip) {
@@ -58,7 +58,7 @@ impl RecentDrops {
     }
 
     /// The `limit` sources with the most events.
-    pub fn top(&self, limit: usize) -> Vec<DropRow> {
+    pub(crate) fn top(&self, limit: usize) -> Vec<DropRow> {
         let seen = self.0.lock().expect("never poisoned");
         let mut rows: Vec<DropRow> = seen
             .iter()

@@ -13,7 +13,7 @@ use prometheus::{
 use crate::fastpath::{PinnedMaps, SystemClock};
 
 /// Reads the kernel maps when scraped.
-pub struct KernelCollector {
+pub(crate) struct KernelCollector {
     maps: Arc<Mutex<PinnedMaps>>,
     packets: IntCounterVec,
     bytes: IntCounterVec,
@@ -29,7 +29,7 @@ impl std::fmt::Debug for KernelCollector {
 
 impl KernelCollector {
     /// A collector over the daemon's maps.
-    pub fn new(maps: Arc<Mutex<PinnedMaps>>) -> KernelCollector {
+    pub(crate) fn new(maps: Arc<Mutex<PinnedMaps>>) -> KernelCollector {
         let packets = IntCounterVec::new(
             Opts::new(
                 "api_shield_xdp_packets_total",

@@ -22,14 +22,14 @@ struct Last {
 
 /// One kind of line, limited per source.
 #[derive(Debug)]
-pub struct LogLimit {
+pub(crate) struct LogLimit {
     interval: Duration,
     last: Mutex<HashMap<IpAddr, Last>>,
 }
 
 impl LogLimit {
     /// At most one line per source per `interval`.
-    pub fn new(interval: Duration) -> LogLimit {
+    pub(crate) fn new(interval: Duration) -> LogLimit {
         LogLimit {
             interval,
             last: Mutex::new(HashMap::new()),
@@ -38,7 +38,7 @@ impl LogLimit {
 
     /// `Some(lines left out since the last one)` when a line about `source` may be written
     /// `now`, `None` when it is to be left out (and counted).
-    pub fn allow(&self, source: IpAddr, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&self, source: IpAddr, now: Instant) -> Option<u64> {
         let mut last = self
             .last
             .lock()

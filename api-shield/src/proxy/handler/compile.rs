@@ -23,7 +23,7 @@ use crate::{
 impl Proxy {
     /// Compiles a validated config with its policies (reading key, schema and OpenAPI files);
     /// fails naming the key at fault.
-    pub fn new(config: &Config, clock: SharedClock) -> Result<Proxy, ConfigError> {
+    pub(crate) fn new(config: &Config, clock: SharedClock) -> Result<Proxy, ConfigError> {
         let error = |problem| config.source.error(problem);
         let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
         for (i, upstream) in config.upstreams.iter().enumerate() {
