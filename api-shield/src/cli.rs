@@ -126,8 +126,10 @@ pub fn main() -> ExitCode {
                     || cause.downcast_ref::<crate::fastpath::AddrError>().is_some()
                     || cause.downcast_ref::<crate::config::GuardError>().is_some()
                     || cause
-                        .downcast_ref::<crate::proxy::server::ProxyError>()
-                        .is_some_and(|e| matches!(e, crate::proxy::server::ProxyError::Config(_)))
+                        .downcast_ref::<crate::proxy::connection::server::ProxyError>()
+                        .is_some_and(|e| {
+                            matches!(e, crate::proxy::connection::server::ProxyError::Config(_))
+                        })
                     || cause
                         .downcast_ref::<crate::fastpath::FastpathError>()
                         .is_some_and(|e| matches!(e, crate::fastpath::FastpathError::Refused(_)))

@@ -20,8 +20,8 @@ use crate::{
     escalate::{system_clock, Escalator},
     fastpath::{self, Fastpath, FastpathError, PinnedMaps, SystemClock},
     proxy::{
-        handler::Proxy,
-        server::{ProxyError, ProxyServer},
+        connection::server::{ProxyError, ProxyServer},
+        request::handler::Proxy,
     },
     telemetry::{admin, drops::RecentDrops, kernel::KernelCollector, metrics},
 };

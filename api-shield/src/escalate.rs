@@ -23,7 +23,7 @@ use ipnet::IpNet;
 use crate::{
     config::{Config, EscalationRule, EscalationSignal, GuardRails},
     fastpath::{BanRequest, Clock, PinnedMaps, SystemClock},
-    proxy::evict::Evictions,
+    proxy::connection::evict::Evictions,
     refusal::Denial,
     telemetry::metrics,
 };

@@ -3,7 +3,7 @@
 //! before auth (client IP, header), authentication and scopes, rate limits keyed by the
 //! credential, then input validation of the head (the body's is `Validation::check_body`, run
 //! by the handler once it has read the body). Each refusal is a typed [`Refusal`] that
-//! `proxy::problem` alone turns into the answer.
+//! `proxy::request::problem` alone turns into the answer.
 
 pub mod auth;
 pub mod clock;

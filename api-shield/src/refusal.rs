@@ -1,6 +1,6 @@
 //! Refusals: why the shield answers a request itself instead of forwarding it, as every layer
 //! shares it. Policies return a [`Refusal`], escalation reads its [`Denial`], the access log
-//! and the metrics name it by [`Denial::slug`], and `proxy::problem` alone renders it as an
+//! and the metrics name it by [`Denial::slug`], and `proxy::request::problem` alone renders it as an
 //! RFC 9457 `application/problem+json` answer. A leaf: no HTTP types and nothing of the rest
 //! of the crate, so each layer can depend on it without depending on another.
 

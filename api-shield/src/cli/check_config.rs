@@ -24,7 +24,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
     // What the host must have (the interfaces), as a start or a reload would require.
     config::check_host(&config)?;
     // Compiling the proxy reads what the config points at (keys, schemas, OpenAPI documents).
-    crate::proxy::handler::Proxy::new(&config, crate::policy::clock::system())?;
+    crate::proxy::request::handler::Proxy::new(&config, crate::policy::clock::system())?;
     println!(
         "{}: ok (fast path {} on {})",
         args.file.display(),

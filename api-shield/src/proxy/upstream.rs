@@ -1,5 +1,7 @@
-//! Named upstreams: a pool of keep-alive connections each (`upstream_pool`), plain HTTP or TLS
+//! Named upstreams: a pool of keep-alive connections each (`pool`), plain HTTP or TLS
 //! (validated against a configured CA or the system roots), with connect and response timeouts.
+
+pub(crate) mod pool;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -7,12 +9,12 @@ use http::{header, HeaderValue, Request, Response};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::{
-    problem::Body,
-    tls::{load_roots, TlsError},
-    upstream_pool::{Pool, PoolError, PooledBody},
-};
 use crate::config::UpstreamConfig;
+use crate::proxy::{
+    connection::tls::{load_roots, TlsError},
+    request::problem::Body,
+    upstream::pool::{Pool, PoolError, PooledBody},
+};
 
 /// How long an idle keep-alive connection to an upstream stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_mins(1);

@@ -7,7 +7,7 @@
 
 use api_shield::{
     pattern::PathPattern,
-    proxy::{
+    proxy::request::{
         normalize::{normalize, rewrite},
         routing::{Route, RouteMatch, RouteTable},
     },

@@ -21,8 +21,8 @@ use hyper::{
 };
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::head_timer::HeadTimer;
 use crate::config::ProxyConfig;
+use crate::proxy::connection::head_timer::HeadTimer;
 
 /// The protocol of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

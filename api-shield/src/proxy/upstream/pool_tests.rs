@@ -16,7 +16,7 @@ use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioIo};
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, net::TcpListener, sync::mpsc};
 
 use super::{Connector, Pool};
-use crate::proxy::problem::{full, Body};
+use crate::proxy::request::problem::{full, Body};
 
 /// Connections the upstream accepted, and a message per connection that ended.
 struct Upstream {

@@ -11,22 +11,22 @@ use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
-use super::{
-    client::Client,
-    conn_limit::{ConnectionLimiter, ConnectionPermit, Refused},
-    deadline::ExchangeTimer,
-    drain::{Drain, Held, Watcher},
-    evict::Evictions,
-    handler::{Connection, Proxy},
-    head_timer::HeadDeadline,
-    idle::Tracked,
-    parse_errors::{self, ParseErrors},
-    problem::{self, full, Body},
-    proxy_protocol,
-    routing::host_without_port,
-    serve_http::{self, Protocol, Served},
-    supervise::{supervise, Ended},
-    tls::{self, Certificates, TlsError},
+use crate::proxy::{
+    connection::conn_limit::{ConnectionLimiter, ConnectionPermit, Refused},
+    connection::drain::{Drain, Held, Watcher},
+    connection::evict::Evictions,
+    connection::head_timer::HeadDeadline,
+    connection::idle::Tracked,
+    connection::parse_errors::{self, ParseErrors},
+    connection::proxy_protocol,
+    connection::serve_http::{self, Protocol, Served},
+    connection::supervise::{supervise, Ended},
+    connection::tls::{self, Certificates, TlsError},
+    request::client::Client,
+    request::deadline::ExchangeTimer,
+    request::handler::{Connection, Proxy},
+    request::problem::{self, full, Body},
+    request::routing::host_without_port,
 };
 use crate::{
     accept::{self, AcceptErrors},
@@ -553,7 +553,7 @@ async fn serve_redirect(
 fn redirect(
     request: &Request<Incoming>,
     target: &RedirectTarget,
-    proxy: &crate::proxy::handler::Proxy,
+    proxy: &crate::proxy::request::handler::Proxy,
 ) -> Response<Body> {
     let host = request
         .headers()

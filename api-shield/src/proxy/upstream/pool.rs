@@ -29,7 +29,7 @@ use hyper::{
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::problem::Body;
+use crate::proxy::request::problem::Body;
 
 /// How connections to the upstream are made: TCP, then TLS for `https`.
 pub(crate) type Connector = HttpsConnector<HttpConnector>;
@@ -317,5 +317,5 @@ impl Drop for PooledBody {
 }
 
 #[cfg(test)]
-#[path = "upstream_pool_tests.rs"]
+#[path = "pool_tests.rs"]
 mod tests;

@@ -18,20 +18,20 @@ use hyper::{
 // pauses time).
 use tokio::time::Instant;
 
-use super::{
-    client::{
+use crate::proxy::{
+    request::client::{
         client_address, forwarded_headers, fresh_request_id, request_id, Client, RequestId,
         REQUEST_ID, X_FORWARDED_FOR,
     },
-    client_body::{BodyState, BodyWatch, ClientBody},
-    cors::{CorsPolicy, Preflight},
-    deadline::ExchangeTimer,
-    headers::{strip_hop_by_hop, strip_nominated, ResponseHeaders},
-    normalize::normalize,
-    problem::{self, full, Body},
-    route_metrics::RouteMetrics,
-    routing::{Route, RouteMatch, RouteTable},
-    upgrade,
+    request::client_body::{BodyState, BodyWatch, ClientBody},
+    request::cors::{CorsPolicy, Preflight},
+    request::deadline::ExchangeTimer,
+    request::headers::{strip_hop_by_hop, strip_nominated, ResponseHeaders},
+    request::normalize::normalize,
+    request::problem::{self, full, Body},
+    request::route_metrics::RouteMetrics,
+    request::routing::{Route, RouteMatch, RouteTable},
+    request::upgrade,
     upstream::{origin_form, Upstream},
 };
 use crate::{
@@ -60,7 +60,7 @@ pub(crate) struct Connection {
     pub client: Client,
     /// Its place under the per-address connection limit, held as long as the connection or
     /// an upgraded tunnel made from it lives.
-    pub permit: Option<Arc<super::conn_limit::ConnectionPermit>>,
+    pub permit: Option<Arc<crate::proxy::connection::conn_limit::ConnectionPermit>>,
     /// The deadline of its exchanges (`proxy.request_timeout`).
     pub request_timer: ExchangeTimer,
     /// The deadline of the upstream's answers to them (an upstream's `response_timeout`).
@@ -117,7 +117,12 @@ impl Proxy {
             duration: None,
             denial: Some(denial.slug()),
         });
-        super::parse_errors::render(denial, request_id.as_str(), &self.headers, https)
+        crate::proxy::connection::parse_errors::render(
+            denial,
+            request_id.as_str(),
+            &self.headers,
+            https,
+        )
     }
 
     /// Reports refusals to `escalator`, which may ban repeat offenders at the NIC.
@@ -490,7 +495,7 @@ async fn ask(
     outgoing: Box<Request<Body>>,
     connection: &Connection,
     watch: Option<&BodyWatch>,
-) -> Result<Response<super::upstream_pool::PooledBody>, Refusal> {
+) -> Result<Response<crate::proxy::upstream::pool::PooledBody>, Refusal> {
     let asked = Instant::now();
     let metrics = crate::telemetry::metrics();
     let sent = upstream.send(outgoing);

@@ -12,10 +12,12 @@ use crate::{
         SharedPolicies,
     },
     proxy::{
-        cors::CorsPolicy,
-        headers::ResponseHeaders,
-        route_metrics::RouteMetrics,
-        routing::{Route, RouteTable},
+        request::{
+            cors::CorsPolicy,
+            headers::ResponseHeaders,
+            route_metrics::RouteMetrics,
+            routing::{Route, RouteTable},
+        },
         upstream::Upstream,
     },
 };

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use http::HeaderValue;
 
-use super::{headers::ResponseHeaders, problem};
+use crate::proxy::{request::headers::ResponseHeaders, request::problem};
 use crate::refusal::{Denial, Refusal};
 
 /// Builds the complete replacement answer (head and body) for a denial.
@@ -55,7 +55,7 @@ pub(crate) fn render(
         body,
     } = problem::rendered(&Refusal::new(denial), Some(request_id));
     if let Ok(id) = HeaderValue::from_str(request_id) {
-        fields.insert(super::client::REQUEST_ID, id);
+        fields.insert(crate::proxy::request::client::REQUEST_ID, id);
     }
     headers.apply(&mut fields, https);
     let mut out = format!(
