@@ -8,8 +8,6 @@
 pub mod auth;
 pub mod clock;
 pub mod json_tape;
-#[cfg(test)]
-mod json_tape_tests;
 pub mod openapi;
 pub mod quick_check;
 pub mod ratelimit;

@@ -6,8 +6,6 @@ pub mod api_key;
 pub mod jwks;
 pub mod jwt;
 pub mod jwt_keys;
-#[cfg(test)]
-mod jwt_tests;
 pub mod token_cache;
 
 use std::{collections::HashMap, sync::Arc};

@@ -469,3 +469,6 @@ impl<'a> Array<'a, TapeJson> for TapeContainer<'a> {
         self.walk().map(|(_, node)| node)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

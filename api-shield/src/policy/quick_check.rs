@@ -331,5 +331,4 @@ fn num(n: &Number) -> Num {
 }
 
 #[cfg(test)]
-#[path = "quick_check_tests.rs"]
 mod tests;

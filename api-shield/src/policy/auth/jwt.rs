@@ -421,3 +421,6 @@ fn check_extensions(token: &str) -> Result<(), TokenError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

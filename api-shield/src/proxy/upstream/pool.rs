@@ -317,5 +317,4 @@ impl Drop for PooledBody {
 }
 
 #[cfg(test)]
-#[path = "pool_tests.rs"]
 mod tests;

@@ -4,7 +4,7 @@
 use jsonschema::json::Node;
 use serde_json::{json, Value};
 
-use super::json_tape::{Tape, TapeError, TapeJson};
+use super::{Tape, TapeError, TapeJson};
 
 /// The document in `text`, parsed on the tape and read back as a `Value`.
 fn parse(text: &[u8]) -> Result<Value, TapeError> {
@@ -64,7 +64,7 @@ fn repeated_names_and_malformed_text_are_refused() {
 }
 
 /// A small deterministic generator (xorshift), so a failure names its seed.
-pub(super) struct Rng(pub(super) u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -88,7 +88,7 @@ const NAMES: &[&str] = &[
     "",
 ];
 
-pub(super) fn random_value(rng: &mut Rng, depth: u32) -> Value {
+pub(crate) fn random_value(rng: &mut Rng, depth: u32) -> Value {
     let leaf = depth >= 4 || rng.below(3) == 0;
     match if leaf { rng.below(6) } else { rng.below(8) } {
         0 => Value::Null,
@@ -144,8 +144,10 @@ pub(super) fn random_value(rng: &mut Rng, depth: u32) -> Value {
 
 /// Schemas covering the keywords (and their interplay) a route may use.
 fn schemas() -> Vec<Value> {
-    let order: Value =
-        serde_json::from_str(include_str!("../../../config/examples/order.schema.json")).unwrap();
+    let order: Value = serde_json::from_str(include_str!(
+        "../../../../config/examples/order.schema.json"
+    ))
+    .unwrap();
     vec![
         order,
         json!({
@@ -222,7 +224,7 @@ fn validates_exactly_like_a_value_on_random_documents() {
 }
 
 /// Texts at the edges of the JSON grammar and of number and string reading.
-pub(super) const EDGE_TEXTS: &[&[u8]] = &[
+pub(crate) const EDGE_TEXTS: &[&[u8]] = &[
     b"0",
     b"-0.0",
     b"1e400",
@@ -276,7 +278,7 @@ pub(super) const EDGE_TEXTS: &[&[u8]] = &[
 ];
 
 /// For each depth, arrays and objects nested that deep.
-pub(super) fn nested_texts(depths: &[usize]) -> Vec<Vec<u8>> {
+pub(crate) fn nested_texts(depths: &[usize]) -> Vec<Vec<u8>> {
     depths
         .iter()
         .flat_map(|&depth| {

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use super::jwt::{Issuer, TokenError};
+use super::{Issuer, TokenError};
 use crate::{
     config::{IssuerConfig, Source},
     policy::clock::{ManualClock, SharedClock},

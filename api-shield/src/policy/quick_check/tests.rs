@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::QuickCheck;
 use crate::policy::{
+    json_tape::tests::{nested_texts, random_value, Rng, EDGE_TEXTS},
     json_tape::Tape,
-    json_tape_tests::{nested_texts, random_value, Rng, EDGE_TEXTS},
     validate::Schema,
 };
 
