@@ -1,9 +1,7 @@
 //! The CLI as a user meets it: check-config exit codes and messages, argument errors, and the
 //! ban/unban/bans/stats round trip on pinned maps with no daemon running.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use support::{
     daemon::{cli, cli_json},

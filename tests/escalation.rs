@@ -3,9 +3,8 @@
 //! the drop counter rises) while another client keeps being served; the ban expires on time;
 //! `api-shield unban` (through the daemon's control socket) restores it at once. Along the way `/metrics` holds the kernel counters,
 //! every metric the shipped dashboard and alert rules use, and passes `promtool check metrics`.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},

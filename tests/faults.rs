@@ -1,9 +1,8 @@
 //! Faults of the host around the daemon: logs on a full disk, no BPF filesystem mounted, a pin
 //! directory that is not on one, and an interface disappearing (and coming back) while the
 //! program is attached. Each gives the documented behaviour and a clear log line, never a crash.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::{IpAddr, SocketAddr},

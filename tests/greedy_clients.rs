@@ -2,9 +2,8 @@
 //! total connection limit, a client that stops reading a large response, HTTP/2 stream floods
 //! and header blocks that decompress past the limit. Each test asserts the bound (connections
 //! reaped, bytes buffered, streams admitted, memory) and that other clients keep being served.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::SocketAddr,

@@ -2,9 +2,8 @@
 //! refused (400-class, or a reset HTTP/2 stream) or normalised, and the upstream sees either
 //! nothing or exactly one well-formed request, never a smuggled second one. Also: an HTTP/2
 //! rapid-reset flood, and an upstream resetting in the middle of a response.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,9 +2,8 @@
 //! every L7 metric present and moving with traffic; `/healthz` and `/readyz`; config reload on
 //! SIGHUP under continuous load (nothing lost), a bad reload changing nothing, a certificate
 //! swap seen by new connections.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,9 +2,8 @@
 //! key confusion, expiry, issuer, audience, signature, unknown kid with one refetch then a
 //! cooldown, garbage, oversized), API keys (wrong, right, expired, in the query where not
 //! allowed), scopes (403), forged claim headers. Nothing refused reaches the upstream.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 

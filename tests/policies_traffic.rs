@@ -2,9 +2,8 @@
 //! schema pass and fail with pointers, wrong media type, oversized body, query schemas, 429 with
 //! `Retry-After` and the RateLimit headers, Deprecation/Sunset/Link and 410 after the sunset.
 //! Nothing refused reaches the upstream.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::Request;

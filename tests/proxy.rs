@@ -4,10 +4,8 @@
 //! upstream side (connection reuse, upstream failure, upgrades, the default upstream, the
 //! access log's one line per request) is in proxy_upstream.rs, TLS itself and the plain
 //! listener's redirects in proxy_tls.rs.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::Request;

@@ -2,10 +2,8 @@
 //! suites refused, IP addresses as SNI, mutual TLS, TLS to upstreams validated against their
 //! CA, the PROXY protocol ahead of the handshake, and the plain listener that only redirects
 //! to HTTPS (to served names only, never with HSTS).
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

@@ -4,10 +4,8 @@
 //! through, the default upstream, slow and abandoned bodies, and exactly one access-log line
 //! for every request parsed (pipelined, upgraded, refused, timed out, aborted). The client
 //! side is in proxy.rs, TLS itself in proxy_tls.rs.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use support::{
     https::{get, Upstream, Version},

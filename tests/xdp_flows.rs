@@ -3,10 +3,8 @@
 //! it belongs to none. Through BPF_PROG_TEST_RUN against real sockets of the test's own network
 //! namespace, and with the real daemon attached to a veth: a bulk transfer far over the
 //! per-source packet rate, and an ACK flood from spoofed sources, over IPv4 and IPv6.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     io::{Read, Write},

@@ -2,10 +2,8 @@
 //! the burst, IPv6 prefixes sharing a budget, fragments, the insertion budget that keeps a
 //! spoofed flood from evicting real clients, the per-CPU verdict cache, and extension-header
 //! chains that must not get around it.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},

@@ -8,18 +8,10 @@
 //! The seed is printed; `XDP_MODEL_SEED=<n>` replays a run and `XDP_MODEL_FRAMES=<n>` sets the
 //! frames per profile. The fuzz target `xdp` (xtask/fuzz) makes the same check on fuzzer-chosen
 //! frames.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
-// Shared with the fuzz target `xdp`, which uses parts this test does not, and vice versa.
-#[allow(dead_code)]
-#[path = "support/xdp_diff.rs"]
-mod diff;
-#[allow(dead_code)]
-#[path = "support/xdp_model.rs"]
-mod model;
+use crate::{diff, model};
 
 use std::{
     collections::BTreeMap,

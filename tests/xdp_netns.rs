@@ -3,10 +3,8 @@
 //! unprotected ports, the refusals and the fallback to generic mode. Tests run one at a time
 //! (they measure rates). The daemon's lifecycle (restarts, pinned links, upgrades) is in
 //! xdp_restarts.rs.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},

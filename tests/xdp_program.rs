@@ -2,10 +2,8 @@
 //! every decision path, IPv4 and IPv6, VLAN tags, IPv4 options and IPv6 extension headers,
 //! truncated and malformed frames, dry run, and drop events. The limiter's paths are
 //! `xdp_limiter`'s.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},

@@ -3,10 +3,8 @@
 //! attached while the daemon is down, an upgrade from the previous map layout that keeps both,
 //! one daemon per pin directory, `detach` and `uninstall-maps` without a daemon, and reloads of
 //! `keep_attached`. Traffic is real UDP from a second namespace.
-// Pedantic lints are for the product code; tests favour plain, direct code.
-#![allow(clippy::pedantic)]
 
-mod support;
+use crate::support;
 
 use std::{
     net::{IpAddr, Ipv4Addr},
