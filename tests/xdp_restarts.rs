@@ -421,21 +421,20 @@ fn settings_word(setup: &Setup) -> ShieldConfig {
         .unwrap()
 }
 
-/// A reload that fails at its last fallible step, writing the kernel maps (a fail point after
-/// the lists are written, before the settings word), changes nothing: the maps hold the running
-/// config's lists and settings again, the listener serves the running routes, the control
-/// socket stays. The next reload of the same file applies all of it.
+/// A reload that fails at any of its steps changes nothing: reading the file, checking it
+/// against the host, compiling its policies, binding a moved control socket, and writing the
+/// kernel maps (a fail point after the lists are written, before the settings word). After each,
+/// the maps hold the running config's lists and settings, the listener serves the running
+/// routes, the control socket stays where it was. Then the good file applies whole.
 #[test]
-fn a_reload_failing_while_writing_the_maps_changes_nothing() {
-    let Some((_serial, mut setup)) = Setup::new(
-        "a_reload_failing_while_writing_the_maps_changes_nothing",
-        "",
-    ) else {
+fn a_reload_failing_at_any_step_changes_nothing() {
+    let Some((_serial, mut setup)) = Setup::new("a_reload_failing_at_any_step_changes_nothing", "")
+    else {
         return;
     };
     let pki = TestPki::new(setup.dir.path());
     let port = 8443;
-    let proxy_config = |deny: &str, route: &str, socket: &str| {
+    let proxy_config = |deny: &str, route: &str, socket: &str, route_extra: &str| {
         format!(
             r#"deny = ["{deny}"]
 [[listeners]]
@@ -449,6 +448,7 @@ url = "http://127.0.0.1:9000"
 name = "only"
 path = "{route}"
 upstream = "demo"
+{route_extra}
 [control]
 socket = "{socket}"
 "#,
@@ -462,6 +462,7 @@ socket = "{socket}"
         "10.203.0.0/24",
         "/api/v1/users/*",
         &first_socket.display().to_string(),
+        "",
     ));
     let _demo = ChildGuard::spawn(
         std::process::Command::new("ip")
@@ -498,30 +499,92 @@ socket = "{socket}"
     assert_eq!(status(&setup, "/health"), 404);
     let (deny_before, settings_before) = (deny_entries(&setup), settings_word(&setup));
     assert_eq!(deny_before.len(), 1);
-
-    // Everything changes: the deny list, the limiter's rate, the route, the control socket.
-    setup.write_config(&proxy_config(
-        "10.204.0.0/24",
-        "/health",
-        &moved_socket.display().to_string(),
-    ));
-    let edited = std::fs::read_to_string(&setup.config).unwrap();
-    std::fs::write(&setup.config, edited.replace("rate = 100", "rate = 250")).unwrap();
     let socket_arg = first_socket.display().to_string();
-    let (code, _, err) = cli(&["reload", "--socket", &socket_arg]);
-    assert_ne!(code, 0, "the fail point did not fail the reload: {err}");
-    assert!(err.contains("fail point `reload-maps`"), "{err}");
-    assert_eq!(deny_entries(&setup), deny_before, "the deny list is back");
-    assert_eq!(settings_word(&setup), settings_before, "the settings stay");
-    assert_eq!(
-        status(&setup, "/api/v1/users/7"),
-        200,
-        "the running route serves"
-    );
-    assert_eq!(status(&setup, "/health"), 404, "the new route does not");
-    assert!(first_socket.exists() && !moved_socket.exists());
-    let running = cli_json(&["status", "--json", "--socket", &socket_arg]);
-    assert_eq!(running["routes"], serde_json::json!(["only"]), "{running}");
+
+    // The good new config changes everything: the deny list, the limiter's rate, the route, the
+    // control socket.
+    let new_socket = moved_socket.display().to_string();
+    let good = |setup: &mut Setup, route_extra: &str, socket: &str| {
+        setup.write_config(&proxy_config(
+            "10.204.0.0/24",
+            "/health",
+            socket,
+            route_extra,
+        ));
+        let edited = std::fs::read_to_string(&setup.config).unwrap();
+        std::fs::write(&setup.config, edited.replace("rate = 100", "rate = 250")).unwrap();
+    };
+    let blocker = setup.dir.path().join("not-a-directory");
+    std::fs::write(&blocker, "").unwrap();
+    let blocked_socket = blocker.join("control.sock").display().to_string();
+    let steps: [(&str, Box<dyn Fn(&mut Setup)>, &str); 5] = [
+        (
+            "reading the file",
+            Box::new(|setup: &mut Setup| {
+                good(setup, "", &new_socket);
+                let text = std::fs::read_to_string(&setup.config).unwrap();
+                std::fs::write(&setup.config, text.replace("[[routes]]", "[[routes]\n")).unwrap();
+            }),
+            "api-shield.toml:",
+        ),
+        (
+            "checking the host",
+            Box::new(|setup: &mut Setup| {
+                good(setup, "", &new_socket);
+                let text = std::fs::read_to_string(&setup.config).unwrap();
+                let interfaces = format!("interfaces = [\"{}\"]", setup.topo.rx_if);
+                let more = format!("interfaces = [\"{}\", \"asx-none0\"]", setup.topo.rx_if);
+                std::fs::write(&setup.config, text.replace(&interfaces, &more)).unwrap();
+            }),
+            "`asx-none0` does not exist",
+        ),
+        (
+            "compiling the policies",
+            Box::new(|setup: &mut Setup| {
+                good(
+                    setup,
+                    "[routes.validate]\nbody_schema = \"/nonexistent/order.schema.json\"",
+                    &new_socket,
+                )
+            }),
+            "routes[0].validate",
+        ),
+        (
+            "binding the moved control socket",
+            Box::new(|setup: &mut Setup| good(setup, "", &blocked_socket)),
+            "not-a-directory",
+        ),
+        (
+            "writing the kernel maps",
+            Box::new(|setup: &mut Setup| good(setup, "", &new_socket)),
+            "fail point `reload-maps`",
+        ),
+    ];
+    for (step, write, says) in &steps {
+        write(&mut setup);
+        let (code, _, err) = cli(&["reload", "--socket", &socket_arg]);
+        assert_ne!(code, 0, "{step}: the reload did not fail: {err}");
+        assert!(err.contains(says), "{step}: {err}");
+        assert_eq!(deny_entries(&setup), deny_before, "{step}: the deny list");
+        assert_eq!(
+            settings_word(&setup),
+            settings_before,
+            "{step}: the settings"
+        );
+        assert_eq!(
+            status(&setup, "/api/v1/users/7"),
+            200,
+            "{step}: the running route"
+        );
+        assert_eq!(status(&setup, "/health"), 404, "{step}: the new route");
+        assert!(first_socket.exists() && !moved_socket.exists(), "{step}");
+        let running = cli_json(&["status", "--json", "--socket", &socket_arg]);
+        assert_eq!(
+            running["routes"],
+            serde_json::json!(["only"]),
+            "{step}: {running}"
+        );
+    }
 
     // The fail point is used up: the same file now applies whole.
     let (code, out, err) = cli(&["reload", "--socket", &socket_arg]);
