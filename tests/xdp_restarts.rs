@@ -517,7 +517,9 @@ socket = "{socket}"
     let blocker = setup.dir.path().join("not-a-directory");
     std::fs::write(&blocker, "").unwrap();
     let blocked_socket = blocker.join("control.sock").display().to_string();
-    let steps: [(&str, Box<dyn Fn(&mut Setup)>, &str); 5] = [
+    // Each step: its name, how the file is spoiled for it, and what the refusal says.
+    type Spoil<'a> = Box<dyn Fn(&mut Setup) + 'a>;
+    let steps: [(&str, Spoil<'_>, &str); 5] = [
         (
             "reading the file",
             Box::new(|setup: &mut Setup| {
