@@ -22,6 +22,41 @@ fn the_shipped_default_config_is_valid() {
     assert!(out.contains(": ok"), "{out}");
 }
 
+/// Output into a pipe whose reader is gone (`api-shield ... | head`) ends the command as it ends
+/// other Unix tools, by SIGPIPE, with nothing on stderr: never a panic (exit 101, "failed
+/// printing to stdout").
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(&dir, "ok.toml", "[fastpath]\nenabled = false\n");
+    for args in [
+        vec!["check-config", config.as_str()],
+        vec!["generate", "completions", "bash"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(support::daemon::binary())
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}, stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn check_config_exits_64_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,9 +97,20 @@ enum Command {
     Token(token::Args),
 }
 
+impl Cli {
+    /// Whether the command serves (the daemon, the demo API) rather than prints and exits.
+    pub fn serves(&self) -> bool {
+        matches!(self.command, Command::Run(_) | Command::DemoApi(_))
+    }
+}
+
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    execute(Cli::parse())
+}
+
+/// Runs a parsed command line.
+pub fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
