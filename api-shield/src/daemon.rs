@@ -203,7 +203,7 @@ impl Daemon {
         }
         if let Some(listener) = control {
             let task = control::server::serve(listener, Arc::downgrade(&daemon));
-            let mut state = daemon.state.lock().expect("never poisoned");
+            let mut state = daemon.state();
             control::server::record(&state.config.fastpath.runtime_dir, &config_socket);
             state.control = Some((config_socket.clone(), task));
             drop(state);
@@ -214,16 +214,20 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Its state, locked (the lock is never held across a panic).
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .expect("the daemon lock is never poisoned")
+    }
+
     /// Keeps a background task until the daemon stops.
     fn keep(&self, task: JoinHandle<()>) {
-        self.state.lock().expect("never poisoned").tasks.push(task);
+        self.state().tasks.push(task);
     }
 
     fn log_ready(&self) {
-        let state = self
-            .state
-            .lock()
-            .expect("the daemon lock is never poisoned");
+        let state = self.state();
         let mut listening: Vec<String> = state
             .proxy
             .iter()
@@ -290,11 +294,13 @@ impl Daemon {
     /// Everything a reload needs that can fail, made before anything changes.
     async fn prepare_reload(&self) -> Result<PreparedReload, ReloadError> {
         let path = self.config_path.clone();
-        let socket_now = {
-            let state = self.state.lock().expect("never poisoned");
-            state.control.as_ref().map(|(path, _)| path.clone())
+        let (socket_now, with_proxy) = {
+            let state = self.state();
+            (
+                state.control.as_ref().map(|(path, _)| path.clone()),
+                state.proxy.is_some(),
+            )
         };
-        let with_proxy = self.state.lock().expect("never poisoned").proxy.is_some();
         let prepare = move || -> Result<PreparedReload, ReloadError> {
             let config = config::load(&path)?;
             config::check_host(&config)?;
@@ -329,10 +335,7 @@ impl Daemon {
             proxy,
             control,
         } = prepared;
-        let mut state = self
-            .state
-            .lock()
-            .expect("the daemon lock is never poisoned");
+        let mut state = self.state();
         if let (Some(maps), true) = (&self.maps, config.fastpath.enabled) {
             let mut maps = maps.lock().expect("the maps lock is never poisoned");
             if let Err(error) = write_maps(&mut maps, &config.fastpath) {
@@ -374,10 +377,7 @@ impl Daemon {
 
     /// Reloads certificates whose files changed.
     pub(crate) fn check_certificates(&self) {
-        let state = self
-            .state
-            .lock()
-            .expect("the daemon lock is never poisoned");
+        let state = self.state();
         if let Some(proxy) = &state.proxy {
             proxy.reload_certificates(true);
         }
@@ -389,10 +389,7 @@ impl Daemon {
     pub(crate) async fn stop(&self) {
         self.readiness.set(false);
         {
-            let mut state = self
-                .state
-                .lock()
-                .expect("the daemon lock is never poisoned");
+            let mut state = self.state();
             if let Some((path, task)) = state.control.take() {
                 task.abort();
                 let _ = std::fs::remove_file(path);
@@ -400,19 +397,13 @@ impl Daemon {
             }
         }
         let (proxy, drain_timeout) = {
-            let mut state = self
-                .state
-                .lock()
-                .expect("the daemon lock is never poisoned");
+            let mut state = self.state();
             (state.proxy.take(), state.config.proxy.drain_timeout)
         };
         if let Some(proxy) = proxy {
             proxy.stop(drain_timeout).await;
         }
-        let mut state = self
-            .state
-            .lock()
-            .expect("the daemon lock is never poisoned");
+        let mut state = self.state();
         for task in state.tasks.drain(..) {
             task.abort();
         }
@@ -443,7 +434,7 @@ async fn follow_interfaces(daemon: std::sync::Weak<Daemon>) {
         let Some(daemon) = daemon.upgrade() else {
             return;
         };
-        let mut state = daemon.state.lock().expect("never poisoned");
+        let mut state = daemon.state();
         if let Some(fastpath) = state.fastpath.as_mut() {
             fastpath.follow_interfaces();
         }

@@ -237,9 +237,3 @@ impl Refusal {
         self
     }
 }
-
-impl From<Denial> for Refusal {
-    fn from(denial: Denial) -> Refusal {
-        Refusal::new(denial)
-    }
-}

@@ -3,7 +3,7 @@
 //! cipher suites. (Route and origin patterns are `crate::pattern`'s; durations are
 //! `model::duration`.)
 
-use std::{fmt, net::SocketAddr};
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
@@ -22,7 +22,6 @@ pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr,
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct UpstreamUrl {
-    text: String,
     /// `scheme://authority/`: where requests go (their path and query replace the `/`).
     pub base: http::Uri,
     /// Whether connections use TLS.
@@ -59,18 +58,7 @@ impl TryFrom<String> for UpstreamUrl {
             .path_and_query("/")
             .build()
             .map_err(|_| shape.to_owned())?;
-        Ok(UpstreamUrl {
-            text,
-            base,
-            https,
-            host,
-        })
-    }
-}
-
-impl fmt::Display for UpstreamUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        Ok(UpstreamUrl { base, https, host })
     }
 }
 

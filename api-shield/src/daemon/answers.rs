@@ -63,12 +63,6 @@ impl ControlHandler for Daemon {
 }
 
 impl Daemon {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .expect("the daemon lock is never poisoned")
-    }
-
     /// What `api-shield status` shows.
     fn status(&self) -> StatusReport {
         let (active_bans, counters) = match &self.maps {
