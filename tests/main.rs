@@ -18,6 +18,8 @@ mod diff;
 mod model;
 
 mod cli;
+mod cli_maps;
+mod control_socket;
 mod escalation;
 mod faults;
 mod greedy_clients;
@@ -33,4 +35,5 @@ mod xdp_limiter;
 mod xdp_model;
 mod xdp_netns;
 mod xdp_program;
+mod xdp_reload;
 mod xdp_restarts;

@@ -32,6 +32,14 @@ pub struct Shield {
 }
 
 impl Shield {
+    /// Replaces what follows `# ROUTES` in the shield's config file (then SIGHUP or
+    /// `api-shield reload` applies it).
+    pub fn write_routes(&self, routes: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let base = text.split("# ROUTES").next().unwrap().to_owned();
+        std::fs::write(&self.config, format!("{base}# ROUTES\n{routes}")).unwrap();
+    }
+
     /// Starts the daemon (fast path off) in front of `upstream` with `routes` (TOML).
     pub fn start(upstream: SocketAddr, routes: &str) -> Shield {
         Shield::start_with(upstream, routes, "")

@@ -9,7 +9,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderMap, HeaderValue, Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::{
     body::{Body as _, Incoming},
     upgrade::OnUpgrade,
@@ -23,7 +23,7 @@ use crate::proxy::{
         client_address, forwarded_headers, fresh_request_id, request_id, Client, RequestId,
         REQUEST_ID, X_FORWARDED_FOR,
     },
-    request::client_body::{BodyState, BodyWatch, ClientBody},
+    request::client_body::{BodyWatch, ClientBody},
     request::cors::{CorsPolicy, Preflight},
     request::deadline::ExchangeTimer,
     request::headers::{strip_hop_by_hop, strip_nominated, ResponseHeaders},
@@ -41,6 +41,11 @@ use crate::{
 };
 
 mod compile;
+mod exchange;
+mod outcome;
+
+use exchange::{ask, read_body};
+use outcome::{Outcome, Unanswered};
 
 /// What a route leads to.
 #[derive(Debug)]
@@ -486,109 +491,6 @@ impl Proxy {
     }
 }
 
-/// Sends `outgoing` to `upstream` and waits for the answer's head, on the connection's response
-/// timer; `watch` follows the client's body when it is streamed on. Who failed decides the
-/// refusal: a body that stalled or a client gone is the client's (408, client abort), a
-/// failure or a timeout of the upstream itself is the upstream's (502, 504).
-async fn ask(
-    upstream: &Upstream,
-    outgoing: Box<Request<Body>>,
-    connection: &Connection,
-    watch: Option<&BodyWatch>,
-) -> Result<Response<crate::proxy::upstream::pool::PooledBody>, Refusal> {
-    let asked = Instant::now();
-    let metrics = crate::telemetry::metrics();
-    let sent = upstream.send(outgoing);
-    tokio::pin!(sent);
-    let timed = connection
-        .response_timer
-        .run(deadline_after(asked, upstream.response_timeout), sent);
-    let answer = match watch {
-        // A body that stalls ends the exchange at once: the client's fault, 408.
-        Some(watch) => tokio::select! {
-            answer = timed => answer,
-            () = watch.stalled() => return Err(client_failed(BodyState::Stalled)),
-        },
-        None => timed.await,
-    };
-    let body_state = watch.map(BodyWatch::state);
-    match answer {
-        Ok(Ok(response)) => {
-            upstream.latency.observe(asked.elapsed().as_secs_f64());
-            Ok(response)
-        }
-        // The client's body ended in an error (it went away): not the upstream's failure.
-        Ok(Err(_)) if body_state == Some(BodyState::Gone) => Err(client_failed(BodyState::Gone)),
-        // The upstream's clock ran out while it still waited for the client's body.
-        Err(_) if body_state == Some(BodyState::Streaming) => {
-            Err(client_failed(BodyState::Stalled))
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(upstream = %upstream.name, %error, "upstream request failed");
-            metrics
-                .upstream_errors
-                .with_label_values(&[upstream.name.as_str(), "unavailable"])
-                .inc();
-            Err(Refusal::new(Denial::UpstreamUnavailable))
-        }
-        Err(_) => {
-            metrics
-                .upstream_errors
-                .with_label_values(&[upstream.name.as_str(), "timeout"])
-                .inc();
-            Err(Refusal::new(Denial::UpstreamTimeout))
-        }
-    }
-}
-
-/// A whole body, up to `max_body` bytes (413 past it), with at most `gap` between its pieces.
-async fn read_body(
-    body: Incoming,
-    max_body: u64,
-    gap: std::time::Duration,
-) -> Result<Bytes, Refusal> {
-    if body.size_hint().lower() > max_body {
-        return Err(Refusal::new(Denial::PayloadTooLarge));
-    }
-    let (body, watch) = ClientBody::new(body, gap);
-    let collected = tokio::select! {
-        collected = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).collect() => collected,
-        () = watch.stalled() => return Err(client_failed(BodyState::Stalled)),
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(Refusal::new(Denial::PayloadTooLarge))
-        }
-        Err(_) if watch.state() == BodyState::Gone => Err(client_failed(BodyState::Gone)),
-        Err(_) => Err(Refusal::new(Denial::BadRequest)),
-    }
-}
-
-/// The refusal of an exchange the client made fail: 408 for a body that stalled, a client
-/// abort for one that ended in an error. Counted in `api_shield_client_errors_total`, never
-/// against an upstream.
-fn client_failed(state: BodyState) -> Refusal {
-    let (kind, denial, detail) = match state {
-        BodyState::Gone => (
-            "aborted",
-            Denial::ClientClosedRequest,
-            "The client closed the request",
-        ),
-        _ => (
-            "body_timeout",
-            Denial::RequestTimeout,
-            "The request body stopped arriving",
-        ),
-    };
-    crate::telemetry::metrics()
-        .client_errors
-        .with_label_values(&[kind])
-        .inc();
-    tracing::debug!(kind, "exchange ended by the client");
-    Refusal::new(denial).detail(detail)
-}
-
 /// A body admitted for forwarding, and the watch on its clock when it streams on.
 type AdmittedBody = (Body, Option<Arc<BodyWatch>>);
 
@@ -664,60 +566,6 @@ fn preflight_response(headers: HeaderMap) -> Response<Body> {
     *response.status_mut() = http::StatusCode::NO_CONTENT;
     response.headers_mut().extend(headers);
     response
-}
-
-/// What the access log says of a request besides its basics.
-#[derive(Debug, Default)]
-struct Outcome<'p> {
-    route: Option<&'p RouteMetrics>,
-    denial: Option<Denial>,
-}
-
-/// A request being handled; dropped before it is answered, it writes its access-log line and
-/// counts the request with status 499 (client closed request, as nginx logs it).
-struct Unanswered<'p> {
-    proxy: &'p Proxy,
-    request_id: RequestId,
-    client_ip: IpAddr,
-    method: Method,
-    started: Instant,
-    outcome: Outcome<'p>,
-    answered: bool,
-}
-
-/// The status logged for a request whose client went away before its answer (as
-/// [`Denial::ClientClosedRequest`] has).
-const CLIENT_CLOSED: u16 = 499;
-
-impl Drop for Unanswered<'_> {
-    fn drop(&mut self) {
-        if self.answered {
-            return;
-        }
-        let status = http::StatusCode::from_u16(CLIENT_CLOSED).expect("a valid status code");
-        let route = self.outcome.route.unwrap_or(&self.proxy.unrouted_metrics);
-        let elapsed = self.started.elapsed();
-        route.record(
-            crate::telemetry::method_label(&self.method),
-            status,
-            elapsed,
-        );
-        access_log().record(&AccessLine {
-            request_id: self.request_id.as_str(),
-            client_ip: self.client_ip,
-            route: self.outcome.route.map(RouteMetrics::name),
-            method: Some(self.method.as_str()),
-            status: CLIENT_CLOSED,
-            bytes: Some(0),
-            duration: Some(elapsed),
-            denial: Some(
-                self.outcome
-                    .denial
-                    .unwrap_or(Denial::ClientClosedRequest)
-                    .slug(),
-            ),
-        });
-    }
 }
 
 #[cfg(test)]
