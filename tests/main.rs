@@ -22,6 +22,7 @@ mod cli_maps;
 mod control_socket;
 mod escalation;
 mod faults;
+mod fleet;
 mod greedy_clients;
 mod hostile_http;
 mod operations;

@@ -353,6 +353,7 @@ fn an_upgrade_from_the_previous_map_layout_keeps_bans_and_the_attached_link() {
                     target: IpAddr::V4(Ipv4Addr::new(10, 201, 1, 12)).into(),
                     ttl: Some(Duration::from_secs(600)),
                     reason: "before the upgrade".into(),
+                    origin: None,
                 },
                 &api_shield::fastpath::SystemClock,
             )

@@ -4,6 +4,7 @@
 //! file, and `validate` checks what types cannot. Defaults live in `model` only.
 
 mod error;
+mod fleet_model;
 mod guard_rails;
 mod load;
 mod locate;
@@ -19,8 +20,9 @@ mod validate_policy;
 mod validate_proxy;
 
 pub use error::ConfigError;
+pub use fleet_model::{check_host_name, FleetConfig, Secret, MAX_HOST_LEN};
 pub use guard_rails::{covers, exact, parse_network, GuardError, GuardRails};
-pub use load::{check_host, load};
+pub use load::{check_host, fleet_host, load, FleetHost, Password};
 pub use model::{
     AccessLogConfig, AccessLogSink, AdminConfig, ClockSetting, Config, ControlConfig, EventsConfig,
     FastpathConfig, LimiterConfig, PortSpec, ProtectConfig, XdpModeSetting,

@@ -17,8 +17,10 @@ mod answers;
 use crate::{
     config::{self, Config, ConfigError},
     control::{self, protocol::Reloaded},
+    decisions::Decisions,
     escalate::{system_clock, Escalator},
     fastpath::{self, Fastpath, FastpathError, PinnedMaps, SystemClock},
+    fleet::Fleet,
     proxy::{
         connection::server::{ProxyError, ProxyServer},
         request::handler::Proxy,
@@ -86,6 +88,8 @@ struct State {
     started_with: Config,
     fastpath: Option<Fastpath>,
     proxy: Option<ProxyServer>,
+    /// The link to the fleet's Redis.
+    fleet: Option<Fleet>,
     tasks: Vec<JoinHandle<()>>,
     /// The control socket's path and the task serving it.
     control: Option<(PathBuf, JoinHandle<()>)>,
@@ -98,6 +102,8 @@ pub(crate) struct Daemon {
     state: Mutex<State>,
     readiness: Arc<admin::Readiness>,
     maps: Option<Arc<Mutex<PinnedMaps>>>,
+    /// The one path into the ban map (with the fast path enabled).
+    decisions: Option<Arc<Decisions>>,
     drops: Arc<RecentDrops>,
     /// Where the admin listener listens.
     pub admin: Option<SocketAddr>,
@@ -130,36 +136,15 @@ impl Daemon {
         };
         let drops = Arc::new(RecentDrops::default());
         let mut tasks = Vec::new();
-        let mut maps = None;
-        let fastpath = if let Some(pin_lock) = pin_lock {
-            let mut fastpath = Fastpath::start(&config.fastpath, pin_lock)?;
-            if let Some(events) = fastpath.take_events() {
-                let drops = Arc::clone(&drops);
-                tasks.push(tokio::spawn(async move {
-                    if let Err(error) = fastpath::log_events(events, |e| drops.record(e)).await {
-                        tracing::error!(%error, "drop events unavailable");
-                    }
-                }));
-            }
-            if let Some(logger) = fastpath.take_logger() {
-                tasks.push(tokio::spawn(async move {
-                    if let Err(error) = fastpath::forward_program_log(logger).await {
-                        tracing::error!(%error, "program log unavailable");
-                    }
-                }));
-            }
-            if let Some(opened) = fastpath.take_maps() {
-                let shared = Arc::new(Mutex::new(opened));
-                tasks.push(tokio::spawn(sweep_bans(Arc::clone(&shared))));
-                register_kernel_metrics(&shared);
-                maps = Some(shared);
-            }
-            Some(fastpath)
+        let (fastpath, maps) = if let Some(pin_lock) = pin_lock {
+            let (fastpath, maps) = start_fastpath(&config, pin_lock, &drops, &mut tasks)?;
+            (Some(fastpath), maps)
         } else {
             tracing::info!("fast path disabled (fastpath.enabled = false)");
-            None
+            (None, None)
         };
-        let escalator = Arc::new(Escalator::new(&config, maps.clone(), system_clock()));
+        let (decisions, fleet) = start_decisions(&config, maps.as_ref())?;
+        let escalator = Arc::new(Escalator::new(&config, decisions.clone(), system_clock()));
         let proxy = if config.listeners.is_empty() {
             None
         } else {
@@ -187,11 +172,13 @@ impl Daemon {
                 config,
                 fastpath,
                 proxy,
+                fleet,
                 tasks,
                 control: None,
             }),
             readiness,
             maps,
+            decisions,
             drops,
             admin,
             this: std::sync::OnceLock::new(),
@@ -360,6 +347,9 @@ impl Daemon {
         if let Some(fastpath) = state.fastpath.as_mut() {
             fastpath.update(&config.fastpath);
         }
+        if let Some(decisions) = &self.decisions {
+            decisions.update(&config);
+        }
         if let (Some((new_socket, listener)), Some(this)) = (control, self.this.get()) {
             let task = control::server::serve(listener, this.clone());
             // The record stays in the directory the daemon started with (a new runtime_dir
@@ -404,6 +394,9 @@ impl Daemon {
             proxy.stop(drain_timeout).await;
         }
         let mut state = self.state();
+        if let Some(fleet) = state.fleet.take() {
+            fleet.stop();
+        }
         for task in state.tasks.drain(..) {
             task.abort();
         }
@@ -411,6 +404,59 @@ impl Daemon {
             fastpath.stop();
         }
     }
+}
+
+/// Starts the fast path with its map tasks (drop events, the program's log, the ban sweep);
+/// the fast path and its maps.
+fn start_fastpath(
+    config: &Config,
+    pin_lock: fastpath::PinLock,
+    drops: &Arc<RecentDrops>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<(Fastpath, Option<Arc<Mutex<PinnedMaps>>>)> {
+    let mut fastpath = Fastpath::start(&config.fastpath, pin_lock)?;
+    if let Some(events) = fastpath.take_events() {
+        let drops = Arc::clone(drops);
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = fastpath::log_events(events, |e| drops.record(e)).await {
+                tracing::error!(%error, "drop events unavailable");
+            }
+        }));
+    }
+    if let Some(logger) = fastpath.take_logger() {
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = fastpath::forward_program_log(logger).await {
+                tracing::error!(%error, "program log unavailable");
+            }
+        }));
+    }
+    let maps = fastpath.take_maps().map(|opened| {
+        let shared = Arc::new(Mutex::new(opened));
+        tasks.push(tokio::spawn(sweep_bans(Arc::clone(&shared))));
+        register_kernel_metrics(&shared);
+        shared
+    });
+    Ok((fastpath, maps))
+}
+
+/// The decision path into the ban map (with the fast path enabled), and the link sharing it
+/// with the fleet (with a `[fleet]` table).
+fn start_decisions(
+    config: &Config,
+    maps: Option<&Arc<Mutex<PinnedMaps>>>,
+) -> anyhow::Result<(Option<Arc<Decisions>>, Option<Fleet>)> {
+    let Some(maps) = maps else {
+        return Ok((None, None));
+    };
+    let decisions = Arc::new(Decisions::new(config, Arc::clone(maps), system_clock()));
+    let fleet = match &config.fleet {
+        Some(fleet) => {
+            let host = config::fleet_host(config)?.context("the fleet table is there")?;
+            Some(Fleet::start(fleet, host, &decisions))
+        }
+        None => None,
+    };
+    Ok((Some(decisions), fleet))
 }
 
 fn register_kernel_metrics(maps: &Arc<Mutex<PinnedMaps>>) {

@@ -21,8 +21,9 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::{
-    config::{Config, EscalationRule, EscalationSignal, GuardRails},
-    fastpath::{BanRequest, Clock, PinnedMaps, SystemClock},
+    config::{Config, EscalationRule, EscalationSignal},
+    decisions::{Decision, Decisions, Source},
+    fastpath::{Clock, SystemClock},
     proxy::connection::evict::Evictions,
     refusal::Denial,
     telemetry::metrics,
@@ -104,7 +105,6 @@ struct Rule {
 struct Rules {
     list: Vec<Rule>,
     never: Vec<IpNet>,
-    rails: GuardRails,
     max_ttl: Duration,
     max_active: usize,
     max_tracked: usize,
@@ -113,9 +113,7 @@ struct Rules {
 /// The escalation engine of a daemon.
 pub(crate) struct Escalator {
     rules: ArcSwap<Rules>,
-    maps: Option<Arc<Mutex<PinnedMaps>>>,
-    /// The proxy's open connections, closed for a source once it is banned.
-    evictions: std::sync::OnceLock<Arc<Evictions>>,
+    decisions: Option<Arc<Decisions>>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
 
@@ -126,26 +124,27 @@ impl std::fmt::Debug for Escalator {
 }
 
 impl Escalator {
-    /// Rules from `config`, banning through `maps` (without them, bans are only logged).
+    /// Rules from `config`, banning through `decisions` (without them, bans are only logged).
     pub(crate) fn new(
         config: &Config,
-        maps: Option<Arc<Mutex<PinnedMaps>>>,
+        decisions: Option<Arc<Decisions>>,
         clock: Arc<dyn Clock + Send + Sync>,
     ) -> Escalator {
-        if maps.is_none() && !config.escalation.rules.is_empty() {
+        if decisions.is_none() && !config.escalation.rules.is_empty() {
             tracing::warn!("escalation rules need the fast path to ban at the NIC; with it disabled they only log");
         }
         Escalator {
             rules: ArcSwap::from_pointee(compile(config, None)),
-            maps,
-            evictions: std::sync::OnceLock::new(),
+            decisions,
             clock,
         }
     }
 
     /// From now on, a ban also closes the banned client's open connections in `evictions`.
     pub(crate) fn close_connections_with(&self, evictions: Arc<Evictions>) {
-        let _ = self.evictions.set(evictions);
+        if let Some(decisions) = &self.decisions {
+            decisions.close_connections_with(evictions);
+        }
     }
 
     /// Takes the rules of a reloaded config; counts of rules that keep their name and settings
@@ -197,12 +196,11 @@ impl Escalator {
 
     fn ban(&self, client: IpAddr, rule: &EscalationRule, rules: &Rules) {
         let ttl = rule.ban.min(rules.max_ttl);
-        let Some(maps) = &self.maps else {
+        let Some(decisions) = &self.decisions else {
             tracing::warn!(target: "audit", %client, rule = %rule.name, "escalation would ban (fast path disabled)");
             return;
         };
-        let mut maps = maps.lock().expect("the maps lock is never poisoned");
-        match maps.bans(&*self.clock) {
+        match decisions.active() {
             Ok(active) if active.len() >= rules.max_active => {
                 tracing::error!(target: "audit", %client, rule = %rule.name, max = rules.max_active, "escalation ban refused: escalation.max_active_bans reached");
                 return;
@@ -213,30 +211,22 @@ impl Escalator {
                 return;
             }
         }
-        let request = BanRequest {
+        // Escalation never forces past the guard rails.
+        let decision = Decision {
             target: IpNet::from(client),
             ttl: Some(ttl),
             reason: format!("escalation:{}", rule.name),
+            source: Source::Escalation,
+            force: false,
+            local: false,
         };
-        // Escalation never forces past the guard rails.
-        match maps.ban_guarded(&request, &rules.rails, &[], false, &*self.clock) {
-            Ok(made) => {
-                let ban = made.ban;
-                if let Some(evictions) = self.evictions.get() {
-                    evictions.evict(request.target);
-                }
+        match decisions.ban(&decision) {
+            // Its audit line is the decision's.
+            Ok(_) => {
                 metrics()
                     .escalation_bans
                     .with_label_values(&[&rule.name])
                     .inc();
-                tracing::warn!(
-                    target: "audit",
-                    %client,
-                    rule = %rule.name,
-                    ttl_secs = ttl.as_secs(),
-                    expires = ban.expires.as_deref().unwrap_or("-"),
-                    "source banned at the NIC by escalation"
-                );
             }
             Err(error) => {
                 tracing::error!(%client, rule = %rule.name, %error, "escalation ban failed");
@@ -268,7 +258,6 @@ fn compile(config: &Config, old: Option<&Rules>) -> Rules {
     Rules {
         list: rules,
         never,
-        rails: config.fastpath.guard,
         max_ttl: escalation.max_ban_ttl,
         max_active: escalation.max_active_bans,
         max_tracked: escalation.max_tracked_clients,

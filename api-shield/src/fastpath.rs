@@ -22,7 +22,7 @@ mod upgrade;
 
 pub use addr::{parse_target, target_key, AddrError};
 pub use attach::{ActiveMode, Attachment};
-pub use bans::{Ban, BanRequest, GuardedBan};
+pub use bans::{Ban, BanEntry, BanRequest, GuardedBan};
 pub use clock::{Clock, SystemClock};
 pub use detach::{detach, uninstall_maps, Removed};
 pub use error::FastpathError;

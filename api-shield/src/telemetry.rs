@@ -4,6 +4,7 @@ pub(crate) mod access_line;
 pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod drops;
+pub(crate) mod fleet_metrics;
 pub(crate) mod kernel;
 pub(crate) mod log_limit;
 mod logging;

@@ -159,7 +159,8 @@ impl Topology {
     }
 }
 
-fn mac(ns: &Netns, interface: &str) -> String {
+/// The MAC address of `interface` in `ns`.
+pub fn mac(ns: &Netns, interface: &str) -> String {
     let out = ip_output(&["-n", &ns.name, "-j", "link", "show", "dev", interface]);
     let json: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
     json[0]["address"]

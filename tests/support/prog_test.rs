@@ -83,6 +83,7 @@ impl Harness {
                     target: fastpath::parse_target(target).unwrap(),
                     ttl: Some(ttl),
                     reason: "test".into(),
+                    origin: None,
                 },
                 clock,
             )

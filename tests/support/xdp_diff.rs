@@ -427,6 +427,7 @@ impl Rig {
                 Some(Duration::from_secs(1))
             },
             reason: "model".into(),
+            origin: None,
         };
         let clock: &dyn Clock = if in_force { &SystemClock } else { &AtBoot };
         self.maps.ban(&request, clock).unwrap();

@@ -13,6 +13,7 @@ use crate::{
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // Each is a command-line flag.
 pub(super) struct Args {
     /// Address or network, e.g. `203.0.113.7` or `2001:db8::/48`.
     pub target: String,
@@ -29,6 +30,9 @@ pub(super) struct Args {
     /// IPv6). `::/0` and `0.0.0.0/0` cut the whole host off, SSH included.
     #[arg(long)]
     pub force: bool,
+    /// On this host only: a daemon in a fleet does not share it.
+    #[arg(long)]
+    pub local: bool,
     /// Print the ban as JSON.
     #[arg(long)]
     pub json: bool,
@@ -51,12 +55,16 @@ pub(super) fn run(args: &Args) -> Result<()> {
     if args.reason.trim().is_empty() {
         bail!("--reason must not be empty");
     }
+    if args.reason.chars().any(char::is_control) {
+        bail!("--reason must be printable text");
+    }
     let ttl = (!args.permanent).then_some(args.ttl);
     match args.maps.via_daemon(&Request::Ban {
         target: target.to_string(),
         ttl_secs: ttl.map(|t| t.as_secs().max(1)),
         reason: args.reason.clone(),
         force: args.force,
+        local: args.local,
     })? {
         Some(Answer::Banned(made)) => return print(&made, args.json),
         Some(_) => return Err(ControlError::Unexpected("ban").into()),
@@ -78,6 +86,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
             target,
             ttl,
             reason: args.reason.clone(),
+            origin: None,
         },
         &config.guard,
         &config.allow,

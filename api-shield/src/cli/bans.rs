@@ -1,4 +1,5 @@
-//! `api-shield bans`: the bans in force, with wall-clock expiry.
+//! `api-shield bans`: the bans in force, with wall-clock expiry and where each came from
+//! (`local` for this host's own, else the fleet host that made it).
 
 use anyhow::Result;
 
@@ -33,7 +34,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
         println!("no bans in force");
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = bans
+    let rows: Vec<[String; 5]> = bans
         .into_iter()
         .map(|ban| {
             let left = ban.remaining_secs.map_or_else(
@@ -44,20 +45,24 @@ pub(super) fn run(args: &Args) -> Result<()> {
                 ban.target,
                 ban.expires.unwrap_or_else(|| "never".to_owned()),
                 left,
+                ban.origin.unwrap_or_else(|| "local".to_owned()),
                 ban.reason,
             ]
         })
         .collect();
     print!(
         "{}",
-        table(["TARGET", "EXPIRES (UTC)", "LEFT", "REASON"], &rows)
+        table(
+            ["TARGET", "EXPIRES (UTC)", "LEFT", "ORIGIN", "REASON"],
+            &rows
+        )
     );
     Ok(())
 }
 
-/// Columns as wide as their widest cell, two spaces apart (a ban of years has a long LEFT).
-fn table(header: [&str; 4], rows: &[[String; 4]]) -> String {
-    use std::fmt::Write as _;
+/// Columns as wide as their widest cell, two spaces apart (a ban of years has a long LEFT,
+/// which is aligned right); the last column is not padded.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -65,22 +70,25 @@ fn table(header: [&str; 4], rows: &[[String; 4]]) -> String {
         }
     }
     let mut text = String::new();
-    let mut line = |cells: [&str; 4]| {
-        let _ = writeln!(
-            text,
-            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
+    let mut line = |cells: [&str; N]| {
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i + 1 == N {
+                text.push_str(cell);
+            } else if i == 2 {
+                text.push_str(&" ".repeat(pad));
+                text.push_str(cell);
+                text.push_str("  ");
+            } else {
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        text.push('\n');
     };
     line(header);
     for row in rows {
-        line([&row[0], &row[1], &row[2], &row[3]]);
+        line(row.each_ref().map(String::as_str));
     }
     text
 }
@@ -96,16 +104,21 @@ mod tests {
                 "2001:db8:1234:5678:9abc:def0:1234:5678/128".to_owned(),
                 "2031-12-03T17:00:00Z".to_owned(),
                 "4years 11months 30days 1h".to_owned(),
+                "web-1".to_owned(),
                 "abuse".to_owned(),
             ],
             [
                 "10.0.0.1/32".to_owned(),
                 "never".to_owned(),
                 "-".to_owned(),
+                "local".to_owned(),
                 "manual".to_owned(),
             ],
         ];
-        let text = table(["TARGET", "EXPIRES (UTC)", "LEFT", "REASON"], &rows);
+        let text = table(
+            ["TARGET", "EXPIRES (UTC)", "LEFT", "ORIGIN", "REASON"],
+            &rows,
+        );
         let starts: Vec<Option<usize>> = text
             .lines()
             .map(|l| l.find("abuse").or(l.find("manual")).or(l.find("REASON")))

@@ -13,6 +13,9 @@ use crate::{
 pub(super) struct Args {
     /// Address or network, as given to `ban`.
     pub target: String,
+    /// On this host only: a daemon in a fleet leaves the other hosts' ban in place.
+    #[arg(long)]
+    pub local: bool,
     #[command(flatten)]
     pub maps: MapsArgs,
 }
@@ -22,6 +25,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
     let target = fastpath::parse_target(&args.target)?;
     let request = Request::Unban {
         target: target.to_string(),
+        local: args.local,
     };
     match args.maps.via_daemon(&request)? {
         Some(Answer::Unbanned { .. }) => {}

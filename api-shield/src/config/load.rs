@@ -1,8 +1,8 @@
 //! Reading a config file from disk, and checking it against the host it will run on.
 
-use std::path::Path;
+use std::{fmt, os::unix::fs::MetadataExt as _, path::Path};
 
-use super::{model::Config, parse, validate::problem, ConfigError};
+use super::{check_host_name, model::Config, parse, validate::problem, ConfigError, Secret};
 
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -17,6 +17,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// attaches to exists. `check-config`, a reload and a start all refuse a config that fails it,
 /// so a reload never accepts what the next start would refuse.
 pub fn check_host(config: &Config) -> Result<(), ConfigError> {
+    fleet_host(config)?;
     if !config.fastpath.enabled {
         return Ok(());
     }
@@ -29,4 +30,82 @@ pub fn check_host(config: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// What the `[fleet]` table needs of this host: its name in the fleet and the Redis password.
+#[derive(Debug, Clone)]
+pub struct FleetHost {
+    /// `fleet.host`, or the system's host name.
+    pub host: String,
+    /// The password, read from its file or variable.
+    pub password: Option<Password>,
+}
+
+/// A password: never printed.
+#[derive(Clone)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// Reads what the `[fleet]` table names on this host (none without the table): the password
+/// file must be root's own and unreadable to others, the variable set, and the host name fit
+/// for a fleet (a system host name that is not says to set `fleet.host`).
+pub fn fleet_host(config: &Config) -> Result<Option<FleetHost>, ConfigError> {
+    let Some(fleet) = &config.fleet else {
+        return Ok(None);
+    };
+    let invalid = |key: &str, message: String| config.source.error(problem(key, message));
+    let host = if let Some(host) = &fleet.host {
+        host.clone()
+    } else {
+        {
+            let name = nix::unistd::gethostname()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let short = name.split('.').next().unwrap_or_default().to_owned();
+            check_host_name(&short).map_err(|e| {
+                invalid(
+                    "fleet.host",
+                    format!("the system's host name will not do ({e}); set fleet.host"),
+                )
+            })?;
+            short
+        }
+    };
+    let password = match &fleet.password {
+        None => None,
+        Some(Secret::Env(name)) => Some(Password(std::env::var(name).map_err(|_| {
+            invalid(
+                "fleet.password_env",
+                format!("the environment variable `{name}` is not set"),
+            )
+        })?)),
+        Some(Secret::File(path)) => {
+            let key = "fleet.password_file";
+            let shown = path.display();
+            let meta = std::fs::metadata(path)
+                .map_err(|e| invalid(key, format!("cannot read `{shown}`: {e}")))?;
+            if meta.mode() & 0o077 != 0 {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{shown}` is readable by others (mode {:o}); chmod 600 it",
+                        meta.mode() & 0o777
+                    ),
+                ));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(key, format!("cannot read `{shown}`: {e}")))?;
+            let line = text.lines().next().unwrap_or_default().trim().to_owned();
+            if line.is_empty() {
+                return Err(invalid(key, format!("`{shown}` is empty")));
+            }
+            Some(Password(line))
+        }
+    };
+    Ok(Some(FleetHost { host, password }))
 }

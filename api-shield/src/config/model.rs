@@ -50,6 +50,9 @@ pub struct Config {
     /// The access log: where, in which format, how buffered.
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    /// Several shields sharing bans through Redis (off without the table).
+    #[serde(default)]
+    pub fleet: Option<super::FleetConfig>,
     /// The file and text this config was read from.
     #[serde(skip)]
     pub source: super::Source,
@@ -404,7 +407,7 @@ impl Default for EventsConfig {
 }
 
 /// [`duration`] for an optional key.
-fn optional_duration<'de, D: Deserializer<'de>>(
+pub(super) fn optional_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     duration(deserializer).map(Some)

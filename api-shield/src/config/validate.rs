@@ -57,6 +57,12 @@ pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
         }
     }
     validate_rules(config)?;
+    if config.fleet.is_some() && !fastpath.enabled {
+        return Err(problem(
+            "fleet",
+            "a fleet shares bans at the NIC: it needs fastpath.enabled",
+        ));
+    }
     let limiter = &fastpath.limiter;
     if limiter.rate == 0 {
         return Err(problem(

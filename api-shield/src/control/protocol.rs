@@ -57,11 +57,17 @@ pub(crate) enum Request {
         /// Past the guard rails' minimum prefix (an operator's explicit choice).
         #[serde(default)]
         force: bool,
+        /// On this host only, even in a fleet.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        local: bool,
     },
     /// Lift a ban.
     Unban {
         /// Address or CIDR, as banned.
         target: String,
+        /// On this host only, even in a fleet.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        local: bool,
     },
     /// The bans in force.
     Bans,
@@ -89,7 +95,7 @@ pub(crate) enum Reply {
 #[serde(tag = "answer", rename_all = "snake_case")]
 pub(crate) enum Answer {
     /// To [`Request::Status`].
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// To [`Request::Reload`].
     Reloaded(Reloaded),
     /// To [`Request::Top`].
@@ -178,6 +184,26 @@ pub(crate) struct StatusReport {
     pub counters: Vec<CounterRow>,
     /// Settings changed in the config that wait for a restart.
     pub pending_restart: Vec<String>,
+    /// The fleet link, when the config has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// The fleet link, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FleetStatus {
+    /// The fleet's name.
+    pub name: String,
+    /// This host's name in it.
+    pub host: String,
+    /// Whether Redis answers now.
+    pub connected: bool,
+    /// The Redis URL of the last session.
+    pub redis: Option<String>,
+    /// Hosts heard from in the last 10 seconds (this one included).
+    pub peers: Vec<String>,
+    /// When the bans were last resynced in full (RFC 3339).
+    pub last_resync: Option<String>,
 }
 
 /// One listener.
@@ -237,6 +263,7 @@ mod tests {
     fn a_request_carries_its_version_and_round_trips() {
         let line = serde_json::to_string(&Envelope::new(Request::Unban {
             target: "10.0.0.0/24".to_owned(),
+            local: false,
         }))
         .unwrap();
         assert_eq!(
@@ -247,7 +274,8 @@ mod tests {
         assert_eq!(
             back,
             Envelope::new(Request::Unban {
-                target: "10.0.0.0/24".to_owned()
+                target: "10.0.0.0/24".to_owned(),
+                local: false,
             })
         );
     }

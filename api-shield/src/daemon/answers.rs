@@ -17,7 +17,9 @@ use crate::{
         },
         server::ControlHandler,
     },
+    decisions::{Decision, Decisions, Source},
     fastpath::{self, Fastpath, InterfaceStatus, PinnedMaps, SystemClock},
+    fleet::Fleet,
     telemetry::{error_chain, metrics},
 };
 
@@ -28,7 +30,7 @@ impl ControlHandler for Daemon {
     async fn answer(&self, request: Request) -> Result<Answer, Failure> {
         let refused = |error: anyhow::Error| Failure::refused(error_chain(error.as_ref()));
         match request {
-            Request::Status => Ok(Answer::Status(self.status())),
+            Request::Status => Ok(Answer::Status(Box::new(self.status()))),
             Request::Reload => self
                 .reload()
                 .await
@@ -40,12 +42,19 @@ impl ControlHandler for Daemon {
                 ttl_secs,
                 reason,
                 force,
+                local,
             } => self
-                .ban(&target, ttl_secs.map(Duration::from_secs), &reason, force)
+                .ban(
+                    &target,
+                    ttl_secs.map(Duration::from_secs),
+                    &reason,
+                    force,
+                    local,
+                )
                 .map(Answer::Banned)
                 .map_err(refused),
-            Request::Unban { target } => self
-                .unban(&target)
+            Request::Unban { target, local } => self
+                .unban(&target, local)
                 .map(|target| Answer::Unbanned { target })
                 .map_err(refused),
             Request::Bans => self
@@ -97,6 +106,7 @@ impl Daemon {
             active_bans,
             counters,
             pending_restart: owned(config::pending_restart(&state.started_with, &state.config)),
+            fleet: state.fleet.as_ref().map(Fleet::status),
         }
     }
 
@@ -161,43 +171,38 @@ impl Daemon {
         Ok(lock(maps))
     }
 
-    /// Bans a target, through the guard rails, and closes what it has open.
+    fn decisions(&self) -> anyhow::Result<&Decisions> {
+        use anyhow::Context as _;
+        self.decisions
+            .as_deref()
+            .context("the fast path is disabled in this daemon's config")
+    }
+
+    /// Bans a target, through the guard rails (shared with the fleet unless `local`), and
+    /// closes what it has open.
     fn ban(
         &self,
         target: &str,
         ttl: Option<Duration>,
         reason: &str,
         force: bool,
+        local: bool,
     ) -> anyhow::Result<fastpath::GuardedBan> {
-        let request = fastpath::BanRequest {
+        let decision = Decision {
             target: fastpath::parse_target(target)?,
             ttl,
             reason: reason.to_owned(),
+            source: Source::Operator,
+            force,
+            local,
         };
-        let (rails, allow) = {
-            let state = self.state();
-            (
-                state.config.fastpath.guard,
-                state.config.fastpath.allow.clone(),
-            )
-        };
-        let made =
-            self.locked_maps()?
-                .ban_guarded(&request, &rails, &allow, force, &SystemClock)?;
-        // Its packets die at the NIC from now on: close what it has open rather than let those
-        // connections wait for their timeouts (and hold a stop's drain).
-        if let Some(proxy) = &self.state().proxy {
-            proxy.evict(request.target);
-        }
-        tracing::warn!(target: "audit", ban = %made.ban.target, reason = %made.ban.reason, force, "source banned by an operator");
-        Ok(made)
+        Ok(self.decisions()?.ban(&decision)?)
     }
 
-    /// Lifts a ban; the network lifted.
-    fn unban(&self, target: &str) -> anyhow::Result<String> {
+    /// Lifts a ban (the fleet's too unless `local`); the network lifted.
+    fn unban(&self, target: &str, local: bool) -> anyhow::Result<String> {
         let target = fastpath::parse_target(target)?;
-        self.locked_maps()?.unban(&target)?;
-        tracing::warn!(target: "audit", ban = %target, "ban lifted by an operator");
+        self.decisions()?.unban(target, Source::Operator, local)?;
         Ok(target.to_string())
     }
 }

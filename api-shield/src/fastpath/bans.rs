@@ -23,8 +23,10 @@ pub struct BanRequest {
     pub target: IpNet,
     /// How long; `None` bans until unbanned.
     pub ttl: Option<Duration>,
-    /// Why (kept up to 48 bytes).
+    /// Why (kept up to 48 bytes with the origin).
     pub reason: String,
+    /// The fleet host that made it, for a ban shared with a fleet; `None` for this host's own.
+    pub origin: Option<String>,
 }
 
 /// A ban as the CLI shows it.
@@ -34,12 +36,28 @@ pub struct Ban {
     pub target: String,
     /// Why.
     pub reason: String,
+    /// The fleet host that made it; absent for a ban of this host only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// When it was made (RFC 3339, UTC).
     pub created: String,
     /// When it ends (RFC 3339, UTC), `None` for never.
     pub expires: Option<String>,
     /// Seconds left, `None` for never.
     pub remaining_secs: Option<u64>,
+}
+
+/// A ban in force, as the daemon compares it with other decision sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanEntry {
+    /// Address or network.
+    pub target: IpNet,
+    /// Why.
+    pub reason: String,
+    /// The fleet host that made it, if it is a fleet ban.
+    pub origin: Option<String>,
+    /// When it ends; `None` for never.
+    pub expires: Option<SystemTime>,
 }
 
 /// A ban made through the guard rails, with what it leaves alone.
@@ -114,7 +132,7 @@ impl PinnedMaps {
             prefix_len: key.prefix_len(),
             _pad: 0,
             addr: key.data(),
-            reason: reason_bytes(&request.reason),
+            reason: reason_bytes(&request.reason, request.origin.as_deref()),
         };
         self.bans
             .insert(&key, value, 0)
@@ -178,6 +196,29 @@ impl PinnedMaps {
         Ok(bans.into_iter().map(|(_, ban)| ban).collect())
     }
 
+    /// Bans in force as entries: network, reason, origin and wall-clock end (`None`: never).
+    pub fn ban_entries(
+        &self,
+        clock: &(impl Clock + ?Sized),
+    ) -> Result<Vec<BanEntry>, FastpathError> {
+        let now_mono = clock.monotonic_ns();
+        let mut entries = Vec::new();
+        for entry in &self.bans {
+            let (key, value) = entry.map_err(FastpathError::map(api_shield_common::maps::BANS))?;
+            if is_expired(&value, now_mono) {
+                continue;
+            }
+            let (reason, origin) = reason_of(&value);
+            entries.push(BanEntry {
+                target: key_net(&key),
+                reason,
+                origin,
+                expires: (value.expires_ns != 0).then(|| clock.wall_of(value.expires_ns)),
+            });
+        }
+        Ok(entries)
+    }
+
     /// Removes expired bans from the map; returns how many.
     pub fn sweep_expired_bans(
         &mut self,
@@ -205,22 +246,47 @@ fn is_expired(value: &BanValue, now_mono: u64) -> bool {
     value.expires_ns != 0 && value.expires_ns <= now_mono
 }
 
-fn reason_bytes(reason: &str) -> [u8; BAN_REASON_LEN] {
+/// Separates a ban's reason from its fleet origin in the map's reason bytes (a control
+/// character, which no reason may hold).
+const ORIGIN_SEPARATOR: u8 = 0x1f;
+
+/// The map's reason bytes: the reason, cut on a character boundary to leave room for the
+/// origin (at most [`crate::config::MAX_HOST_LEN`] bytes) after a separator.
+fn reason_bytes(reason: &str, origin: Option<&str>) -> [u8; BAN_REASON_LEN] {
     let mut out = [0u8; BAN_REASON_LEN];
-    let mut end = reason.len().min(BAN_REASON_LEN);
+    let origin = origin.map(|o| &o.as_bytes()[..o.len().min(crate::config::MAX_HOST_LEN)]);
+    let room = BAN_REASON_LEN - origin.map_or(0, |o| o.len() + 1);
+    let mut end = reason.len().min(room);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
     out[..end].copy_from_slice(&reason.as_bytes()[..end]);
+    if let Some(origin) = origin {
+        out[end] = ORIGIN_SEPARATOR;
+        out[end + 1..end + 1 + origin.len()].copy_from_slice(origin);
+    }
     out
 }
 
-fn describe(target: &IpNet, value: &BanValue, now_mono: u64, clock: &(impl Clock + ?Sized)) -> Ban {
-    let reason_len = value
+/// The reason and origin a map value holds.
+fn reason_of(value: &BanValue) -> (String, Option<String>) {
+    let len = value
         .reason
         .iter()
         .position(|b| *b == 0)
         .unwrap_or(BAN_REASON_LEN);
+    let text = &value.reason[..len];
+    match text.iter().position(|b| *b == ORIGIN_SEPARATOR) {
+        Some(at) => (
+            String::from_utf8_lossy(&text[..at]).into_owned(),
+            Some(String::from_utf8_lossy(&text[at + 1..]).into_owned()),
+        ),
+        None => (String::from_utf8_lossy(text).into_owned(), None),
+    }
+}
+
+fn describe(target: &IpNet, value: &BanValue, now_mono: u64, clock: &(impl Clock + ?Sized)) -> Ban {
+    let (reason, origin) = reason_of(value);
     let created = SystemTime::UNIX_EPOCH + Duration::from_millis(value.created_unix_ms);
     let (expires, remaining_secs) = if value.expires_ns == 0 {
         (None, None)
@@ -238,7 +304,8 @@ fn describe(target: &IpNet, value: &BanValue, now_mono: u64, clock: &(impl Clock
     };
     Ban {
         target: target.to_string(),
-        reason: String::from_utf8_lossy(&value.reason[..reason_len]).into_owned(),
+        reason,
+        origin,
         created: humantime::format_rfc3339_seconds(created).to_string(),
         expires,
         remaining_secs,
@@ -252,11 +319,34 @@ mod tests {
     #[test]
     fn reasons_are_cut_on_a_character_boundary() {
         let long = "é".repeat(40);
-        let bytes = reason_bytes(&long);
+        let bytes = reason_bytes(&long, None);
         let len = bytes.iter().position(|b| *b == 0).unwrap_or(BAN_REASON_LEN);
         assert!(std::str::from_utf8(&bytes[..len]).is_ok());
         assert_eq!(len, 48);
-        assert_eq!(&reason_bytes("x")[..2], b"x\0");
+        assert_eq!(&reason_bytes("x", None)[..2], b"x\0");
+    }
+
+    #[test]
+    fn a_fleet_origin_is_kept_whole_beside_its_reason() {
+        let mut value = BanValue {
+            expires_ns: 0,
+            created_unix_ms: 0,
+            last_event_ns: 0,
+            prefix_len: 128,
+            _pad: 0,
+            addr: [0; 16],
+            reason: reason_bytes(&"r".repeat(60), Some("host-b")),
+        };
+        let (reason, origin) = reason_of(&value);
+        assert_eq!(origin.as_deref(), Some("host-b"));
+        assert_eq!(reason, "r".repeat(48 - 7));
+        value.reason = reason_bytes("escalation:auth", None);
+        assert_eq!(reason_of(&value), ("escalation:auth".to_owned(), None));
+        value.reason = reason_bytes("manual", Some(&"h".repeat(30)));
+        assert_eq!(
+            reason_of(&value).1.unwrap().len(),
+            crate::config::MAX_HOST_LEN
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub xdp_attached: IntGaugeVec,
     /// Log lines written and lost.
     pub logs: LogMetrics,
+    /// The fleet's link to Redis.
+    pub fleet: super::fleet_metrics::FleetMetrics,
     /// `api_shield_config_reloads_total{result}`.
     pub reloads: IntCounterVec,
     /// `api_shield_jwks_fetches_total{issuer,result}`.
@@ -56,7 +58,12 @@ pub struct Metrics {
     pub last_reload: IntGauge,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(super) fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
     registry
         .register(Box::new(metric.clone()))
@@ -64,7 +71,7 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     metric
 }
 
-fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+pub(super) fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let metric = IntCounter::new(name, help).expect("a valid metric");
     registry
         .register(Box::new(metric.clone()))
@@ -72,7 +79,7 @@ fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     metric
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+pub(super) fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let metric = IntGauge::new(name, help).expect("a valid metric");
     registry
         .register(Box::new(metric.clone()))
@@ -196,6 +203,7 @@ impl Metrics {
                 &["interface"],
             ),
             logs: LogMetrics::register(&registry),
+            fleet: super::fleet_metrics::FleetMetrics::register(&registry),
             reloads: counter(
                 &registry,
                 "api_shield_config_reloads_total",

@@ -116,6 +116,7 @@ impl Receiver {
                 target: std::net::IpAddr::from(banned).into(),
                 ttl: Some(std::time::Duration::from_hours(1)),
                 reason: "bench".into(),
+                origin: None,
             },
             &fastpath::SystemClock,
         )?;

@@ -144,8 +144,8 @@ fn ban(ctx: &Ctx) -> Result<String> {
         text(&out)
     );
     ensure!(
-        journal_count(ctx, "source banned by an operator")? >= 1,
-        "the ban did not go through the daemon (no \"source banned by an operator\" audit line)"
+        journal_count(ctx, "source banned at the NIC by an operator")? >= 1,
+        "the ban did not go through the daemon (no \"source banned at the NIC by an operator\" audit line)"
     );
     let (ok, code, _) = curl(ctx, 3)?;
     ensure!(

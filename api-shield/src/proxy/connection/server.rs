@@ -228,11 +228,6 @@ impl ProxyServer {
         self.reload_certificates(false);
     }
 
-    /// Closes the open connections of clients in `net` (just banned).
-    pub(crate) fn evict(&self, net: ipnet::IpNet) {
-        self.live.evictions.evict(net);
-    }
-
     /// Stops accepting, lets open connections finish their exchanges for up to `timeout`,
     /// then drops what is left.
     pub(crate) async fn stop(self, timeout: std::time::Duration) {

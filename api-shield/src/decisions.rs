@@ -1,0 +1,363 @@
+//! Decision sources: the one path into the kernel's ban map. Operators (the CLI through the
+//! control socket), escalation and the fleet ban and unban here, through the same guard rails
+//! (no network broader than `fastpath.guard` unless an operator forces it, none the allow list
+//! covers), with provenance kept in the map (the fleet host that made a ban) and one audit line
+//! per decision. A ban made here closes the source's open connections, and one meant for the
+//! fleet is handed to the fleet's link, which never makes the caller wait.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
+    time::{Duration, SystemTime},
+};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+
+use crate::{
+    config::{Config, GuardError, GuardRails},
+    fastpath::{BanEntry, BanRequest, Clock, FastpathError, GuardedBan, PinnedMaps},
+    proxy::connection::evict::Evictions,
+};
+
+/// Who decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// An operator, through the control socket.
+    Operator,
+    /// An escalation rule.
+    Escalation,
+    /// Another host of the fleet.
+    Fleet,
+}
+
+impl Source {
+    /// Who, as the audit line says it.
+    fn by(self) -> &'static str {
+        match self {
+            Source::Operator => "an operator",
+            Source::Escalation => "escalation",
+            Source::Fleet => "the fleet",
+        }
+    }
+}
+
+/// A ban to make.
+#[derive(Debug, Clone)]
+pub(crate) struct Decision {
+    /// Address or network (no host bits).
+    pub target: IpNet,
+    /// How long; `None` until unbanned.
+    pub ttl: Option<Duration>,
+    /// Why (no control characters).
+    pub reason: String,
+    /// Who decided.
+    pub source: Source,
+    /// Past the breadth guard rail (operators only).
+    pub force: bool,
+    /// Only on this host, even in a fleet.
+    pub local: bool,
+}
+
+/// A ban or unban for the fleet to hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shared {
+    /// A ban, with its wall-clock end (`None`: never).
+    Ban {
+        /// Address or network.
+        target: IpNet,
+        /// Why.
+        reason: String,
+        /// When it was made.
+        created: SystemTime,
+        /// When it ends.
+        expires: Option<SystemTime>,
+    },
+    /// An unban.
+    Unban {
+        /// Address or network.
+        target: IpNet,
+    },
+}
+
+/// Where bans for the fleet go: the fleet link's queue, and this host's name in the fleet.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    /// This host's name in the fleet.
+    pub host: String,
+    /// The link's queue (bounded; full means dropped and counted, never a wait).
+    pub queue: tokio::sync::mpsc::Sender<Shared>,
+}
+
+/// Why a decision was not applied.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecisionError {
+    /// Past a guard rail.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    /// The map refused it.
+    #[error(transparent)]
+    Fastpath(#[from] FastpathError),
+    /// The reason holds control characters.
+    #[error("the reason must be printable text")]
+    Reason,
+    /// A fleet ban lasting longer than `fleet.max_ban_ttl`.
+    #[error("it lasts longer than fleet.max_ban_ttl ({}s)", max.as_secs())]
+    TooLong {
+        /// The limit.
+        max: Duration,
+    },
+}
+
+/// What the guard rails need from the config.
+#[derive(Debug)]
+struct Rails {
+    guard: GuardRails,
+    allow: Vec<IpNet>,
+    max_fleet_ttl: Duration,
+}
+
+impl Rails {
+    fn of(config: &Config) -> Rails {
+        Rails {
+            guard: config.fastpath.guard,
+            allow: config.fastpath.allow.clone(),
+            max_fleet_ttl: config
+                .fleet
+                .as_ref()
+                .map_or(Duration::MAX, |f| f.max_ban_ttl),
+        }
+    }
+}
+
+/// The decision path of a daemon.
+pub(crate) struct Decisions {
+    maps: Arc<Mutex<PinnedMaps>>,
+    rails: ArcSwap<Rails>,
+    evictions: OnceLock<Arc<Evictions>>,
+    outbox: OnceLock<Outbox>,
+    clock: Arc<dyn Clock + Send + Sync>,
+}
+
+impl std::fmt::Debug for Decisions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decisions").finish_non_exhaustive()
+    }
+}
+
+impl Decisions {
+    /// Decisions written into `maps`, with the guard rails of `config`.
+    pub(crate) fn new(
+        config: &Config,
+        maps: Arc<Mutex<PinnedMaps>>,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Decisions {
+        Decisions {
+            maps,
+            rails: ArcSwap::from_pointee(Rails::of(config)),
+            evictions: OnceLock::new(),
+            outbox: OnceLock::new(),
+            clock,
+        }
+    }
+
+    /// Takes the guard rails of a reloaded config.
+    pub(crate) fn update(&self, config: &Config) {
+        self.rails.store(Arc::new(Rails::of(config)));
+    }
+
+    /// From now on, a ban also closes the banned client's open connections in `evictions`.
+    pub(crate) fn close_connections_with(&self, evictions: Arc<Evictions>) {
+        let _ = self.evictions.set(evictions);
+    }
+
+    /// From now on, bans and unbans not marked local are shared through `outbox`.
+    pub(crate) fn share_with(&self, outbox: Outbox) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    /// The clock decisions are made by.
+    pub(crate) fn clock(&self) -> &(dyn Clock + Send + Sync) {
+        &*self.clock
+    }
+
+    fn maps(&self) -> MutexGuard<'_, PinnedMaps> {
+        self.maps.lock().expect("the maps lock is never poisoned")
+    }
+
+    /// Bans in force.
+    pub(crate) fn active(&self) -> Result<Vec<BanEntry>, FastpathError> {
+        self.maps().ban_entries(&*self.clock)
+    }
+
+    /// Makes a ban of this host's (an operator's or escalation's), shares it with the fleet
+    /// unless it is local, and closes what the source has open.
+    pub(crate) fn ban(&self, decision: &Decision) -> Result<GuardedBan, DecisionError> {
+        if decision.reason.chars().any(char::is_control) {
+            return Err(DecisionError::Reason);
+        }
+        let outbox = self.outbox.get().filter(|_| !decision.local);
+        let request = BanRequest {
+            target: decision.target,
+            ttl: decision.ttl,
+            reason: decision.reason.clone(),
+            origin: outbox.map(|o| o.host.clone()),
+        };
+        let rails = self.rails.load();
+        let made = self.maps().ban_guarded(
+            &request,
+            &rails.guard,
+            &rails.allow,
+            decision.force,
+            &*self.clock,
+        )?;
+        self.evict(decision.target);
+        tracing::warn!(
+            target: "audit",
+            ban = %made.ban.target,
+            reason = %made.ban.reason,
+            origin = made.ban.origin.as_deref().unwrap_or("local"),
+            expires = made.ban.expires.as_deref().unwrap_or("never"),
+            force = decision.force,
+            "source banned at the NIC by {}",
+            decision.source.by()
+        );
+        if let Some(outbox) = outbox {
+            let now = self.clock.wall();
+            share(
+                outbox,
+                Shared::Ban {
+                    target: decision.target,
+                    reason: decision.reason.clone(),
+                    created: now,
+                    expires: decision.ttl.map(|ttl| now + ttl),
+                },
+            );
+        }
+        Ok(made)
+    }
+
+    /// Lifts this host's ban of exactly `target`, and the fleet's unless `local`.
+    pub(crate) fn unban(
+        &self,
+        target: IpNet,
+        source: Source,
+        local: bool,
+    ) -> Result<(), DecisionError> {
+        let outbox = self.outbox.get().filter(|_| !local);
+        let lifted = self.maps().unban(&target);
+        match lifted {
+            // Not banned here, but the fleet may still hold it (made while this host was away).
+            Err(FastpathError::NoSuchBan { .. }) if outbox.is_some() => {}
+            Err(error) => return Err(error.into()),
+            Ok(()) => {}
+        }
+        tracing::warn!(target: "audit", ban = %target, fleet = outbox.is_some(), "ban lifted by {}", source.by());
+        if let Some(outbox) = outbox {
+            share(outbox, Shared::Unban { target });
+        }
+        Ok(())
+    }
+
+    /// Applies a ban another host of the fleet made: through the guard rails (never forced),
+    /// no longer than `fleet.max_ban_ttl`, written with its origin. `Ok(false)` when this host
+    /// already holds the same ban (nothing written).
+    pub(crate) fn apply_fleet_ban(
+        &self,
+        target: IpNet,
+        reason: &str,
+        origin: &str,
+        expires: Option<SystemTime>,
+    ) -> Result<bool, DecisionError> {
+        if reason.chars().any(char::is_control) {
+            return Err(DecisionError::Reason);
+        }
+        let rails = self.rails.load();
+        let now = self.clock.wall();
+        let ttl = expires.map(|at| at.duration_since(now).unwrap_or_default());
+        if ttl.is_some_and(|ttl| ttl > rails.max_fleet_ttl) {
+            return Err(DecisionError::TooLong {
+                max: rails.max_fleet_ttl,
+            });
+        }
+        let mut maps = self.maps();
+        let held = maps.ban_entries(&*self.clock)?.into_iter().find(|b| {
+            b.target == target
+                && b.origin.as_deref() == Some(origin)
+                && b.reason == reason
+                && same_end(b.expires, expires)
+        });
+        if held.is_some() {
+            return Ok(false);
+        }
+        let request = BanRequest {
+            target,
+            ttl,
+            reason: reason.to_owned(),
+            origin: Some(origin.to_owned()),
+        };
+        let made = maps.ban_guarded(&request, &rails.guard, &rails.allow, false, &*self.clock)?;
+        drop(maps);
+        self.evict(target);
+        tracing::warn!(
+            target: "audit",
+            ban = %made.ban.target,
+            reason = %made.ban.reason,
+            origin,
+            expires = made.ban.expires.as_deref().unwrap_or("never"),
+            "source banned at the NIC by {}",
+            Source::Fleet.by()
+        );
+        Ok(true)
+    }
+
+    /// Lifts a fleet ban of `target` (a ban of this host only stays). `Ok(false)` when there
+    /// was none.
+    pub(crate) fn lift_fleet_ban(&self, target: IpNet) -> Result<bool, DecisionError> {
+        let mut maps = self.maps();
+        let held = maps
+            .ban_entries(&*self.clock)?
+            .into_iter()
+            .any(|b| b.target == target && b.origin.is_some());
+        if !held {
+            return Ok(false);
+        }
+        match maps.unban(&target) {
+            Ok(()) | Err(FastpathError::NoSuchBan { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        drop(maps);
+        tracing::warn!(target: "audit", ban = %target, "ban lifted by {}", Source::Fleet.by());
+        Ok(true)
+    }
+
+    fn evict(&self, target: IpNet) {
+        if let Some(evictions) = self.evictions.get() {
+            evictions.evict(target);
+        }
+    }
+}
+
+/// Hands a decision to the fleet's link; a full queue drops it (counted), never waits.
+fn share(outbox: &Outbox, shared: Shared) {
+    if outbox.queue.try_send(shared).is_err() {
+        crate::telemetry::metrics()
+            .fleet
+            .shared
+            .with_label_values(&["dropped"])
+            .inc();
+        tracing::error!("fleet: the share queue is full; this decision stays on this host");
+    }
+}
+
+/// Whether two ends are the same to the second (the kernel keeps monotonic time, the fleet
+/// wall-clock milliseconds: a round trip between them moves an end by less than that).
+fn same_end(a: Option<SystemTime>, b: Option<SystemTime>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let gap = a.duration_since(b).or_else(|_| b.duration_since(a));
+            gap.is_ok_and(|gap| gap < Duration::from_secs(1))
+        }
+        _ => false,
+    }
+}

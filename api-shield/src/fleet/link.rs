@@ -1,0 +1,485 @@
+//! The link to Redis: one task per daemon that connects (each URL in turn), subscribes to the
+//! fleet's channel, publishes what this host decided while it was away, resyncs, and then
+//! applies what the other hosts say, shares what this host decides and sends a heartbeat.
+//!
+//! Nothing else waits on it: decisions reach it through a bounded queue. Every command has
+//! `fleet.timeout`; a heartbeat that misses it, or a closed connection, ends the session, and
+//! the host decides alone (its kernel maps keep every ban) until a new session has resynced.
+//! Subscribing before reading the stored bans means no change falls between the two: a change
+//! made after the read arrives as a message, and messages replay changes in order.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    convert::Infallible,
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use futures_util::StreamExt as _;
+use ipnet::IpNet;
+use redis::{aio::MultiplexedConnection, AsyncCommands as _, IntoConnectionInfo as _};
+use tokio::sync::mpsc;
+
+use super::{
+    keys::{self, Keys},
+    record::{self, BanRecord, Message, RecordError},
+    FleetState,
+};
+use crate::{
+    config::{FleetConfig, Password},
+    decisions::{DecisionError, Decisions, Shared},
+    fastpath::FastpathError,
+    telemetry::metrics,
+};
+
+/// How often the host says it is alive and checks Redis answers.
+const HEARTBEAT: Duration = Duration::from_millis(250);
+/// Heartbeats between sweeps of ended bans and reads of the peer list.
+const SWEEP_EVERY: u32 = 20;
+/// A peer is listed by `status` while its last heartbeat is younger than this.
+const PEER_RECENT: Duration = Duration::from_secs(10);
+/// Peers silent for longer are removed from the list.
+const PEER_FORGOTTEN: Duration = Duration::from_hours(24);
+/// Waits between connection attempts, doubling from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+/// Most decisions kept for Redis while it is away; past it the oldest are dropped and counted.
+pub(super) const QUEUE: usize = 10_000;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LinkError {
+    /// Redis answered with an error, or the connection failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer within the timeout.
+    #[error("Redis did not answer {0} within fleet.timeout")]
+    Timeout(&'static str),
+    /// The subscription's connection closed.
+    #[error("the subscription's connection closed")]
+    Closed,
+    /// The CA file could not be read.
+    #[error("reading fleet.ca_file: {0}")]
+    Ca(std::io::Error),
+    /// The kernel map could not be read.
+    #[error(transparent)]
+    Fastpath(#[from] FastpathError),
+}
+
+/// The link's state between sessions.
+pub(super) struct Link {
+    pub config: FleetConfig,
+    pub host: String,
+    pub password: Option<Password>,
+    pub keys: Keys,
+    pub decisions: Arc<Decisions>,
+    pub state: Arc<FleetState>,
+    pub queue: mpsc::Receiver<Shared>,
+    /// Decisions taken from the queue and not yet published.
+    pub pending: VecDeque<Shared>,
+    /// The epoch word last seen.
+    pub epoch: Option<String>,
+    /// Sessions started (picks the URL).
+    pub attempts: usize,
+}
+
+/// Runs the link until the daemon stops (the task is aborted).
+pub(super) async fn run(mut link: Link) {
+    let mut backoff = BACKOFF.0;
+    let mut said_down = false;
+    loop {
+        let Err(error) = link.session().await;
+        let m = &metrics().fleet;
+        if link.state.set_connected(false) {
+            m.fallbacks.inc();
+            backoff = BACKOFF.0;
+            said_down = true;
+            tracing::error!(error = %error, "fleet: lost Redis; bans stay on this host and are shared when it is back");
+        } else if !said_down {
+            said_down = true;
+            tracing::error!(error = %error, "fleet: cannot reach Redis; this host decides alone until it answers");
+        } else {
+            tracing::debug!(error = %error, "fleet: Redis still unreachable");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF.1);
+    }
+}
+
+impl Link {
+    fn client(&self, url: &str) -> Result<redis::Client, LinkError> {
+        let info = url.into_connection_info()?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &self.config.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(&password.0);
+        }
+        let info = info.set_redis_settings(settings);
+        match &self.config.ca_file {
+            Some(ca) if url.starts_with("rediss://") => Ok(redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca).map_err(LinkError::Ca)?),
+                },
+            )?),
+            _ => Ok(redis::Client::open(info)?),
+        }
+    }
+
+    /// Runs `command` with the fleet's timeout, timing its round trip.
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        command: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, LinkError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.config.timeout, command).await {
+            Err(_) => return Err(LinkError::Timeout(what)),
+            // The connection's own response timeout (the same `fleet.timeout`).
+            Ok(Err(error)) if error.is_timeout() => return Err(LinkError::Timeout(what)),
+            Ok(result) => result?,
+        };
+        metrics()
+            .fleet
+            .round_trip
+            .observe(started.elapsed().as_secs_f64());
+        Ok(result)
+    }
+
+    /// One connection's life: returns only when it is lost.
+    async fn session(&mut self) -> Result<Infallible, LinkError> {
+        let url = self.config.redis[self.attempts % self.config.redis.len()].clone();
+        self.attempts += 1;
+        let client = self.client(&url)?;
+        let connect = self.config.connect_timeout;
+        let options = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(Some(self.config.timeout));
+        let mut redis = tokio::time::timeout(
+            connect,
+            client.get_multiplexed_async_connection_with_config(&options),
+        )
+        .await
+        .map_err(|_| LinkError::Timeout("a connection"))??;
+        let mut pubsub = tokio::time::timeout(connect, client.get_async_pubsub())
+            .await
+            .map_err(|_| LinkError::Timeout("a connection"))??;
+        let channel = self.keys.channel.clone();
+        self.timed("SUBSCRIBE", pubsub.subscribe(&channel)).await?;
+        let mut messages = pubsub.into_on_message();
+        let lost = self.epoch_changed(&mut redis).await?;
+        self.flush(&mut redis).await?;
+        self.resync(&mut redis, lost).await?;
+        self.state.set_server(&url);
+        self.state.set_connected(true);
+        tracing::info!(redis = %url, redis_was_empty = lost, "fleet: connected and resynced");
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beats = 0u32;
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let message = message.ok_or(LinkError::Closed)?;
+                    match message.get_payload::<String>() {
+                        Ok(text) => self.receive(&text),
+                        Err(error) => refused("?", &RecordError::Shape(error.to_string())),
+                    }
+                }
+                shared = self.queue.recv() => {
+                    if let Some(shared) = shared {
+                        self.pending.push_back(shared);
+                        self.flush(&mut redis).await?;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    self.heartbeat(&mut redis, beats.is_multiple_of(SWEEP_EVERY)).await?;
+                    beats = beats.wrapping_add(1);
+                }
+            }
+        }
+    }
+
+    /// Whether Redis lost the fleet's data since this host last looked (a fresh epoch word).
+    async fn epoch_changed(
+        &mut self,
+        redis: &mut MultiplexedConnection,
+    ) -> Result<bool, LinkError> {
+        let fresh = format!("{:032x}", rand::random::<u128>());
+        let epoch = self.keys.epoch.clone();
+        let created: Option<String> = self
+            .timed(
+                "SET NX",
+                redis::cmd("SET")
+                    .arg(&epoch)
+                    .arg(&fresh)
+                    .arg("NX")
+                    .query_async(redis),
+            )
+            .await?;
+        let now: String = self.timed("GET", redis.get(&epoch)).await?;
+        let lost = match &self.epoch {
+            Some(seen) => *seen != now,
+            None => created.is_some(),
+        };
+        self.epoch = Some(now);
+        Ok(lost)
+    }
+
+    /// Publishes every decision waiting (those that ended meanwhile are dropped).
+    async fn flush(&mut self, redis: &mut MultiplexedConnection) -> Result<(), LinkError> {
+        while let Ok(shared) = self.queue.try_recv() {
+            self.pending.push_back(shared);
+        }
+        while self.pending.len() > QUEUE {
+            self.pending.pop_front();
+            metrics().fleet.shared.with_label_values(&["dropped"]).inc();
+        }
+        while let Some(shared) = self.pending.front().cloned() {
+            let now = self.decisions.clock().wall();
+            let host = self.host.clone();
+            match shared {
+                Shared::Ban {
+                    expires: Some(end), ..
+                } if end <= now => {
+                    metrics().fleet.shared.with_label_values(&["dropped"]).inc();
+                }
+                Shared::Ban {
+                    target,
+                    reason,
+                    created,
+                    expires,
+                } => {
+                    let record = BanRecord {
+                        reason,
+                        host,
+                        created_ms: record::unix_ms(created),
+                        expires_ms: expires.map(record::unix_ms),
+                    };
+                    self.publish_ban(redis, target, record).await?;
+                    metrics()
+                        .fleet
+                        .shared
+                        .with_label_values(&["published"])
+                        .inc();
+                }
+                Shared::Unban { target } => {
+                    let message = serde_json::to_string(&Message::Unban {
+                        target: target.to_string(),
+                        host,
+                    })
+                    .expect("serializable");
+                    let script = redis::Script::new(keys::UNBAN);
+                    let mut call = script.key(&self.keys.bans);
+                    call.key(&self.keys.expiry)
+                        .arg(target.to_string())
+                        .arg(&self.keys.channel)
+                        .arg(message);
+                    let _: i64 = self.timed("UNBAN", call.invoke_async(redis)).await?;
+                    metrics()
+                        .fleet
+                        .shared
+                        .with_label_values(&["published"])
+                        .inc();
+                }
+            }
+            self.pending.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn publish_ban(
+        &self,
+        redis: &mut MultiplexedConnection,
+        target: IpNet,
+        record: BanRecord,
+    ) -> Result<(), LinkError> {
+        let stored = serde_json::to_string(&record).expect("serializable");
+        let end = record
+            .expires_ms
+            .map(|ms| ms.to_string())
+            .unwrap_or_default();
+        let message = serde_json::to_string(&Message::Ban {
+            target: target.to_string(),
+            record,
+        })
+        .expect("serializable");
+        let script = redis::Script::new(keys::BAN);
+        let mut call = script.key(&self.keys.bans);
+        call.key(&self.keys.expiry)
+            .arg(target.to_string())
+            .arg(stored)
+            .arg(end)
+            .arg(&self.keys.channel)
+            .arg(message);
+        let _: i64 = self.timed("BAN", call.invoke_async(redis)).await?;
+        Ok(())
+    }
+
+    /// Makes this host's fleet bans what Redis holds: every ban stored there is applied, and
+    /// a fleet ban held here that Redis lacks was lifted while this host was away, unless
+    /// Redis lost its data (`lost`): then it is published again, with its maker and end.
+    async fn resync(
+        &mut self,
+        redis: &mut MultiplexedConnection,
+        lost: bool,
+    ) -> Result<(), LinkError> {
+        let bans = self.keys.bans.clone();
+        let stored: HashMap<String, String> = self.timed("HGETALL", redis.hgetall(&bans)).await?;
+        let now = self.decisions.clock().wall();
+        let mut in_redis = HashSet::new();
+        for (target, text) in &stored {
+            match record::parse_target(target)
+                .and_then(|net| Ok((net, record::parse_record(text)?)))
+            {
+                Ok((net, record)) => {
+                    in_redis.insert(net);
+                    self.apply(net, &record, now);
+                }
+                Err(error) => refused(target, &error),
+            }
+        }
+        let held = self.decisions.active()?;
+        for ban in held.into_iter().filter(|b| !in_redis.contains(&b.target)) {
+            let Some(origin) = ban.origin else { continue };
+            if lost {
+                let record = BanRecord {
+                    reason: ban.reason,
+                    host: origin,
+                    created_ms: record::unix_ms(now),
+                    expires_ms: ban.expires.map(record::unix_ms),
+                };
+                self.publish_ban(redis, ban.target, record).await?;
+                metrics()
+                    .fleet
+                    .shared
+                    .with_label_values(&["published"])
+                    .inc();
+            } else {
+                self.lift(ban.target);
+            }
+        }
+        metrics().fleet.resyncs.inc();
+        self.state.resynced(now);
+        Ok(())
+    }
+
+    /// A message from the channel.
+    fn receive(&self, text: &str) {
+        match record::parse_message(text) {
+            Ok(Message::Ban { target, record }) => {
+                if record.host == self.host {
+                    return;
+                }
+                match record::parse_target(&target).and_then(|net| {
+                    record.check()?;
+                    Ok(net)
+                }) {
+                    Ok(net) => self.apply(net, &record, self.decisions.clock().wall()),
+                    Err(error) => refused(&target, &error),
+                }
+            }
+            Ok(Message::Unban { target, host }) => {
+                if host == self.host {
+                    return;
+                }
+                match record::parse_target(&target) {
+                    Ok(net) => self.lift(net),
+                    Err(error) => refused(&target, &error),
+                }
+            }
+            Err(error) => refused("?", &error),
+        }
+    }
+
+    /// Applies a checked fleet ban.
+    fn apply(&self, target: IpNet, record: &BanRecord, now: SystemTime) {
+        let outcome = if record.expired(now) {
+            "expired"
+        } else {
+            match self.decisions.apply_fleet_ban(
+                target,
+                &record.reason,
+                &record.host,
+                record.expires(),
+            ) {
+                Ok(true) => "applied",
+                Ok(false) => "unchanged",
+                Err(error) => {
+                    refused_decision(target, &record.host, &error);
+                    "refused"
+                }
+            }
+        };
+        metrics().fleet.received.with_label_values(&[outcome]).inc();
+    }
+
+    fn lift(&self, target: IpNet) {
+        match self.decisions.lift_fleet_ban(target) {
+            Ok(true) => metrics()
+                .fleet
+                .received
+                .with_label_values(&["lifted"])
+                .inc(),
+            Ok(false) => metrics()
+                .fleet
+                .received
+                .with_label_values(&["unchanged"])
+                .inc(),
+            Err(error) => {
+                tracing::error!(ban = %target, error = %error, "fleet: cannot lift a ban");
+            }
+        }
+    }
+
+    /// Says this host is alive (and checks Redis answers); now and then, sweeps ended bans and
+    /// reads which peers are alive.
+    async fn heartbeat(
+        &self,
+        redis: &mut MultiplexedConnection,
+        sweep: bool,
+    ) -> Result<(), LinkError> {
+        let now = record::unix_ms(self.decisions.clock().wall());
+        let _: i64 = self
+            .timed("a heartbeat", redis.zadd(&self.keys.peers, &self.host, now))
+            .await?;
+        if !sweep {
+            return Ok(());
+        }
+        let script = redis::Script::new(keys::SWEEP);
+        let mut call = script.key(&self.keys.bans);
+        call.key(&self.keys.expiry).arg(now);
+        let _: i64 = self.timed("SWEEP", call.invoke_async(redis)).await?;
+        let recent = now.saturating_sub(PEER_RECENT.as_millis() as u64);
+        let peers: Vec<String> = self
+            .timed(
+                "ZRANGEBYSCORE",
+                redis.zrangebyscore(&self.keys.peers, recent, "+inf"),
+            )
+            .await?;
+        let forgotten = now.saturating_sub(PEER_FORGOTTEN.as_millis() as u64);
+        let _: i64 = self
+            .timed(
+                "ZREMRANGEBYSCORE",
+                redis.zrembyscore(&self.keys.peers, "-inf", forgotten),
+            )
+            .await?;
+        self.state.set_peers(peers);
+        Ok(())
+    }
+}
+
+fn refused(target: &str, error: &RecordError) {
+    metrics()
+        .fleet
+        .received
+        .with_label_values(&["refused"])
+        .inc();
+    tracing::warn!(target: "audit", entry = %target.chars().take(64).collect::<String>(), error = %error, "fleet: entry refused, not applied");
+}
+
+fn refused_decision(target: IpNet, origin: &str, error: &DecisionError) {
+    tracing::warn!(target: "audit", ban = %target, origin, error = %error, "fleet: ban refused, not applied");
+}

@@ -1,0 +1,485 @@
+//! Fleet mode end to end: three daemons in three network namespaces, each with XDP attached in
+//! driver mode to its own veth, sharing bans through a Redis server the test starts; clients
+//! reach every host from one client namespace.
+//!
+//! A source banned by escalation on host A is dropped at B's NIC; a host started later gets
+//! the ban at start; `api-shield bans` names where it came from; an unban on C lifts it
+//! everywhere. Entries written into Redis by hand (`::/0`, host bits, not an address, a huge
+//! TTL) are refused and logged, never applied. With Redis killed, hosts keep serving and say
+//! they are alone; a ban made meanwhile is shared once Redis is back, and Redis restarted
+//! empty gets the fleet's bans again.
+
+// Hosts are numbered: `k` names the namespace, the address and the daemon alike.
+#![allow(clippy::needless_range_loop)]
+
+use crate::support;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use api_shield::fastpath::PinnedMaps;
+use api_shield_common::Reason;
+use support::{
+    admin::value,
+    daemon::{cli, cli_json, ChildGuard, Daemon},
+    fleet_net::{redis_available, FleetNet},
+    https::{status_from, TestPki},
+    privileged::{self, PinDir},
+};
+
+const BAD: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 66);
+const GOOD: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 77);
+const OTHER: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 88);
+const PORT: u16 = 8443;
+const REDIS_PORT: u16 = 6390;
+const THRESHOLD: u32 = 4;
+const HOSTS: [&str; 3] = ["host-a", "host-b", "host-c"];
+/// How long a fleet change may take to show on another host here (the design promises well
+/// under a second; the bound leaves room for a loaded CI machine).
+const SPREAD: Duration = Duration::from_secs(5);
+
+/// One host of the fleet: its config, pins and (once started) daemon.
+struct Host {
+    // Dropped first: the daemon stops before its pins and upstream go.
+    daemon: Option<Daemon>,
+    config: PathBuf,
+    pins: PinDir,
+    _demo: ChildGuard,
+}
+
+impl Host {
+    fn daemon(&mut self) -> &mut Daemon {
+        self.daemon.as_mut().expect("started")
+    }
+
+    fn config_arg(&self) -> String {
+        self.config.display().to_string()
+    }
+
+    fn banned_drops(&self) -> u64 {
+        PinnedMaps::open(&self.pins.layout())
+            .unwrap()
+            .stats()
+            .unwrap()
+            .packets(Reason::DropBanned)
+    }
+
+    fn bans(&self) -> serde_json::Value {
+        cli_json(&["bans", "--json", "--config", &self.config_arg()])
+    }
+}
+
+fn config(
+    net: &FleetNet,
+    k: usize,
+    dir: &Path,
+    pki: &TestPki,
+    pins: &PinDir,
+    fleet: &str,
+) -> PathBuf {
+    let good_hash: String = ring::digest::digest(&ring::digest::SHA256, b"good-key")
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("{}.toml", HOSTS[k]));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[fastpath]
+interfaces = ["{interface}"]
+mode = "driver"
+pin_dir = "{pins}"
+runtime_dir = "{runtime}"
+[fastpath.limiter.protect]
+tcp = [{PORT}]
+
+[[listeners]]
+bind = "{addr}:{PORT}"
+[listeners.tls]
+certificates = [{{ cert = "{cert}", key = "{key}" }}]
+
+[[upstreams]]
+name = "demo"
+url = "http://127.0.0.1:9000"
+
+[[routes]]
+name = "secure"
+path = "/api/v1/users/*"
+upstream = "demo"
+[routes.auth]
+api_key = true
+
+[api_keys]
+keys = [{{ id = "good", sha256 = "{good_hash}" }}]
+
+[escalation]
+[[escalation.rules]]
+name = "auth-failures"
+signal = "auth_failure"
+threshold = {THRESHOLD}
+window = "1m"
+ban = "10m"
+
+[fleet]
+redis = "redis://{redis}:{REDIS_PORT}"
+name = "{fleet}"
+host = "{host}"
+timeout = "200ms"
+"#,
+            interface = net.host_ifs[k],
+            pins = pins.path.display(),
+            runtime = dir.join(format!("run-{k}")).display(),
+            addr = net.host_addr(k),
+            cert = pki.cert.display(),
+            key = pki.key.display(),
+            redis = net.redis_addr(k),
+            host = HOSTS[k],
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A host's demo API and config (the daemon is started apart).
+fn host(net: &FleetNet, k: usize, dir: &Path, pki: &TestPki, fleet: &str) -> Host {
+    let pins = PinDir::new();
+    let config = config(net, k, dir, pki, &pins, fleet);
+    let demo = ChildGuard::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &net.hosts[k].name])
+            .arg(support::daemon::binary())
+            .args(["demo-api", "--bind", "127.0.0.1:9000"]),
+    );
+    Host {
+        config,
+        pins,
+        daemon: None,
+        _demo: demo,
+    }
+}
+
+fn start(
+    net: &FleetNet,
+    k: usize,
+    host: &mut Host,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) {
+    let daemon =
+        Daemon::start(Some(&net.hosts[k].name), &host.config).unwrap_or_else(|e| panic!("{e}"));
+    host.daemon = Some(daemon);
+    // The demo API comes up on its own time: wait until the good client is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while request(net, k, GOOD, "good-key", ca).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "{} never serves", HOSTS[k]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One HTTPS request from `src` to host `k`: its status, or the error (a connect that times
+/// out when the source is dropped at the NIC).
+fn request(
+    net: &FleetNet,
+    k: usize,
+    src: Ipv4Addr,
+    key: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) -> std::io::Result<u16> {
+    status_from(
+        &net.client,
+        src.into(),
+        SocketAddr::new(net.host_addr(k).into(), PORT),
+        "/api/v1/users/7",
+        &[("x-api-key", key)],
+        ca,
+    )
+}
+
+fn assert_dropped(
+    net: &FleetNet,
+    k: usize,
+    host: &Host,
+    src: Ipv4Addr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) {
+    let before = host.banned_drops();
+    let error = request(net, k, src, "good-key", ca).unwrap_err();
+    assert_eq!(
+        error.kind(),
+        std::io::ErrorKind::TimedOut,
+        "{}: {error}",
+        HOSTS[k]
+    );
+    assert!(
+        host.banned_drops() > before,
+        "{}: no banned drops counted",
+        HOSTS[k]
+    );
+}
+
+/// Host `k`'s `/metrics`, read inside its namespace.
+fn metrics(net: &FleetNet, k: usize) -> std::collections::HashMap<String, f64> {
+    net.hosts[k]
+        .run(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(support::admin::scrape("127.0.0.1:9901".parse().unwrap()))
+        })
+        .join()
+        .unwrap()
+}
+
+/// The status's fleet section.
+fn fleet_status(host: &Host) -> serde_json::Value {
+    cli_json(&["status", "--json", "--config", &host.config_arg()])["fleet"].clone()
+}
+
+/// Waits until `check` holds, polling every 50 ms, up to `limit`.
+fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_ban_on_one_host_drops_the_source_at_every_host() {
+    let test = "a_ban_on_one_host_drops_the_source_at_every_host";
+    if !privileged::can_run(test, true) || !redis_available(test) {
+        return;
+    }
+    let net = FleetNet::new(3);
+    for src in [BAD, GOOD, OTHER] {
+        net.add_source(src);
+    }
+    let mut redis = net.start_redis(REDIS_PORT);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let ca = Arc::new(pki.ca.clone());
+    let fleet = support::unique("fleet-");
+    let mut hosts: Vec<Host> = (0..3)
+        .map(|k| host(&net, k, dir.path(), &pki, &fleet))
+        .collect();
+    start(&net, 0, &mut hosts[0], &ca);
+    start(&net, 1, &mut hosts[1], &ca);
+    for host in &mut hosts[..2] {
+        host.daemon()
+            .wait_for("fleet: connected and resynced", SPREAD)
+            .unwrap();
+    }
+
+    // Credential stuffing on host A: banned there by escalation, and at B through the fleet.
+    for _ in 0..THRESHOLD {
+        assert_eq!(request(&net, 0, BAD, "wrong-key", &ca).unwrap(), 401);
+    }
+    hosts[0]
+        .daemon()
+        .wait_for("source banned at the NIC by escalation", SPREAD)
+        .unwrap();
+    hosts[1]
+        .daemon()
+        .wait_for("source banned at the NIC by the fleet", SPREAD)
+        .unwrap();
+    assert_dropped(&net, 0, &hosts[0], BAD, &ca);
+    assert_dropped(&net, 1, &hosts[1], BAD, &ca);
+    assert_eq!(request(&net, 1, GOOD, "good-key", &ca).unwrap(), 200);
+    let bans = hosts[1].bans();
+    assert_eq!(bans[0]["target"], format!("{BAD}/32"), "{bans}");
+    assert_eq!(bans[0]["reason"], "escalation:auth-failures");
+    assert_eq!(bans[0]["origin"], "host-a", "{bans}");
+    let (_, table, _) = cli(&["bans", "--config", &hosts[1].config_arg()]);
+    assert!(
+        table.contains("ORIGIN") && table.contains("host-a"),
+        "{table}"
+    );
+
+    // Entries written into Redis by hand are refused, logged and never applied.
+    let key = format!("api-shield:{{{fleet}}}:bans");
+    let far = 4_102_444_800_000u64; // 2100-01-01
+    let poisoned = [
+        (
+            "::/0",
+            "{\"reason\":\"x\",\"host\":\"evil\",\"created_ms\":1}".to_owned(),
+        ),
+        (
+            "10.211.0.1/8",
+            "{\"reason\":\"x\",\"host\":\"evil\",\"created_ms\":1}".to_owned(),
+        ),
+        (
+            "not-an-address",
+            "{\"reason\":\"x\",\"host\":\"evil\",\"created_ms\":1}".to_owned(),
+        ),
+        (
+            "10.211.0.99/32",
+            format!("{{\"reason\":\"x\",\"host\":\"evil\",\"created_ms\":1,\"expires_ms\":{far}}}"),
+        ),
+        ("10.211.0.98/32", "not json".to_owned()),
+    ];
+    for (target, record) in &poisoned {
+        net.redis_cli(REDIS_PORT, &["HSET", &key, target, record]);
+    }
+    // A host started now resyncs from Redis: it gets A's ban and refuses the rest.
+    start(&net, 2, &mut hosts[2], &ca);
+    let c = hosts[2].daemon();
+    c.wait_for("fleet: connected and resynced", SPREAD).unwrap();
+    c.wait_for("source banned at the NIC by the fleet", SPREAD)
+        .unwrap();
+    c.wait_for_count("fleet: entry refused", 3, SPREAD).unwrap();
+    c.wait_for_count("fleet: ban refused", 2, SPREAD).unwrap();
+    assert_dropped(&net, 2, &hosts[2], BAD, &ca);
+    let bans = hosts[2].bans();
+    assert_eq!(
+        bans.as_array().unwrap().len(),
+        1,
+        "only A's ban applies: {bans}"
+    );
+    // The same entries said on the channel are refused too.
+    let channel = key.clone();
+    net.redis_cli(
+        REDIS_PORT,
+        &[
+            "PUBLISH",
+            &channel,
+            "{\"op\":\"ban\",\"target\":\"0.0.0.0/0\",\"reason\":\"x\",\"host\":\"evil\",\"created_ms\":1}",
+        ],
+    );
+    hosts[0]
+        .daemon()
+        .wait_for("fleet: ban refused", SPREAD)
+        .unwrap();
+    assert_eq!(request(&net, 0, GOOD, "good-key", &ca).unwrap(), 200);
+
+    // Every host sees the others.
+    eventually(
+        "host A lists its three peers",
+        Duration::from_secs(15),
+        || fleet_status(&hosts[0])["peers"] == serde_json::json!(HOSTS),
+    );
+    let status = fleet_status(&hosts[0]);
+    assert_eq!(status["connected"], true, "{status}");
+    assert!(status["last_resync"].is_string(), "{status}");
+
+    // An unban on C lifts it everywhere.
+    let (code, _, stderr) = cli(&[
+        "unban",
+        &BAD.to_string(),
+        "--config",
+        &hosts[2].config_arg(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for k in 0..2 {
+        hosts[k]
+            .daemon()
+            .wait_for("ban lifted by the fleet", SPREAD)
+            .unwrap();
+    }
+    for k in 0..3 {
+        assert_eq!(
+            request(&net, k, BAD, "good-key", &ca).unwrap(),
+            200,
+            "{}",
+            HOSTS[k]
+        );
+    }
+
+    // Redis killed: every host keeps serving, alone, and says so once.
+    drop(redis);
+    for host in &mut hosts {
+        host.daemon().wait_for("fleet: lost Redis", SPREAD).unwrap();
+    }
+    for k in 0..3 {
+        let started = Instant::now();
+        assert_eq!(request(&net, k, GOOD, "good-key", &ca).unwrap(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{} waited on Redis",
+            HOSTS[k]
+        );
+    }
+    assert_eq!(fleet_status(&hosts[1])["connected"], false);
+    let samples = metrics(&net, 1);
+    assert_eq!(value(&samples, "api_shield_fleet_connected{}"), 0.0);
+    assert_eq!(value(&samples, "api_shield_fleet_fallbacks_total{}"), 1.0);
+    // A ban made while Redis is gone holds on its own host at once...
+    let (code, _, stderr) = cli(&[
+        "ban",
+        &OTHER.to_string(),
+        "--ttl",
+        "5m",
+        "--config",
+        &hosts[1].config_arg(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_dropped(&net, 1, &hosts[1], OTHER, &ca);
+    // ...and a local-only one is never shared.
+    let (code, _, stderr) = cli(&[
+        "ban",
+        "10.211.0.55",
+        "--local",
+        "--config",
+        &hosts[1].config_arg(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // Redis back, empty: the fleet's bans are stored again and B's ban reaches A and C.
+    redis = net.start_redis(REDIS_PORT);
+    for k in [0, 2] {
+        eventually(&format!("{} gets B's ban", HOSTS[k]), SPREAD, || {
+            hosts[k]
+                .bans()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["target"] == format!("{OTHER}/32") && b["origin"] == "host-b")
+        });
+    }
+    assert_dropped(&net, 0, &hosts[0], OTHER, &ca);
+    let stored = net.redis_cli(REDIS_PORT, &["HKEYS", &key]);
+    assert!(stored.contains(&format!("{OTHER}/32")), "{stored}");
+    assert!(
+        !stored.contains("10.211.0.55"),
+        "a local ban was shared: {stored}"
+    );
+    for k in [0, 2] {
+        assert!(
+            !hosts[k].bans().to_string().contains("10.211.0.55"),
+            "a local ban reached {}",
+            HOSTS[k]
+        );
+    }
+
+    // Redis frozen (a partition that closes nothing): the heartbeat's timeout notices, and
+    // the hosts reconnect once it answers again.
+    let pid = nix::unistd::Pid::from_raw(redis.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    for host in &mut hosts {
+        host.daemon()
+            .wait_for_count("fleet: lost Redis", 2, SPREAD)
+            .unwrap();
+    }
+    assert!(
+        hosts[0]
+            .daemon()
+            .log
+            .iter()
+            .any(|l| l.contains("fleet: lost Redis") && l.contains("within fleet.timeout")),
+        "the frozen Redis was not noticed by a timeout"
+    );
+    assert_eq!(request(&net, 0, GOOD, "good-key", &ca).unwrap(), 200);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    for host in &mut hosts {
+        host.daemon()
+            .wait_for_count("fleet: connected and resynced", 3, Duration::from_secs(10))
+            .unwrap();
+    }
+    drop(redis);
+}

@@ -1,0 +1,162 @@
+//! A fleet on one machine: a client namespace joined to N host namespaces by one veth pair
+//! each, and a Redis server of the test's own in the client namespace, listening on the
+//! client's end of every link (so each host reaches Redis over its own XDP-filtered link).
+//!
+//! Link k (from 1): client `10.210.k.1/24` on `fc{k}…`, host `10.210.k.2/24` on `fh{k}…`. The
+//! client's sources (`add_source`) live on its loopback and are routed to every host, so one
+//! source address reaches all of them, as one attacker reaching a load-balanced fleet.
+
+use std::{
+    net::Ipv4Addr,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use super::{
+    daemon::ChildGuard,
+    netns::{ip, mac, Netns},
+};
+
+/// The client namespace and the hosts' namespaces.
+pub struct FleetNet {
+    /// Where clients and Redis run.
+    pub client: Netns,
+    /// One per host, in order.
+    pub hosts: Vec<Netns>,
+    /// The host-side interface of each link (the program attaches there).
+    pub host_ifs: Vec<String>,
+    client_ifs: Vec<String>,
+}
+
+impl FleetNet {
+    /// Builds `n` links.
+    pub fn new(n: usize) -> FleetNet {
+        let tag = super::unique("");
+        let client = Netns::new(format!("asf-c-{tag}"));
+        let mut net = FleetNet {
+            client,
+            hosts: Vec::new(),
+            host_ifs: Vec::new(),
+            client_ifs: Vec::new(),
+        };
+        for k in 1..=n {
+            let host = Netns::new(format!("asf-h{k}-{tag}"));
+            let (c_if, h_if) = (format!("fc{k}{tag}"), format!("fh{k}{tag}"));
+            ip(&[
+                "link",
+                "add",
+                &c_if,
+                "netns",
+                &net.client.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &h_if,
+                "netns",
+                &host.name,
+            ]);
+            net.client
+                .exec(&["addr", "add", &format!("10.210.{k}.1/24"), "dev", &c_if]);
+            host.exec(&["addr", "add", &format!("10.210.{k}.2/24"), "dev", &h_if]);
+            net.client.exec(&["link", "set", &c_if, "up"]);
+            host.exec(&["link", "set", &h_if, "up"]);
+            // The client's loopback sources are reached through this link.
+            host.exec(&["route", "add", "10.211.0.0/24", "dev", &h_if]);
+            net.hosts.push(host);
+            net.host_ifs.push(h_if);
+            net.client_ifs.push(c_if);
+        }
+        net
+    }
+
+    /// The address of host `k` (from 0).
+    pub fn host_addr(&self, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 210, k as u8 + 1, 2)
+    }
+
+    /// The client's end of host `k`'s link (where Redis listens for it).
+    pub fn redis_addr(&self, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 210, k as u8 + 1, 1)
+    }
+
+    /// Adds a source address (in 10.211.0.0/24) to the client, with static neighbours on
+    /// every host so no packet waits on ARP.
+    pub fn add_source(&self, addr: Ipv4Addr) {
+        self.client
+            .exec(&["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
+        for (k, host) in self.hosts.iter().enumerate() {
+            let mac = mac(&self.client, &self.client_ifs[k]);
+            host.exec(&[
+                "neigh",
+                "replace",
+                &addr.to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                &self.host_ifs[k],
+                "nud",
+                "permanent",
+            ]);
+        }
+    }
+
+    /// Starts a Redis server of the test's own on `port`, listening on the client's end of
+    /// every link, with nothing saved to disk; returns once it answers.
+    pub fn start_redis(&self, port: u16) -> ChildGuard {
+        let binds: Vec<String> = (0..self.hosts.len())
+            .map(|k| self.redis_addr(k).to_string())
+            .collect();
+        let redis = ChildGuard::spawn(
+            Command::new("ip")
+                .args(["netns", "exec", &self.client.name, "redis-server"])
+                .args(["--port", &port.to_string(), "--bind"])
+                .args(&binds)
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                    "--dir",
+                    "/tmp",
+                ]),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.redis_cli(port, &["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    /// Runs `redis-cli` against the test's Redis; its output.
+    pub fn redis_cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.client.name, "redis-cli", "-h"])
+            .arg(self.redis_addr(0).to_string())
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("running redis-cli (Debian package redis-tools)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `redis-server`, or a loud skip (a failure when privileged tests are required: CI installs
+/// it).
+pub fn redis_available(test: &str) -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !super::privileged::required(),
+            "{test}: redis-server (Debian package redis-server) is not installed"
+        );
+        eprintln!("skipping: {test}: redis-server (Debian package redis-server) is not installed");
+    }
+    found
+}
