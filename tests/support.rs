@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod fastpath_setup;
+pub mod fleet_hosts;
 pub mod fleet_net;
 pub mod frames;
 pub mod h2raw;

@@ -30,8 +30,8 @@ pub use model::{
 pub use parse::parse;
 pub use policy_model::{
     AfterSunset, ApiKeyEntry, ApiKeysConfig, DeprecationConfig, EscalationConfig, EscalationRule,
-    EscalationSignal, IssuerConfig, OpenApiConfig, RateLimitConfig, RouteAuthConfig, ScopesMatch,
-    ValidateConfig, VersionConfig, VersionSource, VersioningConfig,
+    EscalationSignal, IssuerConfig, OpenApiConfig, RateLimitConfig, RateScope, RouteAuthConfig,
+    ScopesMatch, ValidateConfig, VersionConfig, VersionSource, VersioningConfig,
 };
 pub use proxy_model::{
     CertificateConfig, CorsConfig, HstsConfig, ListenerConfig, ProxyConfig, RedirectConfig,

@@ -145,6 +145,9 @@ impl Daemon {
         };
         let (decisions, fleet) = start_decisions(&config, maps.as_ref())?;
         let escalator = Arc::new(Escalator::new(&config, decisions.clone(), system_clock()));
+        if let Some(fleet) = &fleet {
+            escalator.count_fleet_wide(fleet.signals());
+        }
         let proxy = if config.listeners.is_empty() {
             None
         } else {

@@ -9,6 +9,11 @@
 //! per address and rule, at most `max_tracked_clients` per rule; entries whose windows have
 //! passed are dropped first, and when none has, new addresses are not counted (the L7 rate
 //! limits still apply to them).
+//!
+//! In a fleet, every signal is also handed (never waited on) to the fleet link, which counts it
+//! fleet-wide with the same two-bucket estimate in Redis (`fleet/counts.rs`): a source whose
+//! signals are spread across hosts, below each host's threshold, is banned everywhere once the
+//! fleet's count reaches it.
 
 use std::{
     collections::HashMap,
@@ -98,6 +103,32 @@ impl Window {
 struct Rule {
     config: EscalationRule,
     counts: Mutex<HashMap<IpAddr, Window>>,
+    /// What the fleet counts it by.
+    fleet: Arc<FleetRule>,
+}
+
+/// A rule as the fleet counts it.
+#[derive(Debug)]
+pub(crate) struct FleetRule {
+    /// Its name (the reason of its bans is `escalation:<name>`).
+    pub name: String,
+    /// Signals within `window` that ban.
+    pub threshold: u32,
+    /// The sliding window.
+    pub window: Duration,
+    /// How long its bans last (capped by `max_ban_ttl`).
+    pub ttl: Duration,
+    /// `escalation.max_active_bans`.
+    pub max_active: usize,
+}
+
+/// One signal, for the fleet to count.
+#[derive(Debug, Clone)]
+pub(crate) struct FleetSignal {
+    /// The rule it counts for.
+    pub rule: Arc<FleetRule>,
+    /// Who gave it.
+    pub client: IpAddr,
 }
 
 /// The compiled rules and what they never ban.
@@ -114,6 +145,8 @@ struct Rules {
 pub(crate) struct Escalator {
     rules: ArcSwap<Rules>,
     decisions: Option<Arc<Decisions>>,
+    /// The fleet link's queue of signals, in a fleet.
+    fleet: std::sync::OnceLock<tokio::sync::mpsc::Sender<FleetSignal>>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
 
@@ -136,6 +169,7 @@ impl Escalator {
         Escalator {
             rules: ArcSwap::from_pointee(compile(config, None)),
             decisions,
+            fleet: std::sync::OnceLock::new(),
             clock,
         }
     }
@@ -145,6 +179,11 @@ impl Escalator {
         if let Some(decisions) = &self.decisions {
             decisions.close_connections_with(evictions);
         }
+    }
+
+    /// From now on, signals are also counted fleet-wide through `signals`.
+    pub(crate) fn count_fleet_wide(&self, signals: tokio::sync::mpsc::Sender<FleetSignal>) {
+        let _ = self.fleet.set(signals);
     }
 
     /// Takes the rules of a reloaded config; counts of rules that keep their name and settings
@@ -190,47 +229,70 @@ impl Escalator {
             };
             if reached {
                 self.ban(client, &rule.config, &rules);
+            } else if let Some(fleet) = self.fleet.get() {
+                let signal = FleetSignal {
+                    rule: Arc::clone(&rule.fleet),
+                    client,
+                };
+                if fleet.try_send(signal).is_err() {
+                    metrics().fleet.signals_dropped.inc();
+                }
             }
         }
     }
 
     fn ban(&self, client: IpAddr, rule: &EscalationRule, rules: &Rules) {
-        let ttl = rule.ban.min(rules.max_ttl);
         let Some(decisions) = &self.decisions else {
             tracing::warn!(target: "audit", %client, rule = %rule.name, "escalation would ban (fast path disabled)");
             return;
         };
-        match decisions.active() {
-            Ok(active) if active.len() >= rules.max_active => {
-                tracing::error!(target: "audit", %client, rule = %rule.name, max = rules.max_active, "escalation ban refused: escalation.max_active_bans reached");
-                return;
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(%error, "escalation: cannot read the ban map");
-                return;
-            }
+        ban_for_rule(
+            decisions,
+            client,
+            &rule.name,
+            rule.ban.min(rules.max_ttl),
+            rules.max_active,
+        );
+    }
+}
+
+/// Bans `client` for the rule `name` through `decisions` (shared with a fleet, never forced
+/// past the guard rails), unless `max_active` bans are in force; whether it did. The audit line
+/// is the decision's.
+pub(crate) fn ban_for_rule(
+    decisions: &Decisions,
+    client: IpAddr,
+    name: &str,
+    ttl: Duration,
+    max_active: usize,
+) -> bool {
+    match decisions.active() {
+        Ok(active) if active.len() >= max_active => {
+            tracing::error!(target: "audit", %client, rule = %name, max = max_active, "escalation ban refused: escalation.max_active_bans reached");
+            return false;
         }
-        // Escalation never forces past the guard rails.
-        let decision = Decision {
-            target: IpNet::from(client),
-            ttl: Some(ttl),
-            reason: format!("escalation:{}", rule.name),
-            source: Source::Escalation,
-            force: false,
-            local: false,
-        };
-        match decisions.ban(&decision) {
-            // Its audit line is the decision's.
-            Ok(_) => {
-                metrics()
-                    .escalation_bans
-                    .with_label_values(&[&rule.name])
-                    .inc();
-            }
-            Err(error) => {
-                tracing::error!(%client, rule = %rule.name, %error, "escalation ban failed");
-            }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(%error, "escalation: cannot read the ban map");
+            return false;
+        }
+    }
+    let decision = Decision {
+        target: IpNet::from(client),
+        ttl: Some(ttl),
+        reason: format!("escalation:{name}"),
+        source: Source::Escalation,
+        force: false,
+        local: false,
+    };
+    match decisions.ban(&decision) {
+        Ok(_) => {
+            metrics().escalation_bans.with_label_values(&[name]).inc();
+            true
+        }
+        Err(error) => {
+            tracing::error!(%client, rule = %name, %error, "escalation ban failed");
+            false
         }
     }
 }
@@ -247,6 +309,13 @@ fn compile(config: &Config, old: Option<&Rules>) -> Rules {
                 .map(|r| r.counts.lock().expect("never poisoned").clone())
                 .unwrap_or_default();
             Rule {
+                fleet: Arc::new(FleetRule {
+                    name: rule.name.clone(),
+                    threshold: rule.threshold,
+                    window: rule.window,
+                    ttl: rule.ban.min(escalation.max_ban_ttl),
+                    max_active: escalation.max_active_bans,
+                }),
                 config: rule.clone(),
                 counts: Mutex::new(kept),
             }

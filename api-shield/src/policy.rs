@@ -137,7 +137,12 @@ impl SharedPolicies {
             rate_limit: parts
                 .rate_limit
                 .map(|r| {
-                    RateLimit::compile(r, &format!("{key}.rate_limit"), Arc::clone(&self.clock))
+                    RateLimit::compile(
+                        r,
+                        parts.name,
+                        &format!("{key}.rate_limit"),
+                        Arc::clone(&self.clock),
+                    )
                 })
                 .transpose()?,
             validation: parts.validation,
@@ -237,6 +242,8 @@ impl SharedPolicies {
 /// The policy tables of one route (from `[[routes]]` or an OpenAPI import).
 #[derive(Debug, Default)]
 pub struct RouteParts<'a> {
+    /// The route's name.
+    pub name: &'a str,
     /// `auth`.
     pub auth: Option<&'a RouteAuthConfig>,
     /// `rate_limit`.

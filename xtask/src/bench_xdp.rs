@@ -1,7 +1,7 @@
 //! `cargo xtask bench-xdp`, `cargo xtask bench-proxy`, `cargo xtask bench-gateway`, `cargo
-//! xtask bench-flood` and `cargo xtask soak`: install what each drives (nftables and ethtool;
-//! nginx and wrk; nginx, HAProxy, wrk and h2load; nginx, wrk, curl, nftables and ethtool;
-//! nothing for the soak) if missing, then run its
+//! xtask bench-flood`, `cargo xtask bench-fleet` and `cargo xtask soak`: install what each
+//! drives (nftables and ethtool; nginx and wrk; nginx, HAProxy, wrk and h2load; nginx, wrk,
+//! curl, nftables and ethtool; redis-server and wrk; nothing for the soak) if missing, then run its
 //! binary from `xtask/bench-xdp` in release mode. Reports go to stdout and `target/bench-*.md`
 //! (`target/soak.md`); BENCHMARKS.md and docs/reliability.md record them.
 
@@ -58,6 +58,15 @@ pub fn run_flood(args: &Args) -> Result<()> {
             ("nftables", "nft"),
             ("ethtool", "ethtool"),
         ],
+        args,
+    )
+}
+
+/// Runs bench-fleet (the caller has built the release daemon it starts).
+pub fn run_fleet(args: &Args) -> Result<()> {
+    run_bench(
+        "bench-fleet",
+        &[("redis-server", "redis-server"), ("wrk", "wrk")],
         args,
     )
 }

@@ -70,6 +70,9 @@ enum Task {
     /// Benchmark (as root): legitimate clients served during floods, api-shield vs nftables vs
     /// no filter, in network namespaces.
     BenchFlood(bench_xdp::Args),
+    /// Benchmark (as root): fleet mode on three hosts in network namespaces with one Redis: ban
+    /// propagation, the cost of fleet-scoped rate limits, and their accuracy.
+    BenchFleet(bench_xdp::Args),
     /// Soak (as root): the release daemon on lo under bounded mixed legitimate and hostile
     /// traffic, sampling RSS, open fds, map sizes and error counts; fails unless they stay flat,
     /// e.g. `cargo xtask soak -- --seconds 120 --interval 10`.
@@ -132,6 +135,11 @@ fn main() -> Result<()> {
             setup::run()?;
             build_release()?;
             bench_xdp::run_flood(&args)
+        }
+        Task::BenchFleet(args) => {
+            setup::run()?;
+            build_release()?;
+            bench_xdp::run_fleet(&args)
         }
         Task::Soak(args) => {
             setup::run()?;

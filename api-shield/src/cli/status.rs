@@ -1,5 +1,5 @@
 //! `api-shield status`: the running daemon's version, uptime, attachments, listeners, routes,
-//! bans and counters, over the control socket.
+//! fleet link, bans and counters, over the control socket.
 
 use anyhow::Result;
 
@@ -72,6 +72,26 @@ fn text(status: &StatusReport) -> String {
             text,
             "pending:     {} (changed in the config; takes effect at the next restart)",
             status.pending_restart.join(", ")
+        );
+    }
+    if let Some(fleet) = &status.fleet {
+        let _ = writeln!(
+            text,
+            "fleet:       {} as {}, {}{}; peers {}; last resync {}",
+            fleet.name,
+            fleet.host,
+            if fleet.connected {
+                "connected"
+            } else {
+                "NOT connected (deciding alone)"
+            },
+            fleet
+                .redis
+                .as_deref()
+                .map(|r| format!(" to {r}"))
+                .unwrap_or_default(),
+            list(&fleet.peers, String::clone),
+            fleet.last_resync.as_deref().unwrap_or("never")
         );
     }
     match status.active_bans {

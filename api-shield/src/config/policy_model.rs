@@ -147,6 +147,19 @@ pub struct RateLimitConfig {
     pub key: String,
     /// Most clients tracked at once; past it, untracked clients share one budget.
     pub max_keys: usize,
+    /// Whose budget: this host's (default), or the whole fleet's (needs `[fleet]`).
+    pub scope: RateScope,
+}
+
+/// Where a rate limit's budget is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateScope {
+    /// Each host has its own budget.
+    #[default]
+    Host,
+    /// The hosts of the fleet share one budget, through Redis.
+    Fleet,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +172,8 @@ struct RateLimitTable {
     key: String,
     #[serde(default = "default_max_keys")]
     max_keys: usize,
+    #[serde(default)]
+    scope: RateScope,
 }
 
 fn default_rate_key() -> String {
@@ -183,6 +198,7 @@ impl<'de> Deserialize<'de> for RateLimitConfig {
                     burst: None,
                     key: default_rate_key(),
                     max_keys: default_max_keys(),
+                    scope: RateScope::Host,
                 })
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
@@ -193,6 +209,7 @@ impl<'de> Deserialize<'de> for RateLimitConfig {
                     burst: table.burst,
                     key: table.key,
                     max_keys: table.max_keys,
+                    scope: table.scope,
                 })
             }
         }

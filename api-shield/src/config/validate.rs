@@ -22,6 +22,38 @@ pub fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
+/// What fleet mode needs: the fast path (bans are shared at the NIC), and a `[fleet]` table
+/// for any fleet-scoped rate limit.
+fn validate_fleet(config: &Config) -> Result<(), Problem> {
+    let fleet_limits = config
+        .routes
+        .iter()
+        .map(|r| r.rate_limit.as_ref())
+        .enumerate()
+        .map(|(i, l)| (format!("routes[{i}].rate_limit.scope"), l))
+        .chain(config.openapi.iter().enumerate().map(|(i, o)| {
+            (
+                format!("openapi[{i}].rate_limit.scope"),
+                o.rate_limit.as_ref(),
+            )
+        }));
+    for (key, limit) in fleet_limits {
+        if config.fleet.is_none() && limit.is_some_and(|l| l.scope == super::RateScope::Fleet) {
+            return Err(problem(
+                key,
+                "`scope = \"fleet\"` shares the budget through the fleet: add a [fleet] table",
+            ));
+        }
+    }
+    if config.fleet.is_some() && !config.fastpath.enabled {
+        return Err(problem(
+            "fleet",
+            "a fleet shares bans at the NIC: it needs fastpath.enabled",
+        ));
+    }
+    Ok(())
+}
+
 /// The first problem found, in file order of the tables.
 pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     let fastpath = &config.fastpath;
@@ -57,12 +89,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
         }
     }
     validate_rules(config)?;
-    if config.fleet.is_some() && !fastpath.enabled {
-        return Err(problem(
-            "fleet",
-            "a fleet shares bans at the NIC: it needs fastpath.enabled",
-        ));
-    }
+    validate_fleet(config)?;
     let limiter = &fastpath.limiter;
     if limiter.rate == 0 {
         return Err(problem(

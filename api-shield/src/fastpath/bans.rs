@@ -153,6 +153,21 @@ impl PinnedMaps {
         Ok(describe(&request.target, &value, now_mono, clock))
     }
 
+    /// Whether a ban of exactly this address or network is in the map.
+    pub fn holds_ban(&self, target: &IpNet) -> Result<bool, FastpathError> {
+        match self.bans.get(&target_key(target), 0) {
+            Ok(value) => Ok(value.prefix_len == target_key(target).prefix_len()),
+            Err(MapError::KeyNotFound) => Ok(false),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
+            Err(source) => Err(FastpathError::Map {
+                map: api_shield_common::maps::BANS,
+                source,
+            }),
+        }
+    }
+
     /// Lifts the ban of exactly this address or network.
     pub fn unban(&mut self, target: &IpNet) -> Result<(), FastpathError> {
         let key = target_key(target);

@@ -8,7 +8,11 @@
 //!   (restarted empty), and every host republishes the bans it holds;
 //! - `...:peers`: sorted set, host → last heartbeat (Unix ms);
 //! - channel `...:bans`: ban and unban messages, published by the same script that writes the
-//!   hash, so the order of messages is the order of changes.
+//!   hash, so the order of messages is the order of changes;
+//! - `...:rl:ROUTE:KEY`: a fleet-scoped rate limit's shared TAT for one client key (Redis's
+//!   clock, microseconds), expiring once it has passed;
+//! - `...:esc:RULE:WINDOW:ADDRESS`: an escalation rule's fleet-wide count of one source's
+//!   signals in one window (numbered from the Unix epoch), expiring after two windows.
 
 /// The names of one fleet.
 #[derive(Debug, Clone)]
@@ -18,6 +22,7 @@ pub(super) struct Keys {
     pub epoch: String,
     pub peers: String,
     pub channel: String,
+    prefix: String,
 }
 
 impl Keys {
@@ -29,7 +34,18 @@ impl Keys {
             epoch: format!("{prefix}:epoch"),
             peers: format!("{prefix}:peers"),
             channel: format!("{prefix}:bans"),
+            prefix,
         }
+    }
+
+    /// A fleet-scoped rate limit's key.
+    pub(super) fn limit(&self, route: &str, key: &str) -> String {
+        format!("{}:rl:{route}:{key}", self.prefix)
+    }
+
+    /// An escalation rule's count of `source` in window number `window`.
+    pub(super) fn count(&self, rule: &str, window: u64, source: std::net::IpAddr) -> String {
+        format!("{}:esc:{rule}:{window}:{source}", self.prefix)
     }
 }
 
@@ -66,6 +82,24 @@ end
 return #ended
 ";
 
+/// KEYS: a limit's keys. ARGV: nanoseconds per request, then per key the requests admitted.
+/// Advances each key's TAT (microseconds on Redis's clock) by what was admitted, from no
+/// earlier than now; returns per key how far ahead of now it is (microseconds).
+pub(super) const LIMITS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1]) / 1000
+local out = {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  tat = tat + tonumber(ARGV[i + 1]) * interval
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  out[i] = math.floor(tat - now)
+end
+return out
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +111,10 @@ mod tests {
             assert!(key.starts_with("api-shield:{eu-1}:"), "{key}");
         }
         assert_ne!(Keys::new("eu-2").bans, keys.bans);
+        assert!(keys.limit("r", "ip:1").starts_with("api-shield:{eu-1}:rl:"));
+        let source = "10.0.0.1".parse().unwrap();
+        assert!(keys
+            .count("auth", 7, source)
+            .starts_with("api-shield:{eu-1}:esc:"));
     }
 }

@@ -22,17 +22,22 @@ use redis::{aio::MultiplexedConnection, AsyncCommands as _, IntoConnectionInfo a
 use tokio::sync::mpsc;
 
 use super::{
+    counts,
     keys::{self, Keys},
+    limits,
     record::{self, BanRecord, Message, RecordError},
     FleetState,
 };
 use crate::{
     config::{FleetConfig, Password},
     decisions::{DecisionError, Decisions, Shared},
+    escalate::FleetSignal,
     fastpath::FastpathError,
     telemetry::metrics,
 };
 
+/// How often fleet-scoped rate limits and escalation counts are sent to Redis.
+const SYNC: Duration = Duration::from_millis(50);
 /// How often the host says it is alive and checks Redis answers.
 const HEARTBEAT: Duration = Duration::from_millis(250);
 /// Heartbeats between sweeps of ended bans and reads of the peer list.
@@ -75,6 +80,8 @@ pub(super) struct Link {
     pub decisions: Arc<Decisions>,
     pub state: Arc<FleetState>,
     pub queue: mpsc::Receiver<Shared>,
+    /// Escalation signals to count fleet-wide.
+    pub signals: mpsc::Receiver<FleetSignal>,
     /// Decisions taken from the queue and not yet published.
     pub pending: VecDeque<Shared>,
     /// The epoch word last seen.
@@ -130,7 +137,7 @@ impl Link {
     }
 
     /// Runs `command` with the fleet's timeout, timing its round trip.
-    async fn timed<T>(
+    pub(super) async fn timed<T>(
         &self,
         what: &'static str,
         command: impl Future<Output = redis::RedisResult<T>>,
@@ -173,12 +180,17 @@ impl Link {
         let lost = self.epoch_changed(&mut redis).await?;
         self.flush(&mut redis).await?;
         self.resync(&mut redis, lost).await?;
+        // What was counted while Redis was away stayed on this host.
+        limits::forget();
+        while self.signals.try_recv().is_ok() {}
         self.state.set_server(&url);
         self.state.set_connected(true);
         tracing::info!(redis = %url, redis_was_empty = lost, "fleet: connected and resynced");
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beats = 0u32;
+        let mut sync = tokio::time::interval(SYNC);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = messages.next() => {
@@ -193,6 +205,10 @@ impl Link {
                         self.pending.push_back(shared);
                         self.flush(&mut redis).await?;
                     }
+                }
+                _ = sync.tick() => {
+                    limits::sync(self, &mut redis).await?;
+                    counts::sync(self, &mut redis).await?;
                 }
                 _ = heartbeat.tick() => {
                     self.heartbeat(&mut redis, beats.is_multiple_of(SWEEP_EVERY)).await?;

@@ -2,6 +2,7 @@
 //! header), 429 with `Retry-After` past it, and the IETF `RateLimit-Policy` / `RateLimit`
 //! headers (draft-ietf-httpapi-ratelimit-headers) on every answer of a limited route.
 
+pub mod fleet_share;
 pub mod gcra;
 pub mod rate;
 
@@ -10,12 +11,13 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName};
 
 pub use self::{
+    fleet_share::FleetShare,
     gcra::{Decision, KeyedGcra},
     rate::{Rate, RateError},
 };
 use super::{Principal, SharedClock};
 use crate::{
-    config::{problem, Problem, RateLimitConfig},
+    config::{problem, Problem, RateLimitConfig, RateScope},
     refusal::{Advice, Denial, Refusal},
 };
 
@@ -48,7 +50,9 @@ pub struct RateLimit {
     rate: Rate,
     burst: u32,
     source: KeySource,
-    gcra: KeyedGcra,
+    gcra: Arc<KeyedGcra>,
+    /// The fleet's shared budget, for `scope = "fleet"`.
+    fleet: Option<Arc<FleetShare>>,
     clock: SharedClock,
     /// `RateLimit-Policy`, digits and quotes (header text).
     policy: Arc<str>,
@@ -62,9 +66,10 @@ pub struct Spent {
 }
 
 impl RateLimit {
-    /// Compiles `config` (found at `key` in the file).
+    /// Compiles `config` (found at `key` in the file) for the route `route`.
     pub fn compile(
         config: &RateLimitConfig,
+        route: &str,
         key: &str,
         clock: SharedClock,
     ) -> Result<RateLimit, Problem> {
@@ -96,11 +101,22 @@ impl RateLimit {
             rate.count,
             rate.period.as_secs()
         ));
+        let gcra = Arc::new(KeyedGcra::new(rate.interval_ns(), burst, config.max_keys));
+        let fleet = (config.scope == RateScope::Fleet).then(|| {
+            FleetShare::new(
+                route,
+                rate.interval_ns(),
+                Arc::clone(&gcra),
+                Arc::clone(&clock),
+                config.max_keys,
+            )
+        });
         Ok(RateLimit {
-            gcra: KeyedGcra::new(rate.interval_ns(), burst, config.max_keys),
             rate,
             burst,
             source,
+            gcra,
+            fleet,
             clock,
             policy,
         })
@@ -119,21 +135,15 @@ impl RateLimit {
         principal: Option<&Principal>,
     ) -> Result<Spent, Refusal> {
         let now = self.clock.monotonic_ns();
-        let decision = match (&self.source, principal) {
-            (KeySource::ApiKey, Some(Principal::ApiKey { id, .. })) => {
-                self.gcra.check(&("key", id.as_ref()), now)
+        let decision = if let Some(share) = &self.fleet {
+            let key = self.fleet_key(headers, client_ip, principal);
+            let decision = self.gcra.check(&key, now);
+            if matches!(decision, Decision::Allowed { .. }) {
+                share.admitted(key);
             }
-            (KeySource::Subject, Some(Principal::Token(token))) => match &token.subject {
-                Some(subject) => self
-                    .gcra
-                    .check(&("sub", token.issuer.as_ref(), subject), now),
-                None => self.gcra.check(&client_ip, now),
-            },
-            (KeySource::Header(name), _) => match headers.get(name) {
-                Some(value) => self.gcra.check(&("hdr", value.as_bytes()), now),
-                None => self.gcra.check(&client_ip, now),
-            },
-            _ => self.gcra.check(&client_ip, now),
+            decision
+        } else {
+            self.local_decision(headers, client_ip, principal, now)
         };
         match decision {
             Decision::Allowed {
@@ -152,6 +162,66 @@ impl RateLimit {
                         reset_secs: retry,
                     })))
             }
+        }
+    }
+
+    /// The decision of a host-scoped limit: keys hashed as they are, no text built.
+    fn local_decision(
+        &self,
+        headers: &HeaderMap,
+        client_ip: std::net::IpAddr,
+        principal: Option<&Principal>,
+        now: u64,
+    ) -> Decision {
+        match (&self.source, principal) {
+            (KeySource::ApiKey, Some(Principal::ApiKey { id, .. })) => {
+                self.gcra.check(&("key", id.as_ref()), now)
+            }
+            (KeySource::Subject, Some(Principal::Token(token))) => match &token.subject {
+                Some(subject) => self
+                    .gcra
+                    .check(&("sub", token.issuer.as_ref(), subject), now),
+                None => self.gcra.check(&client_ip, now),
+            },
+            (KeySource::Header(name), _) => match headers.get(name) {
+                Some(value) => self.gcra.check(&("hdr", value.as_bytes()), now),
+                None => self.gcra.check(&client_ip, now),
+            },
+            _ => self.gcra.check(&client_ip, now),
+        }
+    }
+
+    /// A fleet-scoped limit's key as text, the same on every host: the address, the API key's
+    /// id, or a digest of a token subject or header value (bounded, and never the value in
+    /// Redis).
+    fn fleet_key(
+        &self,
+        headers: &HeaderMap,
+        client_ip: std::net::IpAddr,
+        principal: Option<&Principal>,
+    ) -> String {
+        let digest = |parts: &[&[u8]]| {
+            let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+            for part in parts {
+                context.update(part);
+                context.update(&[0]);
+            }
+            hex::encode(&context.finish().as_ref()[..16])
+        };
+        match (&self.source, principal) {
+            (KeySource::ApiKey, Some(Principal::ApiKey { id, .. })) => format!("key:{id}"),
+            (KeySource::Subject, Some(Principal::Token(token))) => match &token.subject {
+                Some(subject) => format!(
+                    "sub:{}",
+                    digest(&[token.issuer.as_bytes(), subject.as_bytes()])
+                ),
+                None => format!("ip:{client_ip}"),
+            },
+            (KeySource::Header(name), _) => match headers.get(name) {
+                Some(value) => format!("hdr:{}", digest(&[value.as_bytes()])),
+                None => format!("ip:{client_ip}"),
+            },
+            _ => format!("ip:{client_ip}"),
         }
     }
 
@@ -184,7 +254,7 @@ mod tests {
             .unwrap()
             .try_into()
             .unwrap();
-        RateLimit::compile(&config, "routes[0].rate_limit", clock.clone()).unwrap()
+        RateLimit::compile(&config, "r", "routes[0].rate_limit", clock.clone()).unwrap()
     }
 
     #[test]
@@ -256,12 +326,14 @@ mod tests {
             burst: None,
             key: "client_ip".into(),
             max_keys: 10,
+            scope: crate::config::RateScope::Host,
         };
-        let err = RateLimit::compile(&config, "routes[1].rate_limit", clock.clone()).unwrap_err();
+        let err =
+            RateLimit::compile(&config, "r", "routes[1].rate_limit", clock.clone()).unwrap_err();
         assert_eq!(err.key, "routes[1].rate_limit.rate");
         config.rate = "5/s".into();
         config.key = "cookie".into();
-        let err = RateLimit::compile(&config, "routes[1].rate_limit", clock).unwrap_err();
+        let err = RateLimit::compile(&config, "r", "routes[1].rate_limit", clock).unwrap_err();
         assert_eq!(err.key, "routes[1].rate_limit.key");
     }
 }

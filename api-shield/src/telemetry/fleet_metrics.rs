@@ -29,6 +29,10 @@ pub struct FleetMetrics {
     pub received: IntCounterVec,
     /// `api_shield_fleet_bans_shared_total{outcome}`.
     pub shared: IntCounterVec,
+    /// `api_shield_fleet_signals_dropped_total`.
+    pub signals_dropped: IntCounter,
+    /// `api_shield_fleet_escalation_bans_total`.
+    pub escalation_bans: IntCounter,
 }
 
 impl FleetMetrics {
@@ -79,6 +83,18 @@ impl FleetMetrics {
                 "Bans and unbans this host shared with the fleet, by outcome (published, \
                  dropped: the queue was full or the ban expired before Redis came back).",
                 &["outcome"],
+            ),
+            signals_dropped: plain_counter(
+                registry,
+                "api_shield_fleet_signals_dropped_total",
+                "Escalation signals not counted fleet-wide: the queue to Redis was full or Redis \
+                 was away (they still count on this host).",
+            ),
+            escalation_bans: plain_counter(
+                registry,
+                "api_shield_fleet_escalation_bans_total",
+                "Bans this host made because a source crossed an escalation threshold counted \
+                 across the fleet.",
             ),
         };
         for outcome in ["applied", "lifted", "refused", "expired", "unchanged"] {

@@ -93,6 +93,31 @@ impl KeyedGcra {
         self.decide(&mut overflow_tat, now_ns)
     }
 
+    /// Raises `key`'s TAT to at least `floor_ns`: what the rest of a fleet spent of a shared
+    /// budget (`fleet_share`). A key not tracked is tracked if there is room, else the shared
+    /// overflow budget is raised.
+    pub fn raise(&self, key: &impl Hash, floor_ns: u64) {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shards[(hash as usize) % SHARDS]
+            .lock()
+            .expect("a rate-limit shard lock is never poisoned");
+        if let Some(tat) = shard.tats.get_mut(&hash) {
+            *tat = (*tat).max(floor_ns);
+            return;
+        }
+        if shard.tats.len() < self.per_shard {
+            shard.sweep_after_ns = shard.sweep_after_ns.min(floor_ns);
+            shard.tats.insert(hash, floor_ns);
+            return;
+        }
+        drop(shard);
+        let mut overflow = self
+            .overflow
+            .lock()
+            .expect("the overflow lock is never poisoned");
+        *overflow = (*overflow).max(floor_ns);
+    }
+
     /// Keys tracked now.
     pub fn tracked(&self) -> usize {
         self.shards
@@ -163,6 +188,22 @@ mod tests {
         assert_eq!(more, 50);
         // Other keys are untouched.
         assert!(allowed(gcra.check(&"b", start)));
+    }
+
+    #[test]
+    fn a_raised_tat_spends_the_budget_it_covers() {
+        let gcra = KeyedGcra::new(SECOND, 4, 10);
+        let now = 100 * SECOND;
+        assert!(allowed(gcra.check(&"a", now)));
+        // The rest of the fleet spent two more: one of the burst of four is left.
+        gcra.raise(&"a", now + 3 * SECOND);
+        assert!(allowed(gcra.check(&"a", now)));
+        assert!(!allowed(gcra.check(&"a", now)));
+        // A lower floor changes nothing; a key not seen yet starts from its floor.
+        gcra.raise(&"a", now);
+        assert!(!allowed(gcra.check(&"a", now)));
+        gcra.raise(&"b", now + 4 * SECOND);
+        assert!(!allowed(gcra.check(&"b", now)));
     }
 
     #[test]

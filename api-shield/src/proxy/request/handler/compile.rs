@@ -43,6 +43,7 @@ impl Proxy {
         for (i, r) in config.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
             let parts = RouteParts {
+                name: &r.name,
                 auth: r.auth.as_ref(),
                 rate_limit: r.rate_limit.as_ref(),
                 validation: r
@@ -123,6 +124,7 @@ fn imported_routes(
                 config_problem(format!("{key}.file"), format!("{}: {e}", operation.name))
             })?;
             let parts = RouteParts {
+                name: &operation.name,
                 auth: entry.auth.as_ref(),
                 rate_limit: entry.rate_limit.as_ref(),
                 validation: Some(operation.validation),
