@@ -225,8 +225,10 @@ host = "host-{k}"
                 .context("starting the demo API")?,
         );
         let log = std::fs::File::create(dir.join("daemon.log"))?;
-        let daemon = Command::new("ip")
-            .args(["netns", "exec", ns])
+        // nsenter, not `ip netns exec`: that one also gives the process a mount namespace of
+        // its own, where the maps it pins would be out of the benchmark's sight.
+        let daemon = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
             .arg(shield_cli::binary())
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config)
