@@ -55,6 +55,7 @@ fn a_ban_on_one_host_drops_the_source_at_every_host() {
         fleet: &fleet,
         threshold: THRESHOLD,
         routes: "",
+        redis_port: REDIS_PORT,
     };
     let mut hosts: Vec<Host> = (0..3)
         .map(|k| host(&net, k, dir.path(), &pki, &setup))

@@ -24,9 +24,9 @@ const STUFFER: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 99);
 /// Auth failures from one source that ban it, counted on one host or across the fleet.
 const THRESHOLD: u32 = 6;
 /// Both limited routes: 10 requests per second, a burst of 10.
-const RATE: f64 = 10.0;
-const BURST: f64 = 10.0;
-const ROUTES: &str = r#"
+pub(crate) const RATE: f64 = 10.0;
+pub(crate) const BURST: f64 = 10.0;
+pub(crate) const ROUTES: &str = r#"
 [[routes]]
 name = "fleet-limited"
 path = "/api/v1/users/fleet"
@@ -42,7 +42,7 @@ rate_limit = { rate = "10 per second", burst = 10 }
 
 /// Sends requests to `target` round-robin over the hosts for `seconds`; (admitted, refused
 /// with 429, elapsed seconds).
-fn spread(
+pub(crate) fn spread(
     net: &FleetNet,
     target: &str,
     seconds: f64,
@@ -52,7 +52,7 @@ fn spread(
     let (mut admitted, mut limited) = (0, 0);
     let mut k = 0;
     while started.elapsed().as_secs_f64() < seconds {
-        match request_to(net, k % 3, GOOD, target, "none", ca).unwrap() {
+        match request_to(net, k % net.hosts.len(), GOOD, target, "none", ca).unwrap() {
             200 => admitted += 1,
             429 => limited += 1,
             other => panic!("{target}: unexpected status {other}"),
@@ -81,6 +81,7 @@ fn fleet_limits_and_escalation_count_across_hosts() {
         fleet: &fleet,
         threshold: THRESHOLD,
         routes: ROUTES,
+        redis_port: REDIS_PORT,
     };
     let mut hosts: Vec<Host> = (0..3)
         .map(|k| host(&net, k, dir.path(), &pki, &setup))

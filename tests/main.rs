@@ -23,6 +23,7 @@ mod control_socket;
 mod escalation;
 mod faults;
 mod fleet;
+mod fleet_cluster;
 mod fleet_limits;
 mod greedy_clients;
 mod hostile_http;

@@ -8,9 +8,11 @@
 //! Fleet-scoped rate limits (`limits`) and escalation counted fleet-wide (`counts`) ride the
 //! same link, batched every 50 ms, so no request waits on Redis.
 //!
-//! `keys` names what lives in Redis, `record` what is stored and said there, and `link` the
+//! `keys` names what lives in Redis, `record` what is stored and said there, `connect` where
+//! the link connects (the node holding the fleet's slot, in a Redis Cluster), and `link` the
 //! task that talks to it.
 
+mod connect;
 mod counts;
 mod keys;
 mod limits;

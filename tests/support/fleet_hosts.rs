@@ -70,6 +70,8 @@ pub struct Setup<'a> {
     pub threshold: u32,
     /// Routes tried before the API-key route (`/api/v1/users/*`).
     pub routes: &'a str,
+    /// The port of the Redis (or cluster node) the hosts are given.
+    pub redis_port: u16,
 }
 
 fn config(
@@ -127,7 +129,7 @@ window = "1m"
 ban = "10m"
 
 [fleet]
-redis = "redis://{redis}:{REDIS_PORT}"
+redis = "redis://{redis}:{redis_port}"
 name = "{fleet}"
 host = "{host}"
 timeout = "200ms"
@@ -143,6 +145,7 @@ timeout = "200ms"
             fleet = setup.fleet,
             threshold = setup.threshold,
             routes = setup.routes,
+            redis_port = setup.redis_port,
         ),
     )
     .unwrap();

@@ -61,8 +61,11 @@ impl FleetNet {
             host.exec(&["addr", "add", &format!("10.210.{k}.2/24"), "dev", &h_if]);
             net.client.exec(&["link", "set", &c_if, "up"]);
             host.exec(&["link", "set", &h_if, "up"]);
-            // The client's loopback sources are reached through this link.
+            // The client's loopback sources are reached through this link, and so are the
+            // client's ends of the other links (where a Redis Cluster's nodes announce
+            // themselves).
             host.exec(&["route", "add", "10.211.0.0/24", "dev", &h_if]);
+            host.exec(&["route", "add", "10.210.0.0/16", "dev", &h_if]);
             net.hosts.push(host);
             net.host_ifs.push(h_if);
             net.client_ifs.push(c_if);
@@ -129,6 +132,73 @@ impl FleetNet {
             std::thread::sleep(Duration::from_millis(50));
         }
         redis
+    }
+
+    /// Starts a Redis Cluster of three primaries of the test's own on `ports`, each listening
+    /// on the client's end of every link and announcing the end of link 1 (which every host
+    /// reaches through its own link); returns once the cluster says it is ok.
+    pub fn start_redis_cluster(&self, ports: [u16; 3], dir: &std::path::Path) -> Vec<ChildGuard> {
+        let binds: Vec<String> = (0..self.hosts.len())
+            .map(|k| self.redis_addr(k).to_string())
+            .collect();
+        let announce = self.redis_addr(0).to_string();
+        let nodes: Vec<ChildGuard> = ports
+            .iter()
+            .map(|port| {
+                let config = dir.join(format!("nodes-{port}.conf"));
+                ChildGuard::spawn(
+                    Command::new("ip")
+                        .args(["netns", "exec", &self.client.name, "redis-server"])
+                        .args(["--port", &port.to_string(), "--bind"])
+                        .args(&binds)
+                        .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                        .arg(&config)
+                        .args(["--cluster-announce-ip", &announce])
+                        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                        .arg("--dir")
+                        .arg(dir),
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in ports {
+            while self.redis_cli(port, &["PING"]).trim() != "PONG" {
+                assert!(Instant::now() < deadline, "a cluster node never answered");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let mut create = Command::new("ip");
+        create.args([
+            "netns",
+            "exec",
+            &self.client.name,
+            "redis-cli",
+            "--cluster",
+            "create",
+        ]);
+        for port in ports {
+            create.arg(format!("{announce}:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("running redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in ports {
+            while !self
+                .redis_cli(port, &["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+            {
+                assert!(Instant::now() < deadline, "the cluster never became ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        nodes
     }
 
     /// Runs `redis-cli` against the test's Redis; its output.

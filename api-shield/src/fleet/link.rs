@@ -18,11 +18,11 @@ use std::{
 
 use futures_util::StreamExt as _;
 use ipnet::IpNet;
-use redis::{aio::MultiplexedConnection, AsyncCommands as _, IntoConnectionInfo as _};
+use redis::{aio::MultiplexedConnection, AsyncCommands as _};
 use tokio::sync::mpsc;
 
 use super::{
-    counts,
+    connect, counts,
     keys::{self, Keys},
     limits,
     record::{self, BanRecord, Message, RecordError},
@@ -114,28 +114,6 @@ pub(super) async fn run(mut link: Link) {
 }
 
 impl Link {
-    fn client(&self, url: &str) -> Result<redis::Client, LinkError> {
-        let info = url.into_connection_info()?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(user) = &self.config.username {
-            settings = settings.set_username(user);
-        }
-        if let Some(password) = &self.password {
-            settings = settings.set_password(&password.0);
-        }
-        let info = info.set_redis_settings(settings);
-        match &self.config.ca_file {
-            Some(ca) if url.starts_with("rediss://") => Ok(redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(std::fs::read(ca).map_err(LinkError::Ca)?),
-                },
-            )?),
-            _ => Ok(redis::Client::open(info)?),
-        }
-    }
-
     /// Runs `command` with the fleet's timeout, timing its round trip.
     pub(super) async fn timed<T>(
         &self,
@@ -156,24 +134,42 @@ impl Link {
         Ok(result)
     }
 
-    /// One connection's life: returns only when it is lost.
-    async fn session(&mut self) -> Result<Infallible, LinkError> {
-        let url = self.config.redis[self.attempts % self.config.redis.len()].clone();
-        self.attempts += 1;
-        let client = self.client(&url)?;
+    /// A command connection with the fleet's timeouts.
+    async fn connect(&self, client: &redis::Client) -> Result<MultiplexedConnection, LinkError> {
         let connect = self.config.connect_timeout;
         let options = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect))
             .set_response_timeout(Some(self.config.timeout));
-        let mut redis = tokio::time::timeout(
+        tokio::time::timeout(
             connect,
             client.get_multiplexed_async_connection_with_config(&options),
         )
         .await
-        .map_err(|_| LinkError::Timeout("a connection"))??;
-        let mut pubsub = tokio::time::timeout(connect, client.get_async_pubsub())
-            .await
-            .map_err(|_| LinkError::Timeout("a connection"))??;
+        .map_err(|_| LinkError::Timeout("a connection"))?
+        .map_err(LinkError::from)
+    }
+
+    /// One connection's life: returns only when it is lost.
+    async fn session(&mut self) -> Result<Infallible, LinkError> {
+        let url = self.config.redis[self.attempts % self.config.redis.len()].clone();
+        self.attempts += 1;
+        let mut info = connect::info(self, &url)?;
+        let mut client = connect::client(self, info.clone())?;
+        let mut redis = self.connect(&client).await?;
+        // In a cluster, the node that holds the fleet's slot serves everything.
+        if let Some(node) = connect::slot_owner(self, &mut redis).await? {
+            let owner = connect::at(&info, node);
+            if owner.addr() != info.addr() {
+                info = owner;
+                client = connect::client(self, info.clone())?;
+                redis = self.connect(&client).await?;
+            }
+        }
+        let url = connect::describe(&info);
+        let mut pubsub =
+            tokio::time::timeout(self.config.connect_timeout, client.get_async_pubsub())
+                .await
+                .map_err(|_| LinkError::Timeout("a connection"))??;
         let channel = self.keys.channel.clone();
         self.timed("SUBSCRIBE", pubsub.subscribe(&channel)).await?;
         let mut messages = pubsub.into_on_message();
