@@ -1,7 +1,8 @@
 //! Fleet-wide limits end to end, on the same three hosts as `fleet.rs`: a client spreading its
 //! requests over the three hosts gets the fleet's rate on a `scope = "fleet"` route, and three
 //! times as much on a `scope = "host"` route; credential stuffing spread over the hosts, below
-//! each host's escalation threshold but above it in total, bans the source at every host.
+//! each host's escalation threshold but above it in total, bans the source at every host; and
+//! with Redis gone, each host limits on its own.
 
 // Hosts are numbered: `k` names the namespace, the address and the daemon alike.
 #![allow(clippy::needless_range_loop)]
@@ -72,7 +73,7 @@ fn fleet_limits_and_escalation_count_across_hosts() {
     for src in [GOOD, STUFFER] {
         net.add_source(src);
     }
-    let _redis = net.start_redis(REDIS_PORT);
+    let redis = net.start_redis(REDIS_PORT);
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
     let ca = Arc::new(pki.ca.clone());
@@ -168,5 +169,20 @@ fn fleet_limits_and_escalation_count_across_hosts() {
         request(&net, 0, GOOD, "good-key", &ca).unwrap(),
         200,
         "the good client is still served"
+    );
+
+    // Redis gone: each host limits alone, so about one budget per host gets through, and no
+    // request waits on Redis (`spread` fails on anything but a 200 or a 429).
+    drop(redis);
+    for host in &mut hosts {
+        host.daemon().wait_for("fleet: lost Redis", SPREAD).unwrap();
+    }
+    let (admitted, limited, elapsed) = spread(&net, "/api/v1/users/fleet", 2.0, &ca);
+    let budget = BURST + RATE * elapsed;
+    eprintln!("without Redis: {admitted} admitted, {limited} limited in {elapsed:.2} s (one host's budget {budget:.0})");
+    assert!(limited > 0, "nothing limited without Redis");
+    assert!(
+        f64::from(admitted) >= budget * 2.0,
+        "{admitted} admitted without Redis: the hosts did not fall back to their own budgets ({budget:.0} each)"
     );
 }

@@ -347,3 +347,43 @@ fn fastpath_event(bytes: &[u8]) -> (IpAddr, Option<Reason>) {
     let event = api_shield::fastpath::decode_event(bytes).expect("a whole event");
     (event.source, event.reason)
 }
+
+#[test]
+fn the_ban_map_holds_as_many_bans_as_max_bans_says() {
+    if !support::privileged::can_run("the_ban_map_holds_as_many_bans_as_max_bans_says", false) {
+        return;
+    }
+    let pins = support::privileged::PinDir::new();
+    let config = api_shield::config::parse(
+        "[fastpath]\nmax_bans = 1024\n",
+        std::path::Path::new("t.toml"),
+    )
+    .unwrap();
+    let _ebpf = api_shield::fastpath::load_program(&pins.layout(), &config.fastpath).unwrap();
+    let mut maps = api_shield::fastpath::PinnedMaps::open(&pins.layout()).unwrap();
+    let ban = |maps: &mut api_shield::fastpath::PinnedMaps, n: u32| {
+        maps.ban(
+            &api_shield::fastpath::BanRequest {
+                target: ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                    0x0a00_0000 + n,
+                ))),
+                ttl: None,
+                reason: "test".into(),
+                origin: None,
+            },
+            &SystemClock,
+        )
+    };
+    for n in 0..1024 {
+        ban(&mut maps, n).unwrap();
+    }
+    let error = ban(&mut maps, 1024).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            api_shield::fastpath::FastpathError::BansFull { max: 1024 }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("fastpath.max_bans"), "{error}");
+}

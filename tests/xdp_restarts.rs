@@ -342,11 +342,13 @@ fn an_upgrade_from_the_previous_map_layout_keeps_bans_and_the_attached_link() {
         .rx
         .run(move || {
             use aya::programs::{links::FdLink, Xdp, XdpMode};
-            let mut ebpf = api_shield::fastpath::load_program(&old_dir, 4096).unwrap();
-            let mut maps = api_shield::fastpath::PinnedMaps::open(&old_dir).unwrap();
             let config =
                 api_shield::config::parse("[fastpath]\n", std::path::Path::new("old.toml"))
                     .unwrap();
+            let mut sizes = config.fastpath.clone();
+            sizes.limiter.max_sources = 4096;
+            let mut ebpf = api_shield::fastpath::load_program(&old_dir, &sizes).unwrap();
+            let mut maps = api_shield::fastpath::PinnedMaps::open(&old_dir).unwrap();
             api_shield::fastpath::apply_config(&mut maps, &config.fastpath).unwrap();
             maps.ban(
                 &api_shield::fastpath::BanRequest {

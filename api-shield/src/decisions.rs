@@ -259,14 +259,16 @@ impl Decisions {
     }
 
     /// Applies a ban another host of the fleet made: through the guard rails (never forced),
-    /// no longer than `fleet.max_ban_ttl`, written with its origin. `Ok(false)` when this host
-    /// already holds the same ban (nothing written).
+    /// no longer than `fleet.max_ban_ttl`, written with its origin, with an audit line when
+    /// `announce` (a resync, which replays decisions already made, sums them up instead).
+    /// `Ok(false)` when this host already holds the same ban (nothing written).
     pub(crate) fn apply_fleet_ban(
         &self,
         target: IpNet,
         reason: &str,
         origin: &str,
         expires: Option<SystemTime>,
+        announce: bool,
     ) -> Result<bool, DecisionError> {
         if reason.chars().any(char::is_control) {
             return Err(DecisionError::Reason);
@@ -280,13 +282,12 @@ impl Decisions {
             });
         }
         let mut maps = self.maps();
-        let held = maps.ban_entries(&*self.clock)?.into_iter().find(|b| {
-            b.target == target
-                && b.origin.as_deref() == Some(origin)
+        let held = maps.ban_entry(&target, &*self.clock)?.is_some_and(|b| {
+            b.origin.as_deref() == Some(origin)
                 && b.reason == reason
                 && same_end(b.expires, expires)
         });
-        if held.is_some() {
+        if held {
             return Ok(false);
         }
         let request = BanRequest {
@@ -298,6 +299,9 @@ impl Decisions {
         let made = maps.ban_guarded(&request, &rails.guard, &rails.allow, false, &*self.clock)?;
         drop(maps);
         self.evict(target);
+        if !announce {
+            return Ok(true);
+        }
         tracing::warn!(
             target: "audit",
             ban = %made.ban.target,
@@ -315,9 +319,8 @@ impl Decisions {
     pub(crate) fn lift_fleet_ban(&self, target: IpNet) -> Result<bool, DecisionError> {
         let mut maps = self.maps();
         let held = maps
-            .ban_entries(&*self.clock)?
-            .into_iter()
-            .any(|b| b.target == target && b.origin.is_some());
+            .ban_entry(&target, &*self.clock)?
+            .is_some_and(|b| b.origin.is_some());
         if !held {
             return Ok(false);
         }

@@ -41,7 +41,7 @@ impl Harness {
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
         let pins = PinDir::new();
         let config = config::parse(config_text, std::path::Path::new("test.toml")).unwrap();
-        let ebpf = fastpath::load_program(&pins.layout(), config.fastpath.limiter.max_sources)
+        let ebpf = fastpath::load_program(&pins.layout(), &config.fastpath)
             .expect("loading the XDP program");
         let mut maps = PinnedMaps::open(&pins.layout()).unwrap();
         apply_config(&mut maps, &config.fastpath).unwrap();

@@ -392,7 +392,7 @@ impl Rig {
         let config = config::parse(&config_text(rules), Path::new("xdp-model.toml"))
             .expect("the rule set is a valid config");
         let layout = fastpath::layout_dir(&pins);
-        let loaded = fastpath::load_program(&layout, config.fastpath.limiter.max_sources)
+        let loaded = fastpath::load_program(&layout, &config.fastpath)
             .and_then(|ebpf| Ok((ebpf, PinnedMaps::open(&layout)?)));
         let _ = std::fs::remove_dir_all(&pins);
         let (ebpf, mut maps) = loaded.expect("loading the XDP program");

@@ -76,7 +76,7 @@ pub(super) fn run(args: &Args) -> Result<()> {
         Ok(maps) => maps,
         Err(fastpath::FastpathError::NotPinned { .. }) => {
             // Load the program once, without attaching it, to create and pin its maps.
-            drop(fastpath::load_program(&dir, config.limiter.max_sources)?);
+            drop(fastpath::load_program(&dir, &config)?);
             PinnedMaps::open(&dir)?
         }
         Err(error) => return Err(error.into()),

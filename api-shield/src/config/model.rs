@@ -95,6 +95,8 @@ pub struct FastpathConfig {
     pub deny: Vec<IpNet>,
     /// How broad bans and deny rules may be.
     pub guard: super::GuardRails,
+    /// Bans the kernel map holds at most (fixed when the map is first created).
+    pub max_bans: u32,
     /// The per-source limiter.
     pub limiter: LimiterConfig,
     /// Drop events.
@@ -114,6 +116,7 @@ impl Default for FastpathConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             guard: super::GuardRails::default(),
+            max_bans: api_shield_common::maps::BAN_ENTRIES,
             limiter: LimiterConfig::default(),
             events: EventsConfig::default(),
         }

@@ -109,6 +109,12 @@ pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
             "must be between 1 and 128",
         ));
     }
+    if !(1024..=16_777_216).contains(&fastpath.max_bans) {
+        return Err(problem(
+            "fastpath.max_bans",
+            "must be between 1024 and 16777216",
+        ));
+    }
     if limiter.max_sources < 1024 {
         return Err(problem(
             "fastpath.limiter.max_sources",

@@ -134,38 +134,61 @@ impl PinnedMaps {
             addr: key.data(),
             reason: reason_bytes(&request.reason, request.origin.as_deref()),
         };
-        self.bans
-            .insert(&key, value, 0)
-            .map_err(|source| match &source {
+        if let Err(source) = self.bans.insert(&key, value, 0) {
+            return Err(match &source {
                 MapError::SyscallError(e)
                     if matches!(e.io_error.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) =>
                 {
+                    // Full: what it holds is its size (fastpath.max_bans when it was created).
                     FastpathError::BansFull {
-                        max: api_shield_common::maps::BAN_ENTRIES,
+                        max: u32::try_from(self.bans.keys().count()).unwrap_or(u32::MAX),
                     }
                 }
                 _ => FastpathError::Map {
                     map: api_shield_common::maps::BANS,
                     source,
                 },
-            })?;
+            });
+        }
         self.bump_rules_generation()?;
         Ok(describe(&request.target, &value, now_mono, clock))
     }
 
-    /// Whether a ban of exactly this address or network is in the map.
-    pub fn holds_ban(&self, target: &IpNet) -> Result<bool, FastpathError> {
-        match self.bans.get(&target_key(target), 0) {
-            Ok(value) => Ok(value.prefix_len == target_key(target).prefix_len()),
-            Err(MapError::KeyNotFound) => Ok(false),
+    /// The ban of exactly this address or network, if one is in force: one lookup, whatever
+    /// the map holds (the trie answers the longest match, which is this ban only when its
+    /// own key is the target's).
+    pub fn ban_entry(
+        &self,
+        target: &IpNet,
+        clock: &(impl Clock + ?Sized),
+    ) -> Result<Option<BanEntry>, FastpathError> {
+        let key = target_key(target);
+        let value = match self.bans.get(&key, 0) {
+            Ok(value) => value,
+            Err(MapError::KeyNotFound) => return Ok(None),
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(false)
+                return Ok(None)
             }
-            Err(source) => Err(FastpathError::Map {
-                map: api_shield_common::maps::BANS,
-                source,
-            }),
+            Err(source) => {
+                return Err(FastpathError::Map {
+                    map: api_shield_common::maps::BANS,
+                    source,
+                })
+            }
+        };
+        if value.prefix_len != key.prefix_len()
+            || value.addr != key.data()
+            || is_expired(&value, clock.monotonic_ns())
+        {
+            return Ok(None);
         }
+        let (reason, origin) = reason_of(&value);
+        Ok(Some(BanEntry {
+            target: *target,
+            reason,
+            origin,
+            expires: (value.expires_ns != 0).then(|| clock.wall_of(value.expires_ns)),
+        }))
     }
 
     /// Lifts the ban of exactly this address or network.

@@ -107,7 +107,7 @@ pub enum FastpathError {
     #[error(transparent)]
     Refused(#[from] crate::config::GuardError),
     /// The ban map is full.
-    #[error("the ban map is full ({max} entries); unban something or let bans expire")]
+    #[error("the ban map is full ({max} entries, fastpath.max_bans); unban something or let bans expire")]
     BansFull {
         /// Capacity.
         max: u32,

@@ -33,12 +33,14 @@ pub(super) fn links_dir(pin_dir: &Path) -> PathBuf {
 }
 
 /// Loads the program into the kernel without attaching it. Maps are reused from `layout_dir`
-/// when pinned there, created and pinned otherwise.
-pub fn load_program(layout_dir: &Path, max_sources: u32) -> Result<Ebpf, FastpathError> {
+/// when pinned there, created and pinned otherwise, with the limiter and ban map sizes of
+/// `config` (`limiter.max_sources`, `max_bans`).
+pub fn load_program(layout_dir: &Path, config: &FastpathConfig) -> Result<Ebpf, FastpathError> {
     bpffs::ensure_dir(layout_dir)?;
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(layout_dir)
-        .map_max_entries(maps::LIMITER, max_sources)
+        .map_max_entries(maps::LIMITER, config.limiter.max_sources)
+        .map_max_entries(maps::BANS, config.max_bans)
         .load(PROGRAM_OBJECT)
         .map_err(|source| {
             if errno::in_chain(&source) == Some(libc::EPERM) {
@@ -107,7 +109,7 @@ impl Fastpath {
             attach::interface_index(interface)?;
         }
         let dir = layout_dir(&config.pin_dir);
-        let mut ebpf = load_program(&dir, config.limiter.max_sources)?;
+        let mut ebpf = load_program(&dir, config)?;
         let mut maps = PinnedMaps::open(&dir)?;
         apply_config(&mut maps, config)?;
         let carried = upgrade::carry_over(

@@ -48,6 +48,8 @@ const PEER_RECENT: Duration = Duration::from_secs(10);
 const PEER_FORGOTTEN: Duration = Duration::from_hours(24);
 /// Waits between connection attempts, doubling from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+/// Stored bans read per HSCAN call at a resync.
+const SCAN_PAGE: usize = 1000;
 /// Most decisions kept for Redis while it is away; past it the oldest are dropped and counted.
 pub(super) const QUEUE: usize = 10_000;
 
@@ -338,19 +340,26 @@ impl Link {
         redis: &mut MultiplexedConnection,
         lost: bool,
     ) -> Result<(), LinkError> {
-        let bans = self.keys.bans.clone();
-        let stored: HashMap<String, String> = self.timed("HGETALL", redis.hgetall(&bans)).await?;
+        let stored = self.stored_bans(redis).await?;
         let now = self.decisions.clock().wall();
         let mut in_redis = HashSet::new();
+        // A resync replays decisions already made: one summary line, not an audit line per
+        // ban (refusals are still logged one by one).
+        let mut outcomes: HashMap<&'static str, usize> = HashMap::new();
         for (target, text) in &stored {
             match record::parse_target(target)
                 .and_then(|net| Ok((net, record::parse_record(text)?)))
             {
                 Ok((net, record)) => {
                     in_redis.insert(net);
-                    self.apply(net, &record, now);
+                    *outcomes
+                        .entry(self.apply(net, &record, now, false))
+                        .or_default() += 1;
                 }
-                Err(error) => refused(target, &error),
+                Err(error) => {
+                    refused(target, &error);
+                    *outcomes.entry("refused").or_default() += 1;
+                }
             }
         }
         let held = self.decisions.active()?;
@@ -371,11 +380,50 @@ impl Link {
                     .inc();
             } else {
                 self.lift(ban.target);
+                *outcomes.entry("lifted").or_default() += 1;
             }
         }
+        let count = |outcome| outcomes.get(outcome).copied().unwrap_or(0);
+        tracing::info!(
+            stored = stored.len(),
+            applied = count("applied"),
+            unchanged = count("unchanged"),
+            refused = count("refused"),
+            expired = count("expired"),
+            lifted = count("lifted"),
+            "fleet: bans resynced"
+        );
         metrics().fleet.resyncs.inc();
         self.state.resynced(now);
         Ok(())
+    }
+
+    /// Every stored ban, read in pieces (HSCAN) so that no one command outlasts
+    /// `fleet.timeout` however many bans the fleet holds.
+    async fn stored_bans(
+        &self,
+        redis: &mut MultiplexedConnection,
+    ) -> Result<HashMap<String, String>, LinkError> {
+        let mut stored = HashMap::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, page): (String, Vec<(String, String)>) = self
+                .timed(
+                    "HSCAN",
+                    redis::cmd("HSCAN")
+                        .arg(&self.keys.bans)
+                        .arg(&cursor)
+                        .arg("COUNT")
+                        .arg(SCAN_PAGE)
+                        .query_async(redis),
+                )
+                .await?;
+            stored.extend(page);
+            if next == "0" {
+                return Ok(stored);
+            }
+            cursor = next;
+        }
     }
 
     /// A message from the channel.
@@ -389,7 +437,9 @@ impl Link {
                     record.check()?;
                     Ok(net)
                 }) {
-                    Ok(net) => self.apply(net, &record, self.decisions.clock().wall()),
+                    Ok(net) => {
+                        self.apply(net, &record, self.decisions.clock().wall(), true);
+                    }
                     Err(error) => refused(&target, &error),
                 }
             }
@@ -406,8 +456,14 @@ impl Link {
         }
     }
 
-    /// Applies a checked fleet ban.
-    fn apply(&self, target: IpNet, record: &BanRecord, now: SystemTime) {
+    /// Applies a checked fleet ban (with its audit line when `announce`); what came of it.
+    fn apply(
+        &self,
+        target: IpNet,
+        record: &BanRecord,
+        now: SystemTime,
+        announce: bool,
+    ) -> &'static str {
         let outcome = if record.expired(now) {
             "expired"
         } else {
@@ -416,6 +472,7 @@ impl Link {
                 &record.reason,
                 &record.host,
                 record.expires(),
+                announce,
             ) {
                 Ok(true) => "applied",
                 Ok(false) => "unchanged",
@@ -426,6 +483,7 @@ impl Link {
             }
         };
         metrics().fleet.received.with_label_values(&[outcome]).inc();
+        outcome
     }
 
     fn lift(&self, target: IpNet) {

@@ -80,7 +80,7 @@ impl Receiver {
         );
         let config = config::parse(&text, std::path::Path::new("bench.toml"))?;
         let dir = layout_dir(&pin_dir);
-        let ebpf = fastpath::load_program(&dir, config.fastpath.limiter.max_sources)?;
+        let ebpf = fastpath::load_program(&dir, &config.fastpath)?;
         let mut maps = PinnedMaps::open(&dir)?;
         apply_config(&mut maps, &config.fastpath)?;
         let mut bare =

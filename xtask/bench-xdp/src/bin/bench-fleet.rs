@@ -11,7 +11,10 @@
 //! - **Accuracy**: a wrk on every host against one fleet-scoped route (100 per second, burst
 //!   100, one client key) for `--accuracy-seconds`; requests admitted across the fleet against
 //!   the burst plus the rate over the run.
-//! - **Memory** after the propagation run: Redis's `used_memory` and each daemon's RSS.
+//! - **Memory** after the propagation run: Redis's `used_memory` and each daemon's RSS; then
+//!   `--memory-bans` bans written into Redis, every host made to resync, timed until host 1's
+//!   kernel map holds them, and the memory again; and Redis's memory for `--memory-keys`
+//!   fleet-scoped limit keys.
 //!
 //! Run it with `cargo xtask bench-fleet` (as root: it installs redis-server and wrk if missing).
 
@@ -53,6 +56,12 @@ struct Args {
     /// Seconds of the accuracy run.
     #[arg(long, default_value_t = 60)]
     accuracy_seconds: u32,
+    /// Fleet bans written into Redis for the resync and memory run.
+    #[arg(long, default_value_t = 100_000)]
+    memory_bans: usize,
+    /// Fleet-scoped limit keys written into Redis for its memory figure.
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_keys: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -118,6 +127,30 @@ fn main() -> Result<()> {
         "\nAccuracy, one client key on all three hosts for {} s (a wrk -c2 on each), limit 100 per second with a burst of 100: {admitted} admitted of {sent} sent, budget {budget:.0}: **{:.3}x** (target: within 10 %)",
         args.accuracy_seconds,
         admitted as f64 / budget
+    )?;
+
+    let took = measure::resync(&fleet, args.memory_bans)?;
+    let redis = fleet.redis_memory()?;
+    let rss: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|h| fleet::rss(h.pid).map(|b| format!("{:.1} MiB", b as f64 / 1_048_576.0)))
+        .collect::<Result<_>>()?;
+    writeln!(
+        report,
+        "\nResync of {} more fleet bans written into Redis (every host reconnects and reads them all): host 1's kernel map holds them {:.2} s after the subscriptions were closed. Then: Redis used_memory {:.1} MiB; daemon RSS {}",
+        args.memory_bans,
+        took.as_secs_f64(),
+        redis as f64 / 1_048_576.0,
+        rss.join(", ")
+    )?;
+    let keys = measure::limit_keys_memory(&fleet, args.memory_keys)?;
+    writeln!(
+        report,
+        "\nRedis memory for {} fleet-scoped limit keys: {:.1} MiB ({:.0} bytes per key)",
+        args.memory_keys,
+        keys as f64 / 1_048_576.0,
+        keys as f64 / args.memory_keys as f64
     )?;
     drop(fleet);
     print!("{report}");

@@ -180,6 +180,7 @@ impl Fleet {
 [fastpath]
 interfaces = ["{interface}"]
 mode = "driver"
+max_bans = 262144
 pin_dir = "{pins}"
 runtime_dir = "{runtime}"
 [fastpath.limiter.protect]

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use api_shield::fastpath::{layout_dir, PinnedMaps};
+use api_shield::fastpath::{layout_dir, PinnedMaps, SystemClock};
 
 use crate::fleet::{host_addr, Fleet, PORT};
 
@@ -59,7 +59,7 @@ pub fn propagation(fleet: &Fleet, count: usize) -> Result<Vec<Duration>> {
         if !reply.contains("\"banned\"") {
             bail!("the ban was refused: {reply}");
         }
-        while !b.holds_ban(&target)? {
+        while b.ban_entry(&target, &SystemClock)?.is_none() {
             if started.elapsed() > Duration::from_secs(5) {
                 bail!("{target} never reached host 1");
             }
@@ -164,4 +164,61 @@ pub fn accuracy(fleet: &Fleet, seconds: u32) -> Result<(u64, u64)> {
         sent += load.requests;
     }
     Ok((admitted, sent))
+}
+
+/// Writes `count` fleet bans straight into Redis (one script, ending in ten minutes), makes
+/// every host resync (their subscriptions are closed, so each reconnects and reads the
+/// stored bans in full), and times how long host 1 takes until its kernel map holds them all.
+pub fn resync(fleet: &Fleet, count: usize) -> Result<Duration> {
+    const SEED: &str = r#"
+local n = tonumber(ARGV[1])
+local ends = ARGV[2]
+for i = 0, n - 1 do
+  local net = string.format('10.%d.%d.%d/32', 100 + math.floor(i / 65536), math.floor(i / 256) % 256, i % 256)
+  redis.call('HSET', KEYS[1], net, '{"reason":"bench","host":"seed","created_ms":1,"expires_ms":' .. ends .. '}')
+  redis.call('ZADD', KEYS[2], ends, net)
+end
+return n
+"#;
+    let ends = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis()
+        + 600_000;
+    let seeded = fleet.redis_cli(&[
+        "EVAL",
+        SEED,
+        "2",
+        "api-shield:{bench}:bans",
+        "api-shield:{bench}:bans:expiry",
+        &count.to_string(),
+        &ends.to_string(),
+    ])?;
+    if seeded.trim() != count.to_string() {
+        bail!("seeding Redis answered {seeded}");
+    }
+    let b = PinnedMaps::open(&layout_dir(&fleet.hosts[1].pins))?;
+    let before = b.ban_entries(&SystemClock)?.len();
+    let started = Instant::now();
+    fleet.redis_cli(&["CLIENT", "KILL", "TYPE", "pubsub"])?;
+    while b.ban_entries(&SystemClock)?.len() < before + count {
+        if started.elapsed() > Duration::from_mins(5) {
+            bail!("host 1 never held the {count} seeded bans");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(started.elapsed())
+}
+
+/// Redis's memory for `count` fleet-scoped limit keys (written straight in, as the link
+/// writes them); the bytes they add.
+pub fn limit_keys_memory(fleet: &Fleet, count: usize) -> Result<u64> {
+    const SEED: &str = r"
+for i = 0, tonumber(ARGV[1]) - 1 do
+  redis.call('SET', 'api-shield:{bench}:rl:bench:ip:10.' .. i, '1765000000000000', 'PX', 600000)
+end
+return 1
+";
+    let before = fleet.redis_memory()?;
+    fleet.redis_cli(&["EVAL", SEED, "0", &count.to_string()])?;
+    Ok(fleet.redis_memory()?.saturating_sub(before))
 }
