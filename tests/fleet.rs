@@ -7,7 +7,8 @@
 //! everywhere. Entries written into Redis by hand (`::/0`, host bits, not an address, a huge
 //! TTL) are refused and logged, never applied. With Redis killed, hosts keep serving and say
 //! they are alone; a ban made meanwhile is shared once Redis is back, and Redis restarted
-//! empty gets the fleet's bans again.
+//! empty gets the fleet's bans again; a ban whose share was lost with a restart is published
+//! by its host, not lifted.
 
 // Hosts are numbered: `k` names the namespace, the address and the daemon alike.
 #![allow(clippy::needless_range_loop)]
@@ -284,5 +285,46 @@ fn a_ban_on_one_host_drops_the_source_at_every_host() {
             .wait_for_count("fleet: connected and resynced", 3, Duration::from_secs(10))
             .unwrap();
     }
+
+    // A ban whose share never reached Redis (made while Redis was gone, and the daemon
+    // restarted before it came back, losing its queue) is this host's own and unbanned
+    // nowhere: the restarted host publishes it instead of taking it for one lifted elsewhere.
     drop(redis);
+    hosts[1]
+        .daemon()
+        .wait_for_count("fleet: lost Redis", 3, SPREAD)
+        .unwrap();
+    let queued = "10.211.0.56";
+    let (code, _, stderr) = cli(&[
+        "ban",
+        queued,
+        "--ttl",
+        "5m",
+        "--config",
+        &hosts[1].config_arg(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    hosts[1].daemon.take();
+    let _redis = net.start_redis(REDIS_PORT);
+    // A and C are back first, so B finds the fleet's data in place (no republishing of
+    // everything) and has to tell its own unshared ban from one unbanned elsewhere.
+    for k in [0, 2] {
+        hosts[k]
+            .daemon()
+            .wait_for_count("fleet: connected and resynced", 4, Duration::from_secs(10))
+            .unwrap();
+    }
+    start(&net, 1, &mut hosts[1], &ca);
+    eventually(
+        "host A gets B's ban that never reached Redis",
+        SPREAD,
+        || {
+            hosts[0]
+                .bans()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["target"] == format!("{queued}/32") && b["origin"] == "host-b")
+        },
+    );
 }

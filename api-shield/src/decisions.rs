@@ -100,8 +100,8 @@ pub(crate) enum DecisionError {
     /// The reason holds control characters.
     #[error("the reason must be printable text")]
     Reason,
-    /// A fleet ban lasting longer than `fleet.max_ban_ttl`.
-    #[error("it lasts longer than fleet.max_ban_ttl ({}s)", max.as_secs())]
+    /// A fleet ban lasting longer than `fleet.max_ban_ttl`, or without an end.
+    #[error("it lasts longer than fleet.max_ban_ttl ({}s), or has no end", max.as_secs())]
     TooLong {
         /// The limit.
         max: Duration,
@@ -189,13 +189,46 @@ impl Decisions {
         self.maps().ban_entries(&*self.clock)
     }
 
+    /// Escalation bans in force that this host made (what `escalation.max_active_bans` caps:
+    /// the fleet's bans from other hosts do not count).
+    pub(crate) fn own_escalation_bans(&self) -> Result<usize, FastpathError> {
+        let own = self.outbox.get().map(|o| o.host.as_str());
+        Ok(self
+            .active()?
+            .iter()
+            .filter(|b| b.reason.starts_with("escalation:"))
+            .filter(|b| b.origin.is_none() || b.origin.as_deref() == own)
+            .count())
+    }
+
     /// Makes a ban of this host's (an operator's or escalation's), shares it with the fleet
     /// unless it is local, and closes what the source has open.
     pub(crate) fn ban(&self, decision: &Decision) -> Result<GuardedBan, DecisionError> {
         if decision.reason.chars().any(char::is_control) {
             return Err(DecisionError::Reason);
         }
-        let outbox = self.outbox.get().filter(|_| !decision.local);
+        // Shared only with room in the link's queue: a ban marked as the fleet's that never
+        // reaches Redis would be lifted by the next resync. A permanent ban stays on this host
+        // (the fleet refuses bans without an end, as it refuses those past max_ban_ttl).
+        let mut outbox = self.outbox.get().filter(|_| !decision.local);
+        if outbox.is_some() && decision.ttl.is_none() {
+            tracing::warn!(ban = %decision.target, "a permanent ban stays on this host: give it a TTL to share it with the fleet");
+            outbox = None;
+        }
+        let permit = match outbox.map(|o| o.queue.try_reserve()) {
+            Some(Ok(permit)) => Some(permit),
+            Some(Err(_)) => {
+                crate::telemetry::metrics()
+                    .fleet
+                    .shared
+                    .with_label_values(&["dropped"])
+                    .inc();
+                tracing::error!(ban = %decision.target, "fleet: the share queue is full; this ban stays on this host");
+                outbox = None;
+                None
+            }
+            None => None,
+        };
         let request = BanRequest {
             target: decision.target,
             ttl: decision.ttl,
@@ -221,17 +254,14 @@ impl Decisions {
             "source banned at the NIC by {}",
             decision.source.by()
         );
-        if let Some(outbox) = outbox {
+        if let Some(permit) = permit {
             let now = self.clock.wall();
-            share(
-                outbox,
-                Shared::Ban {
-                    target: decision.target,
-                    reason: decision.reason.clone(),
-                    created: now,
-                    expires: decision.ttl.map(|ttl| now + ttl),
-                },
-            );
+            permit.send(Shared::Ban {
+                target: decision.target,
+                reason: decision.reason.clone(),
+                created: now,
+                expires: decision.ttl.map(|ttl| now + ttl),
+            });
         }
         Ok(made)
     }
@@ -276,19 +306,25 @@ impl Decisions {
         let rails = self.rails.load();
         let now = self.clock.wall();
         let ttl = expires.map(|at| at.duration_since(now).unwrap_or_default());
-        if ttl.is_some_and(|ttl| ttl > rails.max_fleet_ttl) {
+        if ttl.is_none_or(|ttl| ttl > rails.max_fleet_ttl) {
             return Err(DecisionError::TooLong {
                 max: rails.max_fleet_ttl,
             });
         }
         let mut maps = self.maps();
-        let held = maps.ban_entry(&target, &*self.clock)?.is_some_and(|b| {
-            b.origin.as_deref() == Some(origin)
-                && b.reason == reason
-                && same_end(b.expires, expires)
-        });
-        if held {
-            return Ok(false);
+        match maps.ban_entry(&target, &*self.clock)? {
+            // This host's own ban (an operator's `--local`, or made while the queue was full)
+            // stays as it is.
+            Some(held) if held.origin.is_none() => return Ok(false),
+            // The same ban (its reason as stored: cut to leave room for the origin).
+            Some(held)
+                if held.origin.as_deref() == Some(origin)
+                    && reason.starts_with(held.reason.as_str())
+                    && same_end(held.expires, expires) =>
+            {
+                return Ok(false)
+            }
+            _ => {}
         }
         let request = BanRequest {
             target,
@@ -333,6 +369,31 @@ impl Decisions {
         Ok(true)
     }
 
+    /// Makes this host's fleet ban of `target` a ban of this host only (its share never
+    /// reached Redis, so a resync must not take it for one lifted elsewhere).
+    pub(crate) fn unshare(&self, target: IpNet, host: &str) -> Result<(), DecisionError> {
+        let mut maps = self.maps();
+        let Some(held) = maps.ban_entry(&target, &*self.clock)? else {
+            return Ok(());
+        };
+        if held.origin.as_deref() != Some(host) {
+            return Ok(());
+        }
+        let now = self.clock.wall();
+        let request = BanRequest {
+            target,
+            ttl: held.expires.map(|end| {
+                end.duration_since(now)
+                    .unwrap_or_default()
+                    .max(Duration::from_secs(1))
+            }),
+            reason: held.reason,
+            origin: None,
+        };
+        maps.ban(&request, &*self.clock)?;
+        Ok(())
+    }
+
     fn evict(&self, target: IpNet) {
         if let Some(evictions) = self.evictions.get() {
             evictions.evict(target);
@@ -340,7 +401,7 @@ impl Decisions {
     }
 }
 
-/// Hands a decision to the fleet's link; a full queue drops it (counted), never waits.
+/// Hands an unban to the fleet's link; a full queue drops it (counted), never waits.
 fn share(outbox: &Outbox, shared: Shared) {
     if outbox.queue.try_send(shared).is_err() {
         crate::telemetry::metrics()
@@ -348,7 +409,7 @@ fn share(outbox: &Outbox, shared: Shared) {
             .shared
             .with_label_values(&["dropped"])
             .inc();
-        tracing::error!("fleet: the share queue is full; this decision stays on this host");
+        tracing::error!("fleet: the share queue is full; this unban is not shared (the fleet's ban comes back here at the next resync)");
     }
 }
 

@@ -266,8 +266,8 @@ pub(crate) fn ban_for_rule(
     ttl: Duration,
     max_active: usize,
 ) -> bool {
-    match decisions.active() {
-        Ok(active) if active.len() >= max_active => {
+    match decisions.own_escalation_bans() {
+        Ok(active) if active >= max_active => {
             tracing::error!(target: "audit", %client, rule = %name, max = max_active, "escalation ban refused: escalation.max_active_bans reached");
             return false;
         }

@@ -130,6 +130,7 @@ impl Fleet {
             pending: VecDeque::new(),
             epoch: None,
             attempts: 0,
+            sync_warned: None,
         }));
         Fleet {
             state,

@@ -89,6 +89,16 @@ pub fn fleet_host(config: &Config) -> Result<Option<FleetHost>, ConfigError> {
             let shown = path.display();
             let meta = std::fs::metadata(path)
                 .map_err(|e| invalid(key, format!("cannot read `{shown}`: {e}")))?;
+            let euid = nix::unistd::geteuid().as_raw();
+            if meta.uid() != 0 && meta.uid() != euid {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{shown}` belongs to uid {}, not root: chown it",
+                        meta.uid()
+                    ),
+                ));
+            }
             if meta.mode() & 0o077 != 0 {
                 return Err(invalid(
                     key,

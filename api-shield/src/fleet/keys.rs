@@ -4,6 +4,9 @@
 //!
 //! - `...:bans`: hash, network → ban record (JSON);
 //! - `...:bans:expiry`: sorted set, network → end (Unix ms), for removing ended bans;
+//! - `...:unbans`: sorted set, network → when it was unbanned (Redis's clock, ms), kept a week:
+//!   a host that finds its own ban missing from the hash lifts it only if it was unbanned,
+//!   else publishes it (its share never reached Redis);
 //! - `...:epoch`: a random word written once; another word means Redis lost the fleet's data
 //!   (restarted empty), and every host republishes the bans it holds;
 //! - `...:peers`: sorted set, host → last heartbeat (Unix ms);
@@ -22,6 +25,7 @@ pub(super) struct Keys {
     pub epoch: String,
     pub peers: String,
     pub channel: String,
+    pub unbans: String,
     prefix: String,
 }
 
@@ -34,6 +38,7 @@ impl Keys {
             epoch: format!("{prefix}:epoch"),
             peers: format!("{prefix}:peers"),
             channel: format!("{prefix}:bans"),
+            unbans: format!("{prefix}:unbans"),
             prefix,
         }
     }
@@ -49,9 +54,11 @@ impl Keys {
     }
 }
 
-/// KEYS: bans, expiry. ARGV: network, record, end (Unix ms, or "" for never), channel, message.
+/// KEYS: bans, expiry, unbans. ARGV: network, record, end (Unix ms, or "" for never), channel,
+/// message.
 pub(super) const BAN: &str = r"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
 if ARGV[3] == '' then
   redis.call('ZREM', KEYS[2], ARGV[1])
 else
@@ -61,18 +68,24 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";
 
-/// KEYS: bans, expiry. ARGV: network, channel, message. Published even when the hash did not
-/// hold it: a host that missed an earlier unban may still.
+/// KEYS: bans, expiry, unbans. ARGV: network, channel, message. Published even when the hash
+/// did not hold it: a host that missed an earlier unban may still.
 pub(super) const UNBAN: &str = r"
+local t = redis.call('TIME')
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000, ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return n
 ";
 
-/// KEYS: bans, expiry. ARGV: now (Unix ms). Removes up to 1000 ended bans; returns how many.
+/// KEYS: bans, expiry, unbans. Removes up to 1000 bans ended by Redis's clock, and unbans
+/// older than a week; returns how many bans.
 pub(super) const SWEEP: &str = r"
-local ended = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 604800000)
+local ended = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, net in ipairs(ended) do
   redis.call('HDEL', KEYS[1], net)
 end
@@ -92,7 +105,8 @@ local interval = tonumber(ARGV[1]) / 1000
 local out = {}
 for i, key in ipairs(KEYS) do
   local tat = tonumber(redis.call('GET', key)) or now
-  if tat < now then tat = now end
+  -- Before now, or absurdly far ahead (written by hand: over 100 days), it starts afresh.
+  if tat < now or tat > now + 8640000000000 then tat = now end
   tat = tat + tonumber(ARGV[i + 1]) * interval
   redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
   out[i] = math.floor(tat - now)

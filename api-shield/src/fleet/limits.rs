@@ -6,7 +6,7 @@
 //! Accuracy: a host learns what the others admitted one sync later (50 ms plus a round trip).
 //! Within that time each host may admit from the budget the others are spending, so a client
 //! spreading requests over N hosts can get up to (N - 1) x rate x 50 ms more than the limit at
-//! once; what is over is still counted in the shared TAT, which then refuses it later, so over
+//! once (up to (N - 1) x burst for a key new to every host); what is over is still counted in the shared TAT, which then refuses it later, so over
 //! a minute the fleet admits the configured rate (plus the burst), not N times it.
 
 use redis::aio::MultiplexedConnection;

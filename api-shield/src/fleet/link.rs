@@ -48,9 +48,14 @@ const PEER_RECENT: Duration = Duration::from_secs(10);
 const PEER_FORGOTTEN: Duration = Duration::from_hours(24);
 /// Waits between connection attempts, doubling from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+/// One field and value of the ban hash, as bytes (checked one by one).
+type RawEntry = (Vec<u8>, Vec<u8>);
+
 /// Stored bans read per HSCAN call at a resync.
 const SCAN_PAGE: usize = 1000;
-/// Most decisions kept for Redis while it is away; past it the oldest are dropped and counted.
+/// Most decisions waiting for Redis. While it is away the queue fills and further ones stay on
+/// this host (counted); decisions taken from the queue but not yet published keep at most as
+/// many, giving up the oldest.
 pub(super) const QUEUE: usize = 10_000;
 
 /// Why a session ended.
@@ -73,6 +78,25 @@ pub(super) enum LinkError {
     Fastpath(#[from] FastpathError),
 }
 
+impl LinkError {
+    /// Whether the connection is gone (or too slow), as opposed to Redis refusing one command
+    /// (a key of the wrong type or value, written by hand): only the first ends a session.
+    fn ends_session(&self) -> bool {
+        match self {
+            LinkError::Redis(error) => {
+                error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal()
+                    || error.is_unrecoverable_error()
+                    // The fleet's slot moved to another cluster node.
+                    || error.redirect_node().is_some()
+            }
+            _ => true,
+        }
+    }
+}
+
 /// The link's state between sessions.
 pub(super) struct Link {
     pub config: FleetConfig,
@@ -90,6 +114,8 @@ pub(super) struct Link {
     pub epoch: Option<String>,
     /// Sessions started (picks the URL).
     pub attempts: usize,
+    /// When a refused sync was last logged.
+    pub sync_warned: Option<Instant>,
 }
 
 /// Runs the link until the daemon stops (the task is aborted).
@@ -134,6 +160,22 @@ impl Link {
             .round_trip
             .observe(started.elapsed().as_secs_f64());
         Ok(result)
+    }
+
+    /// A rate-limit or escalation sync failed: the session ends if the connection is gone;
+    /// a command Redis refused is logged (at most every 10 s) and the next sync tries again.
+    fn sync_failed(&mut self, error: LinkError) -> Result<(), LinkError> {
+        if error.ends_session() {
+            return Err(error);
+        }
+        let due = self
+            .sync_warned
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+        if due {
+            self.sync_warned = Some(Instant::now());
+            tracing::warn!(%error, "fleet: Redis refused a rate-limit or escalation sync");
+        }
+        Ok(())
     }
 
     /// A command connection with the fleet's timeouts.
@@ -205,8 +247,13 @@ impl Link {
                     }
                 }
                 _ = sync.tick() => {
-                    limits::sync(self, &mut redis).await?;
-                    counts::sync(self, &mut redis).await?;
+                    let synced = match limits::sync(self, &mut redis).await {
+                        Ok(()) => counts::sync(self, &mut redis).await,
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = synced {
+                        self.sync_failed(error)?;
+                    }
                 }
                 _ = heartbeat.tick() => {
                     self.heartbeat(&mut redis, beats.is_multiple_of(SWEEP_EVERY)).await?;
@@ -248,7 +295,12 @@ impl Link {
             self.pending.push_back(shared);
         }
         while self.pending.len() > QUEUE {
-            self.pending.pop_front();
+            // The oldest waiting decision is given up: a ban becomes this host's only.
+            if let Some(Shared::Ban { target, .. }) = self.pending.pop_front() {
+                if let Err(error) = self.decisions.unshare(target, &self.host) {
+                    tracing::error!(ban = %target, %error, "fleet: cannot keep a ban on this host");
+                }
+            }
             metrics().fleet.shared.with_label_values(&["dropped"]).inc();
         }
         while let Some(shared) = self.pending.front().cloned() {
@@ -288,6 +340,7 @@ impl Link {
                     let script = redis::Script::new(keys::UNBAN);
                     let mut call = script.key(&self.keys.bans);
                     call.key(&self.keys.expiry)
+                        .key(&self.keys.unbans)
                         .arg(target.to_string())
                         .arg(&self.keys.channel)
                         .arg(message);
@@ -323,6 +376,7 @@ impl Link {
         let script = redis::Script::new(keys::BAN);
         let mut call = script.key(&self.keys.bans);
         call.key(&self.keys.expiry)
+            .key(&self.keys.unbans)
             .arg(target.to_string())
             .arg(stored)
             .arg(end)
@@ -365,7 +419,18 @@ impl Link {
         let held = self.decisions.active()?;
         for ban in held.into_iter().filter(|b| !in_redis.contains(&b.target)) {
             let Some(origin) = ban.origin else { continue };
-            if lost {
+            // This host's own ban, not unbanned anywhere: its share never reached Redis
+            // (a queue lost in a restart); publish it.
+            let own_and_kept = origin == self.host && {
+                let unbanned: Option<f64> = self
+                    .timed(
+                        "ZSCORE",
+                        redis.zscore(&self.keys.unbans, ban.target.to_string()),
+                    )
+                    .await?;
+                unbanned.is_none()
+            };
+            if lost || own_and_kept {
                 let record = BanRecord {
                     reason: ban.reason,
                     host: origin,
@@ -407,7 +472,7 @@ impl Link {
         let mut stored = HashMap::new();
         let mut cursor = "0".to_owned();
         loop {
-            let (next, page): (String, Vec<(String, String)>) = self
+            let (next, page): (String, Vec<RawEntry>) = self
                 .timed(
                     "HSCAN",
                     redis::cmd("HSCAN")
@@ -418,7 +483,17 @@ impl Link {
                         .query_async(redis),
                 )
                 .await?;
-            stored.extend(page);
+            for (field, value) in page {
+                match (String::from_utf8(field), String::from_utf8(value)) {
+                    (Ok(field), Ok(value)) => {
+                        stored.insert(field, value);
+                    }
+                    (field, _) => refused(
+                        field.as_deref().unwrap_or("?"),
+                        &RecordError::Shape("not UTF-8".to_owned()),
+                    ),
+                }
+            }
             if next == "0" {
                 return Ok(stored);
             }
@@ -426,13 +501,11 @@ impl Link {
         }
     }
 
-    /// A message from the channel.
+    /// A message from the channel. This host's own are applied too: both are idempotent, and a
+    /// resync that read the hash just before one of this host's changes converges on it.
     fn receive(&self, text: &str) {
         match record::parse_message(text) {
             Ok(Message::Ban { target, record }) => {
-                if record.host == self.host {
-                    return;
-                }
                 match record::parse_target(&target).and_then(|net| {
                     record.check()?;
                     Ok(net)
@@ -443,15 +516,10 @@ impl Link {
                     Err(error) => refused(&target, &error),
                 }
             }
-            Ok(Message::Unban { target, host }) => {
-                if host == self.host {
-                    return;
-                }
-                match record::parse_target(&target) {
-                    Ok(net) => self.lift(net),
-                    Err(error) => refused(&target, &error),
-                }
-            }
+            Ok(Message::Unban { target, .. }) => match record::parse_target(&target) {
+                Ok(net) => self.lift(net),
+                Err(error) => refused(&target, &error),
+            },
             Err(error) => refused("?", &error),
         }
     }
@@ -520,7 +588,7 @@ impl Link {
         }
         let script = redis::Script::new(keys::SWEEP);
         let mut call = script.key(&self.keys.bans);
-        call.key(&self.keys.expiry).arg(now);
+        call.key(&self.keys.expiry).key(&self.keys.unbans);
         let _: i64 = self.timed("SWEEP", call.invoke_async(redis)).await?;
         let recent = now.saturating_sub(PEER_RECENT.as_millis() as u64);
         let peers: Vec<String> = self

@@ -106,6 +106,7 @@ impl RateLimit {
             FleetShare::new(
                 route,
                 rate.interval_ns(),
+                rate.interval_ns().saturating_mul(u64::from(burst)),
                 Arc::clone(&gcra),
                 Arc::clone(&clock),
                 config.max_keys,

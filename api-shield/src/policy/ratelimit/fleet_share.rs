@@ -24,6 +24,8 @@ pub struct FleetShare {
     pub route: String,
     /// Nanoseconds per request at the configured rate.
     pub interval_ns: u64,
+    /// The burst's worth of nanoseconds: what Redis may answer is bounded by it.
+    tolerance_ns: u64,
     gcra: Arc<KeyedGcra>,
     clock: SharedClock,
     /// Requests admitted per key since the last sync.
@@ -41,6 +43,7 @@ impl FleetShare {
     pub(super) fn new(
         route: &str,
         interval_ns: u64,
+        tolerance_ns: u64,
         gcra: Arc<KeyedGcra>,
         clock: SharedClock,
         max_keys: usize,
@@ -48,6 +51,7 @@ impl FleetShare {
         let share = Arc::new(FleetShare {
             route: route.to_owned(),
             interval_ns,
+            tolerance_ns,
             gcra,
             clock,
             pending: Mutex::default(),
@@ -88,9 +92,18 @@ impl FleetShare {
         std::mem::take(&mut *self.pending.lock().expect("never poisoned"))
     }
 
-    /// What Redis answered for `key`: the shared TAT is `ahead_ns` past now.
+    /// What Redis answered for `key`: the shared TAT is `ahead_ns` past now. Hosts that
+    /// admitted together can push it past the burst, but not far: an answer beyond twice the
+    /// burst and a second (a value written by hand) is held to that.
     pub fn spent_elsewhere(&self, key: &str, ahead_ns: u64) {
-        let floor = self.clock.monotonic_ns().saturating_add(ahead_ns);
+        let bound = self
+            .tolerance_ns
+            .saturating_mul(2)
+            .saturating_add(1_000_000_000);
+        let floor = self
+            .clock
+            .monotonic_ns()
+            .saturating_add(ahead_ns.min(bound));
         self.gcra.raise(&key, floor);
     }
 }

@@ -127,7 +127,7 @@ impl KeyedGcra {
     }
 
     fn decide(&self, tat: &mut u64, now_ns: u64) -> Decision {
-        let next = (*tat).max(now_ns) + self.interval_ns;
+        let next = (*tat).max(now_ns).saturating_add(self.interval_ns);
         let ahead = next - now_ns;
         if ahead > self.tolerance_ns {
             return Decision::Limited {
