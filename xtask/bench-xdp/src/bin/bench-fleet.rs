@@ -90,11 +90,7 @@ fn main() -> Result<()> {
         times.len()
     )?;
     let redis = fleet.redis_memory()?;
-    let rss: Vec<String> = fleet
-        .hosts
-        .iter()
-        .map(|h| fleet::rss(h.pid).map(|b| format!("{:.1} MiB", b as f64 / 1_048_576.0)))
-        .collect::<Result<_>>()?;
+    let rss = fleet.daemons_rss()?;
     writeln!(
         report,
         "Memory with {} fleet bans: Redis used_memory {:.1} MiB; daemon RSS {}\n",
@@ -131,11 +127,7 @@ fn main() -> Result<()> {
 
     let took = measure::resync(&fleet, args.memory_bans)?;
     let redis = fleet.redis_memory()?;
-    let rss: Vec<String> = fleet
-        .hosts
-        .iter()
-        .map(|h| fleet::rss(h.pid).map(|b| format!("{:.1} MiB", b as f64 / 1_048_576.0)))
-        .collect::<Result<_>>()?;
+    let rss = fleet.daemons_rss()?;
     writeln!(
         report,
         "\nResync of {} more fleet bans written into Redis (every host reconnects and reads them all): host 1's kernel map holds them {:.2} s after the subscriptions were closed. Then: Redis used_memory {:.1} MiB; daemon RSS {}",

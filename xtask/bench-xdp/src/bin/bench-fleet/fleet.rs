@@ -272,6 +272,14 @@ host = "host-{k}"
         .expect("the client thread")
     }
 
+    /// Every daemon's resident memory, as the report prints it.
+    pub fn daemons_rss(&self) -> Result<Vec<String>> {
+        self.hosts
+            .iter()
+            .map(|h| rss(h.pid).map(|b| format!("{:.1} MiB", b as f64 / 1_048_576.0)))
+            .collect()
+    }
+
     /// Redis's `used_memory`, in bytes.
     pub fn redis_memory(&self) -> Result<u64> {
         let info = self.redis_cli(&["INFO", "memory"])?;
