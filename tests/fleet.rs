@@ -52,12 +52,7 @@ fn a_ban_on_one_host_drops_the_source_at_every_host() {
     let pki = TestPki::new(dir.path());
     let ca = Arc::new(pki.ca.clone());
     let fleet = support::unique("fleet-");
-    let setup = Setup {
-        fleet: &fleet,
-        threshold: THRESHOLD,
-        routes: "",
-        redis_port: REDIS_PORT,
-    };
+    let setup = Setup::new(&fleet, THRESHOLD, "", REDIS_PORT);
     let mut hosts: Vec<Host> = (0..3)
         .map(|k| host(&net, k, dir.path(), &pki, &setup))
         .collect();

@@ -78,12 +78,7 @@ fn fleet_limits_and_escalation_count_across_hosts() {
     let pki = TestPki::new(dir.path());
     let ca = Arc::new(pki.ca.clone());
     let fleet = support::unique("fleet-");
-    let setup = Setup {
-        fleet: &fleet,
-        threshold: THRESHOLD,
-        routes: ROUTES,
-        redis_port: REDIS_PORT,
-    };
+    let setup = Setup::new(&fleet, THRESHOLD, ROUTES, REDIS_PORT);
     let mut hosts: Vec<Host> = (0..3)
         .map(|k| host(&net, k, dir.path(), &pki, &setup))
         .collect();

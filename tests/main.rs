@@ -25,6 +25,7 @@ mod faults;
 mod fleet;
 mod fleet_cluster;
 mod fleet_limits;
+mod fleet_tls;
 mod greedy_clients;
 mod hostile_http;
 mod operations;

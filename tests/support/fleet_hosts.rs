@@ -72,6 +72,24 @@ pub struct Setup<'a> {
     pub routes: &'a str,
     /// The port of the Redis (or cluster node) the hosts are given.
     pub redis_port: u16,
+    /// `redis` or `rediss`.
+    pub scheme: &'a str,
+    /// More `[fleet]` lines (credentials, CA).
+    pub fleet_extra: String,
+}
+
+impl<'a> Setup<'a> {
+    /// A plain Redis on `redis_port`.
+    pub fn new(fleet: &'a str, threshold: u32, routes: &'a str, redis_port: u16) -> Setup<'a> {
+        Setup {
+            fleet,
+            threshold,
+            routes,
+            redis_port,
+            scheme: "redis",
+            fleet_extra: String::new(),
+        }
+    }
 }
 
 fn config(
@@ -129,10 +147,11 @@ window = "1m"
 ban = "10m"
 
 [fleet]
-redis = "redis://{redis}:{redis_port}"
+redis = "{scheme}://{redis}:{redis_port}"
 name = "{fleet}"
 host = "{host}"
 timeout = "200ms"
+{fleet_extra}
 "#,
             interface = net.host_ifs[k],
             pins = pins.path.display(),
@@ -146,6 +165,8 @@ timeout = "200ms"
             threshold = setup.threshold,
             routes = setup.routes,
             redis_port = setup.redis_port,
+            scheme = setup.scheme,
+            fleet_extra = setup.fleet_extra,
         ),
     )
     .unwrap();

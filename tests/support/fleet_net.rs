@@ -107,13 +107,56 @@ impl FleetNet {
     /// Starts a Redis server of the test's own on `port`, listening on the client's end of
     /// every link, with nothing saved to disk; returns once it answers.
     pub fn start_redis(&self, port: u16) -> ChildGuard {
+        let redis = self.spawn_redis(&["--port".to_owned(), port.to_string()]);
+        self.wait_for_pong(|| self.redis_cli(port, &["PING"]));
+        redis
+    }
+
+    /// The same over TLS only (`tls.port`, the server certificate `tls.cert`, clients not
+    /// asked for one), with the default user off: only `tls.user` may connect, and only to
+    /// the keys and channels under `api-shield:`.
+    pub fn start_redis_tls(&self, tls: &RedisTls) -> ChildGuard {
+        let arg = |p: &std::path::Path| p.display().to_string();
+        let mut args = vec![
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            tls.port.to_string(),
+            "--tls-cert-file".to_owned(),
+            arg(&tls.cert),
+            "--tls-key-file".to_owned(),
+            arg(&tls.key),
+            "--tls-ca-cert-file".to_owned(),
+            arg(&tls.ca),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        // One argument per word of the config line (`user default off`).
+        for line in [
+            "user default off".to_owned(),
+            format!(
+                "user {} on >{} ~api-shield:* &api-shield:* +@all",
+                tls.user, tls.password
+            ),
+        ] {
+            let mut words = line.split(' ').map(str::to_owned);
+            args.extend(words.next().map(|w| format!("--{w}")));
+            args.extend(words);
+        }
+        let redis = self.spawn_redis(&args);
+        self.wait_for_pong(|| self.redis_cli_tls(tls, &["PING"]));
+        redis
+    }
+
+    fn spawn_redis(&self, args: &[String]) -> ChildGuard {
         let binds: Vec<String> = (0..self.hosts.len())
             .map(|k| self.redis_addr(k).to_string())
             .collect();
-        let redis = ChildGuard::spawn(
+        ChildGuard::spawn(
             Command::new("ip")
                 .args(["netns", "exec", &self.client.name, "redis-server"])
-                .args(["--port", &port.to_string(), "--bind"])
+                .args(args)
+                .arg("--bind")
                 .args(&binds)
                 .args([
                     "--save",
@@ -125,13 +168,15 @@ impl FleetNet {
                     "--dir",
                     "/tmp",
                 ]),
-        );
+        )
+    }
+
+    fn wait_for_pong(&self, ping: impl Fn() -> String) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.redis_cli(port, &["PING"]).trim() != "PONG" {
+        while ping().trim() != "PONG" {
             assert!(Instant::now() < deadline, "redis-server never answered");
             std::thread::sleep(Duration::from_millis(50));
         }
-        redis
     }
 
     /// Starts a Redis Cluster of three primaries of the test's own on `ports`, each listening
@@ -201,6 +246,34 @@ impl FleetNet {
         nodes
     }
 
+    /// Runs `redis-cli` over TLS as `tls.user`; its output.
+    pub fn redis_cli_tls(&self, tls: &RedisTls, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client.name,
+                "redis-cli",
+                "--tls",
+                "--cacert",
+            ])
+            .arg(&tls.ca)
+            .args([
+                "--user",
+                &tls.user,
+                "--pass",
+                &tls.password,
+                "--no-auth-warning",
+            ])
+            .arg("-h")
+            .arg(self.redis_addr(0).to_string())
+            .args(["-p", &tls.port.to_string()])
+            .args(args)
+            .output()
+            .expect("running redis-cli (Debian package redis-tools)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs `redis-cli` against the test's Redis; its output.
     pub fn redis_cli(&self, port: u16, args: &[&str]) -> String {
         let out = Command::new("ip")
@@ -212,6 +285,18 @@ impl FleetNet {
             .expect("running redis-cli (Debian package redis-tools)");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// A TLS Redis of the test's own, and the one user it lets in.
+pub struct RedisTls {
+    pub port: u16,
+    /// The server's certificate chain and key (PEM).
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// The CA that signed it.
+    pub ca: std::path::PathBuf,
+    pub user: String,
+    pub password: String,
 }
 
 /// `redis-server`, or a loud skip (a failure when privileged tests are required: CI installs

@@ -96,6 +96,22 @@ impl TestPki {
         )
     }
 
+    /// A server certificate for `names` (host names or IP addresses) signed by this CA,
+    /// written as `{stem}.pem` (leaf then CA) and `{stem}.key` in `dir`; their paths.
+    pub fn server_identity(&self, dir: &Path, stem: &str, names: &[String]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(names.to_vec()).unwrap();
+        let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        std::fs::write(&cert_path, format!("{}{}", cert.pem(), self.ca_pem)).unwrap();
+        (cert_path, key_path)
+    }
+
     /// Issues a fresh leaf (new key) into the PEM files; returns its DER.
     pub fn issue(&self) -> CertificateDer<'static> {
         let leaf_key = rcgen::KeyPair::generate().unwrap();
