@@ -3,8 +3,8 @@
 //! benchmark's own, reached from a client namespace.
 //!
 //! - **Ban propagation**: `--bans` bans made one at a time through host 0's control socket, each
-//!   timed from the request until host 1's kernel ban map holds it (where its XDP program reads
-//!   it for the next packet): p50, p99 and max.
+//!   timed from the request until host 1's XDP program drops a packet from the banned source
+//!   (probes sent from it until host 1's banned-drop counter moves): p50, p99 and max.
 //! - **Fleet rate limit cost**: wrk against host 0 on a `scope = "fleet"` route and on the same
 //!   route scoped to the host (limits too high to refuse), alternating, `--rounds` of
 //!   `--seconds` each; the ratio of medians.
@@ -13,8 +13,9 @@
 //!   the burst plus the rate over the run.
 //! - **Memory** after the propagation run: Redis's `used_memory` and each daemon's RSS; then
 //!   `--memory-bans` bans written into Redis, every host made to resync, timed until host 1's
-//!   kernel map holds them, and the memory again; and Redis's memory for `--memory-keys`
-//!   fleet-scoped limit keys.
+//!   kernel map holds them, and the memory again; then `--memory-keys` requests to host 0, each
+//!   with a new client key of a fleet-scoped route: the keys Redis holds, its memory for them,
+//!   and host 0's RSS before and after.
 //!
 //! Run it with `cargo xtask bench-fleet` (as root: it installs redis-server and wrk if missing).
 
@@ -59,9 +60,9 @@ struct Args {
     /// Fleet bans written into Redis for the resync and memory run.
     #[arg(long, default_value_t = 100_000)]
     memory_bans: usize,
-    /// Fleet-scoped limit keys written into Redis for its memory figure.
+    /// Client keys of a fleet-scoped limit made through host 0 for the memory figures.
     #[arg(long, default_value_t = 1_000_000)]
-    memory_keys: usize,
+    memory_keys: u64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -86,7 +87,7 @@ fn main() -> Result<()> {
     );
     writeln!(
         report,
-        "Ban propagation, host 0's control socket to host 1's kernel map, {} bans: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms (target: p99 under 100 ms)\n",
+        "Ban propagation, host 0's control socket to the first packet dropped at host 1, {} bans: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms (target: p99 under 100 ms)\n",
         times.len()
     )?;
     let redis = fleet.redis_memory()?;
@@ -136,13 +137,19 @@ fn main() -> Result<()> {
         redis as f64 / 1_048_576.0,
         rss.join(", ")
     )?;
-    let keys = measure::limit_keys_memory(&fleet, args.memory_keys)?;
+    let keys = measure::limit_keys(&fleet, args.memory_keys)?;
+    let mib = |b: u64| b as f64 / 1_048_576.0;
     writeln!(
         report,
-        "\nRedis memory for {} fleet-scoped limit keys: {:.1} MiB ({:.0} bytes per key)",
-        args.memory_keys,
-        keys as f64 / 1_048_576.0,
-        keys as f64 / args.memory_keys as f64
+        "\nFleet-scoped limit keys: {} requests to host 0, each with a new client key ({} admitted); Redis holds {} more keys in {:.1} MiB more ({:.0} bytes per key); host 0's RSS {:.1} MiB before, {:.1} MiB after ({:.0} bytes per key)",
+        keys.requests,
+        keys.admitted,
+        keys.redis_keys,
+        mib(keys.redis_bytes),
+        keys.redis_bytes as f64 / keys.redis_keys as f64,
+        mib(keys.rss_before),
+        mib(keys.rss_after),
+        keys.rss_after.saturating_sub(keys.rss_before) as f64 / keys.admitted as f64
     )?;
     drop(fleet);
     print!("{report}");

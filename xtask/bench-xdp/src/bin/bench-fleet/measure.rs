@@ -1,10 +1,11 @@
-//! The three measures: how long a ban made on host 0 takes to be in host 1's kernel ban map
-//! (where its XDP program reads it for the next packet), requests/s of a fleet-scoped route
-//! against the same route scoped to the host, and how many requests a fleet-scoped limit admits
-//! across three hosts against the configured rate.
+//! The measures: how long a ban made on host 0 takes to drop a packet at host 1, requests/s of
+//! a fleet-scoped route against the same route scoped to the host, how many requests a
+//! fleet-scoped limit admits across three hosts against the configured rate, a resync of many
+//! bans, and the memory many bans and limit keys take in Redis and in the daemon.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
     os::unix::net::UnixStream,
     process::Command,
     time::{Duration, Instant},
@@ -12,11 +13,13 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use api_shield::fastpath::{layout_dir, PinnedMaps, SystemClock};
+use api_shield_common::Reason;
 
 use crate::fleet::{host_addr, Fleet, PORT};
 
 /// The routes every host serves: the limits are high enough that the throughput runs see no
-/// 429, except `acc`, whose limit the accuracy run measures.
+/// 429; `keys` keeps each client key for an hour (every request of the memory run is a new
+/// key) and tracks up to 1 100 000 of them; `acc`'s limit is what the accuracy run measures.
 pub const ROUTES: &str = r#"
 [[routes]]
 name = "fleet-scope"
@@ -31,6 +34,12 @@ upstream = "demo"
 rate_limit = { rate = "1000000 per second", burst = 1000000, key = "header:x-tenant" }
 
 [[routes]]
+name = "keys"
+path = "/api/v1/users/keys"
+upstream = "demo"
+rate_limit = { rate = "1 per hour", burst = 1, key = "header:x-tenant", scope = "fleet", max_keys = 1100000 }
+
+[[routes]]
 name = "accuracy"
 path = "/api/v1/users/acc"
 upstream = "demo"
@@ -42,32 +51,68 @@ pub const ACC_RATE: f64 = 100.0;
 pub const ACC_BURST: f64 = 100.0;
 
 /// Bans `count` addresses through host 0's control socket, one at a time, each timed until
-/// host 1's kernel map holds it.
+/// host 1's XDP program drops a packet from it: once the ban is answered, a UDP probe from the
+/// banned address is sent to host 1 (to a port nothing protects, so only the ban can drop
+/// it), then host 1's count of banned drops is read, again and again until it moves. A probe
+/// costs about one read of the counters, so the figure is late by at most that much.
 pub fn propagation(fleet: &Fleet, count: usize) -> Result<Vec<Duration>> {
-    let b = PinnedMaps::open(&layout_dir(&fleet.hosts[1].pins))?;
-    let mut times = Vec::with_capacity(count);
-    for i in 0..count {
-        let target: ipnet::IpNet = format!("10.214.{}.{}/32", i / 250, i % 250 + 1).parse()?;
-        let started = Instant::now();
-        let mut socket = UnixStream::connect(&fleet.hosts[0].socket)?;
-        writeln!(
-            socket,
-            r#"{{"version":1,"command":"ban","target":"{target}","ttl_secs":600,"reason":"bench"}}"#
-        )?;
-        let mut reply = String::new();
-        BufReader::new(&socket).read_line(&mut reply)?;
-        if !reply.contains("\"banned\"") {
-            bail!("the ban was refused: {reply}");
-        }
-        while b.ban_entry(&target, &SystemClock)?.is_none() {
-            if started.elapsed() > Duration::from_secs(5) {
-                bail!("{target} never reached host 1");
+    let pins = layout_dir(&fleet.hosts[1].pins);
+    let control = fleet.hosts[0].socket.clone();
+    let target = SocketAddr::new(host_addr(1).parse()?, PROBE_PORT);
+    fleet.in_client(move || {
+        let b = PinnedMaps::open(&pins)?;
+        let mut times = Vec::with_capacity(count);
+        for i in 0..count {
+            let source = Ipv4Addr::new(10, 214, (i / 250) as u8, (i % 250 + 1) as u8);
+            let probe = probe_from(source)?;
+            let before = b.stats()?.packets(Reason::DropBanned);
+            let started = Instant::now();
+            let mut socket = UnixStream::connect(&control)?;
+            writeln!(
+                socket,
+                r#"{{"version":1,"command":"ban","target":"{source}/32","ttl_secs":600,"reason":"bench"}}"#
+            )?;
+            let mut reply = String::new();
+            BufReader::new(&socket).read_line(&mut reply)?;
+            if !reply.contains("\"banned\"") {
+                bail!("the ban was refused: {reply}");
             }
-            std::hint::spin_loop();
+            let mut probes = 0u32;
+            loop {
+                probe.send_to(b"api-shield bench-fleet probe", target)?;
+                probes += 1;
+                if b.stats()?.packets(Reason::DropBanned) > before {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(5) {
+                    bail!("no packet from {source} was dropped at host 1 after {probes} probes");
+                }
+            }
+            times.push(started.elapsed());
         }
-        times.push(started.elapsed());
-    }
-    Ok(times)
+        Ok(times)
+    })
+}
+
+/// Where the probes go: a UDP port no host protects.
+const PROBE_PORT: u16 = 9;
+
+/// A UDP socket sending from `source`, an address the client namespace does not hold
+/// (`IP_TRANSPARENT`, as root), so a thousand banned sources need no address each.
+fn probe_from(source: Ipv4Addr) -> Result<UdpSocket> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::setsockopt(&fd, sockopt::IpTransparent, &true)?;
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+    )?;
+    Ok(UdpSocket::from(fd))
 }
 
 /// What one wrk run counted.
@@ -209,16 +254,96 @@ return n
     Ok(started.elapsed())
 }
 
-/// Redis's memory for `count` fleet-scoped limit keys (written straight in, as the link
-/// writes them); the bytes they add.
-pub fn limit_keys_memory(fleet: &Fleet, count: usize) -> Result<u64> {
-    const SEED: &str = r"
-for i = 0, tonumber(ARGV[1]) - 1 do
-  redis.call('SET', 'api-shield:{bench}:rl:bench:ip:10.' .. i, '1765000000000000', 'PX', 600000)
+/// What holding many fleet-scoped limit keys costs.
+pub struct KeysMemory {
+    /// Requests sent (one new key each).
+    pub requests: u64,
+    /// Requests admitted: keys made.
+    pub admitted: u64,
+    /// Keys Redis holds for them.
+    pub redis_keys: u64,
+    /// Redis's `used_memory` growth, bytes.
+    pub redis_bytes: u64,
+    /// Host 0's RSS before and after, bytes.
+    pub rss_before: u64,
+    pub rss_after: u64,
+}
+
+/// Sends `count` requests to host 0's `keys` route, each with a client key never seen
+/// before (wrk with a script, in runs of ten seconds until `count` are sent), so host 0 tracks
+/// and shares that many keys, each kept for an hour by the route's rate; then what Redis and
+/// host 0 hold for them.
+pub fn limit_keys(fleet: &Fleet, count: u64) -> Result<KeysMemory> {
+    const SCRIPT: &str = r#"
+local n = 0
+function init(args) n = tonumber(args[1]) end
+function request()
+  n = n + 1
+  return wrk.format("GET", "/api/v1/users/keys", { ["x-tenant"] = "key-" .. n })
 end
-return 1
-";
-    let before = fleet.redis_memory()?;
-    fleet.redis_cli(&["EVAL", SEED, "0", &count.to_string()])?;
-    Ok(fleet.redis_memory()?.saturating_sub(before))
+"#;
+    let script = std::env::temp_dir().join(format!("bench-fleet-keys-{}.lua", std::process::id()));
+    std::fs::write(&script, SCRIPT)?;
+    let dbsize = || -> Result<u64> {
+        fleet
+            .redis_cli(&["DBSIZE"])?
+            .trim()
+            .parse()
+            .context("DBSIZE")
+    };
+    let (keys_before, redis_before) = (dbsize()?, fleet.redis_memory()?);
+    let rss_before = crate::fleet::rss(fleet.hosts[0].pid)?;
+    let url = format!("https://{}:{PORT}/api/v1/users/keys", host_addr(0));
+    let (mut sent, mut admitted) = (0u64, 0u64);
+    // Runs of ten seconds, the last one cut to what is left at the rate seen so far (the route
+    // tracks 1 100 000 keys: an overshoot past that would be refused).
+    let mut seconds = 10;
+    while sent < count {
+        let (url, script) = (url.clone(), script.clone());
+        let out = fleet.in_client(move || {
+            Command::new("wrk")
+                .args(["-t1", "-c20", &format!("-d{seconds}s"), "-s"])
+                .arg(&script)
+                .arg(&url)
+                .arg("--")
+                .arg(sent.to_string())
+                .output()
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let requests: u64 = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in "))
+            .and_then(|(n, _)| n.trim().parse().ok())
+            .with_context(|| format!("no request count in wrk output:\n{text}"))?;
+        // A request wrk resends after a reconnect reuses its key and is refused: a handful.
+        let refused: u64 = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+            .map_or(Ok(0), |v| v.trim().parse())?;
+        if text.contains("Socket errors") || refused * 1000 > requests {
+            bail!("the keys route refused or failed requests:\n{text}");
+        }
+        let rate = requests / seconds;
+        sent += requests;
+        admitted += requests - refused;
+        seconds = (count.saturating_sub(sent)).div_ceil(rate.max(1)).clamp(1, 10);
+        eprintln!("limit keys: {sent} requests sent");
+    }
+    std::fs::remove_file(&script)?;
+    // The link shares what it admitted every 50 ms: wait until Redis holds every key.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dbsize()? < keys_before + admitted {
+        if Instant::now() > deadline {
+            bail!("Redis holds {} keys of {admitted}", dbsize()? - keys_before);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(KeysMemory {
+        requests: sent,
+        admitted,
+        redis_keys: dbsize()? - keys_before,
+        redis_bytes: fleet.redis_memory()?.saturating_sub(redis_before),
+        rss_before,
+        rss_after: crate::fleet::rss(fleet.hosts[0].pid)?,
+    })
 }
