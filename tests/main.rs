@@ -20,6 +20,7 @@ mod model;
 mod cli;
 mod cli_maps;
 mod control_socket;
+mod crowdsec;
 mod escalation;
 mod faults;
 mod fleet;

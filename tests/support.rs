@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod crowdsec_lapi;
 pub mod daemon;
 pub mod fastpath_setup;
 pub mod fleet_hosts;

@@ -3,6 +3,7 @@
 //! `parse` is pure (text in, typed config or an error naming line and key out), `load` reads a
 //! file, and `validate` checks what types cannot. Defaults live in `model` only.
 
+mod crowdsec_model;
 mod error;
 mod fleet_model;
 mod guard_rails;
@@ -19,10 +20,11 @@ pub(crate) mod validate;
 mod validate_policy;
 mod validate_proxy;
 
+pub use crowdsec_model::CrowdsecConfig;
 pub use error::ConfigError;
 pub use fleet_model::{check_host_name, FleetConfig, Secret, MAX_HOST_LEN};
 pub use guard_rails::{covers, exact, parse_network, GuardError, GuardRails};
-pub use load::{check_host, fleet_host, load, FleetHost, Password};
+pub use load::{check_host, crowdsec_key, fleet_host, load, FleetHost, Password};
 pub use model::{
     AccessLogConfig, AccessLogSink, AdminConfig, ClockSetting, Config, ControlConfig, EventsConfig,
     FastpathConfig, LimiterConfig, PortSpec, ProtectConfig, XdpModeSetting,

@@ -144,6 +144,12 @@ impl Daemon {
             (None, None)
         };
         let (decisions, fleet) = start_decisions(&config, maps.as_ref())?;
+        if let (Some(crowdsec), Some(decisions)) = (&config.crowdsec, &decisions) {
+            let key = config::crowdsec_key(&config)?.context("the crowdsec table is there")?;
+            tasks.push(
+                crate::crowdsec::start(crowdsec, key, Arc::clone(decisions)).context("crowdsec")?,
+            );
+        }
         let escalator = Arc::new(Escalator::new(&config, decisions.clone(), system_clock()));
         if let Some(fleet) = &fleet {
             escalator.count_fleet_wide(fleet.signals());

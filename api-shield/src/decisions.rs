@@ -28,6 +28,8 @@ pub(crate) enum Source {
     Escalation,
     /// Another host of the fleet.
     Fleet,
+    /// A CrowdSec Local API (the bouncer).
+    CrowdSec,
 }
 
 impl Source {
@@ -37,6 +39,16 @@ impl Source {
             Source::Operator => "an operator",
             Source::Escalation => "escalation",
             Source::Fleet => "the fleet",
+            Source::CrowdSec => "CrowdSec",
+        }
+    }
+
+    /// The origin a feed's bans carry in the map (`feed:NAME`: no fleet host name holds a
+    /// `:`); `None` for the sources whose bans are this host's own or the fleet's.
+    pub(crate) fn feed_origin(self) -> Option<&'static str> {
+        match self {
+            Source::CrowdSec => Some("feed:crowdsec"),
+            Source::Operator | Source::Escalation | Source::Fleet => None,
         }
     }
 }
@@ -244,16 +256,7 @@ impl Decisions {
             &*self.clock,
         )?;
         self.evict(decision.target);
-        tracing::warn!(
-            target: "audit",
-            ban = %made.ban.target,
-            reason = %made.ban.reason,
-            origin = made.ban.origin.as_deref().unwrap_or("local"),
-            expires = made.ban.expires.as_deref().unwrap_or("never"),
-            force = decision.force,
-            "source banned at the NIC by {}",
-            decision.source.by()
-        );
+        audit_ban(&made, decision.source, decision.force);
         if let Some(permit) = permit {
             let now = self.clock.wall();
             permit.send(Shared::Ban {
@@ -311,11 +314,11 @@ impl Decisions {
                 max: rails.max_fleet_ttl,
             });
         }
-        let mut maps = self.maps();
+        let maps = self.maps();
         match maps.ban_entry(&target, &*self.clock)? {
             // This host's own ban (an operator's `--local`, or made while the queue was full)
-            // stays as it is.
-            Some(held) if held.origin.is_none() => return Ok(false),
+            // or another source's (CrowdSec) stays as it is.
+            Some(held) if !held.is_fleet() => return Ok(false),
             // The same ban (its reason as stored: cut to leave room for the origin).
             Some(held)
                 if held.origin.as_deref() == Some(origin)
@@ -332,32 +335,47 @@ impl Decisions {
             reason: reason.to_owned(),
             origin: Some(origin.to_owned()),
         };
-        let made = maps.ban_guarded(&request, &rails.guard, &rails.allow, false, &*self.clock)?;
-        drop(maps);
-        self.evict(target);
-        if !announce {
-            return Ok(true);
-        }
-        tracing::warn!(
-            target: "audit",
-            ban = %made.ban.target,
-            reason = %made.ban.reason,
-            origin,
-            expires = made.ban.expires.as_deref().unwrap_or("never"),
-            "source banned at the NIC by {}",
-            Source::Fleet.by()
-        );
-        Ok(true)
+        self.write_from(maps, &request, &rails, Source::Fleet, announce)
     }
 
     /// Lifts a fleet ban of `target` (a ban of this host only stays). `Ok(false)` when there
     /// was none.
     pub(crate) fn lift_fleet_ban(&self, target: IpNet) -> Result<bool, DecisionError> {
+        self.lift_if(target, Source::Fleet, BanEntry::is_fleet)
+    }
+
+    /// Writes a ban another source made (the fleet, a feed) through the guard rails, never
+    /// forced; closes what the source has open; an audit line when `announce`. `Ok(true)`.
+    fn write_from(
+        &self,
+        mut maps: MutexGuard<'_, PinnedMaps>,
+        request: &BanRequest,
+        rails: &Rails,
+        source: Source,
+        announce: bool,
+    ) -> Result<bool, DecisionError> {
+        let made = maps.ban_guarded(request, &rails.guard, &rails.allow, false, &*self.clock)?;
+        drop(maps);
+        self.evict(request.target);
+        if announce {
+            audit_ban(&made, source, false);
+        }
+        Ok(true)
+    }
+
+    /// Lifts the ban of exactly `target` if `held` says it is `source`'s to lift, with an
+    /// audit line. `Ok(false)` when there was none such.
+    fn lift_if(
+        &self,
+        target: IpNet,
+        source: Source,
+        held: impl FnOnce(&BanEntry) -> bool,
+    ) -> Result<bool, DecisionError> {
         let mut maps = self.maps();
-        let held = maps
+        if !maps
             .ban_entry(&target, &*self.clock)?
-            .is_some_and(|b| b.origin.is_some());
-        if !held {
+            .is_some_and(|b| held(&b))
+        {
             return Ok(false);
         }
         match maps.unban(&target) {
@@ -365,8 +383,71 @@ impl Decisions {
             Err(error) => return Err(error.into()),
         }
         drop(maps);
-        tracing::warn!(target: "audit", ban = %target, "ban lifted by {}", Source::Fleet.by());
+        tracing::warn!(target: "audit", ban = %target, "ban lifted by {}", source.by());
         Ok(true)
+    }
+
+    /// Applies a ban a decision feed holds (CrowdSec): through the guard rails (never forced),
+    /// ending at `expires`, written with the feed's origin, with an audit line when `announce`.
+    /// A ban of another origin that lasts as long or longer stays (the longer ban wins; a
+    /// shorter one is replaced). `Ok(false)` when nothing was written.
+    pub(crate) fn apply_feed_ban(
+        &self,
+        source: Source,
+        target: IpNet,
+        reason: &str,
+        expires: SystemTime,
+        announce: bool,
+    ) -> Result<bool, DecisionError> {
+        let origin = source.feed_origin().expect("a decision feed");
+        if reason.chars().any(char::is_control) {
+            return Err(DecisionError::Reason);
+        }
+        let rails = self.rails.load();
+        let Ok(ttl) = expires.duration_since(self.clock.wall()) else {
+            return Ok(false);
+        };
+        let maps = self.maps();
+        if let Some(held) = maps.ban_entry(&target, &*self.clock)? {
+            let ours = held.origin.as_deref() == Some(origin);
+            if ours
+                && reason.starts_with(held.reason.as_str())
+                && same_end(held.expires, Some(expires))
+            {
+                return Ok(false);
+            }
+            if !ours && held.expires.is_none_or(|end| end >= expires) {
+                return Ok(false);
+            }
+        }
+        let request = BanRequest {
+            target,
+            ttl: Some(ttl.max(Duration::from_secs(1))),
+            reason: reason.to_owned(),
+            origin: Some(origin.to_owned()),
+        };
+        self.write_from(maps, &request, &rails, source, announce)
+    }
+
+    /// Lifts the ban of `target` that `source` (a feed) made; a ban of any other origin stays.
+    /// `Ok(false)` when there was none.
+    pub(crate) fn lift_feed_ban(
+        &self,
+        source: Source,
+        target: IpNet,
+    ) -> Result<bool, DecisionError> {
+        let origin = source.feed_origin().expect("a decision feed");
+        self.lift_if(target, source, |b| b.origin.as_deref() == Some(origin))
+    }
+
+    /// Bans in force that `source` (a feed) made.
+    pub(crate) fn feed_bans(&self, source: Source) -> Result<Vec<BanEntry>, FastpathError> {
+        let origin = source.feed_origin();
+        Ok(self
+            .active()?
+            .into_iter()
+            .filter(|b| b.origin.as_deref() == origin && origin.is_some())
+            .collect())
     }
 
     /// Makes this host's fleet ban of `target` a ban of this host only (its share never
@@ -399,6 +480,20 @@ impl Decisions {
             evictions.evict(target);
         }
     }
+}
+
+/// The audit line of a ban made.
+fn audit_ban(made: &GuardedBan, source: Source, force: bool) {
+    tracing::warn!(
+        target: "audit",
+        ban = %made.ban.target,
+        reason = %made.ban.reason,
+        origin = made.ban.origin.as_deref().unwrap_or("local"),
+        expires = made.ban.expires.as_deref().unwrap_or("never"),
+        force,
+        "source banned at the NIC by {}",
+        source.by()
+    );
 }
 
 /// Hands an unban to the fleet's link; a full queue drops it (counted), never waits.

@@ -18,6 +18,7 @@ mod accept;
 pub mod cli;
 pub mod config;
 mod control;
+mod crowdsec;
 mod daemon;
 mod decisions;
 mod escalate;

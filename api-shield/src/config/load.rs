@@ -13,11 +13,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
-/// What the config needs of this host that parsing cannot see: every interface the fast path
-/// attaches to exists. `check-config`, a reload and a start all refuse a config that fails it,
+/// What the config needs of this host that parsing cannot see: the fleet's and CrowdSec's
+/// secrets can be read, and every interface the fast path attaches to exists. `check-config`, a reload and a start all refuse a config that fails it,
 /// so a reload never accepts what the next start would refuse.
 pub fn check_host(config: &Config) -> Result<(), ConfigError> {
     fleet_host(config)?;
+    crowdsec_key(config)?;
     if !config.fastpath.enabled {
         return Ok(());
     }
@@ -76,23 +77,55 @@ pub fn fleet_host(config: &Config) -> Result<Option<FleetHost>, ConfigError> {
             short
         }
     };
-    let password = match &fleet.password {
-        None => None,
-        Some(Secret::Env(name)) => Some(Password(std::env::var(name).map_err(|_| {
+    let password = fleet
+        .password
+        .as_ref()
+        .map(|secret| read_secret(config, secret, "fleet.password_file", "fleet.password_env"))
+        .transpose()?;
+    Ok(Some(FleetHost { host, password }))
+}
+
+/// The CrowdSec bouncer key the `[crowdsec]` table names (none without the table), read from
+/// its root-only file or its variable.
+pub fn crowdsec_key(config: &Config) -> Result<Option<Password>, ConfigError> {
+    config
+        .crowdsec
+        .as_ref()
+        .map(|crowdsec| {
+            read_secret(
+                config,
+                &crowdsec.api_key,
+                "crowdsec.api_key_file",
+                "crowdsec.api_key_env",
+            )
+        })
+        .transpose()
+}
+
+/// A secret's first line from its file (root's own, unreadable to others) or its variable
+/// (set); errors name `file_key` or `env_key`.
+fn read_secret(
+    config: &Config,
+    secret: &Secret,
+    file_key: &str,
+    env_key: &str,
+) -> Result<Password, ConfigError> {
+    let invalid = |key: &str, message: String| config.source.error(problem(key, message));
+    match secret {
+        Secret::Env(name) => Ok(Password(std::env::var(name).map_err(|_| {
             invalid(
-                "fleet.password_env",
+                env_key,
                 format!("the environment variable `{name}` is not set"),
             )
         })?)),
-        Some(Secret::File(path)) => {
-            let key = "fleet.password_file";
+        Secret::File(path) => {
             let shown = path.display();
             let meta = std::fs::metadata(path)
-                .map_err(|e| invalid(key, format!("cannot read `{shown}`: {e}")))?;
+                .map_err(|e| invalid(file_key, format!("cannot read `{shown}`: {e}")))?;
             let euid = nix::unistd::geteuid().as_raw();
             if meta.uid() != 0 && meta.uid() != euid {
                 return Err(invalid(
-                    key,
+                    file_key,
                     format!(
                         "`{shown}` belongs to uid {}, not root: chown it",
                         meta.uid()
@@ -101,7 +134,7 @@ pub fn fleet_host(config: &Config) -> Result<Option<FleetHost>, ConfigError> {
             }
             if meta.mode() & 0o077 != 0 {
                 return Err(invalid(
-                    key,
+                    file_key,
                     format!(
                         "`{shown}` is readable by others (mode {:o}); chmod 600 it",
                         meta.mode() & 0o777
@@ -109,13 +142,12 @@ pub fn fleet_host(config: &Config) -> Result<Option<FleetHost>, ConfigError> {
                 ));
             }
             let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid(key, format!("cannot read `{shown}`: {e}")))?;
+                .map_err(|e| invalid(file_key, format!("cannot read `{shown}`: {e}")))?;
             let line = text.lines().next().unwrap_or_default().trim().to_owned();
             if line.is_empty() {
-                return Err(invalid(key, format!("`{shown}` is empty")));
+                return Err(invalid(file_key, format!("`{shown}` is empty")));
             }
-            Some(Password(line))
+            Ok(Password(line))
         }
-    };
-    Ok(Some(FleetHost { host, password }))
+    }
 }

@@ -53,6 +53,9 @@ pub struct Config {
     /// Several shields sharing bans through Redis (off without the table).
     #[serde(default)]
     pub fleet: Option<super::FleetConfig>,
+    /// This daemon as a bouncer of a CrowdSec Local API (off without the table).
+    #[serde(default)]
+    pub crowdsec: Option<super::CrowdsecConfig>,
     /// The file and text this config was read from.
     #[serde(skip)]
     pub source: super::Source,

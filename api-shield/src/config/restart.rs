@@ -8,7 +8,7 @@ use super::model::Config;
 /// The keys whose value differs between `running` and `new` and that need a restart.
 pub fn pending_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&running.fastpath, &new.fastpath);
-    let checks: [(&'static str, bool); 15] = [
+    let checks: [(&'static str, bool); 16] = [
         ("fastpath.enabled", a.enabled != b.enabled),
         ("fastpath.interfaces", a.interfaces != b.interfaces),
         ("fastpath.mode", a.mode != b.mode),
@@ -23,6 +23,7 @@ pub fn pending_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         ("admin", running.admin != new.admin),
         ("access_log", running.access_log != new.access_log),
         ("fleet", running.fleet != new.fleet),
+        ("crowdsec", running.crowdsec != new.crowdsec),
         (
             "control.disabled",
             running.control.disabled != new.control.disabled,

@@ -51,6 +51,12 @@ fn validate_fleet(config: &Config) -> Result<(), Problem> {
             "a fleet shares bans at the NIC: it needs fastpath.enabled",
         ));
     }
+    if config.crowdsec.is_some() && !config.fastpath.enabled {
+        return Err(problem(
+            "crowdsec",
+            "CrowdSec decisions are enforced at the NIC: the bouncer needs fastpath.enabled",
+        ));
+    }
     Ok(())
 }
 

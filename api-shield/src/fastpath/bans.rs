@@ -25,7 +25,8 @@ pub struct BanRequest {
     pub ttl: Option<Duration>,
     /// Why (kept up to 48 bytes with the origin).
     pub reason: String,
-    /// The fleet host that made it, for a ban shared with a fleet; `None` for this host's own.
+    /// The fleet host that made it, for a ban shared with a fleet, or the decision source
+    /// (`feed:NAME`) it came from; `None` for this host's own.
     pub origin: Option<String>,
 }
 
@@ -58,6 +59,20 @@ pub struct BanEntry {
     pub origin: Option<String>,
     /// When it ends; `None` for never.
     pub expires: Option<SystemTime>,
+}
+
+impl BanEntry {
+    /// Whether another fleet host (or this one, for the fleet) made it: its origin is a host
+    /// name, not a decision source such as `feed:crowdsec`.
+    pub fn is_fleet(&self) -> bool {
+        self.origin.as_deref().is_some_and(is_fleet_origin)
+    }
+}
+
+/// Whether a ban's origin names a fleet host: host names hold no `:`, the origins of other
+/// decision sources (`feed:NAME`) do.
+fn is_fleet_origin(origin: &str) -> bool {
+    !origin.contains(':')
 }
 
 /// A ban made through the guard rails, with what it leaves alone.

@@ -418,6 +418,10 @@ impl Link {
         }
         let held = self.decisions.active()?;
         for ban in held.into_iter().filter(|b| !in_redis.contains(&b.target)) {
+            // Only fleet bans: this host's own and other sources' (CrowdSec) are not Redis's.
+            if !ban.is_fleet() {
+                continue;
+            }
             let Some(origin) = ban.origin else { continue };
             // This host's own ban, not unbanned anywhere: its share never reached Redis
             // (a queue lost in a restart); publish it.

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub logs: LogMetrics,
     /// The fleet's link to Redis.
     pub fleet: super::fleet_metrics::FleetMetrics,
+    /// The CrowdSec bouncer.
+    pub crowdsec: super::crowdsec_metrics::CrowdsecMetrics,
     /// `api_shield_config_reloads_total{result}`.
     pub reloads: IntCounterVec,
     /// `api_shield_jwks_fetches_total{issuer,result}`.
@@ -204,6 +206,7 @@ impl Metrics {
             ),
             logs: LogMetrics::register(&registry),
             fleet: super::fleet_metrics::FleetMetrics::register(&registry),
+            crowdsec: super::crowdsec_metrics::CrowdsecMetrics::register(&registry),
             reloads: counter(
                 &registry,
                 "api_shield_config_reloads_total",

@@ -12,10 +12,11 @@
 //!   100, one client key) for `--accuracy-seconds`; requests admitted across the fleet against
 //!   the burst plus the rate over the run.
 //! - **Memory** after the propagation run: Redis's `used_memory` and each daemon's RSS; then
+//!   `--memory-keys` requests to host 0, each with a new client key of a fleet-scoped route:
+//!   the keys Redis holds, its memory for them, and host 0's RSS before and after (measured
+//!   before the resync, whose freed memory the allocator would hand back to the keys); then
 //!   `--memory-bans` bans written into Redis, every host made to resync, timed until host 1's
-//!   kernel map holds them, and the memory again; then `--memory-keys` requests to host 0, each
-//!   with a new client key of a fleet-scoped route: the keys Redis holds, its memory for them,
-//!   and host 0's RSS before and after.
+//!   kernel map holds them, and the memory again.
 //!
 //! Run it with `cargo xtask bench-fleet` (as root: it installs redis-server and wrk if missing).
 
@@ -126,17 +127,6 @@ fn main() -> Result<()> {
         admitted as f64 / budget
     )?;
 
-    let took = measure::resync(&fleet, args.memory_bans)?;
-    let redis = fleet.redis_memory()?;
-    let rss = fleet.daemons_rss()?;
-    writeln!(
-        report,
-        "\nResync of {} more fleet bans written into Redis (every host reconnects and reads them all): host 1's kernel map holds them {:.2} s after the subscriptions were closed. Then: Redis used_memory {:.1} MiB; daemon RSS {}",
-        args.memory_bans,
-        took.as_secs_f64(),
-        redis as f64 / 1_048_576.0,
-        rss.join(", ")
-    )?;
     let keys = measure::limit_keys(&fleet, args.memory_keys)?;
     let mib = |b: u64| b as f64 / 1_048_576.0;
     writeln!(
@@ -150,6 +140,20 @@ fn main() -> Result<()> {
         mib(keys.rss_before),
         mib(keys.rss_after),
         keys.rss_after.saturating_sub(keys.rss_before) as f64 / keys.admitted as f64
+    )?;
+    let before = fleet.redis_memory()?;
+    let took = measure::resync(&fleet, args.memory_bans)?;
+    let redis = fleet.redis_memory()?;
+    let rss = fleet.daemons_rss()?;
+    writeln!(
+        report,
+        "\nResync of {} more fleet bans written into Redis (every host reconnects and reads them all): host 1's kernel map holds them {:.2} s after the subscriptions were closed. Then: Redis used_memory {:.1} MiB in all, {:.1} MiB more for the bans ({:.0} bytes per ban); daemon RSS {}",
+        args.memory_bans,
+        took.as_secs_f64(),
+        mib(redis),
+        mib(redis.saturating_sub(before)),
+        redis.saturating_sub(before) as f64 / args.memory_bans as f64,
+        rss.join(", ")
     )?;
     drop(fleet);
     print!("{report}");

@@ -326,7 +326,9 @@ end
         let rate = requests / seconds;
         sent += requests;
         admitted += requests - refused;
-        seconds = (count.saturating_sub(sent)).div_ceil(rate.max(1)).clamp(1, 10);
+        seconds = (count.saturating_sub(sent))
+            .div_ceil(rate.max(1))
+            .clamp(1, 10);
         eprintln!("limit keys: {sent} requests sent");
     }
     std::fs::remove_file(&script)?;

@@ -1,0 +1,167 @@
+//! The Local API's decision stream, as a bouncer reads it: `GET /v1/decisions/stream` with the
+//! bouncer key in `X-Api-Key`, `startup=true` on the first pull (every decision in force) and
+//! deltas after (`new` and `deleted` since the last pull, which the LAPI keeps per bouncer).
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use serde::Deserialize;
+
+use crate::config::{CrowdsecConfig, Password};
+
+/// Largest answer read: a startup pull of a million decisions is about 250 MB.
+const MAX_ANSWER_BYTES: usize = 512 * 1024 * 1024;
+
+/// One decision as the stream gives it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct LapiDecision {
+    /// The LAPI's id for it (one network may hold several decisions).
+    #[serde(default)]
+    pub id: i64,
+    /// Time left, as Go writes it (`3h59m58.9s`; negative once over).
+    pub duration: String,
+    /// Why (`crowdsecurity/ssh-bf`, `manual 'ban' from 'localhost'`).
+    #[serde(default)]
+    pub scenario: String,
+    /// `Ip`, `Range`, or another the bouncer does not apply.
+    pub scope: String,
+    /// `ban`, `captcha`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The address or network.
+    pub value: String,
+}
+
+/// One pull's answer.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct StreamAnswer {
+    /// Decisions made since the last pull (every one in force on a startup pull).
+    #[serde(default)]
+    pub new: Option<Vec<LapiDecision>>,
+    /// Decisions deleted or over since the last pull.
+    #[serde(default)]
+    pub deleted: Option<Vec<LapiDecision>>,
+}
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PullError {
+    /// No connection, or it broke.
+    #[error("cannot reach the LAPI: {0}")]
+    Connect(String),
+    /// No answer within `crowdsec.timeout`.
+    #[error("the LAPI did not answer within crowdsec.timeout")]
+    Timeout,
+    /// The key was refused.
+    #[error("the LAPI refused the bouncer key (HTTP {0}): check crowdsec.api_key_file and `cscli bouncers list`")]
+    Refused(u16),
+    /// Another error status.
+    #[error("the LAPI answered HTTP {0}")]
+    Status(u16),
+    /// Not a decision stream.
+    #[error("the LAPI's answer is not a decision stream: {0}")]
+    Answer(String),
+    /// The CA file could not be used.
+    #[error("crowdsec.ca_file: {0}")]
+    Ca(String),
+}
+
+/// A client of one LAPI.
+pub(crate) struct Lapi {
+    stream_url: String,
+    key: Password,
+    timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl Lapi {
+    /// A client for `config`'s LAPI, trusting `crowdsec.ca_file` (or the system's roots).
+    pub(crate) fn new(config: &CrowdsecConfig, key: Password) -> Result<Lapi, PullError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = match &config.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| PullError::Ca(format!("cannot read `{}`: {e}", path.display())))?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert.map_err(|e| PullError::Ca(e.to_string()))?;
+                    roots.add(cert).map_err(|e| PullError::Ca(e.to_string()))?;
+                }
+                let tls = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| PullError::Ca(e.to_string()))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                HttpsConnectorBuilder::new().with_tls_config(tls)
+            }
+            None => HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(provider)
+                .map_err(|e| PullError::Ca(format!("the system's roots: {e}")))?,
+        };
+        let connector = builder.https_or_http().enable_http1().build();
+        Ok(Lapi {
+            stream_url: format!(
+                "{}/v1/decisions/stream?scopes={}",
+                config.lapi_url,
+                config.scopes.join(",")
+            ),
+            key,
+            timeout: config.timeout,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// One pull: every decision in force when `startup`, else what changed since the last.
+    pub(crate) async fn pull(&self, startup: bool) -> Result<StreamAnswer, PullError> {
+        tokio::time::timeout(self.timeout, self.try_pull(startup))
+            .await
+            .map_err(|_| PullError::Timeout)?
+    }
+
+    async fn try_pull(&self, startup: bool) -> Result<StreamAnswer, PullError> {
+        let url = format!("{}&startup={startup}", self.stream_url);
+        let request = http::Request::get(url)
+            .header("x-api-key", &self.key.0)
+            .header(
+                http::header::USER_AGENT,
+                concat!("api-shield/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::new())
+            .map_err(|e| PullError::Connect(e.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| PullError::Connect(describe(&e)))?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {}
+            401 | 403 => return Err(PullError::Refused(status)),
+            _ => return Err(PullError::Status(status)),
+        }
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| PullError::Answer(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&body).map_err(|e| PullError::Answer(e.to_string()))
+    }
+}
+
+/// A client error with its causes (hyper's own text is only "client error (Connect)").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
