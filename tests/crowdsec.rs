@@ -8,11 +8,16 @@
 //! the CrowdSec decision on the same address; the LAPI stopped and restarted changes nothing
 //! applied, and a decision that ends while it is down is lifted on time; a decision deleted
 //! while the daemon was down is lifted when it starts again.
+//!
+//! With `report = true`, an escalation ban appears in `cscli decisions list`, and the copy
+//! the bouncer pulls back leaves the ban as it is.
 
 use crate::support;
 
 use std::{
     net::{IpAddr, Ipv4Addr},
+    os::unix::fs::PermissionsExt as _,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -21,6 +26,10 @@ use support::{
     crowdsec_lapi::{crowdsec_available, Lapi},
     daemon::{cli, cli_json},
     fastpath_setup::{Setup, ALLOWED_SRC, UNPROTECTED},
+    fleet_hosts::{self, assert_dropped, host, metrics, request, start, GOOD},
+    fleet_net::FleetNet,
+    https::TestPki,
+    privileged,
 };
 
 const ONE: Ipv4Addr = Ipv4Addr::new(10, 201, 6, 1);
@@ -32,6 +41,9 @@ const RANGE: &str = "10.201.7.0/24";
 /// How long a pulled decision may take to reach the map here (two poll intervals of 250 ms,
 /// with room for a loaded CI machine).
 const PULLED: Duration = Duration::from_secs(10);
+/// The credential stuffer of the reporting test, and the failures that ban it.
+const STUFFER: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 99);
+const THRESHOLD: u32 = 4;
 
 /// Waits until `check` holds, polling every 50 ms, up to `limit`.
 fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
@@ -278,4 +290,76 @@ fn crowdsec_decisions_are_dropped_at_the_nic() {
         banned(&setup, RANGE).is_none()
     });
     assert!(!dropped(&setup, IN_RANGE), "{IN_RANGE} is still dropped");
+}
+
+/// With `report = true`, an escalation ban made here appears in `cscli decisions list`, so
+/// every other bouncer of that LAPI enforces it; the bouncer pulls it back without replacing
+/// the ban it copies.
+#[test]
+fn escalation_bans_are_reported_to_crowdsec() {
+    let test = "escalation_bans_are_reported_to_crowdsec";
+    if !privileged::can_run(test, true) || !crowdsec_available(test) {
+        return;
+    }
+    let net = FleetNet::new(1);
+    for src in [GOOD, STUFFER] {
+        net.add_source(src);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let ca = Arc::new(pki.ca.clone());
+    let lapi_dir = dir.path().join("lapi");
+    std::fs::create_dir(&lapi_dir).unwrap();
+    let lapi = Lapi::start(&lapi_dir, &net.hosts[0]);
+    let key = lapi.bouncer_key_file(dir.path(), "api-shield");
+    let password = dir.path().join("machine.password");
+    std::fs::write(&password, "machine-secret-7").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    lapi.cscli(&[
+        "machines",
+        "add",
+        "api-shield",
+        "--password",
+        "machine-secret-7",
+        "-f",
+        "/dev/null",
+    ]);
+    let mut setup = fleet_hosts::Setup::new("", THRESHOLD, "", 0);
+    setup.fleet_table = false;
+    setup.fleet_extra = format!(
+        "[crowdsec]\nlapi_url = \"{}\"\napi_key_file = \"{}\"\npoll_interval = \"250ms\"\nreport = true\nmachine_id = \"api-shield\"\nmachine_password_file = \"{}\"\n",
+        lapi.url(),
+        key.display(),
+        password.display()
+    );
+    let mut host = host(&net, 0, dir.path(), &pki, &setup);
+    start(&net, 0, &mut host, &ca);
+    for _ in 0..THRESHOLD {
+        assert_eq!(request(&net, 0, STUFFER, "wrong-key", &ca).unwrap(), 401);
+    }
+    host.daemon()
+        .wait_for("source banned at the NIC by escalation", PULLED)
+        .unwrap();
+    eventually("the ban is in cscli decisions list", PULLED, || {
+        lapi.cscli(&["decisions", "list", "-o", "json"])
+            .contains(&STUFFER.to_string())
+    });
+    let listed = lapi.cscli(&["decisions", "list", "-o", "json"]);
+    assert!(
+        listed.contains("api-shield/escalation:auth-failures"),
+        "{listed}"
+    );
+    // The bouncer pulls the reported decision back; the escalation ban stays as it is.
+    let samples = metrics(&net, 0);
+    assert!(value(&samples, "api_shield_crowdsec_reports_total{result=sent}") >= 1.0);
+    eventually("the reported decision is pulled back", PULLED, || {
+        metrics(&net, 0)
+            .get("api_shield_crowdsec_decisions_total{outcome=unchanged}")
+            .is_some_and(|n| *n >= 1.0)
+    });
+    let bans = host.bans();
+    assert_eq!(bans.as_array().unwrap().len(), 1, "{bans}");
+    assert_eq!(bans[0]["reason"], "escalation:auth-failures", "{bans}");
+    assert!(bans[0].get("origin").is_none(), "{bans}");
+    assert_dropped(&net, 0, &host, STUFFER, &ca);
 }

@@ -20,11 +20,11 @@ pub(crate) mod validate;
 mod validate_policy;
 mod validate_proxy;
 
-pub use crowdsec_model::CrowdsecConfig;
+pub use crowdsec_model::{CrowdsecConfig, ReportAs};
 pub use error::ConfigError;
 pub use fleet_model::{check_host_name, FleetConfig, Secret, MAX_HOST_LEN};
 pub use guard_rails::{covers, exact, parse_network, GuardError, GuardRails};
-pub use load::{check_host, crowdsec_key, fleet_host, load, FleetHost, Password};
+pub use load::{check_host, crowdsec_secrets, fleet_host, load, FleetHost, Password};
 pub use model::{
     AccessLogConfig, AccessLogSink, AdminConfig, ClockSetting, Config, ControlConfig, EventsConfig,
     FastpathConfig, LimiterConfig, PortSpec, ProtectConfig, XdpModeSetting,

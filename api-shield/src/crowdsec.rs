@@ -11,12 +11,16 @@
 //! that restarts pulls in full again and lifts the CrowdSec bans its map still holds that the
 //! LAPI no longer has.
 //!
-//! `lapi` talks to the LAPI, `held` keeps the decisions by network, `go_duration` reads the
-//! durations the LAPI writes.
+//! With `report = true`, escalation bans made here are also pushed to the LAPI as alerts
+//! (`report`), so the operator's other CrowdSec bouncers enforce them too.
+//!
+//! `lapi` talks to the LAPI, `held` keeps the decisions by network, `report` reports, and
+//! `go_duration` reads the durations the LAPI writes.
 
 mod go_duration;
 mod held;
 mod lapi;
+mod report;
 
 use std::sync::Arc;
 
@@ -30,17 +34,39 @@ use crate::{
 
 pub(crate) use lapi::PullError;
 
-/// Starts the bouncer: a task pulling `config`'s LAPI with `key` into `decisions`.
+/// Starts the bouncer: a task pulling `config`'s LAPI with `key` into `decisions`, and with
+/// `report = true` one reporting escalation bans as the machine whose password is given.
 pub(crate) fn start(
     config: &CrowdsecConfig,
     key: Password,
-    decisions: Arc<Decisions>,
-) -> Result<JoinHandle<()>, PullError> {
+    machine_password: Option<Password>,
+    decisions: &Arc<Decisions>,
+) -> Result<Vec<JoinHandle<()>>, PullError> {
     let lapi = lapi::Lapi::new(config, key)?;
     metrics().crowdsec.enabled.set(1);
     let (interval, types) = (config.poll_interval, config.types.clone());
-    tracing::info!(lapi = %config.lapi_url, every = ?interval, "crowdsec: bouncer started");
-    Ok(tokio::spawn(pull_forever(lapi, interval, types, decisions)))
+    tracing::info!(lapi = %config.lapi_url, every = ?interval, report = config.report.is_some(), "crowdsec: bouncer started");
+    let mut tasks = Vec::new();
+    if let (Some(report), Some(password)) = (&config.report, machine_password) {
+        let (queue, reports) = tokio::sync::mpsc::channel(report::QUEUE);
+        decisions.report_with(queue);
+        let machine = report::Machine {
+            id: report.machine_id.clone(),
+            password,
+        };
+        tasks.push(tokio::spawn(report::report_forever(
+            lapi.clone(),
+            machine,
+            reports,
+        )));
+    }
+    tasks.push(tokio::spawn(pull_forever(
+        lapi,
+        interval,
+        types,
+        Arc::clone(decisions),
+    )));
+    Ok(tasks)
 }
 
 async fn pull_forever(

@@ -145,9 +145,10 @@ impl Daemon {
         };
         let (decisions, fleet) = start_decisions(&config, maps.as_ref())?;
         if let (Some(crowdsec), Some(decisions)) = (&config.crowdsec, &decisions) {
-            let key = config::crowdsec_key(&config)?.context("the crowdsec table is there")?;
-            tasks.push(
-                crate::crowdsec::start(crowdsec, key, Arc::clone(decisions)).context("crowdsec")?,
+            let (key, machine) =
+                config::crowdsec_secrets(&config)?.context("the crowdsec table is there")?;
+            tasks.extend(
+                crate::crowdsec::start(crowdsec, key, machine, decisions).context("crowdsec")?,
             );
         }
         let escalator = Arc::new(Escalator::new(&config, decisions.clone(), system_clock()));

@@ -91,6 +91,19 @@ pub(crate) enum Shared {
     },
 }
 
+/// An escalation ban for the CrowdSec reporter.
+#[derive(Debug, Clone)]
+pub(crate) struct Reported {
+    /// Address or network.
+    pub target: IpNet,
+    /// The rule (`escalation:NAME`).
+    pub reason: String,
+    /// When it was made.
+    pub at: SystemTime,
+    /// How long (`None`: until unbanned).
+    pub ttl: Option<Duration>,
+}
+
 /// Where bans for the fleet go: the fleet link's queue, and this host's name in the fleet.
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -147,6 +160,8 @@ pub(crate) struct Decisions {
     rails: ArcSwap<Rails>,
     evictions: OnceLock<Arc<Evictions>>,
     outbox: OnceLock<Outbox>,
+    /// Where escalation bans are reported to CrowdSec (`[crowdsec] report = true`).
+    reports: OnceLock<tokio::sync::mpsc::Sender<Reported>>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
 
@@ -168,6 +183,7 @@ impl Decisions {
             rails: ArcSwap::from_pointee(Rails::of(config)),
             evictions: OnceLock::new(),
             outbox: OnceLock::new(),
+            reports: OnceLock::new(),
             clock,
         }
     }
@@ -180,6 +196,12 @@ impl Decisions {
     /// From now on, a ban also closes the banned client's open connections in `evictions`.
     pub(crate) fn close_connections_with(&self, evictions: Arc<Evictions>) {
         let _ = self.evictions.set(evictions);
+    }
+
+    /// From now on, escalation bans are also handed to `reports` (the CrowdSec reporter; a
+    /// full queue drops the report, counted, never a wait).
+    pub(crate) fn report_with(&self, reports: tokio::sync::mpsc::Sender<Reported>) {
+        let _ = self.reports.set(reports);
     }
 
     /// From now on, bans and unbans not marked local are shared through `outbox`.
@@ -257,6 +279,21 @@ impl Decisions {
         )?;
         self.evict(decision.target);
         audit_ban(&made, decision.source, decision.force);
+        if let (Source::Escalation, Some(reports)) = (decision.source, self.reports.get()) {
+            let report = Reported {
+                target: decision.target,
+                reason: decision.reason.clone(),
+                at: self.clock.wall(),
+                ttl: decision.ttl,
+            };
+            if reports.try_send(report).is_err() {
+                crate::telemetry::metrics()
+                    .crowdsec
+                    .reports
+                    .with_label_values(&["dropped"])
+                    .inc();
+            }
+        }
         if let Some(permit) = permit {
             let now = self.clock.wall();
             permit.send(Shared::Ban {
@@ -416,7 +453,13 @@ impl Decisions {
             {
                 return Ok(false);
             }
-            if !ours && held.expires.is_none_or(|end| end >= expires) {
+            // Another origin's ban as long as this one, or ending within the second before (a
+            // copy of it reported to CrowdSec and pulled back), stays.
+            if !ours
+                && held
+                    .expires
+                    .is_none_or(|end| end + Duration::from_secs(1) >= expires)
+            {
                 return Ok(false);
             }
         }

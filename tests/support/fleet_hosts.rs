@@ -74,8 +74,11 @@ pub struct Setup<'a> {
     pub redis_port: u16,
     /// `redis` or `rediss`.
     pub scheme: &'a str,
-    /// More `[fleet]` lines (credentials, CA).
+    /// More `[fleet]` lines (credentials, CA), or more tables without a fleet.
     pub fleet_extra: String,
+    /// Whether the host is in a fleet (a lone host with the same routes and escalation
+    /// otherwise).
+    pub fleet_table: bool,
 }
 
 impl<'a> Setup<'a> {
@@ -88,6 +91,7 @@ impl<'a> Setup<'a> {
             redis_port,
             scheme: "redis",
             fleet_extra: String::new(),
+            fleet_table: true,
         }
     }
 }
@@ -145,12 +149,7 @@ signal = "auth_failure"
 threshold = {threshold}
 window = "1m"
 ban = "10m"
-
-[fleet]
-redis = "{scheme}://{redis}:{redis_port}"
-name = "{fleet}"
-host = "{host}"
-timeout = "200ms"
+{fleet}
 {fleet_extra}
 "#,
             interface = net.host_ifs[k],
@@ -159,18 +158,29 @@ timeout = "200ms"
             addr = net.host_addr(k),
             cert = pki.cert.display(),
             key = pki.key.display(),
-            redis = net.redis_addr(k),
-            host = HOSTS[k],
-            fleet = setup.fleet,
             threshold = setup.threshold,
             routes = setup.routes,
-            redis_port = setup.redis_port,
-            scheme = setup.scheme,
+            fleet = fleet_table(net, k, setup),
             fleet_extra = setup.fleet_extra,
         ),
     )
     .unwrap();
     path
+}
+
+/// The `[fleet]` table of host `k`, if it is in one.
+fn fleet_table(net: &FleetNet, k: usize, setup: &Setup<'_>) -> String {
+    if !setup.fleet_table {
+        return String::new();
+    }
+    format!(
+        "[fleet]\nredis = \"{}://{}:{}\"\nname = \"{}\"\nhost = \"{}\"\ntimeout = \"200ms\"",
+        setup.scheme,
+        net.redis_addr(k),
+        setup.redis_port,
+        setup.fleet,
+        HOSTS[k]
+    )
 }
 
 /// A host's demo API and config (the daemon is started apart).

@@ -2,7 +2,7 @@
 //! CrowdSec Local API (LAPI) into the kernel's ban map. Off unless the table is there; typed
 //! when parsed, so a bad URL, an inline key or an out-of-range interval is an error at its key
 //! and line. The bouncer key is named (a file or an environment variable), never written in
-//! the config; `config::crowdsec_key` reads it.
+//! the config; `config::crowdsec_secrets` reads it (and the reporting machine's password).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -37,6 +37,18 @@ pub struct CrowdsecConfig {
     pub types: Vec<String>,
     /// Decision scopes applied: `ip` and `range` (the ones a ban map can hold).
     pub scopes: Vec<String>,
+    /// Escalation bans reported to the LAPI as alerts with a decision (`report = true`), as
+    /// this machine.
+    pub report: Option<ReportAs>,
+}
+
+/// The machine escalation bans are reported as (`cscli machines add NAME --password ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportAs {
+    /// The machine's name.
+    pub machine_id: String,
+    /// Where its password is.
+    pub password: Secret,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +64,33 @@ struct RawCrowdsecConfig {
     timeout: Option<Duration>,
     types: Option<Vec<String>>,
     scopes: Option<Vec<String>>,
+    #[serde(default)]
+    report: bool,
+    machine_id: Option<String>,
+    machine_password_file: Option<PathBuf>,
+    machine_password_env: Option<String>,
+}
+
+/// A secret named by a `*_file` (absolute) or a `*_env` key, not both.
+fn secret(
+    file: Option<PathBuf>,
+    env: Option<String>,
+    file_key: &str,
+    env_key: &str,
+) -> Result<Option<Secret>, String> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(format!(
+            "{env_key}: give it in a file or a variable, not both"
+        )),
+        (Some(path), None) if !path.is_absolute() => Err(format!(
+            "{file_key}: `{}` must be an absolute path",
+            path.display()
+        )),
+        (Some(path), None) => Ok(Some(Secret::File(path))),
+        (None, Some(name)) if name.is_empty() => Err(format!("{env_key}: name a variable")),
+        (None, Some(name)) => Ok(Some(Secret::Env(name))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Whether `url` may carry a bouncer key: https, or http to a loopback address.
@@ -82,32 +121,42 @@ impl TryFrom<RawCrowdsecConfig> for CrowdsecConfig {
 
     fn try_from(raw: RawCrowdsecConfig) -> Result<Self, String> {
         check_url(&raw.lapi_url)?;
-        let api_key = match (raw.api_key_file, raw.api_key_env) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "crowdsec.api_key_env: give the key in a file or a variable, not both"
+        let api_key = secret(
+            raw.api_key_file,
+            raw.api_key_env,
+            "crowdsec.api_key_file",
+            "crowdsec.api_key_env",
+        )?
+        .ok_or_else(|| {
+            "crowdsec.api_key_file: name the bouncer key's file (or api_key_env); \
+             `cscli bouncers add NAME -o raw` makes one"
+                .to_owned()
+        })?;
+        let machine_password = secret(
+            raw.machine_password_file,
+            raw.machine_password_env,
+            "crowdsec.machine_password_file",
+            "crowdsec.machine_password_env",
+        )?;
+        let report =
+            match (raw.report, raw.machine_id, machine_password) {
+                (true, Some(machine_id), Some(password)) if !machine_id.is_empty() => {
+                    Some(ReportAs {
+                        machine_id,
+                        password,
+                    })
+                }
+                (true, _, _) => return Err(
+                    "crowdsec.report: reporting needs machine_id and machine_password_file (or \
+                     machine_password_env): `cscli machines add NAME --password ...`"
                         .to_owned(),
-                )
-            }
-            (Some(path), None) if !path.is_absolute() => {
-                return Err(format!(
-                    "crowdsec.api_key_file: `{}` must be an absolute path",
-                    path.display()
-                ))
-            }
-            (Some(path), None) => Secret::File(path),
-            (None, Some(name)) if name.is_empty() => {
-                return Err("crowdsec.api_key_env: name a variable".to_owned())
-            }
-            (None, Some(name)) => Secret::Env(name),
-            (None, None) => {
-                return Err(
-                    "crowdsec.api_key_file: name the bouncer key's file (or api_key_env); \
-                     `cscli bouncers add NAME` makes one"
+                ),
+                (false, None, None) => None,
+                (false, _, _) => return Err(
+                    "crowdsec.machine_id: the machine is only used to report; set report = true"
                         .to_owned(),
-                )
-            }
-        };
+                ),
+            };
         let poll_interval = raw.poll_interval.unwrap_or(Duration::from_secs(1));
         if !INTERVALS.contains(&poll_interval) {
             return Err("crowdsec.poll_interval: must be between 100ms and 5m".to_owned());
@@ -145,6 +194,7 @@ impl TryFrom<RawCrowdsecConfig> for CrowdsecConfig {
             timeout,
             types,
             scopes,
+            report,
         })
     }
 }
@@ -197,6 +247,14 @@ mod tests {
             (
                 "lapi_url = \"https://lapi\"\napi_key_env = \"K\"\napi_key = \"inline\"",
                 "api_key",
+            ),
+            (
+                "lapi_url = \"https://lapi\"\napi_key_env = \"K\"\nreport = true",
+                "report",
+            ),
+            (
+                "lapi_url = \"https://lapi\"\napi_key_env = \"K\"\nmachine_id = \"m\"",
+                "report",
             ),
         ] {
             let message = error(&format!("[crowdsec]\n{text}\n"));

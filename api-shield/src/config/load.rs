@@ -18,7 +18,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// so a reload never accepts what the next start would refuse.
 pub fn check_host(config: &Config) -> Result<(), ConfigError> {
     fleet_host(config)?;
-    crowdsec_key(config)?;
+    crowdsec_secrets(config)?;
     if !config.fastpath.enabled {
         return Ok(());
     }
@@ -85,21 +85,33 @@ pub fn fleet_host(config: &Config) -> Result<Option<FleetHost>, ConfigError> {
     Ok(Some(FleetHost { host, password }))
 }
 
-/// The CrowdSec bouncer key the `[crowdsec]` table names (none without the table), read from
-/// its root-only file or its variable.
-pub fn crowdsec_key(config: &Config) -> Result<Option<Password>, ConfigError> {
-    config
-        .crowdsec
+/// The secrets the `[crowdsec]` table names (none without the table): the bouncer key and,
+/// with `report = true`, the machine's password, each from its root-only file or variable.
+pub fn crowdsec_secrets(
+    config: &Config,
+) -> Result<Option<(Password, Option<Password>)>, ConfigError> {
+    let Some(crowdsec) = &config.crowdsec else {
+        return Ok(None);
+    };
+    let key = read_secret(
+        config,
+        &crowdsec.api_key,
+        "crowdsec.api_key_file",
+        "crowdsec.api_key_env",
+    )?;
+    let machine = crowdsec
+        .report
         .as_ref()
-        .map(|crowdsec| {
+        .map(|report| {
             read_secret(
                 config,
-                &crowdsec.api_key,
-                "crowdsec.api_key_file",
-                "crowdsec.api_key_env",
+                &report.password,
+                "crowdsec.machine_password_file",
+                "crowdsec.machine_password_env",
             )
         })
-        .transpose()
+        .transpose()?;
+    Ok(Some((key, machine)))
 }
 
 /// A secret's first line from its file (root's own, unreadable to others) or its variable

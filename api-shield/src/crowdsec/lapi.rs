@@ -1,11 +1,13 @@
-//! The Local API's decision stream, as a bouncer reads it: `GET /v1/decisions/stream` with the
-//! bouncer key in `X-Api-Key`, `startup=true` on the first pull (every decision in force) and
-//! deltas after (`new` and `deleted` since the last pull, which the LAPI keeps per bouncer).
+//! The Local API, as a bouncer and a machine talk to it. The decision stream: `GET
+//! /v1/decisions/stream` with the bouncer key in `X-Api-Key`, `startup=true` on the first pull
+//! (every decision in force) and deltas after (`new` and `deleted` since the last pull, which
+//! the LAPI keeps per bouncer). Reporting: `POST /v1/watchers/login` as a machine for a token,
+//! then `POST /v1/alerts` with it.
 
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -58,8 +60,8 @@ pub(crate) enum PullError {
     /// No answer within `crowdsec.timeout`.
     #[error("the LAPI did not answer within crowdsec.timeout")]
     Timeout,
-    /// The key was refused.
-    #[error("the LAPI refused the bouncer key (HTTP {0}): check crowdsec.api_key_file and `cscli bouncers list`")]
+    /// The bouncer key or the machine's credentials were refused.
+    #[error("the LAPI refused the credentials (HTTP {0}): check crowdsec.api_key_file (`cscli bouncers list`) or the machine's (`cscli machines list`)")]
     Refused(u16),
     /// Another error status.
     #[error("the LAPI answered HTTP {0}")]
@@ -73,11 +75,13 @@ pub(crate) enum PullError {
 }
 
 /// A client of one LAPI.
+#[derive(Clone)]
 pub(crate) struct Lapi {
     stream_url: String,
     key: Password,
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    base: String,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Lapi {
@@ -112,6 +116,7 @@ impl Lapi {
                 config.scopes.join(",")
             ),
             key,
+            base: config.lapi_url.clone(),
             timeout: config.timeout,
             client: Client::builder(TokioExecutor::new()).build(connector),
         })
@@ -132,8 +137,70 @@ impl Lapi {
                 http::header::USER_AGENT,
                 concat!("api-shield/", env!("CARGO_PKG_VERSION")),
             )
-            .body(Empty::new())
+            .body(Full::default())
             .map_err(|e| PullError::Connect(e.to_string()))?;
+        let body = self.send(request).await?;
+        serde_json::from_slice(&body).map_err(|e| PullError::Answer(e.to_string()))
+    }
+
+    /// Logs in as a machine; its token (JWT, an hour by default).
+    pub(crate) async fn login(
+        &self,
+        machine: &str,
+        password: &Password,
+    ) -> Result<String, PullError> {
+        #[derive(Deserialize)]
+        struct Login {
+            token: String,
+        }
+        let body = serde_json::json!({
+            "machine_id": machine,
+            "password": password.0,
+            "scenarios": [],
+        });
+        let answer = self
+            .post("/v1/watchers/login", None, body.to_string())
+            .await?;
+        let login: Login =
+            serde_json::from_slice(&answer).map_err(|e| PullError::Answer(e.to_string()))?;
+        Ok(login.token)
+    }
+
+    /// Posts alerts as the machine `token` names.
+    pub(crate) async fn post_alerts(
+        &self,
+        token: &str,
+        alerts: &[serde_json::Value],
+    ) -> Result<(), PullError> {
+        let body = serde_json::to_string(alerts).map_err(|e| PullError::Answer(e.to_string()))?;
+        self.post("/v1/alerts", Some(token), body).await.map(drop)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: String,
+    ) -> Result<Bytes, PullError> {
+        let mut request = http::Request::post(format!("{}{path}", self.base))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("api-shield/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(token) = token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| PullError::Connect(e.to_string()))?;
+        tokio::time::timeout(self.timeout, self.send(request))
+            .await
+            .map_err(|_| PullError::Timeout)?
+    }
+
+    /// Sends `request`; the body of a 2xx answer.
+    async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<Bytes, PullError> {
         let response = self
             .client
             .request(request)
@@ -141,16 +208,15 @@ impl Lapi {
             .map_err(|e| PullError::Connect(describe(&e)))?;
         let status = response.status().as_u16();
         match status {
-            200 => {}
+            200..=299 => {}
             401 | 403 => return Err(PullError::Refused(status)),
             _ => return Err(PullError::Status(status)),
         }
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+        Ok(Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
             .map_err(|e| PullError::Answer(e.to_string()))?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| PullError::Answer(e.to_string()))
+            .to_bytes())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The CrowdSec bouncer's metrics: whether the last pull of the Local API's decision stream
-//! succeeded and when one last did, and what became of the decisions it brought (applied,
-//! lifted, refused by the guard rails, ignored for their type or scope). Registered whether or
+//! succeeded and when one last did, what became of the decisions it brought (applied,
+//! lifted, refused by the guard rails, ignored for their type or scope), and the escalation
+//! bans reported back. Registered whether or
 //! not a `[crowdsec]` table is configured (at zero), so the shipped alert rules always find
 //! their series.
 
@@ -23,6 +24,8 @@ pub struct CrowdsecMetrics {
     pub decisions: IntCounterVec,
     /// `api_shield_crowdsec_bans`.
     pub bans: IntGauge,
+    /// `api_shield_crowdsec_reports_total{result}`.
+    pub reports: IntCounterVec,
 }
 
 impl CrowdsecMetrics {
@@ -59,6 +62,13 @@ impl CrowdsecMetrics {
                 registry,
                 "api_shield_crowdsec_bans",
                 "Networks banned at the NIC by CrowdSec decisions in force.",
+            ),
+            reports: counter(
+                registry,
+                "api_shield_crowdsec_reports_total",
+                "Escalation bans reported to the CrowdSec Local API as alerts, by result (sent, \
+                 failed, dropped).",
+                &["result"],
             ),
         }
     }
