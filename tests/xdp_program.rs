@@ -387,3 +387,30 @@ fn the_ban_map_holds_as_many_bans_as_max_bans_says() {
     );
     assert!(error.to_string().contains("fastpath.max_bans"), "{error}");
 }
+
+#[test]
+fn the_deny_table_holds_as_many_rules_as_max_deny_says() {
+    if !support::privileged::can_run("the_deny_table_holds_as_many_rules_as_max_deny_says", false) {
+        return;
+    }
+    // More rules than the default table holds (16 384).
+    let rules: Vec<String> = (0..20_000u32)
+        .map(|n| format!("\"{}/32\"", std::net::Ipv4Addr::from(0x0a40_0000 + n)))
+        .collect();
+    let text = |max: &str| format!("[fastpath]\n{max}deny = [{}]\n", rules.join(", "));
+    let refused = api_shield::config::parse(&text(""), std::path::Path::new("t.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("fastpath.deny") && refused.contains("fastpath.max_deny"),
+        "{refused}"
+    );
+    let config =
+        api_shield::config::parse(&text("max_deny = 32768\n"), std::path::Path::new("t.toml"))
+            .unwrap();
+    let pins = support::privileged::PinDir::new();
+    let _ebpf = api_shield::fastpath::load_program(&pins.layout(), &config.fastpath).unwrap();
+    let mut maps = api_shield::fastpath::PinnedMaps::open(&pins.layout()).unwrap();
+    api_shield::fastpath::apply_config(&mut maps, &config.fastpath).unwrap();
+    assert_eq!(maps.deny.keys().filter_map(Result::ok).count(), 20_000);
+}

@@ -100,6 +100,10 @@ pub struct FastpathConfig {
     pub guard: super::GuardRails,
     /// Bans the kernel map holds at most (fixed when the map is first created).
     pub max_bans: u32,
+    /// Entries the kernel's allow table holds at most (fixed when the map is first created).
+    pub max_allow: u32,
+    /// Entries the kernel's deny table holds at most (fixed when the map is first created).
+    pub max_deny: u32,
     /// The per-source limiter.
     pub limiter: LimiterConfig,
     /// Drop events.
@@ -120,6 +124,8 @@ impl Default for FastpathConfig {
             deny: Vec::new(),
             guard: super::GuardRails::default(),
             max_bans: api_shield_common::maps::BAN_ENTRIES,
+            max_allow: api_shield_common::maps::RULE_ENTRIES,
+            max_deny: api_shield_common::maps::RULE_ENTRIES,
             limiter: LimiterConfig::default(),
             events: EventsConfig::default(),
         }

@@ -8,13 +8,15 @@ use super::model::Config;
 /// The keys whose value differs between `running` and `new` and that need a restart.
 pub fn pending_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&running.fastpath, &new.fastpath);
-    let checks: [(&'static str, bool); 16] = [
+    let checks: [(&'static str, bool); 18] = [
         ("fastpath.enabled", a.enabled != b.enabled),
         ("fastpath.interfaces", a.interfaces != b.interfaces),
         ("fastpath.mode", a.mode != b.mode),
         ("fastpath.pin_dir", a.pin_dir != b.pin_dir),
         ("fastpath.runtime_dir", a.runtime_dir != b.runtime_dir),
         ("fastpath.max_bans", a.max_bans != b.max_bans),
+        ("fastpath.max_allow", a.max_allow != b.max_allow),
+        ("fastpath.max_deny", a.max_deny != b.max_deny),
         (
             "fastpath.limiter.max_sources",
             a.limiter.max_sources != b.limiter.max_sources,

@@ -60,6 +60,28 @@ fn validate_fleet(config: &Config) -> Result<(), Problem> {
     Ok(())
 }
 
+/// The allow and deny tables' sizes, and lists that fit them.
+fn validate_table_sizes(fastpath: &super::FastpathConfig) -> Result<(), Problem> {
+    for (list, nets, max) in [
+        ("allow", &fastpath.allow, fastpath.max_allow),
+        ("deny", &fastpath.deny, fastpath.max_deny),
+    ] {
+        if !(1024..=16_777_216).contains(&max) {
+            return Err(problem(
+                format!("fastpath.max_{list}"),
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if nets.len() > max as usize {
+            return Err(problem(
+                format!("fastpath.{list}"),
+                format!("at most {max} entries (fastpath.max_{list})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The first problem found, in file order of the tables.
 pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     let fastpath = &config.fastpath;
@@ -86,14 +108,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     if !fastpath.runtime_dir.is_absolute() {
         return Err(problem("fastpath.runtime_dir", "must be an absolute path"));
     }
-    for (list, nets) in [("allow", &fastpath.allow), ("deny", &fastpath.deny)] {
-        if nets.len() > api_shield_common::maps::RULE_ENTRIES as usize {
-            return Err(problem(
-                format!("fastpath.{list}"),
-                format!("at most {} entries", api_shield_common::maps::RULE_ENTRIES),
-            ));
-        }
-    }
+    validate_table_sizes(fastpath)?;
     validate_rules(config)?;
     validate_fleet(config)?;
     let limiter = &fastpath.limiter;

@@ -33,14 +33,16 @@ pub(super) fn links_dir(pin_dir: &Path) -> PathBuf {
 }
 
 /// Loads the program into the kernel without attaching it. Maps are reused from `layout_dir`
-/// when pinned there, created and pinned otherwise, with the limiter and ban map sizes of
-/// `config` (`limiter.max_sources`, `max_bans`).
+/// when pinned there, created and pinned otherwise, with the limiter, ban, allow and deny map
+/// sizes of `config` (`limiter.max_sources`, `max_bans`, `max_allow`, `max_deny`).
 pub fn load_program(layout_dir: &Path, config: &FastpathConfig) -> Result<Ebpf, FastpathError> {
     bpffs::ensure_dir(layout_dir)?;
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(layout_dir)
         .map_max_entries(maps::LIMITER, config.limiter.max_sources)
         .map_max_entries(maps::BANS, config.max_bans)
+        .map_max_entries(maps::ALLOW, config.max_allow)
+        .map_max_entries(maps::DENY, config.max_deny)
         .load(PROGRAM_OBJECT)
         .map_err(|source| {
             if errno::in_chain(&source) == Some(libc::EPERM) {
