@@ -75,6 +75,11 @@ struct Args {
     /// places it; the generator holds CPU0).
     #[arg(long)]
     napi_cpu: Option<usize>,
+    /// Leave TCP segmentation offload on at the sender: the states without XDP then get a
+    /// receive path of their own for the clients' segments, apart from the flood (a veth's, no
+    /// NIC's). Off by default, so every state shares one path as on a NIC.
+    #[arg(long)]
+    sender_tso: bool,
     /// Measure only the cells whose "attack / state" name contains this.
     #[arg(long)]
     only: Option<String>,
@@ -123,7 +128,7 @@ fn main() -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let topology = Topology::new()?;
-    receiver::prepare(&topology)?;
+    receiver::prepare(&topology, args.sender_tso)?;
     let (cert, key) = receiver::certificate(dir.path())?;
     let _upstream = receiver::upstream(&topology.rx_ns, dir.path())?;
     let full_pps = calibrate(&topology)?;

@@ -42,7 +42,19 @@ pub const NFT_RULES: &str = "table inet asx_flood {\n\
 }\n";
 
 /// Routes, addresses and sysctls of the receiver as a host on the internet would have them.
-pub fn prepare(topology: &Topology) -> Result<()> {
+pub fn prepare(topology: &Topology, sender_tso: bool) -> Result<()> {
+    // One receive path for all traffic in every state, as a NIC has (its RSS queues take the
+    // flood and the clients alike). A veth whose sender offloads TCP segmentation hands the
+    // clients' segments to the receiving CPU's backlog, apart from the ring of 256 frames the
+    // flood fills, unless an XDP program is attached: that turns the sender's TSO off, and the
+    // clients' segments join the flood's ring. Off in every state, the states without XDP no
+    // longer get a private path no NIC would give them (`--sender-tso` keeps it, to compare).
+    if !sender_tso {
+        netns_exec(
+            &topology.tx_ns,
+            &["ethtool", "-K", &topology.tx_if, "tso", "off", "gso", "off"],
+        )?;
+    }
     // bench-xdp coalesces the receiver's interrupts to measure CPU per packet; here latency is
     // measured, so the receiver's NAPI polls at once, as a host's default does.
     let sysfs = format!("/sys/class/net/{}", topology.rx_if);
