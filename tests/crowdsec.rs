@@ -90,7 +90,7 @@ fn crowdsec_decisions_are_dropped_at_the_nic() {
     let mut lapi = Lapi::start(dir.path(), &setup.topo.rx);
     let key = lapi.bouncer_key_file(dir.path(), "api-shield");
     setup.write_config(&format!(
-        "\n[crowdsec]\nlapi_url = \"{}\"\napi_key_file = \"{}\"\npoll_interval = \"250ms\"\n",
+        "mode = \"driver\"\n\n[crowdsec]\nlapi_url = \"{}\"\napi_key_file = \"{}\"\npoll_interval = \"250ms\"\n",
         lapi.url(),
         key.display()
     ));
