@@ -1,7 +1,8 @@
 //! `cargo xtask bench-xdp`, `cargo xtask bench-proxy`, `cargo xtask bench-gateway`, `cargo
-//! xtask bench-flood`, `cargo xtask bench-fleet` and `cargo xtask soak`: install what each
-//! drives (nftables and ethtool; nginx and wrk; nginx, HAProxy, wrk and h2load; nginx, wrk,
-//! curl, nftables and ethtool; redis-server and wrk; nothing for the soak) if missing, then run its
+//! xtask bench-flood`, `cargo xtask bench-fleet`, `cargo xtask bench-crowdsec` and `cargo xtask
+//! soak`: install what each drives (nftables and ethtool; nginx and wrk; nginx, HAProxy, wrk and
+//! h2load; nginx, wrk, curl, nftables and ethtool; redis-server and wrk; nothing for
+//! bench-crowdsec, whose crowdsec `.ci/run` unpacks, or the soak) if missing, then run its
 //! binary from `xtask/bench-xdp` in release mode. Reports go to stdout and `target/bench-*.md`
 //! (`target/soak.md`); BENCHMARKS.md and docs/reliability.md record them.
 
@@ -69,6 +70,12 @@ pub fn run_fleet(args: &Args) -> Result<()> {
         &[("redis-server", "redis-server"), ("wrk", "wrk")],
         args,
     )
+}
+
+/// Runs bench-crowdsec (the caller has built the release daemon it starts). CrowdSec is not
+/// installed here: Debian's package needs the internet to configure, so `.ci/run` unpacks it.
+pub fn run_crowdsec(args: &Args) -> Result<()> {
+    run_bench("bench-crowdsec", &[], args)
 }
 
 /// Runs the soak scenario (the caller has built the release daemon it starts).

@@ -73,6 +73,9 @@ enum Task {
     /// Benchmark (as root): fleet mode on three hosts in network namespaces with one Redis: ban
     /// propagation, the cost of fleet-scoped rate limits, and their accuracy.
     BenchFleet(bench_xdp::Args),
+    /// Benchmark (as root): a CrowdSec decision (`cscli decisions add`) to its first packet
+    /// dropped at the NIC, with a CrowdSec LAPI of its own in a network namespace.
+    BenchCrowdsec(bench_xdp::Args),
     /// Soak (as root): the release daemon on lo under bounded mixed legitimate and hostile
     /// traffic, sampling RSS, open fds, map sizes and error counts; fails unless they stay flat,
     /// e.g. `cargo xtask soak -- --seconds 120 --interval 10`.
@@ -140,6 +143,11 @@ fn main() -> Result<()> {
             setup::run()?;
             build_release()?;
             bench_xdp::run_fleet(&args)
+        }
+        Task::BenchCrowdsec(args) => {
+            setup::run()?;
+            build_release()?;
+            bench_xdp::run_crowdsec(&args)
         }
         Task::Soak(args) => {
             setup::run()?;
