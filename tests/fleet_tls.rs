@@ -29,6 +29,28 @@ fn password_file(dir: &std::path::Path, name: &str, password: &str) -> std::path
     path
 }
 
+/// A host of `fleet` on the TLS Redis, with `extra` `[fleet]` lines.
+fn tls_setup<'a>(fleet: &'a str, extra: &str) -> Setup<'a> {
+    let mut setup = Setup::new(fleet, 100, "", TLS_PORT);
+    setup.scheme = "rediss";
+    setup.fleet_extra = extra.to_owned();
+    setup
+}
+
+/// The line in which `host` says it cannot reach Redis, once it says so.
+fn refusal_line(host: &mut Host) -> String {
+    let daemon = host.daemon();
+    daemon
+        .wait_for("fleet: cannot reach Redis", SPREAD)
+        .unwrap();
+    daemon
+        .log
+        .iter()
+        .find(|l| l.contains("fleet: cannot reach Redis"))
+        .unwrap()
+        .clone()
+}
+
 #[test]
 fn fleet_bans_travel_over_tls_with_an_acl_user() {
     let test = "fleet_bans_travel_over_tls_with_an_acl_user";
@@ -76,12 +98,7 @@ fn fleet_bans_travel_over_tls_with_an_acl_user() {
     let mut hosts: Vec<Host> = setups
         .iter()
         .enumerate()
-        .map(|(k, extra)| {
-            let mut setup = Setup::new(&fleet, 100, "", TLS_PORT);
-            setup.scheme = "rediss";
-            setup.fleet_extra = extra.clone();
-            host(&net, k, dir.path(), &pki, &setup)
-        })
+        .map(|(k, extra)| host(&net, k, dir.path(), &pki, &tls_setup(&fleet, extra)))
         .collect();
     for k in 0..2 {
         start(&net, k, &mut hosts[k], &ca);
@@ -120,14 +137,7 @@ fn fleet_bans_travel_over_tls_with_an_acl_user() {
     // C trusts another CA: Redis's certificate is refused, C never connects, and it serves
     // alone.
     start(&net, 2, &mut hosts[2], &ca);
-    let c = hosts[2].daemon();
-    c.wait_for("fleet: cannot reach Redis", SPREAD).unwrap();
-    let refusal = c
-        .log
-        .iter()
-        .find(|l| l.contains("fleet: cannot reach Redis"))
-        .unwrap()
-        .clone();
+    let refusal = refusal_line(&mut hosts[2]);
     assert!(
         refusal.to_lowercase().contains("certificate"),
         "not refused for its certificate: {refusal}"
@@ -141,19 +151,10 @@ fn fleet_bans_travel_over_tls_with_an_acl_user() {
     // C given the right CA and the wrong password: Redis refuses it. C reloads nothing
     // fleet-wise (the table is read at start), so it restarts with the new settings.
     hosts[2].daemon.take();
-    let mut setup = Setup::new(&fleet, 100, "", TLS_PORT);
-    setup.scheme = "rediss";
-    setup.fleet_extra = fleet_lines(&wrong, &pki.ca_file);
+    let setup = tls_setup(&fleet, &fleet_lines(&wrong, &pki.ca_file));
     hosts[2] = host(&net, 2, dir.path(), &pki, &setup);
     start(&net, 2, &mut hosts[2], &ca);
-    let c = hosts[2].daemon();
-    c.wait_for("fleet: cannot reach Redis", SPREAD).unwrap();
-    let refusal = c
-        .log
-        .iter()
-        .find(|l| l.contains("fleet: cannot reach Redis"))
-        .unwrap()
-        .clone();
+    let refusal = refusal_line(&mut hosts[2]);
     assert!(
         refusal.contains("WRONGPASS") || refusal.to_lowercase().contains("auth"),
         "not refused for its password: {refusal}"

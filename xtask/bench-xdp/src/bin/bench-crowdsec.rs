@@ -16,6 +16,8 @@
 
 #[path = "../child_guard.rs"]
 mod child_guard;
+#[path = "../probe.rs"]
+mod probe;
 // Only its path of the release binary.
 #[allow(dead_code)]
 #[path = "../shield_cli.rs"]
@@ -26,7 +28,7 @@ mod topology;
 
 use std::{
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    net::{Ipv4Addr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
     path::Path,
     process::{Command, Stdio},
@@ -38,7 +40,11 @@ use api_shield::fastpath::{layout_dir, PinnedMaps};
 use api_shield_common::Reason;
 use clap::Parser;
 
-use crate::{child_guard::Guard, topology::Topology};
+use crate::{
+    child_guard::Guard,
+    probe::{percentile_ms, probe_from},
+    topology::Topology,
+};
 
 /// Options.
 #[derive(Parser, Debug)]
@@ -144,23 +150,6 @@ fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'stat
     .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))
 }
 
-/// A UDP socket sending from `source`, an address the sender does not hold.
-fn probe_from(source: Ipv4Addr) -> Result<UdpSocket> {
-    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    socket::setsockopt(&fd, sockopt::IpTransparent, &true)?;
-    socket::bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::from(SocketAddrV4::new(source, 0)),
-    )?;
-    Ok(UdpSocket::from(fd))
-}
-
 /// Starts the daemon in `rx_ns` as the LAPI's bouncer; returns once its first pull is done.
 fn start_daemon(topology: &Topology, dir: &Path, key: &Path, poll_ms: u64) -> Result<Guard> {
     let config = dir.join("api-shield.toml");
@@ -201,11 +190,6 @@ fn start_daemon(topology: &Topology, dir: &Path, key: &Path, poll_ms: u64) -> Re
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(daemon)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
 }
 
 fn main() -> Result<()> {
@@ -269,9 +253,9 @@ fn main() -> Result<()> {
     let _ = std::fs::remove_dir_all(PINS);
     times.sort();
     let (p50, p99, max) = (
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0),
+        percentile_ms(&times, 0.5),
+        percentile_ms(&times, 0.99),
+        percentile_ms(&times, 1.0),
     );
     let mut report = String::from("# bench-crowdsec\n\n");
     writeln!(

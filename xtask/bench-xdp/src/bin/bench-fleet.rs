@@ -26,6 +26,8 @@ mod child_guard;
 mod fleet;
 #[path = "bench-fleet/measure.rs"]
 mod measure;
+#[path = "../probe.rs"]
+mod probe;
 // Only its certificate.
 #[allow(dead_code)]
 #[path = "../proxy_peers.rs"]
@@ -35,12 +37,12 @@ mod proxy_peers;
 #[path = "../shield_cli.rs"]
 mod shield_cli;
 
-use std::{fmt::Write as _, time::Duration};
+use std::fmt::Write as _;
 
 use anyhow::Result;
 use clap::Parser;
 
-use crate::{fleet::Fleet, proxy_peers::middle};
+use crate::{fleet::Fleet, probe::percentile_ms, proxy_peers::middle};
 
 /// Options.
 #[derive(Parser, Debug)]
@@ -66,11 +68,6 @@ struct Args {
     memory_keys: u64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     if !nix::unistd::geteuid().is_root() {
@@ -82,9 +79,9 @@ fn main() -> Result<()> {
     let mut times = measure::propagation(&fleet, args.bans)?;
     times.sort();
     let (p50, p99, max) = (
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0),
+        percentile_ms(&times, 0.5),
+        percentile_ms(&times, 0.99),
+        percentile_ms(&times, 1.0),
     );
     writeln!(
         report,

@@ -5,7 +5,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::{Ipv4Addr, SocketAddr},
     os::unix::net::UnixStream,
     process::Command,
     time::{Duration, Instant},
@@ -15,7 +15,10 @@ use anyhow::{bail, Context as _, Result};
 use api_shield::fastpath::{layout_dir, PinnedMaps, SystemClock};
 use api_shield_common::Reason;
 
-use crate::fleet::{host_addr, Fleet, PORT};
+use crate::{
+    fleet::{host_addr, Fleet, PORT},
+    probe::probe_from,
+};
 
 /// The routes every host serves: the limits are high enough that the throughput runs see no
 /// 429; `keys` keeps each client key for an hour (every request of the memory run is a new
@@ -96,24 +99,6 @@ pub fn propagation(fleet: &Fleet, count: usize) -> Result<Vec<Duration>> {
 
 /// Where the probes go: a UDP port no host protects.
 const PROBE_PORT: u16 = 9;
-
-/// A UDP socket sending from `source`, an address the client namespace does not hold
-/// (`IP_TRANSPARENT`, as root), so a thousand banned sources need no address each.
-fn probe_from(source: Ipv4Addr) -> Result<UdpSocket> {
-    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    socket::setsockopt(&fd, sockopt::IpTransparent, &true)?;
-    socket::bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
-    )?;
-    Ok(UdpSocket::from(fd))
-}
 
 /// What one wrk run counted.
 #[derive(Debug, Clone, Copy)]
