@@ -17,6 +17,7 @@ mod diff;
 #[path = "support/xdp_model.rs"]
 mod model;
 
+mod blocklists;
 mod cli;
 mod cli_maps;
 mod control_socket;

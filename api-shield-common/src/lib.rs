@@ -14,11 +14,11 @@ pub mod values;
 pub use config::ShieldConfig;
 pub use event::DropEvent;
 pub use reason::Reason;
-pub use values::{BanValue, Counter, InsertBudget, LimiterState, RuleValue, VerdictSlot};
+pub use values::{BanValue, Counter, InsertBudget, LimiterState, ListName, RuleValue, VerdictSlot};
 
 /// Version of the map layout. It is part of the pin path, so a daemon built with another layout
 /// never misreads maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Addresses of both families are stored as 16 bytes: IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
 pub type Addr = [u8; 16];

@@ -23,11 +23,18 @@ pub const STATS: &str = "STATS";
 pub const RULES_GEN: &str = "RULES_GEN";
 /// `PerCpuArray` of [`crate::VerdictSlot`]: recent "over budget until T" verdicts per CPU.
 pub const VERDICTS: &str = "VERDICTS";
+/// `PerCpuArray[MAX_LISTS]` of [`crate::Counter`]: packets dropped (or, in a dry run, that
+/// would have been) by deny entries, per list (the entry's [`crate::RuleValue::list`]).
+pub const LIST_STATS: &str = "LIST_STATS";
+/// `Array[MAX_LISTS]` of [`crate::values::ListName`]: the name of each list slot (slot 0 is the
+/// config's `fastpath.deny`), so counters read without a daemon still have names, and a
+/// restarted daemon finds its lists' slots again.
+pub const LIST_NAMES: &str = "LIST_NAMES";
 /// `RingBuf` of [`crate::DropEvent`].
 pub const EVENTS: &str = "EVENTS";
 
 /// Maps pinned under the pin directory, so state survives a daemon restart.
-pub const PINNED: [&str; 10] = [
+pub const PINNED: [&str; 12] = [
     CONFIG,
     PORTS,
     ALLOW,
@@ -38,7 +45,14 @@ pub const PINNED: [&str; 10] = [
     INSERT_BUDGET,
     STATS,
     RULES_GEN,
+    LIST_STATS,
+    LIST_NAMES,
 ];
+
+/// Slots in [`LIST_STATS`] and [`LIST_NAMES`]: the config's deny list and up to 63 blocklists.
+pub const MAX_LISTS: u32 = 64;
+/// The slot of the config's `fastpath.deny` rules.
+pub const CONFIG_DENY_LIST: u32 = 0;
 
 /// Words in [`PORTS`]: 65536 bits per protocol, two protocols.
 pub const PORT_WORDS: u32 = 2048;

@@ -9,7 +9,29 @@ pub const BAN_REASON_LEN: usize = 48;
 pub struct RuleValue {
     /// Monotonic time of the last drop event sent for this entry.
     pub last_event_ns: u64,
+    /// Which list the entry belongs to: the index into `LIST_STATS` and `LIST_NAMES`
+    /// (0: the config's `fastpath.deny`; blocklists from 1). Unused in the allow table.
+    pub list: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
+
+impl RuleValue {
+    /// An entry of list `list`.
+    pub const fn of_list(list: u32) -> RuleValue {
+        RuleValue {
+            last_event_ns: 0,
+            list,
+            _pad: 0,
+        }
+    }
+}
+
+/// Bytes of a list's name in `LIST_NAMES` (UTF-8 padded with zeros).
+pub const LIST_NAME_LEN: usize = 32;
+
+/// A list's name as `LIST_NAMES` holds it; all zeros for a free slot.
+pub type ListName = [u8; LIST_NAME_LEN];
 
 /// Value of a ban entry.
 #[repr(C)]

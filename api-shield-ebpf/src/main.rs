@@ -35,7 +35,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{ALLOW, BANS, CONFIG, DENY, PORTS, STATS, TICK_CLOCK},
+    maps::{ALLOW, BANS, CONFIG, DENY, LIST_STATS, PORTS, STATS, TICK_CLOCK},
     parse::{Packet, Parsed, L4},
 };
 
@@ -88,7 +88,13 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
     let limiter_key = limiter::key(cfg, &pkt);
     if let Some(rule) = lpm::lookup_mut(&DENY, &key) {
         // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
-        let last = unsafe { core::ptr::addr_of_mut!((*rule).last_event_ns) };
+        let (last, list) = unsafe {
+            (
+                core::ptr::addr_of_mut!((*rule).last_event_ns),
+                (*rule).list,
+            )
+        };
+        count_list(list, (ctx.data_end() - ctx.data()) as u64);
         return dropping(cfg, Reason::DropDenied, last, &pkt, now);
     }
     if let Some(last) = active_ban(&key, now) {
@@ -231,6 +237,19 @@ fn verdict(cfg: &ShieldConfig, reason: Reason) -> Reason {
 #[inline(always)]
 fn count(reason: Reason, bytes: u64) {
     if let Some(counter) = STATS.get_ptr_mut(reason as u32) {
+        // SAFETY: per-CPU slot from a successful lookup; no other writer on this CPU.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += bytes;
+        }
+    }
+}
+
+/// Counts a packet against the deny list it matched (out-of-range slots are not counted),
+/// whether dropped or, in a dry run, only counted.
+#[inline(always)]
+fn count_list(list: u32, bytes: u64) {
+    if let Some(counter) = LIST_STATS.get_ptr_mut(list) {
         // SAFETY: per-CPU slot from a successful lookup; no other writer on this CPU.
         unsafe {
             (*counter).packets += 1;

@@ -2,9 +2,12 @@
 //! daemon restart and the CLI can read them while the daemon is down.
 
 use api_shield_common::{
-    maps::{BAN_ENTRIES, EVENTS_BYTES, LIMITER_ENTRIES, PORT_WORDS, RULE_ENTRIES, VERDICT_SLOTS},
-    Addr, BanValue, Counter, InsertBudget, LimiterState, Reason, RuleValue, ShieldConfig,
-    VerdictSlot,
+    maps::{
+        BAN_ENTRIES, EVENTS_BYTES, LIMITER_ENTRIES, MAX_LISTS, PORT_WORDS, RULE_ENTRIES,
+        VERDICT_SLOTS,
+    },
+    Addr, BanValue, Counter, InsertBudget, LimiterState, ListName, Reason, RuleValue,
+    ShieldConfig, VerdictSlot,
 };
 use aya_ebpf::{
     macros::map,
@@ -38,6 +41,13 @@ pub static INSERT_BUDGET: PerCpuArray<InsertBudget> = PerCpuArray::pinned(1, 0);
 
 #[map]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
+
+#[map]
+pub static LIST_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(MAX_LISTS, 0);
+
+/// Written by the daemon only; declared here so the loader creates and pins it with the rest.
+#[map]
+pub static LIST_NAMES: Array<ListName> = Array::pinned(MAX_LISTS, 0);
 
 #[map]
 pub static RULES_GEN: Array<u64> = Array::pinned(1, 0);

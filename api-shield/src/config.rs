@@ -3,6 +3,7 @@
 //! `parse` is pure (text in, typed config or an error naming line and key out), `load` reads a
 //! file, and `validate` checks what types cannot. Defaults live in `model` only.
 
+mod blocklist_model;
 mod crowdsec_model;
 mod error;
 mod fleet_model;
@@ -20,6 +21,7 @@ pub(crate) mod validate;
 mod validate_policy;
 mod validate_proxy;
 
+pub use blocklist_model::{check_list_name, BlocklistConfig, ListSource};
 pub use crowdsec_model::{CrowdsecConfig, ReportAs};
 pub use error::ConfigError;
 pub use fleet_model::{check_host_name, FleetConfig, Secret, MAX_HOST_LEN};

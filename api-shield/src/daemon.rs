@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 mod answers;
 
 use crate::{
+    blocklists::Blocklists,
     config::{self, Config, ConfigError},
     control::{self, protocol::Reloaded},
     decisions::Decisions,
     escalate::{system_clock, Escalator},
-    fastpath::{self, Fastpath, FastpathError, PinnedMaps, SystemClock},
+    fastpath::{self, DenyTable, Fastpath, FastpathError, PinnedMaps, SystemClock},
     fleet::Fleet,
     proxy::{
         connection::server::{ProxyError, ProxyServer},
@@ -66,8 +67,12 @@ struct PreparedReload {
 }
 
 /// Writes a config into the kernel maps: ports and lists, then the settings word.
-fn write_maps(maps: &mut PinnedMaps, config: &config::FastpathConfig) -> Result<(), FastpathError> {
-    fastpath::apply_lists(maps, config)?;
+fn write_maps(
+    maps: &mut PinnedMaps,
+    deny: &mut DenyTable,
+    config: &config::FastpathConfig,
+) -> Result<(), FastpathError> {
+    fastpath::apply_lists(maps, deny, config)?;
     if crate::failpoint::hit("reload-maps") {
         return Err(FastpathError::Map {
             map: api_shield_common::maps::CONFIG,
@@ -90,6 +95,8 @@ struct State {
     proxy: Option<ProxyServer>,
     /// The link to the fleet's Redis.
     fleet: Option<Fleet>,
+    /// The blocklist feeds.
+    blocklists: Option<Blocklists>,
     tasks: Vec<JoinHandle<()>>,
     /// The control socket's path and the task serving it.
     control: Option<(PathBuf, JoinHandle<()>)>,
@@ -144,6 +151,9 @@ impl Daemon {
             (None, None)
         };
         let (decisions, fleet) = start_decisions(&config, maps.as_ref())?;
+        let blocklists = fastpath
+            .as_ref()
+            .map(|f| Blocklists::start(&config, f.deny_table()));
         if let (Some(crowdsec), Some(decisions)) = (&config.crowdsec, &decisions) {
             let (key, machine) =
                 config::crowdsec_secrets(&config)?.context("the crowdsec table is there")?;
@@ -183,6 +193,7 @@ impl Daemon {
                 fastpath,
                 proxy,
                 fleet,
+                blocklists,
                 tasks,
                 control: None,
             }),
@@ -333,10 +344,14 @@ impl Daemon {
             control,
         } = prepared;
         let mut state = self.state();
-        if let (Some(maps), true) = (&self.maps, config.fastpath.enabled) {
+        let deny = state.fastpath.as_ref().map(Fastpath::deny_table);
+        if let (Some(maps), Some(deny), true) = (&self.maps, deny, config.fastpath.enabled) {
             let mut maps = maps.lock().expect("the maps lock is never poisoned");
-            if let Err(error) = write_maps(&mut maps, &config.fastpath) {
-                if let Err(again) = fastpath::apply_config(&mut maps, &state.config.fastpath) {
+            let mut deny = deny.lock().expect("the deny table lock is never poisoned");
+            if let Err(error) = write_maps(&mut maps, &mut deny, &config.fastpath) {
+                if let Err(again) =
+                    fastpath::apply_config_with(&mut maps, &mut deny, &state.config.fastpath)
+                {
                     tracing::error!(error = %crate::telemetry::error_chain(&again), "cannot put the running config back into the kernel maps");
                 }
                 if let Some((path, listener)) = control {
@@ -359,6 +374,9 @@ impl Daemon {
         }
         if let Some(decisions) = &self.decisions {
             decisions.update(&config);
+        }
+        if let Some(blocklists) = state.blocklists.as_mut() {
+            blocklists.update(&config);
         }
         if let (Some((new_socket, listener)), Some(this)) = (control, self.this.get()) {
             let task = control::server::serve(listener, this.clone());
@@ -406,6 +424,9 @@ impl Daemon {
         let mut state = self.state();
         if let Some(fleet) = state.fleet.take() {
             fleet.stop();
+        }
+        if let Some(mut blocklists) = state.blocklists.take() {
+            blocklists.stop();
         }
         for task in state.tasks.drain(..) {
             task.abort();

@@ -6,6 +6,7 @@ mod attach;
 mod bans;
 pub mod bpffs;
 mod clock;
+mod deny_table;
 mod detach;
 mod errno;
 mod error;
@@ -24,13 +25,17 @@ pub use addr::{parse_target, target_key, AddrError};
 pub use attach::{ActiveMode, Attachment};
 pub use bans::{Ban, BanEntry, BanRequest, GuardedBan};
 pub use clock::{Clock, SystemClock};
+pub use deny_table::{decode_name, DenyTable, Replaced, RuleKey, CONFIG_DENY_NAME};
 pub use detach::{detach, uninstall_maps, Removed};
 pub use error::FastpathError;
 pub use events::{decode as decode_event, forward_program_log, log_events, DropStarted};
 pub use maps::PinnedMaps;
 pub use pin_lock::{PinLock, PinLockError};
-pub use program::{apply_config, apply_lists, apply_settings, layout_dir, load_program, Fastpath};
+pub use program::{
+    apply_config, apply_config_with, apply_lists, apply_settings, layout_dir, load_program,
+    Fastpath,
+};
 pub use settings::{coarse_tick_ns, port_words, shield_config, shield_config_with_tick};
-pub use stats::{CounterRow, Stats};
+pub use stats::{CounterRow, ListCounterRow, Stats};
 pub use status::{InterfaceStatus, RuntimeStatus};
 pub use upgrade::CarriedOver;

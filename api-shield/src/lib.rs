@@ -15,6 +15,7 @@
 #![warn(unreachable_pub)]
 
 mod accept;
+pub mod blocklists;
 pub mod cli;
 pub mod config;
 mod control;
@@ -25,6 +26,7 @@ mod escalate;
 mod failpoint;
 pub mod fastpath;
 mod fleet;
+mod http_client;
 pub mod pattern;
 pub mod policy;
 pub mod proxy;

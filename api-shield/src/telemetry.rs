@@ -3,6 +3,7 @@
 pub(crate) mod access_line;
 pub(crate) mod access_log;
 pub(crate) mod admin;
+pub(crate) mod blocklist_metrics;
 pub(crate) mod crowdsec_metrics;
 pub(crate) mod drops;
 pub(crate) mod fleet_metrics;

@@ -78,6 +78,11 @@ pub fn run_crowdsec(args: &Args) -> Result<()> {
     run_bench("bench-crowdsec", &[], args)
 }
 
+/// Runs bench-lists (it loads the program itself; nothing to install).
+pub fn run_lists(args: &Args) -> Result<()> {
+    run_bench("bench-lists", &[], args)
+}
+
 /// Runs the soak scenario (the caller has built the release daemon it starts).
 pub fn run_soak(args: &Args) -> Result<()> {
     run_bench("soak", &[], args)

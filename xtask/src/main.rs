@@ -76,6 +76,9 @@ enum Task {
     /// Benchmark (as root): a CrowdSec decision (`cscli decisions add`) to its first packet
     /// dropped at the NIC, with a CrowdSec LAPI of its own in a network namespace.
     BenchCrowdsec(bench_xdp::Args),
+    /// Benchmark (as root): deny lists of 0, 10 000 and 1 000 000 entries: load, update and
+    /// kernel memory, and the per-packet cost of each, through `BPF_PROG_TEST_RUN`.
+    BenchLists(bench_xdp::Args),
     /// Soak (as root): the release daemon on lo under bounded mixed legitimate and hostile
     /// traffic, sampling RSS, open fds, map sizes and error counts; fails unless they stay flat,
     /// e.g. `cargo xtask soak -- --seconds 120 --interval 10`.
@@ -148,6 +151,10 @@ fn main() -> Result<()> {
             setup::run()?;
             build_release()?;
             bench_xdp::run_crowdsec(&args)
+        }
+        Task::BenchLists(args) => {
+            setup::run()?;
+            bench_xdp::run_lists(&args)
         }
         Task::Soak(args) => {
             setup::run()?;

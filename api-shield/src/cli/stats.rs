@@ -40,6 +40,7 @@ fn from_maps(args: &Args) -> Result<StatsReport> {
         dry_run: status.as_ref().is_some_and(|s| s.dry_run),
         active_bans: maps.bans(&SystemClock)?.len(),
         counters: maps.stats()?.counters,
+        lists: maps.list_stats()?,
     })
 }
 
@@ -77,6 +78,16 @@ fn print(report: &StatsReport, json: bool) -> Result<()> {
             "{:<8} {:<22} {:>14} {:>16}",
             row.action, row.reason, row.packets, row.bytes
         );
+    }
+    if report
+        .lists
+        .iter()
+        .any(|l| l.list != crate::fastpath::CONFIG_DENY_NAME)
+    {
+        println!("\n{:<31} {:>14} {:>16}", "DENY LIST", "PACKETS", "BYTES");
+        for row in &report.lists {
+            println!("{:<31} {:>14} {:>16}", row.list, row.packets, row.bytes);
+        }
     }
     Ok(())
 }

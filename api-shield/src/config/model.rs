@@ -56,6 +56,9 @@ pub struct Config {
     /// This daemon as a bouncer of a CrowdSec Local API (off without the table).
     #[serde(default)]
     pub crowdsec: Option<super::CrowdsecConfig>,
+    /// Lists of networks dropped at the NIC, from files or URLs.
+    #[serde(default)]
+    pub blocklists: Vec<super::BlocklistConfig>,
     /// The file and text this config was read from.
     #[serde(skip)]
     pub source: super::Source,

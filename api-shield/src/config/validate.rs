@@ -51,6 +51,27 @@ fn validate_fleet(config: &Config) -> Result<(), Problem> {
             "a fleet shares bans at the NIC: it needs fastpath.enabled",
         ));
     }
+    if !config.blocklists.is_empty() && !config.fastpath.enabled {
+        return Err(problem(
+            "blocklists",
+            "blocklists are enforced at the NIC: they need fastpath.enabled",
+        ));
+    }
+    let max_lists = api_shield_common::maps::MAX_LISTS as usize - 1;
+    if config.blocklists.len() > max_lists {
+        return Err(problem(
+            "blocklists",
+            format!("at most {max_lists} lists (the kernel counts each in a slot of its own)"),
+        ));
+    }
+    for (i, list) in config.blocklists.iter().enumerate() {
+        if config.blocklists[..i].iter().any(|l| l.name == list.name) {
+            return Err(problem(
+                format!("blocklists[{i}].name"),
+                format!("`{}` names two lists", list.name),
+            ));
+        }
+    }
     if config.crowdsec.is_some() && !config.fastpath.enabled {
         return Err(problem(
             "crowdsec",

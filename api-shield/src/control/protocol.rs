@@ -253,6 +253,9 @@ pub(crate) struct StatsReport {
     pub active_bans: usize,
     /// The program's counters.
     pub counters: Vec<CounterRow>,
+    /// Drops per deny list (`deny`, then the blocklists).
+    #[serde(default)]
+    pub lists: Vec<crate::fastpath::ListCounterRow>,
 }
 
 #[cfg(test)]

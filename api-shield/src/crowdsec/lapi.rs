@@ -4,18 +4,21 @@
 //! the LAPI keeps per bouncer). Reporting: `POST /v1/watchers/login` as a machine for a token,
 //! then `POST /v1/alerts` with it.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
 use serde::Deserialize;
 
-use crate::config::{CrowdsecConfig, Password};
+use crate::{
+    config::{CrowdsecConfig, Password},
+    http_client::describe,
+};
 
 /// Largest answer read: a startup pull of a million decisions is about 250 MB.
 const MAX_ANSWER_BYTES: usize = 512 * 1024 * 1024;
@@ -87,28 +90,8 @@ pub(crate) struct Lapi {
 impl Lapi {
     /// A client for `config`'s LAPI, trusting `crowdsec.ca_file` (or the system's roots).
     pub(crate) fn new(config: &CrowdsecConfig, key: Password) -> Result<Lapi, PullError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = match &config.ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| PullError::Ca(format!("cannot read `{}`: {e}", path.display())))?;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert.map_err(|e| PullError::Ca(e.to_string()))?;
-                    roots.add(cert).map_err(|e| PullError::Ca(e.to_string()))?;
-                }
-                let tls = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| PullError::Ca(e.to_string()))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                HttpsConnectorBuilder::new().with_tls_config(tls)
-            }
-            None => HttpsConnectorBuilder::new()
-                .with_provider_and_native_roots(provider)
-                .map_err(|e| PullError::Ca(format!("the system's roots: {e}")))?,
-        };
-        let connector = builder.https_or_http().enable_http1().build();
+        let connector =
+            crate::http_client::connector(config.ca_file.as_deref()).map_err(PullError::Ca)?;
         Ok(Lapi {
             stream_url: format!(
                 "{}/v1/decisions/stream?scopes={}",
@@ -218,16 +201,4 @@ impl Lapi {
             .map_err(|e| PullError::Answer(e.to_string()))?
             .to_bytes())
     }
-}
-
-/// A client error with its causes (hyper's own text is only "client error (Connect)").
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -112,9 +112,13 @@ impl Daemon {
 
     /// Counters and attachments, as `api-shield stats` shows them.
     fn stats(&self) -> anyhow::Result<StatsReport> {
-        let (active_bans, counters) = {
+        let (active_bans, counters, lists) = {
             let maps = self.locked_maps()?;
-            (maps.bans(&SystemClock)?.len(), maps.stats()?.counters)
+            (
+                maps.bans(&SystemClock)?.len(),
+                maps.stats()?.counters,
+                maps.list_stats()?,
+            )
         };
         let state = self.state();
         Ok(StatsReport {
@@ -123,6 +127,7 @@ impl Daemon {
             dry_run: state.config.fastpath.dry_run,
             active_bans,
             counters,
+            lists,
         })
     }
 

@@ -112,6 +112,12 @@ pub enum FastpathError {
         /// Capacity.
         max: u32,
     },
+    /// The deny table is full.
+    #[error("the deny table is full ({max} entries, fastpath.max_deny): raise it (a restart applies it) or shorten the lists")]
+    DenyFull {
+        /// Capacity.
+        max: u32,
+    },
 }
 
 impl FastpathError {

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use api_shield_common::{maps, Addr, BanValue, Counter, LimiterState, RuleValue, ShieldConfig};
+use api_shield_common::{
+    maps, Addr, BanValue, Counter, LimiterState, ListName, RuleValue, ShieldConfig,
+};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
 
 use super::FastpathError;
@@ -28,6 +30,10 @@ pub struct PinnedMaps {
     pub stats: PerCpuArray<MapData, Counter>,
     /// Generation of the rules, read by the program's verdict cache.
     pub rules_gen: Array<MapData, u64>,
+    /// Deny-list drops per list slot and CPU.
+    pub list_stats: PerCpuArray<MapData, Counter>,
+    /// The name of each list slot.
+    pub list_names: Array<MapData, ListName>,
 }
 
 impl PinnedMaps {
@@ -62,6 +68,8 @@ impl PinnedMaps {
             limiter: typed(layout_dir, maps::LIMITER)?,
             stats: typed(layout_dir, maps::STATS)?,
             rules_gen: typed(layout_dir, maps::RULES_GEN)?,
+            list_stats: typed(layout_dir, maps::LIST_STATS)?,
+            list_names: typed(layout_dir, maps::LIST_NAMES)?,
         })
     }
 
@@ -79,7 +87,8 @@ impl PinnedMaps {
     }
 }
 
-fn typed<T>(dir: &Path, name: &'static str) -> Result<T, FastpathError>
+/// The map pinned as `name` in `dir`, typed.
+pub(super) fn typed<T>(dir: &Path, name: &'static str) -> Result<T, FastpathError>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {

@@ -12,7 +12,9 @@ use aya::{
 
 use super::{
     attach::{self, Attachment},
-    bpffs, errno, rules,
+    bpffs,
+    deny_table::{DenyTable, RuleKey},
+    errno, rules,
     settings::{port_words, shield_config},
     upgrade, FastpathError, InterfaceStatus, PinLock, PinnedMaps, RuntimeStatus,
 };
@@ -63,14 +65,53 @@ pub fn load_program(layout_dir: &Path, config: &FastpathConfig) -> Result<Ebpf, 
 }
 
 /// Writes a config's settings, ports and allow/deny lists into the maps. `CONFIG` goes last, so
-/// the program never runs with new settings and old lists.
+/// the program never runs with new settings and old lists. For callers without blocklists (a
+/// test, a benchmark): the deny table is made to hold exactly the config's `fastpath.deny`.
 pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
-    apply_lists(maps, config)?;
+    write_ports_and_allow(maps, config)?;
+    let (added, removed) = rules::sync(&mut maps.deny, maps::DENY, &config.deny)?;
+    tracing::debug!(added, removed, "deny list synchronised");
+    maps.bump_rules_generation()?;
     apply_settings(maps, config)
 }
 
-/// The first half of [`apply_config`]: protected ports and the allow and deny lists.
-pub fn apply_lists(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
+/// [`apply_config`] through the deny table the caller keeps.
+pub fn apply_config_with(
+    maps: &mut PinnedMaps,
+    deny: &mut DenyTable,
+    config: &FastpathConfig,
+) -> Result<(), FastpathError> {
+    apply_lists(maps, deny, config)?;
+    apply_settings(maps, config)
+}
+
+/// The first half of [`apply_config`]: protected ports, the allow list, and the config's own
+/// slot of the deny table (the blocklists' entries stay as they are).
+pub fn apply_lists(
+    maps: &mut PinnedMaps,
+    deny: &mut DenyTable,
+    config: &FastpathConfig,
+) -> Result<(), FastpathError> {
+    write_ports_and_allow(maps, config)?;
+    let wanted = config.deny.iter().map(RuleKey::of).collect();
+    let done = deny.replace(api_shield_common::maps::CONFIG_DENY_LIST, &wanted)?;
+    if done.no_room > 0 {
+        return Err(FastpathError::DenyFull {
+            max: config.max_deny,
+        });
+    }
+    tracing::debug!(
+        added = done.inserted,
+        removed = done.deleted,
+        "deny list synchronised"
+    );
+    maps.bump_rules_generation()
+}
+
+fn write_ports_and_allow(
+    maps: &mut PinnedMaps,
+    config: &FastpathConfig,
+) -> Result<(), FastpathError> {
     for (index, word) in port_words(config).into_iter().enumerate() {
         maps.ports
             .set(index as u32, word, 0)
@@ -78,9 +119,7 @@ pub fn apply_lists(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(),
     }
     let (added, removed) = rules::sync(&mut maps.allow, maps::ALLOW, &config.allow)?;
     tracing::debug!(added, removed, "allow list synchronised");
-    let (added, removed) = rules::sync(&mut maps.deny, maps::DENY, &config.deny)?;
-    tracing::debug!(added, removed, "deny list synchronised");
-    maps.bump_rules_generation()
+    Ok(())
 }
 
 /// The second half of [`apply_config`]: the settings word the program reads first.
@@ -94,6 +133,7 @@ pub fn apply_settings(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<
 pub struct Fastpath {
     ebpf: Ebpf,
     maps: Option<PinnedMaps>,
+    deny: std::sync::Arc<std::sync::Mutex<DenyTable>>,
     attachments: Vec<Attachment>,
     config: FastpathConfig,
     /// Held until the program is detached (or left attached) at stop.
@@ -113,7 +153,8 @@ impl Fastpath {
         let dir = layout_dir(&config.pin_dir);
         let mut ebpf = load_program(&dir, config)?;
         let mut maps = PinnedMaps::open(&dir)?;
-        apply_config(&mut maps, config)?;
+        let mut deny = DenyTable::open(&dir, config.max_deny)?;
+        apply_config_with(&mut maps, &mut deny, config)?;
         let carried = upgrade::carry_over(
             &config.pin_dir,
             &mut maps,
@@ -148,6 +189,7 @@ impl Fastpath {
         let fastpath = Fastpath {
             ebpf,
             maps: Some(maps),
+            deny: std::sync::Arc::new(std::sync::Mutex::new(deny)),
             attachments,
             config: config.clone(),
             lock,
@@ -228,6 +270,11 @@ impl Fastpath {
                 }
             }
         }
+    }
+
+    /// The deny table with who holds each entry: the config's list and the blocklists.
+    pub fn deny_table(&self) -> std::sync::Arc<std::sync::Mutex<DenyTable>> {
+        std::sync::Arc::clone(&self.deny)
     }
 
     /// The pinned maps the daemon opened at start (once), for the tasks that keep them.

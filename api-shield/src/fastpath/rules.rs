@@ -1,5 +1,5 @@
-//! Keeps the allow and deny tries equal to the config, touching only what changed (entries that
-//! stay keep their state).
+//! Keeps the allow trie (and, where no blocklists share it, the deny trie) equal to the config,
+//! touching only what changed (entries that stay keep their state).
 
 use std::collections::HashSet;
 

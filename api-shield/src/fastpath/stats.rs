@@ -20,6 +20,18 @@ pub struct CounterRow {
     pub bytes: u64,
 }
 
+/// Packets the deny entries of one list dropped (or, in a dry run, would have), summed over
+/// CPUs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListCounterRow {
+    /// The list: `deny` for `fastpath.deny`, else a blocklist's name.
+    pub list: String,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
 /// All counters.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Stats {
@@ -54,5 +66,36 @@ impl PinnedMaps {
             });
         }
         Ok(Stats { counters })
+    }
+}
+
+impl PinnedMaps {
+    /// The drops of every named list slot, in slot order (`deny` first).
+    pub fn list_stats(&self) -> Result<Vec<ListCounterRow>, FastpathError> {
+        use api_shield_common::maps::{LIST_NAMES, LIST_STATS, MAX_LISTS};
+        let mut rows = Vec::new();
+        for slot in 0..MAX_LISTS {
+            let name = self
+                .list_names
+                .get(&slot, 0)
+                .map_err(FastpathError::map(LIST_NAMES))?;
+            let list = super::deny_table::decode_name(&name);
+            if list.is_empty() {
+                continue;
+            }
+            let per_cpu = self
+                .list_stats
+                .get(&slot, 0)
+                .map_err(FastpathError::map(LIST_STATS))?;
+            let (packets, bytes) = per_cpu
+                .iter()
+                .fold((0u64, 0u64), |(p, b), c| (p + c.packets, b + c.bytes));
+            rows.push(ListCounterRow {
+                list,
+                packets,
+                bytes,
+            });
+        }
+        Ok(rows)
     }
 }

@@ -1,14 +1,14 @@
 //! Starting over maps of an older layout (a daemon upgraded in place): what an operator would
 //! lose or trip over otherwise is carried over before the program attaches.
 //!
-//! - **Bans** of the previous layout (version 2, whose ban entries the current layout keeps
-//!   as they are) are copied into the new `BANS` map, so an upgrade lifts no ban.
+//! - **Bans** of the previous layouts (versions 2 and 3, whose ban entries the current layout
+//!   keeps as they are) are copied into the new `BANS` map, so an upgrade lifts no ban.
 //! - **Pinned links** (left by `keep_attached = true`) are moved into the new links directory,
 //!   so the new program is swapped into them atomically: the interface is never unfiltered,
 //!   and not refused as "held by another XDP program".
 //!
 //! Then the older layout directory is removed (its maps are freed with their last user). Maps
-//! of a layout older than that cannot be read by this build: they are left in place, with a
+//! of a layout older than those cannot be read by this build: they are left in place, with a
 //! warning naming the directory.
 
 use std::path::Path;
@@ -18,8 +18,8 @@ use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
 
 use super::{FastpathError, PinnedMaps};
 
-/// The one older layout whose bans this build can read.
-const PREVIOUS_LAYOUT: u32 = 2;
+/// The older layouts whose bans this build can read (the ban value is the same since 2).
+const READABLE_LAYOUTS: std::ops::RangeInclusive<u32> = 2..=3;
 
 /// What was carried over from older layouts.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub(super) fn carry_over(
         if !old.is_dir() {
             continue;
         }
-        if version != PREVIOUS_LAYOUT {
+        if !READABLE_LAYOUTS.contains(&version) {
             tracing::warn!(
                 dir = %old.display(),
                 "maps of an older layout that this build cannot read are left in place; remove the \

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub fleet: super::fleet_metrics::FleetMetrics,
     /// The CrowdSec bouncer.
     pub crowdsec: super::crowdsec_metrics::CrowdsecMetrics,
+    /// The blocklists.
+    pub blocklists: super::blocklist_metrics::BlocklistMetrics,
     /// `api_shield_config_reloads_total{result}`.
     pub reloads: IntCounterVec,
     /// `api_shield_jwks_fetches_total{issuer,result}`.
@@ -89,7 +91,12 @@ pub(super) fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     metric
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(super) fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
     registry
         .register(Box::new(metric.clone()))
@@ -207,6 +214,7 @@ impl Metrics {
             logs: LogMetrics::register(&registry),
             fleet: super::fleet_metrics::FleetMetrics::register(&registry),
             crowdsec: super::crowdsec_metrics::CrowdsecMetrics::register(&registry),
+            blocklists: super::blocklist_metrics::BlocklistMetrics::register(&registry),
             reloads: counter(
                 &registry,
                 "api_shield_config_reloads_total",
