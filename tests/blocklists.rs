@@ -4,7 +4,8 @@
 //! A file of 1 000 000 generated networks loads; a change of 1 % of it is applied as a diff
 //! (exactly the entries added and removed are written) while a listed source sends throughout
 //! and not one of its datagrams gets through; the list's drops are counted under its name. A
-//! malformed line is reported with its number and the rest of the list applies. A URL list is
+//! malformed line is reported with its number and the rest of the list applies, and the drop
+//! log names the list (`list:NAME`). A URL list is
 //! fetched conditionally (an unchanged list is a 304), a changed one applied, and a failing or
 //! oversized one keeps the last good copy; a list removed from the config lets go of its
 //! entries at the reload, and a restarted daemon keeps the lists it had until it reads them
@@ -371,6 +372,11 @@ fn lists_from_urls_and_files_refuse_bad_lines_keep_the_last_good_copy_and_go_whe
     assert!(!dropped(&setup, CLEAN), "{CLEAN} is dropped");
     assert!(list_drops(&setup, "feed") >= 10);
     assert!(list_drops(&setup, "bad") >= 10);
+    // The drop log names the list as the reason.
+    daemon
+        .wait_for("\"reason\":\"list:feed\"", UPDATED)
+        .unwrap();
+    daemon.wait_for("\"reason\":\"list:bad\"", UPDATED).unwrap();
 
     // Unchanged: the next fetches are answered 304 and apply nothing.
     let wait_for = |what: &str, check: &dyn Fn(&Served) -> bool| {

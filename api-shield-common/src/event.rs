@@ -12,4 +12,11 @@ pub struct DropEvent {
     pub reason: u32,
     /// 1 when the program only counted the drop (dry run).
     pub dry_run: u32,
+    /// The deny list slot of a deny drop ([`crate::RuleValue::list`]); [`NO_LIST`] otherwise.
+    pub list: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
+
+/// [`DropEvent::list`] of a drop that no deny list made.
+pub const NO_LIST: u32 = u32::MAX;

@@ -13,6 +13,7 @@ pub fn maybe_send(
     last_event: *mut u64,
     src: &[u64; 2],
     reason: Reason,
+    list: u32,
     dry_run: bool,
     now: u64,
 ) {
@@ -28,6 +29,8 @@ pub fn maybe_send(
         timestamp_ns: now,
         reason: reason as u32,
         dry_run: u32::from(dry_run),
+        list,
+        _pad: 0,
     };
     let _ = EVENTS.output::<DropEvent>(&event, 0);
 }

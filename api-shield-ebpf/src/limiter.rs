@@ -7,7 +7,7 @@
 
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
-use api_shield_common::{LimiterState, Reason, ShieldConfig};
+use api_shield_common::{event::NO_LIST, LimiterState, Reason, ShieldConfig};
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use aya_log_ebpf::warn;
 
@@ -46,7 +46,7 @@ pub fn check(
             Ok(()) => Reason::PassWithinLimit,
             Err(until) => {
                 verdicts::remember(&pkt.src, generation, until);
-                dropping(cfg, Reason::DropRateLimited, last, pkt, now)
+                dropping(cfg, Reason::DropRateLimited, last, NO_LIST, pkt, now)
             }
         };
     }
@@ -76,7 +76,7 @@ pub fn check(
         cfg.untracked_tolerance_ns,
     ) {
         Ok(()) => Reason::PassWithinLimit,
-        Err(_) => dropping(cfg, Reason::DropUntracked, last, pkt, now),
+        Err(_) => dropping(cfg, Reason::DropUntracked, last, NO_LIST, pkt, now),
     }
 }
 

@@ -24,6 +24,7 @@ use api_shield_common::{
         FLAG_DRY_RUN, FLAG_ENABLED, FLAG_PRECISE_CLOCK, FLAG_PROTECT_ALL, FLAG_PROTECT_TCP,
         FLAG_PROTECT_UDP,
     },
+    event::NO_LIST,
     maps::UDP_PORT_WORD_BASE,
     Reason, ShieldConfig,
 };
@@ -88,17 +89,13 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
     let limiter_key = limiter::key(cfg, &pkt);
     if let Some(rule) = lpm::lookup_mut(&DENY, &key) {
         // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
-        let (last, list) = unsafe {
-            (
-                core::ptr::addr_of_mut!((*rule).last_event_ns),
-                (*rule).list,
-            )
-        };
+        let (last, list) =
+            unsafe { (core::ptr::addr_of_mut!((*rule).last_event_ns), (*rule).list) };
         count_list(list, (ctx.data_end() - ctx.data()) as u64);
-        return dropping(cfg, Reason::DropDenied, last, &pkt, now);
+        return dropping(cfg, Reason::DropDenied, last, list, &pkt, now);
     }
     if let Some(last) = active_ban(&key, now) {
-        return dropping(cfg, Reason::DropBanned, last, &pkt, now);
+        return dropping(cfg, Reason::DropBanned, last, NO_LIST, &pkt, now);
     }
     if !protected {
         return Reason::PassUnprotected;
@@ -209,18 +206,20 @@ fn protected(cfg: &ShieldConfig, pkt: &Packet) -> bool {
     }
 }
 
-/// A drop verdict: sends the drop event if this entry has not sent one lately, and turns the
+/// A drop verdict: sends the drop event (naming the deny list `list`, or `NO_LIST`) if this
+/// entry has not sent one lately, and turns the
 /// verdict into its dry-run twin when the program only counts.
 #[inline(always)]
 fn dropping(
     cfg: &ShieldConfig,
     reason: Reason,
     last_event: *mut u64,
+    list: u32,
     pkt: &Packet,
     now: u64,
 ) -> Reason {
     let dry_run = cfg.flags & FLAG_DRY_RUN != 0;
-    events::maybe_send(cfg, last_event, &pkt.src, reason, dry_run, now);
+    events::maybe_send(cfg, last_event, &pkt.src, reason, list, dry_run, now);
     verdict(cfg, reason)
 }
 

@@ -6,8 +6,8 @@ use api_shield_common::{
         BAN_ENTRIES, EVENTS_BYTES, LIMITER_ENTRIES, MAX_LISTS, PORT_WORDS, RULE_ENTRIES,
         VERDICT_SLOTS,
     },
-    Addr, BanValue, Counter, InsertBudget, LimiterState, ListName, Reason, RuleValue,
-    ShieldConfig, VerdictSlot,
+    Addr, BanValue, Counter, InsertBudget, LimiterState, ListName, Reason, RuleValue, ShieldConfig,
+    VerdictSlot,
 };
 use aya_ebpf::{
     macros::map,

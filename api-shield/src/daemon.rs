@@ -448,8 +448,10 @@ fn start_fastpath(
     let mut fastpath = Fastpath::start(&config.fastpath, pin_lock)?;
     if let Some(events) = fastpath.take_events() {
         let drops = Arc::clone(drops);
+        let names = fastpath::ListNames::open(&fastpath::layout_dir(&config.fastpath.pin_dir))?;
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = fastpath::log_events(events, |e| drops.record(e)).await {
+            let name = |slot| names.name(slot);
+            if let Err(error) = fastpath::log_events(events, name, |e| drops.record(e)).await {
                 tracing::error!(%error, "drop events unavailable");
             }
         }));

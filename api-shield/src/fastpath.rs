@@ -25,7 +25,7 @@ pub use addr::{parse_target, target_key, AddrError};
 pub use attach::{ActiveMode, Attachment};
 pub use bans::{Ban, BanEntry, BanRequest, GuardedBan};
 pub use clock::{Clock, SystemClock};
-pub use deny_table::{decode_name, DenyTable, Replaced, RuleKey, CONFIG_DENY_NAME};
+pub use deny_table::{decode_name, DenyTable, ListNames, Replaced, RuleKey, CONFIG_DENY_NAME};
 pub use detach::{detach, uninstall_maps, Removed};
 pub use error::FastpathError;
 pub use events::{decode as decode_event, forward_program_log, log_events, DropStarted};

@@ -93,6 +93,22 @@ pub fn decode_name(raw: &ListName) -> String {
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
+/// The list slots' names, read where a drop event names a slot.
+pub struct ListNames(Array<MapData, ListName>);
+
+impl ListNames {
+    /// Opens the pinned `LIST_NAMES` of `layout_dir`.
+    pub fn open(layout_dir: &Path) -> Result<ListNames, FastpathError> {
+        Ok(ListNames(open(layout_dir, maps::LIST_NAMES)?))
+    }
+
+    /// The name of `slot`, when it has one.
+    pub fn name(&self, slot: u32) -> Option<String> {
+        let name = decode_name(&self.0.get(&slot, 0).ok()?);
+        (!name.is_empty()).then_some(name)
+    }
+}
+
 impl DenyTable {
     /// Opens the pinned deny table of `layout_dir` and reads who holds what from it; the config
     /// list's slot is named.

@@ -14,7 +14,7 @@ const CAPACITY: usize = 1024;
 
 #[derive(Debug, Clone)]
 struct Seen {
-    reason: &'static str,
+    reason: String,
     events: u64,
     last: Instant,
 }
@@ -46,13 +46,11 @@ impl RecentDrops {
             }
         }
         let entry = seen.entry(event.source).or_insert(Seen {
-            reason: "unknown",
+            reason: String::new(),
             events: 0,
             last: Instant::now(),
         });
-        entry.reason = event
-            .reason
-            .map_or("unknown", api_shield_common::Reason::cause);
+        entry.reason = event.cause();
         entry.events += 1;
         entry.last = Instant::now();
     }
@@ -64,7 +62,7 @@ impl RecentDrops {
             .iter()
             .map(|(ip, s)| DropRow {
                 source: ip.to_string(),
-                reason: Cow::Borrowed(s.reason),
+                reason: Cow::Owned(s.reason.clone()),
                 events: s.events,
                 last_seen_secs: s.last.elapsed().as_secs(),
             })

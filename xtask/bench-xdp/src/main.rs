@@ -9,6 +9,7 @@
 mod generator;
 mod measure;
 mod micro;
+mod nets;
 mod receiver;
 mod report;
 mod topology;
@@ -43,6 +44,10 @@ struct Args {
     /// CPU the sender (the generator thread) runs on; the receiver's NAPI kthread is on CPU1.
     #[arg(long, default_value_t = 0)]
     sender_cpu: usize,
+    /// Random /32s in api-shield's deny table in an extra state ("deny table filled"), measured
+    /// against the same program with an empty table in the same cycles (0: no such state).
+    #[arg(long, default_value_t = 0)]
+    deny_entries: usize,
     /// Only measure the program cost per decision path, then exit.
     #[arg(long)]
     micro_only: bool,
@@ -60,7 +65,7 @@ fn main() -> Result<()> {
         bail!("bench-xdp needs two CPUs: the sender on CPU0, the receiver on CPU1");
     }
     let topology = Topology::new()?;
-    let mut receiver = Receiver::new(&topology)?;
+    let mut receiver = Receiver::new(&topology, args.deny_entries)?;
     let (tx_mac, rx_mac) = (topology.tx_mac, topology.rx_mac);
     let costs = receiver.program_costs(|src| generator::udp_frame(tx_mac, rx_mac, src))?;
     for (path, ns) in &costs {
@@ -70,8 +75,21 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let total =
-        Duration::from_secs_f64(f64::from(args.cycles) * 5.0 * (args.seconds + args.settle) + 10.0);
+    let mut states = vec![
+        State::Driver,
+        State::BareDrop,
+        State::Nftables,
+        State::Generic,
+        State::NoFilter,
+    ];
+    if args.deny_entries > 0 {
+        states.insert(1, State::DriverDenyList);
+    }
+    // Filling and emptying the deny table takes about a second per million entries, twice a
+    // cycle, before each state's settle time.
+    let per_cycle =
+        states.len() as f64 * (args.seconds + args.settle) + 2.5 * args.deny_entries as f64 / 1e6;
+    let total = Duration::from_secs_f64(f64::from(args.cycles) * per_cycle + 10.0);
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let generator = generator::start(
         &topology,
@@ -80,13 +98,6 @@ fn main() -> Result<()> {
         Arc::clone(&sent),
         total,
     );
-    let mut states = [
-        State::Driver,
-        State::BareDrop,
-        State::Nftables,
-        State::Generic,
-        State::NoFilter,
-    ];
     let mut samples: Vec<Sample> = Vec::new();
     for cycle in 0..args.cycles {
         // Each cycle starts one state later, so over a multiple of five cycles each state is
@@ -96,7 +107,7 @@ fn main() -> Result<()> {
         if cycle > 0 {
             states.rotate_left(1);
         }
-        for state in states {
+        for &state in &states {
             receiver.enter(state)?;
             std::thread::sleep(Duration::from_secs_f64(args.settle));
             let before = receiver.snapshot(state)?;
@@ -129,7 +140,15 @@ fn main() -> Result<()> {
 
 fn args_line(args: &Args) -> String {
     format!(
-        "cargo xtask bench-xdp -- --cycles {} --seconds {} --settle {} --sender-cpu {}",
-        args.cycles, args.seconds, args.settle, args.sender_cpu
+        "cargo xtask bench-xdp -- --cycles {} --seconds {} --settle {} --sender-cpu {}{}",
+        args.cycles,
+        args.seconds,
+        args.settle,
+        args.sender_cpu,
+        if args.deny_entries > 0 {
+            format!(" --deny-entries {}", args.deny_entries)
+        } else {
+            String::new()
+        }
     )
 }

@@ -1,12 +1,12 @@
 //! The receiving side: api-shield's program (limiter on: every flood source is over its budget),
 //! an nftables netdev-ingress rule, and the measurements of the receiving veth's NAPI kthread.
 
-use std::{fs::File, path::PathBuf};
+use std::{collections::HashSet, fs::File, path::PathBuf};
 
 use anyhow::{Context as _, Result};
 use api_shield::{
     config,
-    fastpath::{self, apply_config, layout_dir, PinnedMaps},
+    fastpath::{self, apply_config, layout_dir, DenyTable, PinnedMaps, RuleKey},
 };
 use api_shield_common::{maps, Reason, ShieldConfig};
 use aya::{
@@ -25,6 +25,9 @@ use crate::{
 pub enum State {
     /// api-shield attached in driver (native) mode, limiter dropping.
     Driver,
+    /// The same, with `--deny-entries` random networks in its deny table (none of the flood's
+    /// sources: every packet misses the table, then the limiter drops it).
+    DriverDenyList,
     /// The yardstick: a minimal drop-by-source XDP program on an LRU hash, in driver mode.
     BareDrop,
     /// api-shield attached in driver mode but passing; an nftables ingress rule drops.
@@ -40,6 +43,7 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::Driver => "api-shield driver",
+            State::DriverDenyList => "api-shield driver, deny table filled",
             State::BareDrop => "minimal LRU drop driver",
             State::Nftables => "nftables ingress",
             State::Generic => "api-shield generic",
@@ -57,6 +61,10 @@ pub struct Receiver {
     bare: Ebpf,
     bare_link: Option<XdpLinkId>,
     maps: PinnedMaps,
+    /// The deny table and what `DriverDenyList` fills it with (empty in the other states).
+    deny: DenyTable,
+    deny_list: HashSet<RuleKey>,
+    deny_filled: bool,
     enabled: ShieldConfig,
     link: Option<(XdpLinkId, XdpMode)>,
     nft: bool,
@@ -67,15 +75,17 @@ pub struct Receiver {
 
 impl Receiver {
     /// Loads api-shield's program (not yet attached) with a limiter of 1 packet/s, burst 1, on
-    /// the flood's port; moves this thread into the receiver namespace.
-    pub fn new(topology: &Topology) -> Result<Receiver> {
+    /// the flood's port, and a deny table with room for `deny_entries` random networks (written
+    /// in the `DriverDenyList` state only); moves this thread into the receiver namespace.
+    pub fn new(topology: &Topology, deny_entries: usize) -> Result<Receiver> {
         let ns = File::open(format!("/run/netns/{}", topology.rx_ns))?;
         setns(ns, CloneFlags::CLONE_NEWNET).context("entering the receiver namespace")?;
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/asx-bench-{}", std::process::id()));
         let text = format!(
-            "[fastpath]\ninterfaces = [\"{}\"]\npin_dir = \"{}\"\n[fastpath.limiter]\nrate = 1\nburst = 1\n[fastpath.limiter.protect]\ntcp = [\"1-65535\"]\nudp = [{}]\n",
+            "[fastpath]\ninterfaces = [\"{}\"]\npin_dir = \"{}\"\nmax_deny = {}\n[fastpath.limiter]\nrate = 1\nburst = 1\n[fastpath.limiter.protect]\ntcp = [\"1-65535\"]\nudp = [{}]\n",
             topology.rx_if,
             pin_dir.display(),
+            (deny_entries + 1024).min(16_777_216),
             crate::topology::PORT
         );
         let config = config::parse(&text, std::path::Path::new("bench.toml"))?;
@@ -83,6 +93,12 @@ impl Receiver {
         let ebpf = fastpath::load_program(&dir, &config.fastpath)?;
         let mut maps = PinnedMaps::open(&dir)?;
         apply_config(&mut maps, &config.fastpath)?;
+        let deny = DenyTable::open(&dir, config.fastpath.max_deny)?;
+        let flood = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 202, 0, 0), 24)?;
+        let deny_list = crate::nets::random_networks(deny_entries, 32, 0x5eed, flood)
+            .iter()
+            .map(RuleKey::of)
+            .collect();
         let mut bare =
             Ebpf::load(crate::generator::FLOOD_OBJECT).context("loading the yardstick")?;
         let program: &mut Xdp = bare
@@ -95,6 +111,9 @@ impl Receiver {
             bare,
             bare_link: None,
             maps,
+            deny,
+            deny_list,
+            deny_filled: false,
             enabled: fastpath::shield_config(&config.fastpath),
             link: None,
             nft: false,
@@ -157,13 +176,14 @@ impl Receiver {
         if state != State::BareDrop {
             self.attach_bare(false)?;
         }
+        self.fill_deny(state == State::DriverDenyList)?;
         match state {
             State::BareDrop => {
                 self.set_nft(false)?;
                 self.attach(None)?;
                 self.attach_bare(true)
             }
-            State::Driver => {
+            State::Driver | State::DriverDenyList => {
                 self.set_nft(false)?;
                 self.set_program_enabled(true)?;
                 self.attach(Some(XdpMode::Driver))
@@ -183,6 +203,22 @@ impl Receiver {
                 self.attach(None)
             }
         }
+    }
+
+    /// Fills the deny table with its random networks, or empties it (through the daemon's
+    /// path, `DenyTable::replace`).
+    fn fill_deny(&mut self, filled: bool) -> Result<()> {
+        if filled == self.deny_filled {
+            return Ok(());
+        }
+        let wanted = if filled {
+            self.deny_list.clone()
+        } else {
+            HashSet::new()
+        };
+        self.deny.replace(1, &wanted)?;
+        self.deny_filled = filled;
+        Ok(())
     }
 
     fn set_program_enabled(&mut self, enabled: bool) -> Result<()> {
@@ -282,7 +318,7 @@ impl Receiver {
             sched_setaffinity(nix::unistd::Pid::from_raw(*pid), &cpu1)?;
         }
         let packets = match state {
-            State::Driver | State::Generic => {
+            State::Driver | State::DriverDenyList | State::Generic => {
                 let counters = self.maps.stats()?;
                 counters.packets(Reason::DropRateLimited) + counters.packets(Reason::DropUntracked)
             }

@@ -53,9 +53,13 @@ pub fn markdown(
         State::Nftables,
         State::Generic,
         State::Driver,
+        State::DriverDenyList,
         State::BareDrop,
     ] {
         let rows = of(state);
+        if rows.is_empty() {
+            continue;
+        }
         let ratios: Vec<f64> = rows
             .iter()
             .filter_map(|s| nft_by_cycle(s.cycle).map(|nft| nft / s.ns_per_packet))
@@ -71,6 +75,24 @@ pub fn markdown(
             median(ratios.clone()),
             lo,
             hi
+        );
+    }
+    let filled: Vec<f64> = of(State::DriverDenyList)
+        .iter()
+        .filter_map(|s| {
+            samples
+                .iter()
+                .find(|d| d.cycle == s.cycle && d.state == State::Driver)
+                .map(|d| s.ns_per_packet / d.ns_per_packet)
+        })
+        .collect();
+    if !filled.is_empty() {
+        let lo = filled.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = filled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let _ = writeln!(
+            out,
+            "\nDeny table filled ÷ empty, receiver ns per dropped packet: {:.2}x (median; {lo:.2}–{hi:.2} over cycles)",
+            median(filled.clone())
         );
     }
     let _ = writeln!(out, "\nProgram cost per packet through BPF_PROG_TEST_RUN (repeat 2,000,000, harness included):\n");

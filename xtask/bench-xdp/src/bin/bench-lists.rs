@@ -19,6 +19,8 @@
 mod generator;
 #[path = "../micro.rs"]
 mod micro;
+#[path = "../nets.rs"]
+mod nets;
 // The generator's frame builder needs its addresses.
 #[allow(dead_code)]
 #[path = "../topology.rs"]
@@ -93,30 +95,14 @@ fn load(tag: &str, max_deny: usize) -> Result<(Instance, DenyTable)> {
     Ok((Instance { ebpf, pin_dir }, table))
 }
 
-/// `count` distinct random networks of prefix `len` (none covering `LISTED` or `UNLISTED`),
-/// plus `LISTED` itself.
+/// `count` distinct random networks of prefix `len` away from 198.18.0.0/15 (where `LISTED`
+/// and `UNLISTED` are), `LISTED` first.
 fn random_networks(count: usize, len: u8, seed: u64) -> Vec<IpNet> {
-    let mut state = seed;
-    let mut distinct = HashSet::with_capacity(count);
-    let mut nets = Vec::with_capacity(count + 1);
-    nets.push(IpNet::V4(Ipv4Net::new(Ipv4Addr::from(LISTED), 32).unwrap()));
-    while nets.len() < count + 1 {
-        // xorshift64*: spread over 1.0.0.0-223.255.255.255, away from 198.18.0.0/15.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        let word = (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32;
-        let first = (word >> 24) as u8;
-        if !(1..=223).contains(&first)
-            || word >> 17 == u32::from(Ipv4Addr::new(198, 18, 0, 0)) >> 17
-        {
-            continue;
-        }
-        let net = Ipv4Net::new(Ipv4Addr::from(word), len).unwrap().trunc();
-        if distinct.insert(net) {
-            nets.push(IpNet::V4(net));
-        }
-    }
+    let free = Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 15).expect("a valid network");
+    let mut nets = vec![IpNet::V4(
+        Ipv4Net::new(Ipv4Addr::from(LISTED), 32).expect("a valid network"),
+    )];
+    nets.extend(nets::random_networks(count, len, seed, free));
     nets
 }
 
