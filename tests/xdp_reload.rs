@@ -18,13 +18,7 @@ use support::{
 /// The deny list in the kernel, as (prefix length, key bytes) pairs.
 fn deny_entries(setup: &Setup) -> std::collections::BTreeSet<(u32, [u8; 16])> {
     let maps = PinnedMaps::open(&setup.pins.layout()).unwrap();
-    maps.deny
-        .keys()
-        .map(|key| {
-            let key = key.unwrap();
-            (key.prefix_len(), key.data())
-        })
-        .collect()
+    maps.deny_keys().unwrap().into_iter().collect()
 }
 
 fn settings_word(setup: &Setup) -> ShieldConfig {

@@ -6,8 +6,12 @@ pub const CONFIG: &str = "CONFIG";
 pub const PORTS: &str = "PORTS";
 /// `LpmTrie` of mapped addresses -> [`crate::RuleValue`]: sources that always pass.
 pub const ALLOW: &str = "ALLOW";
-/// `LpmTrie` of mapped addresses -> [`crate::RuleValue`]: sources that are always dropped.
+/// `LpmTrie` of mapped addresses -> [`crate::RuleValue`]: networks that are always dropped
+/// (entries of one address go to [`DENY_EXACT`]).
 pub const DENY: &str = "DENY";
+/// `Hash` (not preallocated) of the 16 address bytes -> [`crate::RuleValue`]: single
+/// addresses (IPv4 /32, IPv6 /128) that are always dropped, one hash lookup however many.
+pub const DENY_EXACT: &str = "DENY_EXACT";
 /// `LpmTrie` of mapped addresses -> [`crate::BanValue`]: bans with a monotonic expiry.
 pub const BANS: &str = "BANS";
 /// `LruHash` of mapped (and, for IPv6, prefix-masked) source -> [`crate::LimiterState`].
@@ -34,11 +38,12 @@ pub const LIST_NAMES: &str = "LIST_NAMES";
 pub const EVENTS: &str = "EVENTS";
 
 /// Maps pinned under the pin directory, so state survives a daemon restart.
-pub const PINNED: [&str; 12] = [
+pub const PINNED: [&str; 13] = [
     CONFIG,
     PORTS,
     ALLOW,
     DENY,
+    DENY_EXACT,
     BANS,
     LIMITER,
     UNTRACKED,

@@ -36,7 +36,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{ALLOW, BANS, CONFIG, DENY, LIST_STATS, PORTS, STATS, TICK_CLOCK},
+    maps::{ALLOW, BANS, CONFIG, DENY, DENY_EXACT, LIST_STATS, PORTS, STATS, TICK_CLOCK},
     parse::{Packet, Parsed, L4},
 };
 
@@ -87,7 +87,12 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
         return Reason::PassAllowed;
     }
     let limiter_key = limiter::key(cfg, &pkt);
-    if let Some(rule) = lpm::lookup_mut(&DENY, &key) {
+    // Single addresses are one hash lookup; networks walk the trie.
+    let rule = match DENY_EXACT.get_ptr_mut(pkt.src) {
+        Some(rule) => Some(rule),
+        None => lpm::lookup_mut(&DENY, &key),
+    };
+    if let Some(rule) = rule {
         // SAFETY: the pointer comes from a successful map lookup and stays valid in this run.
         let (last, list) =
             unsafe { (core::ptr::addr_of_mut!((*rule).last_event_ns), (*rule).list) };

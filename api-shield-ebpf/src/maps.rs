@@ -10,8 +10,9 @@ use api_shield_common::{
     VerdictSlot,
 };
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 
 #[map]
@@ -25,6 +26,12 @@ pub static ALLOW: LpmTrie<Addr, RuleValue> = LpmTrie::pinned(RULE_ENTRIES, 0);
 
 #[map]
 pub static DENY: LpmTrie<Addr, RuleValue> = LpmTrie::pinned(RULE_ENTRIES, 0);
+
+/// Keyed by the 16 address bytes held as two words, like `LIMITER`. Not preallocated: its
+/// size (`fastpath.max_deny`) may be millions.
+#[map]
+pub static DENY_EXACT: HashMap<[u64; 2], RuleValue> =
+    HashMap::pinned(RULE_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static BANS: LpmTrie<Addr, BanValue> = LpmTrie::pinned(BAN_ENTRIES, 0);

@@ -11,6 +11,10 @@
 //! Who holds what is kept in userspace (a bit per slot for each network), seeded at start from
 //! the kernel entries' slots, so a restarted daemon carries the lists it had until each is
 //! loaded again.
+//!
+//! Single addresses (IPv4 /32, IPv6 /128) go to `DENY_EXACT`, a hash the program looks up
+//! first (one lookup however many there are); networks go to the `DENY` trie, whose lookup
+//! walks nodes from the root.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,10 +25,12 @@ use api_shield_common::{
     maps::{self, CONFIG_DENY_LIST, MAX_LISTS},
     Addr, Counter, ListName, RuleValue,
 };
-use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray};
+use aya::maps::{
+    lpm_trie::Key, Array, HashMap as KernelHash, IterableMap, LpmTrie, Map, MapData, PerCpuArray,
+};
 use ipnet::IpNet;
 
-use super::{addr::target_key, maps::typed as open, FastpathError};
+use super::{addr::target_key, maps::typed as open, FastpathError, PinnedMaps};
 
 /// One network as the deny trie keys it: the 16 mapped address bytes and the prefix length in
 /// the mapped space.
@@ -49,6 +55,11 @@ impl RuleKey {
     fn trie_key(&self) -> Key<Addr> {
         Key::new(u32::from(self.prefix), self.addr)
     }
+
+    /// Whether it is one address (kept in `DENY_EXACT`).
+    fn is_exact(&self) -> bool {
+        self.prefix == 128
+    }
 }
 
 /// The name of the config's own deny list in `LIST_NAMES`, the stats and the metrics.
@@ -70,6 +81,7 @@ pub struct Replaced {
 /// The deny table, its list slots and the per-list counters.
 pub struct DenyTable {
     trie: LpmTrie<MapData, Addr, RuleValue>,
+    exact: KernelHash<MapData, Addr, RuleValue>,
     names: Array<MapData, ListName>,
     counters: PerCpuArray<MapData, Counter>,
     rules_gen: Array<MapData, u64>,
@@ -77,6 +89,17 @@ pub struct DenyTable {
     holders: HashMap<RuleKey, u64>,
     /// Entries the kernel table takes (`fastpath.max_deny`).
     capacity: usize,
+}
+
+/// A second handle on the map `data` is (by its id: it may no longer be pinned).
+fn reopen<T>(data: &MapData, name: &'static str) -> Result<T, FastpathError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let id = data.info().map_err(FastpathError::map(name))?.id();
+    let data = MapData::from_id(id).map_err(FastpathError::map(name))?;
+    let map = Map::from_map_data(data).map_err(FastpathError::map(name))?;
+    T::try_from(map).map_err(FastpathError::map(name))
 }
 
 fn encode_name(name: &str) -> ListName {
@@ -113,28 +136,62 @@ impl DenyTable {
     /// Opens the pinned deny table of `layout_dir` and reads who holds what from it; the config
     /// list's slot is named.
     pub fn open(layout_dir: &Path, capacity: u32) -> Result<DenyTable, FastpathError> {
-        let trie: LpmTrie<MapData, Addr, RuleValue> = open(layout_dir, maps::DENY)?;
-        let mut holders = HashMap::new();
-        for entry in &trie {
-            let (key, value) = entry.map_err(FastpathError::map(maps::DENY))?;
-            let slot = if value.list < MAX_LISTS {
+        DenyTable::with(
+            open(layout_dir, maps::DENY)?,
+            open(layout_dir, maps::DENY_EXACT)?,
+            open(layout_dir, maps::LIST_NAMES)?,
+            open(layout_dir, maps::LIST_STATS)?,
+            open(layout_dir, maps::RULES_GEN)?,
+            capacity,
+        )
+    }
+
+    /// The same over the maps `maps` has open (also when they are no longer pinned).
+    pub fn from_maps(maps: &PinnedMaps, capacity: u32) -> Result<DenyTable, FastpathError> {
+        DenyTable::with(
+            reopen(maps.deny.map(), maps::DENY)?,
+            reopen(maps.deny_exact.map(), maps::DENY_EXACT)?,
+            reopen(maps.list_names.map(), maps::LIST_NAMES)?,
+            reopen(maps.list_stats.map(), maps::LIST_STATS)?,
+            reopen(maps.rules_gen.map(), maps::RULES_GEN)?,
+            capacity,
+        )
+    }
+
+    fn with(
+        trie: LpmTrie<MapData, Addr, RuleValue>,
+        exact: KernelHash<MapData, Addr, RuleValue>,
+        names: Array<MapData, ListName>,
+        counters: PerCpuArray<MapData, Counter>,
+        rules_gen: Array<MapData, u64>,
+        capacity: u32,
+    ) -> Result<DenyTable, FastpathError> {
+        let slot_bit = |value: &RuleValue| {
+            1u64 << if value.list < MAX_LISTS {
                 value.list
             } else {
                 CONFIG_DENY_LIST
+            }
+        };
+        let mut holders = HashMap::new();
+        for entry in &trie {
+            let (key, value) = entry.map_err(FastpathError::map(maps::DENY))?;
+            let key = RuleKey {
+                addr: key.data(),
+                prefix: key.prefix_len() as u8,
             };
-            holders.insert(
-                RuleKey {
-                    addr: key.data(),
-                    prefix: key.prefix_len() as u8,
-                },
-                1u64 << slot,
-            );
+            holders.insert(key, slot_bit(&value));
+        }
+        for entry in &exact {
+            let (addr, value) = entry.map_err(FastpathError::map(maps::DENY_EXACT))?;
+            holders.insert(RuleKey { addr, prefix: 128 }, slot_bit(&value));
         }
         let mut table = DenyTable {
             trie,
-            names: open(layout_dir, maps::LIST_NAMES)?,
-            counters: open(layout_dir, maps::LIST_STATS)?,
-            rules_gen: open(layout_dir, maps::RULES_GEN)?,
+            exact,
+            names,
+            counters,
+            rules_gen,
             holders,
             capacity: capacity as usize,
         };
@@ -245,7 +302,12 @@ impl DenyTable {
             let before = self.holders[&key];
             let after = before & !bit;
             if after == 0 {
-                match self.trie.remove(&key.trie_key()) {
+                let removed = if key.is_exact() {
+                    self.exact.remove(&key.addr)
+                } else {
+                    self.trie.remove(&key.trie_key())
+                };
+                match removed {
                     // Already gone (removed by hand) is as wanted.
                     Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                     Err(error) => return Err(FastpathError::map(maps::DENY)(error)),
@@ -276,18 +338,21 @@ impl DenyTable {
 
     fn write(&mut self, key: &RuleKey, holders: u64) -> Result<(), FastpathError> {
         let value = RuleValue::of_list(holders.trailing_zeros());
-        self.trie
-            .insert(&key.trie_key(), value, 0)
-            .map_err(|error| match error {
-                aya::maps::MapError::SyscallError(ref e)
-                    if e.io_error.raw_os_error() == Some(libc::ENOSPC) =>
-                {
-                    FastpathError::DenyFull {
-                        max: self.capacity as u32,
-                    }
+        let written = if key.is_exact() {
+            self.exact.insert(key.addr, value, 0)
+        } else {
+            self.trie.insert(&key.trie_key(), value, 0)
+        };
+        written.map_err(|error| match error {
+            aya::maps::MapError::SyscallError(ref e)
+                if matches!(e.io_error.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) =>
+            {
+                FastpathError::DenyFull {
+                    max: self.capacity as u32,
                 }
-                other => FastpathError::map(maps::DENY)(other),
-            })
+            }
+            other => FastpathError::map(maps::DENY)(other),
+        })
     }
 
     fn bump_generation(&mut self) -> Result<(), FastpathError> {

@@ -20,8 +20,10 @@ pub struct PinnedMaps {
     pub ports: Array<MapData, u64>,
     /// Allow list.
     pub allow: LpmTrie<MapData, Addr, RuleValue>,
-    /// Deny list.
+    /// Deny list: networks.
     pub deny: LpmTrie<MapData, Addr, RuleValue>,
+    /// Deny list: single addresses.
+    pub deny_exact: HashMap<MapData, Addr, RuleValue>,
     /// Bans.
     pub bans: LpmTrie<MapData, Addr, BanValue>,
     /// Limiter state per source.
@@ -64,6 +66,7 @@ impl PinnedMaps {
             ports: typed(layout_dir, maps::PORTS)?,
             allow: typed(layout_dir, maps::ALLOW)?,
             deny: typed(layout_dir, maps::DENY)?,
+            deny_exact: typed(layout_dir, maps::DENY_EXACT)?,
             bans: typed(layout_dir, maps::BANS)?,
             limiter: typed(layout_dir, maps::LIMITER)?,
             stats: typed(layout_dir, maps::STATS)?,
@@ -71,6 +74,20 @@ impl PinnedMaps {
             list_stats: typed(layout_dir, maps::LIST_STATS)?,
             list_names: typed(layout_dir, maps::LIST_NAMES)?,
         })
+    }
+
+    /// Every deny entry, networks and single addresses, as (prefix length in the mapped space,
+    /// address bytes).
+    pub fn deny_keys(&self) -> Result<Vec<(u32, Addr)>, FastpathError> {
+        let mut keys = Vec::new();
+        for key in self.deny.keys() {
+            let key = key.map_err(FastpathError::map(maps::DENY))?;
+            keys.push((key.prefix_len(), key.data()));
+        }
+        for addr in self.deny_exact.keys() {
+            keys.push((128, addr.map_err(FastpathError::map(maps::DENY_EXACT))?));
+        }
+        Ok(keys)
     }
 
     /// Voids the program's cached verdicts: called after any change of allow, deny or bans.

@@ -45,6 +45,7 @@ pub fn load_program(layout_dir: &Path, config: &FastpathConfig) -> Result<Ebpf, 
         .map_max_entries(maps::BANS, config.max_bans)
         .map_max_entries(maps::ALLOW, config.max_allow)
         .map_max_entries(maps::DENY, config.max_deny)
+        .map_max_entries(maps::DENY_EXACT, config.max_deny)
         .load(PROGRAM_OBJECT)
         .map_err(|source| {
             if errno::in_chain(&source) == Some(libc::EPERM) {
@@ -69,8 +70,9 @@ pub fn load_program(layout_dir: &Path, config: &FastpathConfig) -> Result<Ebpf, 
 /// test, a benchmark): the deny table is made to hold exactly the config's `fastpath.deny`.
 pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
     write_ports_and_allow(maps, config)?;
-    let (added, removed) = rules::sync(&mut maps.deny, maps::DENY, &config.deny)?;
-    tracing::debug!(added, removed, "deny list synchronised");
+    let mut deny = DenyTable::from_maps(maps, config.max_deny)?;
+    let wanted = config.deny.iter().map(RuleKey::of).collect();
+    deny.replace(api_shield_common::maps::CONFIG_DENY_LIST, &wanted)?;
     maps.bump_rules_generation()?;
     apply_settings(maps, config)
 }

@@ -44,8 +44,9 @@ struct Args {
     /// CPU the sender (the generator thread) runs on; the receiver's NAPI kthread is on CPU1.
     #[arg(long, default_value_t = 0)]
     sender_cpu: usize,
-    /// Random /32s in api-shield's deny table in an extra state ("deny table filled"), measured
-    /// against the same program with an empty table in the same cycles (0: no such state).
+    /// Two more states: the flood's sources in api-shield's deny table, alone and with this many
+    /// random /32s beside them, measured against each other in the same cycles (0: neither).
+    /// The table is written before each of them and emptied after.
     #[arg(long, default_value_t = 0)]
     deny_entries: usize,
     /// Only measure the program cost per decision path, then exit.
@@ -83,7 +84,8 @@ fn main() -> Result<()> {
         State::NoFilter,
     ];
     if args.deny_entries > 0 {
-        states.insert(1, State::DriverDenyList);
+        states.insert(1, State::DenyFlood);
+        states.insert(2, State::DenyFloodLarge);
     }
     // Filling and emptying the deny table takes about a second per million entries, twice a
     // cycle, before each state's settle time.

@@ -25,9 +25,11 @@ use crate::{
 pub enum State {
     /// api-shield attached in driver (native) mode, limiter dropping.
     Driver,
-    /// The same, with `--deny-entries` random networks in its deny table (none of the flood's
-    /// sources: every packet misses the table, then the limiter drops it).
-    DriverDenyList,
+    /// api-shield in driver mode with the flood's 256 sources (/32s) in its deny table: every
+    /// packet is a deny-list drop, looked up in the table (no verdict cache on this path).
+    DenyFlood,
+    /// The same with `--deny-entries` random /32s more in the table.
+    DenyFloodLarge,
     /// The yardstick: a minimal drop-by-source XDP program on an LRU hash, in driver mode.
     BareDrop,
     /// api-shield attached in driver mode but passing; an nftables ingress rule drops.
@@ -43,7 +45,8 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::Driver => "api-shield driver",
-            State::DriverDenyList => "api-shield driver, deny table filled",
+            State::DenyFlood => "api-shield driver, deny list of the 256 flood sources",
+            State::DenyFloodLarge => "api-shield driver, the same deny list + N random entries",
             State::BareDrop => "minimal LRU drop driver",
             State::Nftables => "nftables ingress",
             State::Generic => "api-shield generic",
@@ -61,10 +64,12 @@ pub struct Receiver {
     bare: Ebpf,
     bare_link: Option<XdpLinkId>,
     maps: PinnedMaps,
-    /// The deny table and what `DriverDenyList` fills it with (empty in the other states).
+    /// The deny table, what the deny states fill it with (it is empty in the others), and
+    /// which of those it holds now.
     deny: DenyTable,
-    deny_list: HashSet<RuleKey>,
-    deny_filled: bool,
+    deny_small: HashSet<RuleKey>,
+    deny_large: HashSet<RuleKey>,
+    deny_now: Option<State>,
     enabled: ShieldConfig,
     link: Option<(XdpLinkId, XdpMode)>,
     nft: bool,
@@ -75,8 +80,9 @@ pub struct Receiver {
 
 impl Receiver {
     /// Loads api-shield's program (not yet attached) with a limiter of 1 packet/s, burst 1, on
-    /// the flood's port, and a deny table with room for `deny_entries` random networks (written
-    /// in the `DriverDenyList` state only); moves this thread into the receiver namespace.
+    /// the flood's port, and a deny table with room for the flood's sources and `deny_entries`
+    /// random networks (written in the deny states only); moves this thread into the receiver
+    /// namespace.
     pub fn new(topology: &Topology, deny_entries: usize) -> Result<Receiver> {
         let ns = File::open(format!("/run/netns/{}", topology.rx_ns))?;
         setns(ns, CloneFlags::CLONE_NEWNET).context("entering the receiver namespace")?;
@@ -85,7 +91,7 @@ impl Receiver {
             "[fastpath]\ninterfaces = [\"{}\"]\npin_dir = \"{}\"\nmax_deny = {}\n[fastpath.limiter]\nrate = 1\nburst = 1\n[fastpath.limiter.protect]\ntcp = [\"1-65535\"]\nudp = [{}]\n",
             topology.rx_if,
             pin_dir.display(),
-            (deny_entries + 1024).min(16_777_216),
+            (deny_entries + 2048).min(16_777_216),
             crate::topology::PORT
         );
         let config = config::parse(&text, std::path::Path::new("bench.toml"))?;
@@ -95,10 +101,17 @@ impl Receiver {
         apply_config(&mut maps, &config.fastpath)?;
         let deny = DenyTable::open(&dir, config.fastpath.max_deny)?;
         let flood = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 202, 0, 0), 24)?;
-        let deny_list = crate::nets::random_networks(deny_entries, 32, 0x5eed, flood)
-            .iter()
-            .map(RuleKey::of)
+        let deny_small: HashSet<RuleKey> = flood
+            .hosts()
+            .chain([flood.network(), flood.broadcast()])
+            .map(|ip| RuleKey::of(&ipnet::IpNet::from(std::net::IpAddr::V4(ip))))
             .collect();
+        let mut deny_large = deny_small.clone();
+        deny_large.extend(
+            crate::nets::random_networks(deny_entries, 32, 0x5eed, flood)
+                .iter()
+                .map(RuleKey::of),
+        );
         let mut bare =
             Ebpf::load(crate::generator::FLOOD_OBJECT).context("loading the yardstick")?;
         let program: &mut Xdp = bare
@@ -112,8 +125,9 @@ impl Receiver {
             bare_link: None,
             maps,
             deny,
-            deny_list,
-            deny_filled: false,
+            deny_small,
+            deny_large,
+            deny_now: None,
             enabled: fastpath::shield_config(&config.fastpath),
             link: None,
             nft: false,
@@ -176,14 +190,14 @@ impl Receiver {
         if state != State::BareDrop {
             self.attach_bare(false)?;
         }
-        self.fill_deny(state == State::DriverDenyList)?;
+        self.fill_deny(state)?;
         match state {
             State::BareDrop => {
                 self.set_nft(false)?;
                 self.attach(None)?;
                 self.attach_bare(true)
             }
-            State::Driver | State::DriverDenyList => {
+            State::Driver | State::DenyFlood | State::DenyFloodLarge => {
                 self.set_nft(false)?;
                 self.set_program_enabled(true)?;
                 self.attach(Some(XdpMode::Driver))
@@ -205,19 +219,23 @@ impl Receiver {
         }
     }
 
-    /// Fills the deny table with its random networks, or empties it (through the daemon's
-    /// path, `DenyTable::replace`).
-    fn fill_deny(&mut self, filled: bool) -> Result<()> {
-        if filled == self.deny_filled {
+    /// Gives the deny table what `state` measures (through the daemon's path,
+    /// `DenyTable::replace`): the flood's sources, those and the random entries, or nothing.
+    fn fill_deny(&mut self, state: State) -> Result<()> {
+        let wanted = match state {
+            State::DenyFlood | State::DenyFloodLarge => Some(state),
+            _ => None,
+        };
+        if wanted == self.deny_now {
             return Ok(());
         }
-        let wanted = if filled {
-            self.deny_list.clone()
-        } else {
-            HashSet::new()
+        let entries = match wanted {
+            Some(State::DenyFlood) => self.deny_small.clone(),
+            Some(_) => self.deny_large.clone(),
+            None => HashSet::new(),
         };
-        self.deny.replace(1, &wanted)?;
-        self.deny_filled = filled;
+        self.deny.replace(1, &entries)?;
+        self.deny_now = wanted;
         Ok(())
     }
 
@@ -318,9 +336,12 @@ impl Receiver {
             sched_setaffinity(nix::unistd::Pid::from_raw(*pid), &cpu1)?;
         }
         let packets = match state {
-            State::Driver | State::DriverDenyList | State::Generic => {
+            State::Driver | State::Generic => {
                 let counters = self.maps.stats()?;
                 counters.packets(Reason::DropRateLimited) + counters.packets(Reason::DropUntracked)
+            }
+            State::DenyFlood | State::DenyFloodLarge => {
+                self.maps.stats()?.packets(Reason::DropDenied)
             }
             State::BareDrop => self.bare_drops()?,
             State::Nftables => self.nft_counter()?,

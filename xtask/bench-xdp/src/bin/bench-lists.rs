@@ -6,7 +6,8 @@
 //! - **Load, update and memory**: the time `DenyTable::replace` takes to write each table (the
 //!   daemon's path for a blocklist, after reading it), the time reading the 1 000 000-line
 //!   text takes (`blocklists::parse`), the time a 1 % change takes as a diff, and the kernel's
-//!   own account of the table's memory (`memlock` in the map's fdinfo).
+//!   own account of the table's memory (`memlock` in the fdinfo of `DENY` and `DENY_EXACT`:
+//!   single addresses go to the hash, networks to the trie).
 //! - **Per-packet cost**: `BPF_PROG_TEST_RUN` with `repeat` on one frame, for a source in no
 //!   list (what every legitimate packet pays: the deny lookup misses) and for a listed source
 //!   (the deny drop), on each table, in rounds that rotate the order; ratios against the empty
@@ -39,10 +40,7 @@ use api_shield::{
     config,
     fastpath::{self, apply_config, layout_dir, DenyTable, PinnedMaps, RuleKey},
 };
-use aya::{
-    maps::{Map, MapData},
-    Ebpf,
-};
+use aya::{maps::MapData, Ebpf};
 use clap::Parser;
 use ipnet::{IpNet, Ipv4Net};
 
@@ -110,10 +108,6 @@ fn random_networks(count: usize, len: u8, seed: u64) -> Vec<IpNet> {
 fn kernel_bytes(pin: &Path) -> Result<u64> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
     let data = MapData::from_pin(pin)?;
-    let map = Map::from_map_data(data)?;
-    let Map::LpmTrie(data) = map else {
-        bail!("{} is not an LPM trie", pin.display());
-    };
     let fd = data.fd().as_fd().as_raw_fd();
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
     info.lines()
@@ -204,7 +198,9 @@ fn measure_tables(len: u8, rounds: u32, frames: [&[u8]; 2], report: &mut String)
         let started = Instant::now();
         let done = table.replace(1, &updated)?;
         let update_ms = started.elapsed().as_secs_f64() * 1e3;
-        let memory = kernel_bytes(&layout_dir(&instance.pin_dir).join("DENY"))?;
+        let layout = layout_dir(&instance.pin_dir);
+        let memory =
+            kernel_bytes(&layout.join("DENY"))? + kernel_bytes(&layout.join("DENY_EXACT"))?;
         let per_entry = if table.is_empty() {
             0.0
         } else {
