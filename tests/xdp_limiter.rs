@@ -168,6 +168,33 @@ fn cached_over_budget_verdicts_follow_rule_changes() {
 }
 
 #[test]
+fn cached_deny_verdicts_count_per_list_and_end_with_the_entry() {
+    let Some(mut h) = Harness::new(
+        "cached_deny_verdicts_count_per_list_and_end_with_the_entry",
+        &BASE.replace(
+            "\"198.51.100.0/24\"",
+            "\"198.51.100.0/24\", \"203.0.113.10/32\"",
+        ),
+    ) else {
+        return;
+    };
+    // The first packet walks the lookups and caches the verdict; the others come from the
+    // cache, on any port, and are counted against the list all the same.
+    for port in [9000, 22, 9000, 53, 9000] {
+        assert_eq!(h.run_frame(&frames::udp4(SRC, port)), XDP_DROP);
+    }
+    assert_eq!(h.stats().packets(Reason::DropDenied), 5);
+    let lists = h.maps.list_stats().unwrap();
+    let deny = lists.iter().find(|l| l.list == "deny").unwrap();
+    assert_eq!(deny.packets, 5, "{lists:?}");
+    // Taking the address off the list voids the cache: it passes at once.
+    let without = config::parse(BASE, std::path::Path::new("test.toml")).unwrap();
+    apply_config(&mut h.maps, &without.fastpath).unwrap();
+    assert_eq!(h.run_frame(&frames::udp4(SRC, 22)), XDP_PASS);
+    assert_eq!(h.stats().packets(Reason::DropDenied), 5);
+}
+
+#[test]
 fn cached_verdicts_expire_when_the_source_may_conform_again() {
     // 20 packets/s, burst 1, nanosecond clock: after a drop the source conforms again within
     // 50 ms, and the cache must not hold it back longer.

@@ -88,15 +88,25 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// One slot of the per-CPU verdict cache: the limiter found the source `key` over budget, and no packet of
-/// it can conform before `until_ns` unless the rules change (`generation`).
+/// One slot of the per-CPU verdict cache: either the limiter found the source `key` over
+/// budget, and no packet of it can conform before `until_ns` unless the rules change
+/// (`generation`); or a deny entry of list `denied` matched it, and every packet of it is
+/// dropped until `until_ns` (one drop-event interval, so the entry's events keep their pace)
+/// unless the rules change.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerdictSlot {
     /// Source address (the 16 bytes, IPv4 mapped), as two words.
     pub key: [u64; 2],
-    /// Monotonic time before which every packet of the key is over budget.
+    /// Monotonic time before which the verdict holds.
     pub until_ns: u64,
     /// `RULES_GEN` when the verdict was made.
     pub generation: u64,
+    /// The deny list slot of a deny verdict; [`NOT_DENIED`] for an over-budget one.
+    pub denied: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
+
+/// [`VerdictSlot::denied`] of an over-budget verdict.
+pub const NOT_DENIED: u32 = u32::MAX;

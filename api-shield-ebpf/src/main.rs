@@ -79,8 +79,15 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
     // budget for its SYNs keeps the connections it has.
     let in_flow = pkt.tcp_in_flow();
     let generation = verdicts::generation();
-    if protected && !in_flow && verdicts::over_budget(&pkt.src, generation, now) {
-        return verdict(cfg, Reason::DropRateLimited);
+    match verdicts::lookup(&pkt.src, generation, now) {
+        verdicts::Cached::Denied(list) => {
+            count_list(list, (ctx.data_end() - ctx.data()) as u64);
+            return verdict(cfg, Reason::DropDenied);
+        }
+        verdicts::Cached::OverBudget if protected && !in_flow => {
+            return verdict(cfg, Reason::DropRateLimited);
+        }
+        _ => {}
     }
     let key = lpm::host_key(&pkt.src);
     if ALLOW.get(&key).is_some() {
@@ -97,6 +104,13 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
         let (last, list) =
             unsafe { (core::ptr::addr_of_mut!((*rule).last_event_ns), (*rule).list) };
         count_list(list, (ctx.data_end() - ctx.data()) as u64);
+        // A flood from a listed source skips the lookups from its next packet on.
+        verdicts::remember_denied(
+            &pkt.src,
+            generation,
+            now.saturating_add(cfg.event_interval_ns),
+            list,
+        );
         return dropping(cfg, Reason::DropDenied, last, list, &pkt, now);
     }
     if let Some(last) = active_ban(&key, now) {

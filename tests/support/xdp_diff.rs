@@ -399,6 +399,8 @@ impl Rig {
         fastpath::apply_config(&mut maps, &config.fastpath).unwrap();
         let mut settings = fastpath::shield_config(&config.fastpath);
         settings.emission_ns = EMISSION_NS;
+        // Cached deny verdicts last one drop-event interval: a day, like the limiter's.
+        settings.event_interval_ns = EMISSION_NS;
         settings.tolerance_ns = EMISSION_NS * u64::from(rules.burst);
         if !rules.enabled {
             settings.flags &= !FLAG_ENABLED;

@@ -8,8 +8,8 @@
 //! past byte 512. A frame cut inside the Ethernet/VLAN or IP header, or with a wrong IP version
 //! or an IHL below 5, is malformed; another EtherType is not IP.
 //!
-//! Decision: a cached over-budget verdict for the exact source (protected traffic that starts
-//! work only) drops; allow passes; deny drops; a ban in force drops (an expired ban met on the
+//! Decision: a cached deny verdict for the exact source drops, and a cached over-budget one
+//! (protected traffic that starts work only); allow passes; deny drops; a ban in force drops (an expired ban met on the
 //! way is deleted and the lookup made once more); unprotected traffic passes; a TCP segment
 //! other than a bare SYN (its 20-byte header read whole, flags not all zero) belongs to no
 //! connection and drops (`DropNoFlow`: the rig's frames name no socket of its network
@@ -427,9 +427,10 @@ pub struct Model {
     /// Packets passed per limiter key.
     passed: HashMap<u128, u32>,
     /// The verdict cache (`verdicts.rs`): per slot, the exact source the limiter last found over
-    /// budget. Its entries outlive any run (they hold until the key may conform again, a day
-    /// away) and the rules generation never changes within one.
-    cache: HashMap<u32, u128>,
+    /// budget or a deny entry last matched, and which. Its entries outlive any run (they hold
+    /// until the key may conform again, a day away, or for the drop-event interval, which the
+    /// rig makes as long) and the rules generation never changes within one.
+    cache: HashMap<u32, (u128, Cached)>,
 }
 
 impl Model {
@@ -466,13 +467,20 @@ impl Model {
         };
         let protected = self.protected(&pkt);
         let in_flow = pkt.tcp_in_flow();
-        if protected && !in_flow && self.cache.get(&slot(pkt.src)) == Some(&pkt.src) {
-            return self.drop(Reason::DropRateLimited);
+        match self.cache.get(&slot(pkt.src)) {
+            Some((src, Cached::Denied)) if *src == pkt.src => {
+                return self.drop(Reason::DropDenied);
+            }
+            Some((src, Cached::OverBudget)) if *src == pkt.src && protected && !in_flow => {
+                return self.drop(Reason::DropRateLimited);
+            }
+            _ => {}
         }
         if self.allow.iter().any(|n| n.contains(pkt.src)) {
             return Reason::PassAllowed;
         }
         if self.deny.iter().any(|n| n.contains(pkt.src)) {
+            self.cache.insert(slot(pkt.src), (pkt.src, Cached::Denied));
             return self.drop(Reason::DropDenied);
         }
         if self.banned(pkt.src) {
@@ -494,7 +502,8 @@ impl Model {
             *passed += 1;
             Reason::PassWithinLimit
         } else {
-            self.cache.insert(slot(pkt.src), pkt.src);
+            self.cache
+                .insert(slot(pkt.src), (pkt.src, Cached::OverBudget));
             self.drop(Reason::DropRateLimited)
         }
     }
@@ -556,6 +565,13 @@ impl Model {
         }
         false
     }
+}
+
+/// What a verdict-cache slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cached {
+    OverBudget,
+    Denied,
 }
 
 /// The verdict-cache slot of a source: Fibonacci hashing of its two 8-byte words (in memory

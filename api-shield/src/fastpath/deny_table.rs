@@ -272,6 +272,8 @@ impl DenyTable {
         assert!(slot < MAX_LISTS, "list slots are below MAX_LISTS");
         let bit = 1u64 << slot;
         let mut done = Replaced::default();
+        // A network whose counting list changed: the program's cached deny verdicts name it.
+        let mut relabelled = false;
         for key in wanted {
             let before = self.holders.get(key).copied().unwrap_or(0);
             if before & bit != 0 {
@@ -285,6 +287,7 @@ impl DenyTable {
             let after = before | bit;
             if before == 0 || after.trailing_zeros() != before.trailing_zeros() {
                 self.write(key, after)?;
+                relabelled |= before != 0;
             }
             if before == 0 {
                 done.inserted += 1;
@@ -317,11 +320,13 @@ impl DenyTable {
             } else {
                 if after.trailing_zeros() != before.trailing_zeros() {
                     self.write(&key, after)?;
+                    relabelled = true;
                 }
                 self.holders.insert(key, after);
             }
         }
-        if done.inserted > 0 || done.deleted > 0 {
+        if done.inserted > 0 || done.deleted > 0 || relabelled {
+            // Voids the program's cached verdicts, made under the old entries.
             self.bump_generation()?;
         }
         Ok(done)
