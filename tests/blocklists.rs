@@ -127,8 +127,10 @@ fn a_million_entry_list_loads_and_a_one_percent_update_leaves_no_gap() {
         .add_sources(&[IpAddr::V4(LISTED), IpAddr::V4(CLEAN)]);
     let list = setup.dir.path().join("big.netset");
     write_big_list(&list, 0);
+    // Cached deny verdicts last one event interval: kept short, most of the sender's
+    // datagrams are looked up in the table while it is being updated.
     setup.write_config(&format!(
-        "mode = \"driver\"\nmax_deny = 1100000\n\n[[blocklists]]\nname = \"big\"\nfile = \"{}\"\nrefresh = \"1s\"\n",
+        "mode = \"driver\"\nmax_deny = 1100000\n\n[fastpath.events]\ninterval = \"20ms\"\n\n[[blocklists]]\nname = \"big\"\nfile = \"{}\"\nrefresh = \"1s\"\n",
         list.display()
     ));
     let mut daemon = setup.daemon();
@@ -456,5 +458,45 @@ fn lists_from_urls_and_files_refuse_bad_lines_keep_the_last_good_copy_and_go_whe
         "{IN_BAD_LIST} is still dropped"
     );
     assert!(dropped(&setup, FROM_URL), "{FROM_URL} passes");
+    daemon.stop();
+}
+
+#[test]
+fn a_full_table_takes_an_update_once_the_dropped_entries_make_room() {
+    let test = "a_full_table_takes_an_update_once_the_dropped_entries_make_room";
+    let Some((_serial, mut setup)) = Setup::new(test, "") else {
+        return;
+    };
+    // Exactly as many entries as the table holds; the update drops 10 and adds 10.
+    let addresses = |first: u32| -> String {
+        let base = u32::from(Ipv4Addr::new(100, 64, 0, 0));
+        (first..first + 1024)
+            .map(|i| format!("{}\n", Ipv4Addr::from(base + i)))
+            .collect()
+    };
+    let list = setup.dir.path().join("full.txt");
+    write_atomically(&list, addresses(0).as_bytes());
+    setup.write_config(&format!(
+        "mode = \"driver\"\nmax_deny = 1024\n\n[[blocklists]]\nname = \"full\"\nfile = \"{}\"\nrefresh = \"1s\"\n",
+        list.display()
+    ));
+    let mut daemon = setup.daemon();
+    daemon
+        .wait_for("blocklist applied at the NIC", UPDATED)
+        .unwrap();
+    let first = applied(&daemon, "full", 0);
+    assert_eq!(first["entries"], 1024, "{first}");
+    assert_eq!(first["refused"], 0, "{first}");
+    write_atomically(&list, addresses(10).as_bytes());
+    daemon
+        .wait_for_count("blocklist applied at the NIC", 2, UPDATED)
+        .unwrap();
+    let second = applied(&daemon, "full", 1);
+    assert_eq!(second["entries"], 1024, "{second}");
+    assert_eq!(second["inserted"], 10, "{second}");
+    assert_eq!(second["deleted"], 10, "{second}");
+    assert_eq!(second["refused"], 0, "nothing left out: {second}");
+    let maps = api_shield::fastpath::PinnedMaps::open(&setup.pins.layout()).unwrap();
+    assert_eq!(maps.deny_keys().unwrap().len(), 1024);
     daemon.stop();
 }

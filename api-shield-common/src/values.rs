@@ -9,20 +9,25 @@ pub const BAN_REASON_LEN: usize = 48;
 pub struct RuleValue {
     /// Monotonic time of the last drop event sent for this entry.
     pub last_event_ns: u64,
-    /// Which list the entry belongs to: the index into `LIST_STATS` and `LIST_NAMES`
-    /// (0: the config's `fastpath.deny`; blocklists from 1). Unused in the allow table.
+    /// The list the entry's drops are counted against: the index into `LIST_STATS` and
+    /// `LIST_NAMES` (0: the config's `fastpath.deny`; blocklists from 1), the lowest of
+    /// `holders`. Unused in the allow table.
     pub list: u32,
     /// Explicit padding.
     pub _pad: u32,
+    /// Every list holding the entry, a bit per slot (read by the daemon only, so a restarted
+    /// daemon knows who holds what).
+    pub holders: u64,
 }
 
 impl RuleValue {
-    /// An entry of list `list`.
-    pub const fn of_list(list: u32) -> RuleValue {
+    /// An entry the lists in `holders` (a bit per slot, not empty) hold.
+    pub const fn held_by(holders: u64) -> RuleValue {
         RuleValue {
             last_event_ns: 0,
-            list,
+            list: holders.trailing_zeros(),
             _pad: 0,
+            holders,
         }
     }
 }

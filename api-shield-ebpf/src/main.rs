@@ -70,9 +70,10 @@ fn try_api_shield(ctx: &XdpContext) -> Reason {
         Parsed::Malformed => return Reason::PassMalformed,
         Parsed::Ip(pkt) => pkt,
     };
-    // The verdict cache is keyed by the exact source, which only the limiter puts there: an
-    // allowed address never reaches the limiter, so it is never cached, even when a flooding
-    // neighbour spends the budget of their shared IPv6 prefix; a change of the lists voids all.
+    // The verdict cache is keyed by the exact source, which only the limiter and the deny
+    // lookup put there: an allowed address reaches neither, so it is never cached, even when a
+    // flooding neighbour spends the budget of their shared IPv6 prefix; a change of the lists
+    // voids all.
     let now = monotonic_ns(cfg);
     let protected = protected(cfg, &pkt);
     // A segment of a connection is never charged to its source's budget, so a source over

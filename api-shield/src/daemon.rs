@@ -445,7 +445,8 @@ fn start_fastpath(
     drops: &Arc<RecentDrops>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<(Fastpath, Option<Arc<Mutex<PinnedMaps>>>)> {
-    let mut fastpath = Fastpath::start(&config.fastpath, pin_lock)?;
+    let lists: Vec<&str> = config.blocklists.iter().map(|l| l.name.as_str()).collect();
+    let mut fastpath = Fastpath::start(&config.fastpath, &lists, pin_lock)?;
     if let Some(events) = fastpath.take_events() {
         let drops = Arc::clone(drops);
         let names = fastpath::ListNames::open(&fastpath::layout_dir(&config.fastpath.pin_dir))?;

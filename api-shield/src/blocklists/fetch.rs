@@ -1,8 +1,10 @@
 //! Gets a list's text when it changed. A file is read again when its modification time or size
 //! moved. A URL is fetched conditionally (`If-None-Match` with the last `ETag`,
 //! `If-Modified-Since` with the last `Last-Modified`), so an unchanged list costs a 304; its
-//! body is read up to `max_bytes` and refused past that. The last good copy of a URL's list is
-//! kept in `cache_file` with its validators, so a restart applies it before the URL answers.
+//! body is read up to `max_bytes` and refused past that. What identifies a version (the file's
+//! stamp, the URL's validators) is only kept once the caller applied it (`commit`), so a
+//! version that failed to apply is read again. The last good copy of a URL's list is kept in
+//! `cache_file` with its validators and URL, so a restart applies it before the URL answers.
 
 use std::{
     path::{Path, PathBuf},
@@ -52,21 +54,40 @@ pub(crate) enum FetchError {
     /// The CA file could not be used.
     #[error("blocklists.ca_file: {0}")]
     Ca(String),
+    /// The file changed while it was read.
+    #[error(
+        "the file changed while it was read (write lists elsewhere and rename them into place)"
+    )]
+    Changing,
 }
 
 /// What a look at the source found.
 pub(crate) enum Fetched {
-    /// The same list as last time.
+    /// The same list as last applied.
     Unchanged,
-    /// A new text.
-    Changed(Bytes),
+    /// A new text, and what identifies it (for `commit` once applied).
+    Changed(Bytes, Version),
 }
 
-/// What identifies a version of a URL's list.
+/// What identifies a version of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// A file's inode, modification time and size.
+    File(Stamp),
+    /// A URL's validators.
+    Url(Validators),
+}
+
+type Stamp = (u64, SystemTime, u64);
+
+/// What identifies a version of a URL's list, kept beside its cached copy.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Validators {
+pub(crate) struct Validators {
     etag: Option<String>,
     last_modified: Option<String>,
+    /// The URL they are of (a copy of another URL is not used).
+    #[serde(default)]
+    url: String,
 }
 
 /// One list's source and what it last gave.
@@ -74,9 +95,9 @@ pub(crate) struct Source {
     config: BlocklistConfig,
     cache_file: PathBuf,
     client: Option<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>>,
-    /// A file's modification time and size when last read.
-    stamp: Option<(SystemTime, u64)>,
-    /// A URL's validators when last fetched.
+    /// The file's stamp when last applied.
+    stamp: Option<Stamp>,
+    /// The URL's validators when last applied.
     validators: Validators,
 }
 
@@ -104,16 +125,33 @@ impl Source {
         })
     }
 
-    /// The last good copy of a URL's list, kept by an earlier run (`None` for a file, or
-    /// without one). Its validators are used for the next fetch.
-    pub(crate) fn cached(&mut self) -> Option<Bytes> {
-        if matches!(self.config.source, ListSource::File(_)) {
+    /// The last good copy of this URL's list, kept by an earlier run (`None` for a file, or
+    /// without one, or with one of another URL); `commit` it once applied.
+    pub(crate) fn cached(&self) -> Option<(Bytes, Version)> {
+        let ListSource::Url(url) = &self.config.source else {
+            return None;
+        };
+        let meta = std::fs::read(meta_path(&self.cache_file)).ok()?;
+        let validators: Validators = serde_json::from_slice(&meta).ok()?;
+        if &validators.url != url {
             return None;
         }
         let text = std::fs::read(&self.cache_file).ok()?;
-        let meta = std::fs::read(meta_path(&self.cache_file)).ok()?;
-        self.validators = serde_json::from_slice(&meta).ok()?;
-        Some(Bytes::from(text))
+        Some((Bytes::from(text), Version::Url(validators)))
+    }
+
+    /// Keeps `version` as the one applied (and, for a URL fetched now, `body` as the last good
+    /// copy), so the next look asks for what changed since.
+    pub(crate) fn commit(&mut self, version: Version, body: Option<&Bytes>) {
+        match version {
+            Version::File(stamp) => self.stamp = Some(stamp),
+            Version::Url(validators) => {
+                self.validators = validators;
+                if let Some(body) = body {
+                    self.keep(body);
+                }
+            }
+        }
     }
 
     /// Looks at the source.
@@ -129,24 +167,33 @@ impl Source {
         }
     }
 
+    /// Reads the file when its stamp moved. A file being written in place (its stamp moves
+    /// during the read) is left for the next look; lists are best replaced by a rename.
     fn read_file(&mut self, path: &Path) -> Result<Fetched, FetchError> {
+        use std::{io::Read as _, os::unix::fs::MetadataExt as _};
         let io = |source| FetchError::File {
             path: path.to_path_buf(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        let stamp = (meta.modified().map_err(io)?, meta.len());
+        let stamp_of = |meta: &std::fs::Metadata| -> Result<Stamp, FetchError> {
+            Ok((meta.ino(), meta.modified().map_err(io)?, meta.len()))
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let stamp = stamp_of(&file.metadata().map_err(io)?)?;
         if self.stamp == Some(stamp) {
             return Ok(Fetched::Unchanged);
         }
-        if meta.len() > self.config.max_bytes {
-            return Err(FetchError::TooLarge {
-                max: self.config.max_bytes,
-            });
+        let max = self.config.max_bytes;
+        let mut text = Vec::new();
+        file.take(max + 1).read_to_end(&mut text).map_err(io)?;
+        if text.len() as u64 > max {
+            return Err(FetchError::TooLarge { max });
         }
-        let text = std::fs::read(path).map_err(io)?;
-        self.stamp = Some(stamp);
-        Ok(Fetched::Changed(Bytes::from(text)))
+        let after = stamp_of(&std::fs::metadata(path).map_err(io)?)?;
+        if after != stamp {
+            return Err(FetchError::Changing);
+        }
+        Ok(Fetched::Changed(Bytes::from(text), Version::File(stamp)))
     }
 
     async fn get(&mut self, url: &str) -> Result<Fetched, FetchError> {
@@ -186,6 +233,7 @@ impl Source {
         let validators = Validators {
             etag: header(http::header::ETAG),
             last_modified: header(http::header::LAST_MODIFIED),
+            url: url.to_owned(),
         };
         let declared = header(http::header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
         if declared.is_some_and(|length| length > max) {
@@ -203,9 +251,7 @@ impl Source {
                 }
             })?
             .to_bytes();
-        self.validators = validators;
-        self.keep(&body);
-        Ok(Fetched::Changed(body))
+        Ok(Fetched::Changed(body, Version::Url(validators)))
     }
 
     /// Keeps `body` as the last good copy (a failure only costs the copy, and is logged).

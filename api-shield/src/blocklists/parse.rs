@@ -90,7 +90,9 @@ pub fn parse(text: &[u8], guard: GuardRails, allow: &[IpNet]) -> ParsedList {
         };
         let net = match parse_network(&word) {
             None => {
-                list.refuse(number, format!("`{word}` is not an IP address or CIDR"));
+                // The list's text may be anyone's: quoted and cut short in the log.
+                let shown: String = word.chars().take(64).collect();
+                list.refuse(number, format!("{shown:?} is not an IP address or CIDR"));
                 continue;
             }
             Some(Err(error)) => {

@@ -45,7 +45,7 @@ pub struct BlocklistConfig {
     /// CA certificates (PEM) for an `https://` URL; the system's roots otherwise.
     pub ca_file: Option<PathBuf>,
     /// Where the last good copy of a URL's list is kept, so a restart with the URL unreachable
-    /// still applies it (default: `<fastpath.runtime_dir>/blocklists/NAME`).
+    /// still applies it (default: `<fastpath.runtime_dir>/blocklists/NAME.list`).
     pub cache_file: Option<PathBuf>,
 }
 

@@ -71,6 +71,16 @@ fn validate_fleet(config: &Config) -> Result<(), Problem> {
                 format!("`{}` names two lists", list.name),
             ));
         }
+        if list.cache_file.is_some()
+            && config.blocklists[..i]
+                .iter()
+                .any(|l| l.cache_file == list.cache_file)
+        {
+            return Err(problem(
+                format!("blocklists[{i}].cache_file"),
+                "two lists cannot share a cache file",
+            ));
+        }
     }
     if config.crowdsec.is_some() && !config.fastpath.enabled {
         return Err(problem(

@@ -166,11 +166,15 @@ impl DenyTable {
         rules_gen: Array<MapData, u64>,
         capacity: u32,
     ) -> Result<DenyTable, FastpathError> {
+        // Every list holding the entry (values written before `holders` existed name their
+        // counting list only).
         let slot_bit = |value: &RuleValue| {
-            1u64 << if value.list < MAX_LISTS {
-                value.list
+            if value.holders != 0 {
+                value.holders
+            } else if value.list < MAX_LISTS {
+                1u64 << value.list
             } else {
-                CONFIG_DENY_LIST
+                1u64 << CONFIG_DENY_LIST
             }
         };
         let mut holders = HashMap::new();
@@ -186,6 +190,14 @@ impl DenyTable {
             let (addr, value) = entry.map_err(FastpathError::map(maps::DENY_EXACT))?;
             holders.insert(RuleKey { addr, prefix: 128 }, slot_bit(&value));
         }
+        // The maps keep the size they were created with (a changed max_deny waits for them to
+        // be made again), so the smaller of the two is what fits.
+        let created = trie
+            .map()
+            .info()
+            .map_err(FastpathError::map(maps::DENY))?
+            .max_entries();
+        let capacity = capacity.min(created);
         let mut table = DenyTable {
             trie,
             exact,
@@ -262,18 +274,34 @@ impl DenyTable {
         self.holders.is_empty()
     }
 
-    /// Makes `slot` hold exactly `wanted` (as far as the table has room): inserts and slot
-    /// changes first, deletions last, entries kept untouched.
+    /// Makes `slot` hold exactly `wanted` (as far as the table has room): inserts and changes
+    /// of who holds an entry first, deletions next, then the new entries that only fit once the
+    /// deletions made room; entries kept are untouched. The program's cached verdicts are
+    /// voided whenever anything was written, also when a write failed part way.
     pub fn replace(
         &mut self,
         slot: u32,
         wanted: &HashSet<RuleKey>,
     ) -> Result<Replaced, FastpathError> {
         assert!(slot < MAX_LISTS, "list slots are below MAX_LISTS");
-        let bit = 1u64 << slot;
         let mut done = Replaced::default();
-        // A network whose counting list changed: the program's cached deny verdicts name it.
-        let mut relabelled = false;
+        let mut written = false;
+        let result = self.apply(slot, wanted, &mut done, &mut written);
+        if written {
+            self.bump_generation()?;
+        }
+        result.map(|()| done)
+    }
+
+    fn apply(
+        &mut self,
+        slot: u32,
+        wanted: &HashSet<RuleKey>,
+        done: &mut Replaced,
+        written: &mut bool,
+    ) -> Result<(), FastpathError> {
+        let bit = 1u64 << slot;
+        let mut later = Vec::new();
         for key in wanted {
             let before = self.holders.get(key).copied().unwrap_or(0);
             if before & bit != 0 {
@@ -281,18 +309,13 @@ impl DenyTable {
                 continue;
             }
             if before == 0 && self.holders.len() >= self.capacity {
-                done.no_room += 1;
+                later.push(*key);
                 continue;
             }
-            let after = before | bit;
-            if before == 0 || after.trailing_zeros() != before.trailing_zeros() {
-                self.write(key, after)?;
-                relabelled |= before != 0;
-            }
+            self.hold(key, before | bit, written)?;
             if before == 0 {
                 done.inserted += 1;
             }
-            self.holders.insert(*key, after);
             done.held += 1;
         }
         let leaving: Vec<RuleKey> = self
@@ -302,34 +325,63 @@ impl DenyTable {
             .map(|(key, _)| *key)
             .collect();
         for key in leaving {
-            let before = self.holders[&key];
-            let after = before & !bit;
-            if after == 0 {
-                let removed = if key.is_exact() {
-                    self.exact.remove(&key.addr)
-                } else {
-                    self.trie.remove(&key.trie_key())
-                };
-                match removed {
-                    // Already gone (removed by hand) is as wanted.
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(error) => return Err(FastpathError::map(maps::DENY)(error)),
-                }
-                self.holders.remove(&key);
-                done.deleted += 1;
+            let after = self.holders[&key] & !bit;
+            if after != 0 {
+                self.hold(&key, after, written)?;
+                continue;
+            }
+            *written = true;
+            let removed = if key.is_exact() {
+                self.exact.remove(&key.addr)
             } else {
-                if after.trailing_zeros() != before.trailing_zeros() {
-                    self.write(&key, after)?;
-                    relabelled = true;
-                }
-                self.holders.insert(key, after);
+                self.trie.remove(&key.trie_key())
+            };
+            match removed {
+                // Already gone (removed by hand) is as wanted.
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(error) => return Err(FastpathError::map(maps::DENY)(error)),
+            }
+            self.holders.remove(&key);
+            done.deleted += 1;
+        }
+        // New entries are no part of what was dropped before, so writing them last opens no gap.
+        for key in later {
+            if self.holders.len() >= self.capacity {
+                done.no_room += 1;
+                continue;
+            }
+            self.hold(&key, bit, written)?;
+            done.inserted += 1;
+            done.held += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes `key` as held by `holders` (the kernel value names them all, and counts against
+    /// the lowest).
+    fn hold(
+        &mut self,
+        key: &RuleKey,
+        holders: u64,
+        written: &mut bool,
+    ) -> Result<(), FastpathError> {
+        *written = true;
+        self.write(key, holders)?;
+        self.holders.insert(*key, holders);
+        Ok(())
+    }
+
+    /// Frees the slots of blocklists not in `configured`, with their entries (lists an earlier
+    /// run had); the names of the slots freed.
+    pub fn release_unlisted(&mut self, configured: &[&str]) -> Result<Vec<String>, FastpathError> {
+        let mut released = Vec::new();
+        for (slot, name) in self.lists()? {
+            if !configured.contains(&name.as_str()) {
+                self.release(slot)?;
+                released.push(name);
             }
         }
-        if done.inserted > 0 || done.deleted > 0 || relabelled {
-            // Voids the program's cached verdicts, made under the old entries.
-            self.bump_generation()?;
-        }
-        Ok(done)
+        Ok(released)
     }
 
     /// Lets go of every entry of `slot` and frees it (a blocklist no longer configured).
@@ -342,7 +394,7 @@ impl DenyTable {
     }
 
     fn write(&mut self, key: &RuleKey, holders: u64) -> Result<(), FastpathError> {
-        let value = RuleValue::of_list(holders.trailing_zeros());
+        let value = RuleValue::held_by(holders);
         let written = if key.is_exact() {
             self.exact.insert(key.addr, value, 0)
         } else {
@@ -361,12 +413,6 @@ impl DenyTable {
     }
 
     fn bump_generation(&mut self) -> Result<(), FastpathError> {
-        let current = self
-            .rules_gen
-            .get(&0, 0)
-            .map_err(FastpathError::map(maps::RULES_GEN))?;
-        self.rules_gen
-            .set(0, current.wrapping_add(1), 0)
-            .map_err(FastpathError::map(maps::RULES_GEN))
+        super::maps::bump_generation(&mut self.rules_gen)
     }
 }

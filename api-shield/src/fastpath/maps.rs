@@ -91,17 +91,26 @@ impl PinnedMaps {
     }
 
     /// Voids the program's cached verdicts: called after any change of allow, deny or bans.
-    /// Two writers racing may both write the same next value; either way the value changed,
-    /// which is all the cache needs.
     pub fn bump_rules_generation(&mut self) -> Result<(), FastpathError> {
-        let current = self
-            .rules_gen
-            .get(&0, 0)
-            .map_err(FastpathError::map(maps::RULES_GEN))?;
-        self.rules_gen
-            .set(0, current.wrapping_add(1), 0)
-            .map_err(FastpathError::map(maps::RULES_GEN))
+        bump_generation(&mut self.rules_gen)
     }
+}
+
+/// Adds one to `RULES_GEN`. Writers in this process (the maps' and the deny table's, under
+/// locks of their own) take turns, so a stale write never puts back a value that cached
+/// verdicts carry; another process (the CLI without a daemon) may race once, which still
+/// changes the value.
+pub(super) fn bump_generation(rules_gen: &mut Array<MapData, u64>) -> Result<(), FastpathError> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let current = rules_gen
+        .get(&0, 0)
+        .map_err(FastpathError::map(maps::RULES_GEN))?;
+    rules_gen
+        .set(0, current.wrapping_add(1), 0)
+        .map_err(FastpathError::map(maps::RULES_GEN))
 }
 
 /// The map pinned as `name` in `dir`, typed.

@@ -72,7 +72,15 @@ pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<()
     write_ports_and_allow(maps, config)?;
     let mut deny = DenyTable::from_maps(maps, config.max_deny)?;
     let wanted = config.deny.iter().map(RuleKey::of).collect();
-    deny.replace(api_shield_common::maps::CONFIG_DENY_LIST, &wanted)?;
+    if deny
+        .replace(api_shield_common::maps::CONFIG_DENY_LIST, &wanted)?
+        .no_room
+        > 0
+    {
+        return Err(FastpathError::DenyFull {
+            max: config.max_deny,
+        });
+    }
     maps.bump_rules_generation()?;
     apply_settings(maps, config)
 }
@@ -145,8 +153,14 @@ pub struct Fastpath {
 impl Fastpath {
     /// Loads the program, writes the config into its maps and attaches it to every configured
     /// interface (swapping it in atomically where a pinned link from an earlier run exists).
-    /// `lock` is the pin directory's, taken before anything else was touched.
-    pub fn start(config: &FastpathConfig, lock: PinLock) -> Result<Fastpath, FastpathError> {
+    /// `lock` is the pin directory's, taken before anything else was touched. The deny table
+    /// first lets go of the blocklists an earlier run had that `blocklists` (the configured
+    /// lists' names) does not name, so they take no room from the config's own list.
+    pub fn start(
+        config: &FastpathConfig,
+        blocklists: &[&str],
+        lock: PinLock,
+    ) -> Result<Fastpath, FastpathError> {
         debug_assert_eq!(lock.dir(), config.pin_dir);
         super::privileges::check()?;
         for interface in &config.interfaces {
@@ -156,6 +170,9 @@ impl Fastpath {
         let mut ebpf = load_program(&dir, config)?;
         let mut maps = PinnedMaps::open(&dir)?;
         let mut deny = DenyTable::open(&dir, config.max_deny)?;
+        for name in deny.release_unlisted(blocklists)? {
+            tracing::info!(target: "audit", list = %name, "blocklist no longer configured: its entries are lifted");
+        }
         apply_config_with(&mut maps, &mut deny, config)?;
         let carried = upgrade::carry_over(
             &config.pin_dir,

@@ -26,7 +26,8 @@ pub enum State {
     /// api-shield attached in driver (native) mode, limiter dropping.
     Driver,
     /// api-shield in driver mode with the flood's 256 sources (/32s) in its deny table: every
-    /// packet is a deny-list drop, looked up in the table (no verdict cache on this path).
+    /// packet is a deny-list drop (looked up once per source and drop-event interval, then
+    /// taken from the per-CPU verdict cache).
     DenyFlood,
     /// The same with `--deny-entries` random /32s more in the table.
     DenyFloodLarge,
