@@ -118,13 +118,9 @@ impl Blocklists {
             let cancelled = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(keep_applied(
                 list.clone(),
-                Applier {
-                    name: list.name.clone(),
-                    slot: 0,
-                    table: Arc::clone(&self.table),
-                    rails: self.rails.clone(),
-                    cancelled: Arc::clone(&cancelled),
-                },
+                Arc::clone(&self.table),
+                self.rails.clone(),
+                Arc::clone(&cancelled),
                 self.runtime_dir.clone(),
             ));
             self.running.insert(
@@ -186,18 +182,25 @@ fn rails_of(config: &Config) -> Rails {
 }
 
 /// Keeps one list applied for as long as it is configured.
-async fn keep_applied(list: BlocklistConfig, mut applier: Applier, runtime_dir: PathBuf) {
+async fn keep_applied(
+    list: BlocklistConfig,
+    table: Arc<Mutex<DenyTable>>,
+    rails: Rails,
+    cancelled: Arc<AtomicBool>,
+    runtime_dir: PathBuf,
+) {
     let name = list.name.clone();
-    let table = Arc::clone(&applier.table);
-    let slot = tokio::task::spawn_blocking(move || {
-        table
-            .lock()
-            .expect("the deny table lock is never poisoned")
-            .slot_for(&name)
-    })
-    .await;
-    let name = list.name.clone();
-    applier.slot = match slot {
+    let slot = {
+        let (table, name) = (Arc::clone(&table), name.clone());
+        tokio::task::spawn_blocking(move || {
+            table
+                .lock()
+                .expect("the deny table lock is never poisoned")
+                .slot_for(&name)
+        })
+        .await
+    };
+    let slot = match slot {
         Ok(Ok(Some(slot))) => slot,
         Ok(Ok(None)) => {
             tracing::error!(list = %name, "blocklist: no free list slot (63 at most)");
@@ -208,6 +211,13 @@ async fn keep_applied(list: BlocklistConfig, mut applier: Applier, runtime_dir: 
             return;
         }
         Err(_) => return,
+    };
+    let applier = Applier {
+        name: name.clone(),
+        slot,
+        table,
+        rails,
+        cancelled,
     };
     let mut source = match fetch::Source::new(&list, &runtime_dir) {
         Ok(source) => source,
@@ -230,13 +240,17 @@ async fn keep_applied(list: BlocklistConfig, mut applier: Applier, runtime_dir: 
         match source.fetch().await {
             Ok(fetch::Fetched::Unchanged) => {
                 m.updates.with_label_values(&[&name, "unchanged"]).inc();
-                m.last_success.with_label_values(&[&name]).set(unix_now());
+                m.last_success
+                    .with_label_values(&[&name])
+                    .set(crate::telemetry::metrics::unix_now());
                 failing = false;
             }
             Ok(fetch::Fetched::Changed(text, version)) => {
                 if applier.apply(text.clone(), "the source").await {
                     source.commit(version, Some(&text));
-                    m.last_success.with_label_values(&[&name]).set(unix_now());
+                    m.last_success
+                        .with_label_values(&[&name])
+                        .set(crate::telemetry::metrics::unix_now());
                     failing = false;
                 }
             }
@@ -347,10 +361,4 @@ impl Applier {
         // Entries left out for want of room are tried again with the next look.
         done.no_room == 0
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

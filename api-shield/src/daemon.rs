@@ -6,7 +6,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -182,7 +182,9 @@ impl Daemon {
         } else {
             None
         };
-        metrics().last_reload.set(unix_now());
+        metrics()
+            .last_reload
+            .set(crate::telemetry::metrics::unix_now());
         let config_socket = config.control_socket();
         let daemon = Arc::new(Daemon {
             config_path,
@@ -277,7 +279,9 @@ impl Daemon {
         metrics().reloads.with_label_values(&[outcome]).inc();
         let status = match &result {
             Ok(reloaded) => {
-                metrics().last_reload.set(unix_now());
+                metrics()
+                    .last_reload
+                    .set(crate::telemetry::metrics::unix_now());
                 if reloaded.pending_restart.is_empty() {
                     tracing::info!(config = %self.config_path.display(), "config reloaded");
                     "serving (config reloaded)"
@@ -498,12 +502,6 @@ fn register_kernel_metrics(maps: &Arc<Mutex<PinnedMaps>>) {
     if let Err(error) = metrics().registry.register(Box::new(collector)) {
         tracing::warn!(%error, "kernel counters not exported");
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 async fn follow_interfaces(daemon: std::sync::Weak<Daemon>) {

@@ -30,7 +30,11 @@ use aya::maps::{
 };
 use ipnet::IpNet;
 
-use super::{addr::target_key, maps::typed as open, FastpathError, PinnedMaps};
+use super::{
+    addr::target_key,
+    maps::{typed as open, typed_from},
+    FastpathError, PinnedMaps,
+};
 
 /// One network as the deny trie keys it: the 16 mapped address bytes and the prefix length in
 /// the mapped space.
@@ -97,9 +101,7 @@ where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
     let id = data.info().map_err(FastpathError::map(name))?.id();
-    let data = MapData::from_id(id).map_err(FastpathError::map(name))?;
-    let map = Map::from_map_data(data).map_err(FastpathError::map(name))?;
-    T::try_from(map).map_err(FastpathError::map(name))
+    typed_from(MapData::from_id(id), name)
 }
 
 fn encode_name(name: &str) -> ListName {
@@ -256,12 +258,6 @@ impl DenyTable {
         self.names
             .set(slot, encode_name(name), 0)
             .map_err(FastpathError::map(maps::LIST_NAMES))
-    }
-
-    /// Entries held by `slot`.
-    pub fn held_by(&self, slot: u32) -> usize {
-        let bit = 1u64 << slot;
-        self.holders.values().filter(|h| *h & bit != 0).count()
     }
 
     /// Networks in the kernel table.

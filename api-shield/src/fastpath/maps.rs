@@ -118,7 +118,18 @@ pub(super) fn typed<T>(dir: &Path, name: &'static str) -> Result<T, FastpathErro
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
-    let data = MapData::from_pin(dir.join(name)).map_err(FastpathError::map(name))?;
-    let map = Map::from_map_data(data).map_err(FastpathError::map(name))?;
+    typed_from(MapData::from_pin(dir.join(name)), name)
+}
+
+/// The map `data` opened (by pin or by id), typed.
+pub(super) fn typed_from<T>(
+    data: Result<MapData, aya::maps::MapError>,
+    name: &'static str,
+) -> Result<T, FastpathError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let map = Map::from_map_data(data.map_err(FastpathError::map(name))?)
+        .map_err(FastpathError::map(name))?;
     T::try_from(map).map_err(FastpathError::map(name))
 }

@@ -69,20 +69,8 @@ pub fn load_program(layout_dir: &Path, config: &FastpathConfig) -> Result<Ebpf, 
 /// the program never runs with new settings and old lists. For callers without blocklists (a
 /// test, a benchmark): the deny table is made to hold exactly the config's `fastpath.deny`.
 pub fn apply_config(maps: &mut PinnedMaps, config: &FastpathConfig) -> Result<(), FastpathError> {
-    write_ports_and_allow(maps, config)?;
     let mut deny = DenyTable::from_maps(maps, config.max_deny)?;
-    let wanted = config.deny.iter().map(RuleKey::of).collect();
-    if deny
-        .replace(api_shield_common::maps::CONFIG_DENY_LIST, &wanted)?
-        .no_room
-        > 0
-    {
-        return Err(FastpathError::DenyFull {
-            max: config.max_deny,
-        });
-    }
-    maps.bump_rules_generation()?;
-    apply_settings(maps, config)
+    apply_config_with(maps, &mut deny, config)
 }
 
 /// [`apply_config`] through the deny table the caller keeps.

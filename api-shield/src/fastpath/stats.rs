@@ -55,9 +55,7 @@ impl PinnedMaps {
                 .stats
                 .get(&(reason as u32), 0)
                 .map_err(FastpathError::map(api_shield_common::maps::STATS))?;
-            let (packets, bytes) = per_cpu
-                .iter()
-                .fold((0u64, 0u64), |(p, b), c| (p + c.packets, b + c.bytes));
+            let (packets, bytes) = summed(&per_cpu);
             counters.push(CounterRow {
                 action: Cow::Borrowed(reason.action()),
                 reason: Cow::Borrowed(reason.cause()),
@@ -67,9 +65,7 @@ impl PinnedMaps {
         }
         Ok(Stats { counters })
     }
-}
 
-impl PinnedMaps {
     /// The drops of every named list slot, in slot order (`deny` first).
     pub fn list_stats(&self) -> Result<Vec<ListCounterRow>, FastpathError> {
         use api_shield_common::maps::{LIST_NAMES, LIST_STATS, MAX_LISTS};
@@ -87,9 +83,7 @@ impl PinnedMaps {
                 .list_stats
                 .get(&slot, 0)
                 .map_err(FastpathError::map(LIST_STATS))?;
-            let (packets, bytes) = per_cpu
-                .iter()
-                .fold((0u64, 0u64), |(p, b), c| (p + c.packets, b + c.bytes));
+            let (packets, bytes) = summed(&per_cpu);
             rows.push(ListCounterRow {
                 list,
                 packets,
@@ -98,4 +92,11 @@ impl PinnedMaps {
         }
         Ok(rows)
     }
+}
+
+/// Packets and bytes of one counter, summed over CPUs.
+fn summed(per_cpu: &aya::maps::PerCpuValues<api_shield_common::Counter>) -> (u64, u64) {
+    per_cpu
+        .iter()
+        .fold((0u64, 0u64), |(p, b), c| (p + c.packets, b + c.bytes))
 }
