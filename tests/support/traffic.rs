@@ -19,6 +19,25 @@ const MARKER: &[u8] = b"api-shield-test-end";
 /// Longest a receiver waits for the next datagram before giving up on its marker.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Binds the receiver's port. The previous receiver on it has closed its socket, but a child
+/// another test thread is spawning at that moment holds a copy of every descriptor until it
+/// executes its program: the port is free once it has, so the bind is retried until then
+/// (bounded by a second).
+fn bind_again(port: u16) -> UdpSocket {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match UdpSocket::bind(("::", port)) {
+            Ok(socket) => return socket,
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(error) => panic!("binding the receiver: {error:?}"),
+        }
+    }
+}
+
 /// Datagrams received on one port, per source, until the marker.
 pub struct Counting {
     handle: JoinHandle<HashMap<IpAddr, u64>>,
@@ -29,7 +48,7 @@ impl Counting {
     pub fn start(ns: &Netns, port: u16) -> Counting {
         let (bound_tx, bound_rx) = channel();
         let handle = ns.run(move || {
-            let socket = UdpSocket::bind(("::", port)).expect("binding the receiver");
+            let socket = bind_again(port);
             socket.set_read_timeout(Some(RECEIVE_TIMEOUT)).unwrap();
             // Room for a whole test's worth of datagrams, so none is lost to a slow reader.
             nix::sys::socket::setsockopt(
