@@ -43,3 +43,4 @@ mod xdp_netns;
 mod xdp_program;
 mod xdp_reload;
 mod xdp_restarts;
+mod xdp_syncookies;

@@ -219,14 +219,8 @@ fn a_source_that_completes_a_handshake_keeps_its_own_budget_during_a_spoofed_syn
     };
     // No new source is ever tracked on its first packet: every never-seen source shares an
     // untracked budget of one packet a second.
-    let text = std::fs::read_to_string(&setup.config).unwrap();
-    let burst_line = format!("burst = {BURST}\n");
-    assert!(text.contains(&burst_line));
-    let text = text.replace(
-        &burst_line,
-        &format!("{burst_line}new_sources_per_cpu = 0\nuntracked_rate = 1\nuntracked_burst = 1\n"),
-    );
-    std::fs::write(&setup.config, text).unwrap();
+    setup
+        .add_limiter_settings("new_sources_per_cpu = 0\nuntracked_rate = 1\nuntracked_burst = 1\n");
     let _daemon = setup.daemon();
     let server = SocketAddr::new(IpAddr::V4(RX_V4), PROTECTED);
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();

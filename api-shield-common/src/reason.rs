@@ -38,11 +38,14 @@ pub enum Reason {
     DropNoFlow = 15,
     /// Would have been `DropNoFlow` (dry run).
     DryRunNoFlow = 16,
+    /// A SYN from an untracked source, over the shared untracked budget, answered at the NIC
+    /// with a SYN cookie (`XDP_TX`) instead of being dropped or passed to the stack.
+    AnswerSynCookie = 17,
 }
 
 impl Reason {
     /// Number of reasons, the size of the `STATS` map.
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 18;
 
     /// All reasons in index order.
     pub const ALL: [Reason; Self::COUNT as usize] = [
@@ -63,6 +66,7 @@ impl Reason {
         Reason::PassFlow,
         Reason::DropNoFlow,
         Reason::DryRunNoFlow,
+        Reason::AnswerSynCookie,
     ];
 
     /// The dry-run twin of a drop reason (`self` for pass reasons).
@@ -87,7 +91,8 @@ impl Reason {
         }
     }
 
-    /// What the program did: `pass`, `drop` or `dry_run` (counted, not dropped).
+    /// What the program did: `pass`, `drop`, `dry_run` (counted, not dropped) or `answer`
+    /// (answered at the NIC, the packet itself consumed).
     pub const fn action(self) -> &'static str {
         match self {
             Reason::PassDisabled
@@ -107,6 +112,7 @@ impl Reason {
             | Reason::DryRunRateLimited
             | Reason::DryRunUntracked
             | Reason::DryRunNoFlow => "dry_run",
+            Reason::AnswerSynCookie => "answer",
         }
     }
 
@@ -125,6 +131,7 @@ impl Reason {
             Reason::DropUntracked | Reason::DryRunUntracked => "untracked_over_budget",
             Reason::PassFlow => "flow",
             Reason::DropNoFlow | Reason::DryRunNoFlow => "no_flow",
+            Reason::AnswerSynCookie => "syn_cookie",
         }
     }
 }

@@ -7,18 +7,21 @@
 //! network namespace: an established, closing or time-wait socket for the segment's four-tuple
 //! makes it part of a flow. A half-open one (`SYN_RECV`) makes it the last step of a handshake;
 //! so does a listener, when the segment carries a SYN cookie the kernel issued (when its SYN
-//! queue overflowed), which `bpf_tcp_check_syncookie` checks against the kernel's secret. A
-//! source that completes a handshake has shown it is no spoofed address.
+//! queue overflowed; `syncookie.rs` issues the same cookies from the NIC), which
+//! `bpf_tcp_check_syncookie` checks against the kernel's secret. A source that completes a
+//! handshake has shown it is no spoofed address.
 
 use aya_ebpf::{
-    bindings::{bpf_sock_tuple, BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV},
+    bindings::{
+        bpf_sock, bpf_sock_tuple, BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV,
+    },
     helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_check_syncookie},
     programs::XdpContext,
 };
 
 use crate::parse::{Packet, IPV6_HLEN, TCP_HLEN};
 
-const IPV4_HLEN: usize = 20;
+pub const IPV4_HLEN: usize = 20;
 
 /// What a TCP segment is to the kernel.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,6 +38,52 @@ pub enum Flow {
 /// headers cannot be read again belongs to no connection.
 #[inline(always)]
 pub fn lookup(ctx: &XdpContext, pkt: &Packet) -> Flow {
+    let Some(found) = socket(ctx, pkt) else {
+        return Flow::None;
+    };
+    // SAFETY: `socket` returned a live socket reference, released on every path below as the
+    // verifier demands; the header pointers were bounds-checked by it.
+    unsafe {
+        let sock = found.sock;
+        let state = (*sock).state;
+        let flow = if state == BPF_TCP_LISTEN {
+            let cookie = bpf_tcp_check_syncookie(
+                sock.cast(),
+                found.ip as *mut _,
+                found.ip_len,
+                found.tcp as *mut _,
+                TCP_HLEN as u32,
+            );
+            if cookie == 0 {
+                Flow::Completing
+            } else {
+                Flow::None
+            }
+        } else if state == BPF_TCP_NEW_SYN_RECV {
+            Flow::Completing
+        } else {
+            Flow::Known
+        };
+        bpf_sk_release(sock.cast());
+        flow
+    }
+}
+
+/// A socket the kernel holds for a segment's four-tuple, with the segment's headers. The
+/// caller must release `sock` (`bpf_sk_release`) on every path.
+pub struct Found {
+    pub sock: *mut bpf_sock,
+    /// The IP header (its fixed part bounds-checked: `ip_len` bytes).
+    pub ip: usize,
+    pub ip_len: u32,
+    /// The fixed TCP header (bounds-checked: `TCP_HLEN` bytes).
+    pub tcp: usize,
+}
+
+/// The socket (connection, half-open request or listener) the kernel of this network namespace
+/// would hand the TCP segment `pkt` to, if any.
+#[inline(always)]
+pub fn socket(ctx: &XdpContext, pkt: &Packet) -> Option<Found> {
     let start = ctx.data();
     let end = ctx.data_end();
     let (ip_len, tuple_size) = if pkt.is_v6 {
@@ -45,7 +94,7 @@ pub fn lookup(ctx: &XdpContext, pkt: &Packet) -> Flow {
     let ip = start + pkt.l3_offset;
     let tcp = start + pkt.l4_offset;
     if ip + ip_len > end || tcp + TCP_HLEN > end {
-        return Flow::None;
+        return None;
     }
     // SAFETY: an all-zero tuple is a valid value of this plain-data union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
@@ -69,39 +118,23 @@ pub fn lookup(ctx: &XdpContext, pkt: &Packet) -> Flow {
             v4.dport = ports[1];
         }
     }
-    // SAFETY: the context and tuple pointers are valid for the call; a socket returned is
-    // released on every path below, as the verifier demands.
-    unsafe {
-        let sock = bpf_skc_lookup_tcp(
+    // SAFETY: the context and tuple pointers are valid for the call.
+    let sock = unsafe {
+        bpf_skc_lookup_tcp(
             ctx.ctx.cast(),
             &mut tuple,
             tuple_size,
             BPF_F_CURRENT_NETNS as u64,
             0,
-        );
-        if sock.is_null() {
-            return Flow::None;
-        }
-        let state = (*sock).state;
-        let flow = if state == BPF_TCP_LISTEN {
-            let cookie = bpf_tcp_check_syncookie(
-                sock.cast(),
-                ip as *mut _,
-                ip_len as u32,
-                tcp as *mut _,
-                TCP_HLEN as u32,
-            );
-            if cookie == 0 {
-                Flow::Completing
-            } else {
-                Flow::None
-            }
-        } else if state == BPF_TCP_NEW_SYN_RECV {
-            Flow::Completing
-        } else {
-            Flow::Known
-        };
-        bpf_sk_release(sock.cast());
-        flow
+        )
+    };
+    if sock.is_null() {
+        return None;
     }
+    Some(Found {
+        sock,
+        ip,
+        ip_len: ip_len as u32,
+        tcp,
+    })
 }

@@ -4,10 +4,15 @@
 //! updated with compare-and-swap so all CPUs share one budget. New sources are admitted into the
 //! LRU map at a bounded rate per CPU (as Katran does for flows): past it, a flood of spoofed
 //! sources cannot evict the state of real clients; the untracked ones share one budget instead.
+//! A SYN over that budget may still be answered with a SYN cookie from the NIC (`syncookie.rs`).
 
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
-use api_shield_common::{event::NO_LIST, LimiterState, Reason, ShieldConfig};
+use api_shield_common::{
+    config::{FLAG_DRY_RUN, FLAG_SYN_COOKIES},
+    event::NO_LIST,
+    LimiterState, Reason, ShieldConfig,
+};
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use aya_log_ebpf::warn;
 
@@ -15,7 +20,7 @@ use crate::{
     dropping,
     maps::{INSERT_BUDGET, LIMITER, UNTRACKED},
     parse::Packet,
-    verdicts,
+    syncookie, verdicts,
 };
 
 const CAS_RETRIES: usize = 4;
@@ -76,7 +81,18 @@ pub fn check(
         cfg.untracked_tolerance_ns,
     ) {
         Ok(()) => Reason::PassWithinLimit,
-        Err(_) => dropping(cfg, Reason::DropUntracked, last, NO_LIST, pkt, now),
+        Err(_) => {
+            // A spoofed flood spends this budget: a SYN is answered with the kernel's cookie
+            // rather than dropped with the flood, when the kernel would answer it so itself.
+            if cfg.flags & FLAG_SYN_COOKIES != 0
+                && cfg.flags & FLAG_DRY_RUN == 0
+                && syncookie::is_bare_syn(pkt)
+                && syncookie::answer(ctx, pkt)
+            {
+                return Reason::AnswerSynCookie;
+            }
+            dropping(cfg, Reason::DropUntracked, last, NO_LIST, pkt, now)
+        }
     }
 }
 

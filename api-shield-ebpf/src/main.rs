@@ -4,8 +4,10 @@
 //! drops; on protected protocols/ports, a TCP segment other than a SYN passes when it belongs
 //! to a connection the kernel knows and is dropped when it belongs to none (`flow.rs`), and
 //! what starts work (a SYN, a packet of another protocol) is charged to the per-source GCRA
-//! limiter, which drops what is over budget; everything else passes. Each verdict is counted per CPU by reason, and the first drop of a
-//! source (at most once per `event_interval`) is sent to the daemon through a ring buffer.
+//! limiter, which drops what is over budget (a SYN over the shared budget of untracked sources
+//! is answered with a SYN cookie from the NIC instead, `syncookie.rs`); everything else passes.
+//! Each verdict is counted per CPU by reason, and the first drop of a source (at most once per
+//! `event_interval`) is sent to the daemon through a ring buffer.
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
@@ -17,6 +19,7 @@ mod limiter;
 mod lpm;
 mod maps;
 mod parse;
+mod syncookie;
 mod verdicts;
 
 use api_shield_common::{
@@ -46,14 +49,17 @@ const IPPROTO_UDP: u8 = 17;
 /// Entry point: decide, count, act.
 #[xdp]
 pub fn api_shield(ctx: XdpContext) -> u32 {
+    // Measured before the decision: a SYN answered in place leaves as the reply.
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
     let reason = try_api_shield(&ctx);
-    count(reason, (ctx.data_end() - ctx.data()) as u64);
+    count(reason, bytes);
     match reason {
         Reason::DropDenied
         | Reason::DropBanned
         | Reason::DropRateLimited
         | Reason::DropUntracked
         | Reason::DropNoFlow => xdp_action::XDP_DROP,
+        Reason::AnswerSynCookie => xdp_action::XDP_TX,
         _ => xdp_action::XDP_PASS,
     }
 }

@@ -73,5 +73,21 @@ pub struct TickClock {
 #[map]
 pub static TICK_CLOCK: PerCpuArray<TickClock> = PerCpuArray::with_max_entries(1, 0);
 
+/// Room for a SYN cookie reply (`syncookie.rs`): the SYN's TCP header and the reply's headers
+/// are built here, off the program's 512-byte stack. A scratch area, so not pinned.
+#[repr(C)]
+pub struct CookieScratch {
+    /// The SYN's TCP header, options included.
+    pub syn: [u8; 60],
+    /// The SYN's source and destination (IPv4 in the first four bytes).
+    pub theirs: [u8; 16],
+    pub ours: [u8; 16],
+    pub ip: [u8; 40],
+    pub tcp: [u8; 24],
+}
+
+#[map]
+pub static COOKIE_SCRATCH: PerCpuArray<CookieScratch> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

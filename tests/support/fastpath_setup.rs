@@ -90,6 +90,15 @@ udp = [{PROTECTED}]
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// Adds `lines` (`key = value`, each ending in a newline) to the `[fastpath.limiter]` table.
+    pub fn add_limiter_settings(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let burst_line = format!("burst = {BURST}\n");
+        assert!(text.contains(&burst_line));
+        let text = text.replace(&burst_line, &format!("{burst_line}{lines}"));
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub fn config_arg(&self) -> String {
         self.config.display().to_string()
     }

@@ -155,6 +155,9 @@ pub struct LimiterConfig {
     pub untracked_rate: u32,
     /// Burst of the shared untracked budget.
     pub untracked_burst: u32,
+    /// A SYN over the untracked budget is answered with a SYN cookie from the NIC (when the
+    /// kernel would answer it with one: its SYN queue for the port is full) instead of dropped.
+    pub syn_cookies: bool,
     /// Which clock the program reads per packet.
     pub clock: ClockSetting,
 }
@@ -184,6 +187,7 @@ impl Default for LimiterConfig {
             new_sources_per_cpu: 20_000,
             untracked_rate: 20_000,
             untracked_burst: 40_000,
+            syn_cookies: true,
             clock: ClockSetting::Coarse,
         }
     }

@@ -3,7 +3,7 @@
 use api_shield_common::{
     config::{
         FLAG_DRY_RUN, FLAG_ENABLED, FLAG_PRECISE_CLOCK, FLAG_PROTECT_ALL, FLAG_PROTECT_TCP,
-        FLAG_PROTECT_UDP,
+        FLAG_PROTECT_UDP, FLAG_SYN_COOKIES,
     },
     maps::{PORT_WORDS, UDP_PORT_WORD_BASE},
     ShieldConfig,
@@ -50,6 +50,9 @@ pub fn shield_config_with_tick(config: &FastpathConfig, tick_ns: u64) -> ShieldC
     }
     if !limiter.protect.udp.is_empty() {
         flags |= FLAG_PROTECT_UDP;
+    }
+    if limiter.syn_cookies {
+        flags |= FLAG_SYN_COOKIES;
     }
     let emission_ns = NS_PER_SEC / u64::from(limiter.rate);
     let untracked_emission_ns = NS_PER_SEC / u64::from(limiter.untracked_rate);
@@ -115,6 +118,16 @@ mod tests {
             "two ticks of slack for the tick clock"
         );
         assert_eq!(coarse.flags & FLAG_PRECISE_CLOCK, 0);
+        assert_ne!(
+            coarse.flags & FLAG_SYN_COOKIES,
+            0,
+            "SYN cookies are on by default"
+        );
+        let off = shield_config_with_tick(
+            &fastpath("[fastpath.limiter]\nsyn_cookies = false\n"),
+            4_000_000,
+        );
+        assert_eq!(off.flags & FLAG_SYN_COOKIES, 0);
         assert_ne!(cfg.flags & FLAG_PROTECT_TCP, 0);
         assert_eq!(cfg.flags & FLAG_PROTECT_UDP, 0);
         assert_eq!(cfg.flags & FLAG_DRY_RUN, 0);

@@ -129,6 +129,10 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let topology = Topology::new()?;
     receiver::prepare(&topology, args.sender_tso)?;
+    // Replies a receiver's XDP program sends back out of its veth (api-shield's SYN cookies,
+    // XDP_TX) reach the sender only when the sender's veth has an XDP program of its own; a NIC
+    // would put them on the wire. A pass-all program there, in every state, for the whole run.
+    let _sender_pass = PassControl::attach_to(&topology.tx_ns, &topology.tx_if)?;
     let (cert, key) = receiver::certificate(dir.path())?;
     let _upstream = receiver::upstream(&topology.rx_ns, dir.path())?;
     let full_pps = calibrate(&topology)?;

@@ -247,7 +247,8 @@ fn wait_for_https(tx_ns: &str) -> Result<()> {
     }
 }
 
-/// The fast path's drop counters that moved (`api-shield stats`), as `reason packets, ...`.
+/// The fast path's drop and answer counters that moved (`api-shield stats`), as
+/// `reason packets, ...`.
 pub fn xdp_drops(config: &Path) -> Result<String> {
     let out = Command::new(shield_cli::binary())
         .args(["stats", "--json", "--config"])
@@ -261,7 +262,10 @@ pub fn xdp_drops(config: &Path) -> Result<String> {
         .as_array()
         .context("counters")?
         .iter()
-        .filter(|c| c["action"] == "drop" && c["packets"].as_u64().unwrap_or(0) > 0)
+        .filter(|c| {
+            (c["action"] == "drop" || c["action"] == "answer")
+                && c["packets"].as_u64().unwrap_or(0) > 0
+        })
         .map(|c| format!("{} {}", c["reason"].as_str().unwrap_or("?"), c["packets"]))
         .collect();
     Ok(if drops.is_empty() {
@@ -271,27 +275,33 @@ pub fn xdp_drops(config: &Path) -> Result<String> {
     })
 }
 
-/// The control state's program (`bench_bare_pass`) attached in driver mode to the receiver's
-/// veth; dropped, it detaches.
+/// The control state's program (`bench_bare_pass`) attached in driver mode to a veth (the
+/// receiver's, or the sender's for the whole run); dropped, it detaches.
 pub struct PassControl {
     _ebpf: Ebpf,
 }
 
 impl PassControl {
+    /// On the receiver's veth: the control state.
     pub fn attach(topology: &Topology) -> Result<PassControl> {
-        let ns_path = format!("/run/netns/{}", topology.rx_ns);
-        let rx_if = topology.rx_if.clone();
+        PassControl::attach_to(&topology.rx_ns, &topology.rx_if)
+    }
+
+    /// On `interface` in the namespace `ns`.
+    pub fn attach_to(ns: &str, interface: &str) -> Result<PassControl> {
+        let ns_path = format!("/run/netns/{ns}");
+        let interface = interface.to_owned();
         // The interface name is resolved in the namespace of the attaching thread.
         let ebpf = std::thread::spawn(move || -> Result<Ebpf> {
             setns(File::open(&ns_path)?, CloneFlags::CLONE_NEWNET)
-                .context("entering the receiver namespace")?;
+                .context("entering the namespace")?;
             let mut ebpf = Ebpf::load(crate::generator::FLOOD_OBJECT)?;
             let program: &mut Xdp = ebpf
                 .program_mut("bench_bare_pass")
                 .context("bench_bare_pass")?
                 .try_into()?;
             program.load()?;
-            program.attach(&rx_if, XdpMode::Driver)?;
+            program.attach(&interface, XdpMode::Driver)?;
             Ok(ebpf)
         })
         .join()

@@ -36,7 +36,7 @@ pub fn render(command: &str, full_pps: f64, cells: &[Cell]) -> String {
         full_pps / 1e6
     );
     text.push_str(
-        "| attack | rate | state | keep-alive req/s | ÷ calm | p99 ms | NAT-like req/s | ÷ calm | p99 ms | new clients ok | connect p50 / p99 ms | arrived / received kpps | lost before XDP | XDP drops |\n\
+        "| attack | rate | state | keep-alive req/s | ÷ calm | p99 ms | NAT-like req/s | ÷ calm | p99 ms | new clients ok | connect p50 / p99 ms | arrived / received kpps | lost before XDP | XDP drops and answers |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for cell in cells {
