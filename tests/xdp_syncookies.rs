@@ -1,9 +1,11 @@
-//! SYN cookies from the NIC: during a SYN flood from spoofed sources that spends the shared
-//! untracked budget and fills the listener's SYN queue, never-seen clients' SYNs are answered by
-//! the XDP program with the kernel's own cookie, and their handshakes complete in the kernel.
-//! The real daemon attached in driver mode to a veth in namespaces, a real listener, real
-//! clients; IPv4 and IPv6. Without the answer, a never-seen client's SYN would be dropped with
-//! the flood (the untracked budget regains one packet a second here).
+//! SYN cookies from the NIC: during a SYN flood from spoofed sources that fills the listener's
+//! SYN queue, the SYNs of sources that have never completed a handshake (the flood's and
+//! never-seen clients') are answered by the XDP program with the kernel's own cookie, and the
+//! clients' handshakes complete in the kernel. The real daemon attached in driver mode to a veth
+//! in namespaces, a real listener, real clients; IPv4 and IPv6; sources untracked (sharing a
+//! spent budget) and tracked (each within a budget of its own, as a botnet under the per-source
+//! rate). Without the answer, a never-seen client's SYN would be dropped with the flood in the
+//! first case (the untracked budget regains one packet a second here).
 
 use crate::support;
 
@@ -37,6 +39,7 @@ fn never_seen_clients_connect_during_a_spoofed_syn_flood_over_ipv4() {
     never_seen_clients_connect_during_a_spoofed_syn_flood(
         "never_seen_clients_connect_during_a_spoofed_syn_flood_over_ipv4",
         false,
+        Budgets::Untracked,
     );
 }
 
@@ -45,19 +48,39 @@ fn never_seen_clients_connect_during_a_spoofed_syn_flood_over_ipv6() {
     never_seen_clients_connect_during_a_spoofed_syn_flood(
         "never_seen_clients_connect_during_a_spoofed_syn_flood_over_ipv6",
         true,
+        Budgets::Untracked,
     );
 }
 
-fn never_seen_clients_connect_during_a_spoofed_syn_flood(test: &str, v6: bool) {
+#[test]
+fn never_seen_clients_connect_during_a_syn_flood_from_sources_within_their_budgets() {
+    never_seen_clients_connect_during_a_spoofed_syn_flood(
+        "never_seen_clients_connect_during_a_syn_flood_from_sources_within_their_budgets",
+        false,
+        Budgets::Own,
+    );
+}
+
+/// Whose budget the flood's and the clients' SYNs are charged to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Budgets {
+    /// No source is tracked on its first packet: all share an untracked budget of 32 packets
+    /// at once and one a second, which the flood spends.
+    Untracked,
+    /// Every source is tracked on its first packet with a budget of its own (the setup's).
+    Own,
+}
+
+fn never_seen_clients_connect_during_a_spoofed_syn_flood(test: &str, v6: bool, budgets: Budgets) {
     let Some((_serial, setup)) = Setup::new(test, "") else {
         return;
     };
-    // No source is tracked on its first packet, and never-seen sources share a budget of 32
-    // packets at once and one a second: the flood's first SYNs reach the kernel and fill the
-    // listener's SYN queue; from then on the budget is spent.
-    setup.add_limiter_settings(
-        "new_sources_per_cpu = 0\nuntracked_rate = 1\nuntracked_burst = 32\n",
-    );
+    // Either way the flood's first SYNs reach the kernel and fill the listener's SYN queue.
+    if budgets == Budgets::Untracked {
+        setup.add_limiter_settings(
+            "new_sources_per_cpu = 0\nuntracked_rate = 1\nuntracked_burst = 32\n",
+        );
+    }
     let topo = &setup.topo;
     // The program's SYN-ACKs leave through the receiver's veth with XDP_TX, which a veth hands
     // on only to a peer with an XDP program of its own (a NIC needs nothing): the sender's veth
@@ -157,8 +180,9 @@ fn never_seen_clients_connect_during_a_spoofed_syn_flood(test: &str, v6: bool) {
             rounds
         })
     };
-    // Clients connect once the program has answered the flood with cookies: the budget is
-    // spent and the kernel's SYN queue is full.
+    // Clients connect once the program has answered the flood with cookies: the kernel's SYN
+    // queue is full (and stays so: the spoofed sources' half-open requests wait a minute for
+    // ACKs that never come).
     let deadline = Instant::now() + Duration::from_secs(20);
     while setup.stats().packets(Reason::AnswerSynCookie) == 0 && Instant::now() < deadline {
         std::thread::yield_now();
@@ -190,14 +214,14 @@ fn never_seen_clients_connect_during_a_spoofed_syn_flood(test: &str, v6: bool) {
     let rounds = flooding.join().unwrap();
     serving.join().unwrap();
 
-    // Every client connected and was served. A connection made on the program's cookie runs
-    // without timestamps (its SYN-ACK offers none), while the kernel's own handshakes, its
-    // cookies included, keep the timestamps the client offered: so at least one client was
-    // answered from the NIC (all of them but for a token the budget regained in between).
+    // Every client connected and was served, each on the program's cookie: a connection made
+    // on it runs without timestamps (its SYN-ACK offers none), while the kernel's own
+    // handshakes, its cookies included, keep the timestamps the client offered.
     let from_the_nic = results.iter().filter(|(_, ts)| !ts).count();
-    assert!(
-        from_the_nic >= 1,
-        "no client's handshake was answered from the NIC: {results:?} after {rounds} rounds"
+    assert_eq!(
+        from_the_nic, CLIENTS,
+        "clients answered from the NIC (false) and by the kernel (true): {results:?} after \
+         {rounds} rounds"
     );
     let stats = setup.stats();
     assert!(stats.packets(Reason::AnswerSynCookie) >= answered_before + from_the_nic as u64);

@@ -15,8 +15,8 @@ pub const FLAG_PROTECT_UDP: u32 = 1 << 4;
 /// and a coarse clock read per tick, and its error, at most two ticks, the daemon adds to the
 /// tolerances.
 pub const FLAG_PRECISE_CLOCK: u32 = 1 << 5;
-/// A bare SYN from an untracked source over the shared untracked budget is answered with a SYN
-/// cookie from the NIC (when a listener has its port) instead of being dropped.
+/// A bare SYN from a source that has not completed a handshake is answered with a SYN cookie
+/// from the NIC when the kernel would answer it with one, instead of passed or dropped.
 pub const FLAG_SYN_COOKIES: u32 = 1 << 6;
 
 /// Settings read by the XDP program on every packet.

@@ -38,8 +38,8 @@ pub enum Reason {
     DropNoFlow = 15,
     /// Would have been `DropNoFlow` (dry run).
     DryRunNoFlow = 16,
-    /// A SYN from an untracked source, over the shared untracked budget, answered at the NIC
-    /// with a SYN cookie (`XDP_TX`) instead of being dropped or passed to the stack.
+    /// A bare SYN from a source that has not completed a handshake, answered at the NIC with the
+    /// kernel's SYN cookie (`XDP_TX`) instead of being passed to the stack or dropped.
     AnswerSynCookie = 17,
 }
 

@@ -67,6 +67,9 @@ pub struct LimiterState {
     pub tat_ns: u64,
     /// Monotonic time of the last drop event sent for this source.
     pub last_event_ns: u64,
+    /// 1 once a TCP handshake from this source completed through the program (the source
+    /// answered a SYN-ACK, so it is no spoofed address); 0 otherwise.
+    pub verified: u64,
 }
 
 /// Per-CPU budget of new limiter entries.

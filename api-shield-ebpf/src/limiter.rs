@@ -4,7 +4,10 @@
 //! updated with compare-and-swap so all CPUs share one budget. New sources are admitted into the
 //! LRU map at a bounded rate per CPU (as Katran does for flows): past it, a flood of spoofed
 //! sources cannot evict the state of real clients; the untracked ones share one budget instead.
-//! A SYN over that budget may still be answered with a SYN cookie from the NIC (`syncookie.rs`).
+//!
+//! A bare SYN from a source that has not completed a handshake, passed by its budget or over
+//! the untracked one, is answered with a SYN cookie from the NIC when the kernel would answer it
+//! with one (`syncookie.rs`); a source that has completed one gets the kernel's full handshake.
 
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
@@ -41,13 +44,15 @@ pub fn check(
 ) -> Reason {
     if let Some(state) = LIMITER.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup; LRU values stay valid during this run.
-        let (tat, last) = unsafe {
+        let (tat, last, verified) = unsafe {
             (
                 core::ptr::addr_of_mut!((*state).tat_ns),
                 core::ptr::addr_of_mut!((*state).last_event_ns),
+                core::ptr::read_volatile(core::ptr::addr_of!((*state).verified)) != 0,
             )
         };
         return match conforms(tat, now, cfg.emission_ns, cfg.tolerance_ns) {
+            Ok(()) if !verified && answered(ctx, cfg, pkt) => Reason::AnswerSynCookie,
             Ok(()) => Reason::PassWithinLimit,
             Err(until) => {
                 verdicts::remember(&pkt.src, generation, until);
@@ -59,9 +64,13 @@ pub fn check(
         let state = LimiterState {
             tat_ns: now + cfg.emission_ns,
             last_event_ns: 0,
+            verified: 0,
         };
         // Losing a race with another CPU inserting the same source costs one extra pass.
         let _ = LIMITER.insert(key, state, u64::from(BPF_NOEXIST));
+        if answered(ctx, cfg, pkt) {
+            return Reason::AnswerSynCookie;
+        }
         return Reason::PassWithinLimit;
     }
     let Some(shared) = UNTRACKED.get_ptr_mut(0) else {
@@ -80,30 +89,42 @@ pub fn check(
         cfg.untracked_emission_ns,
         cfg.untracked_tolerance_ns,
     ) {
+        Ok(()) if answered(ctx, cfg, pkt) => Reason::AnswerSynCookie,
         Ok(()) => Reason::PassWithinLimit,
-        Err(_) => {
-            // A spoofed flood spends this budget: a SYN is answered with the kernel's cookie
-            // rather than dropped with the flood, when the kernel would answer it so itself.
-            if cfg.flags & FLAG_SYN_COOKIES != 0
-                && cfg.flags & FLAG_DRY_RUN == 0
-                && syncookie::is_bare_syn(pkt)
-                && syncookie::answer(ctx, pkt)
-            {
-                return Reason::AnswerSynCookie;
-            }
-            dropping(cfg, Reason::DropUntracked, last, NO_LIST, pkt, now)
-        }
+        // A spoofed flood spends this budget: a SYN is answered with the kernel's cookie rather
+        // than dropped with the flood, when the kernel would answer it so itself.
+        Err(_) if answered(ctx, cfg, pkt) => Reason::AnswerSynCookie,
+        Err(_) => dropping(cfg, Reason::DropUntracked, last, NO_LIST, pkt, now),
     }
 }
 
-/// Tracks `key` with a full budget if it is not tracked yet, whatever the new-source budget:
-/// for sources that have completed a TCP handshake (`flow.rs`).
+/// Whether the bare SYN `pkt`, from a source that has not completed a handshake, was answered
+/// with a SYN cookie from the NIC (`syncookie.rs`): cookies are on, the program is not in a dry
+/// run, and the kernel would answer the SYN with a cookie itself (its SYN queue is full), so
+/// the answer spares the stack the same work. False leaves the frame untouched.
+#[inline(always)]
+fn answered(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet) -> bool {
+    cfg.flags & FLAG_SYN_COOKIES != 0
+        && cfg.flags & FLAG_DRY_RUN == 0
+        && syncookie::is_bare_syn(pkt)
+        && syncookie::answer(ctx, pkt)
+}
+
+/// Marks `key` as a source that has completed a TCP handshake (`flow.rs`), tracking it with a
+/// full budget if it is not tracked yet, whatever the new-source budget.
 #[inline(always)]
 pub fn admit(key: &[u64; 2], now: u64) {
+    if let Some(state) = LIMITER.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup; LRU values stay valid during this run. A
+        // plain store: every writer stores the same value.
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*state).verified), 1) };
+        return;
+    }
     // A theoretical arrival time of now leaves the whole burst.
     let state = LimiterState {
         tat_ns: now,
         last_event_ns: 0,
+        verified: 1,
     };
     let _ = LIMITER.insert(key, state, u64::from(BPF_NOEXIST));
 }

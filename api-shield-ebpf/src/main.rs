@@ -4,8 +4,9 @@
 //! drops; on protected protocols/ports, a TCP segment other than a SYN passes when it belongs
 //! to a connection the kernel knows and is dropped when it belongs to none (`flow.rs`), and
 //! what starts work (a SYN, a packet of another protocol) is charged to the per-source GCRA
-//! limiter, which drops what is over budget (a SYN over the shared budget of untracked sources
-//! is answered with a SYN cookie from the NIC instead, `syncookie.rs`); everything else passes.
+//! limiter, which drops what is over budget (a SYN from a source that has not completed a
+//! handshake may be answered with a SYN cookie from the NIC instead, `syncookie.rs`);
+//! everything else passes.
 //! Each verdict is counted per CPU by reason, and the first drop of a source (at most once per
 //! `event_interval`) is sent to the daemon through a ring buffer.
 #![no_std]

@@ -1,6 +1,8 @@
-//! SYN cookies from the NIC: a SYN over the shared untracked budget (a flood from spoofed
-//! sources is spending it) is answered here with the SYN-ACK the kernel would send, instead of
-//! being dropped with the flood, so a never-seen client still connects at once.
+//! SYN cookies from the NIC: a SYN from a source that has not completed a handshake, passed by
+//! the limiter or over the shared untracked budget (a flood from spoofed sources is spending
+//! it), is answered here with the SYN-ACK the kernel would send, instead of being passed to the
+//! stack (which would answer it the same way at a higher cost) or dropped with the flood, so a
+//! never-seen client still connects at once.
 //!
 //! The cookie is the kernel's own: `bpf_tcp_gen_syncookie` computes it with the listener's
 //! socket and the kernel's secret, and only when the kernel itself would answer with a cookie
@@ -8,7 +10,7 @@
 //! as sending cookies, so the kernel accepts the client's ACK as the end of a handshake it made
 //! (`flow.rs` passes that ACK and tracks its source). When the kernel would not send a cookie
 //! (its queue has room, cookies are off, no listener has the port) nothing is answered and the
-//! caller drops the SYN as before.
+//! limiter's verdict stands.
 //!
 //! Limits: the reply carries the MSS option only. Window scaling, SACK and timestamps need the
 //! timestamp option to carry them through the cookie, and the kernel reads it back with a

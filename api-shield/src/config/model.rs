@@ -155,8 +155,9 @@ pub struct LimiterConfig {
     pub untracked_rate: u32,
     /// Burst of the shared untracked budget.
     pub untracked_burst: u32,
-    /// A SYN over the untracked budget is answered with a SYN cookie from the NIC (when the
-    /// kernel would answer it with one: its SYN queue for the port is full) instead of dropped.
+    /// A SYN from a source that has never completed a handshake is answered with a SYN cookie
+    /// from the NIC when the kernel would answer it with one (its SYN queue for the port is
+    /// full), instead of passed to the stack or, over the untracked budget, dropped.
     pub syn_cookies: bool,
     /// Which clock the program reads per packet.
     pub clock: ClockSetting,

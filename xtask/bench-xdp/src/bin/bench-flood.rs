@@ -88,7 +88,8 @@ struct Args {
     output: std::path::PathBuf,
 }
 
-/// The generator's CPU; the receiver, the daemon and the legitimate clients share the other.
+/// The generator's CPU (and the sender veth's NAPI, where the replies arrive); the receiver,
+/// the daemon and the legitimate clients share the other.
 const GENERATOR_CPU: usize = 0;
 
 /// What filters the receiver.
@@ -133,6 +134,7 @@ fn main() -> Result<()> {
     // XDP_TX) reach the sender only when the sender's veth has an XDP program of its own; a NIC
     // would put them on the wire. A pass-all program there, in every state, for the whole run.
     let _sender_pass = PassControl::attach_to(&topology.tx_ns, &topology.tx_if)?;
+    receiver::pin_sender_napi(&topology, GENERATOR_CPU)?;
     let (cert, key) = receiver::certificate(dir.path())?;
     let _upstream = receiver::upstream(&topology.rx_ns, dir.path())?;
     let full_pps = calibrate(&topology)?;
@@ -269,6 +271,7 @@ fn measure(
     if let Some(cpu) = args.napi_cpu {
         receiver::pin_napi(topology, cpu)?;
     }
+    receiver::pin_sender_napi(topology, GENERATOR_CPU)?;
     // Let the flood reach its rate before measuring.
     std::thread::sleep(Duration::from_secs(1));
     if generator

@@ -339,6 +339,22 @@ pub fn pin_napi(topology: &Topology, cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Puts the sender's veth NAPI (where the receiver's replies arrive: SYN-ACKs, resets, the
+/// responses) in threaded mode and its kthread on `cpu`. On a host the NIC puts replies on the
+/// wire; on a veth pair their receive work would otherwise run on the receiving CPU, charging
+/// the receiver for the sender's share. Again after a state's set-up: attaching or detaching a
+/// program may restart a veth's NAPI, and with it the kthread.
+pub fn pin_sender_napi(topology: &Topology, cpu: usize) -> Result<()> {
+    let sysfs = format!("/sys/class/net/{}/threaded", topology.tx_if);
+    netns_exec(&topology.tx_ns, &["sh", "-c", &format!("echo 1 > {sysfs}")])?;
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    for pid in crate::topology::napi_threads(&topology.tx_if)? {
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)?;
+    }
+    Ok(())
+}
+
 /// The upstream: an nginx worker in the receiver answering `200 ok`.
 pub fn upstream(rx_ns: &str, dir: &Path) -> Result<Guard> {
     let conf = dir.join("upstream.conf");
