@@ -23,8 +23,10 @@ use std::{
 use api_shield_common::Reason;
 use support::{
     fastpath_setup::{v4_sources, Setup, PROTECTED},
+    frames::{self, L4},
     netns::{mac, RX_V4, RX_V6},
     privileged::PinDir,
+    prog_test::{Harness, BASE, SRC, SRC6, XDP_PASS},
 };
 
 /// Never-seen clients connecting during the flood, each from an address of its own.
@@ -238,6 +240,108 @@ fn never_seen_clients_connect_during_a_spoofed_syn_flood(test: &str, v6: bool, b
             "{client} completed a handshake and is tracked"
         );
     }
+}
+
+/// The `XDP_TX` action.
+const XDP_TX: u32 = 3;
+
+#[test]
+fn the_answer_is_the_syn_ack_written_in_place_over_ipv4_and_ipv6() {
+    // The test runs look sockets up in the calling thread's network namespace: a thread of its
+    // own enters a new one, with a listener on the frames' destination.
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["addr", "add", "10.201.0.2/32", "dev", "lo"],
+            &["addr", "add", "fd00:201::2/128", "dev", "lo", "nodad"],
+        ] {
+            assert!(std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap()
+                .success());
+        }
+        let Some(h) = Harness::new(
+            "the_answer_is_the_syn_ack_written_in_place_over_ipv4_and_ipv6",
+            BASE,
+        ) else {
+            return;
+        };
+        let _v4 = TcpListener::bind((RX_V4, 9000)).unwrap();
+        let _v6 = TcpListener::bind((RX_V6, 9000)).unwrap();
+        // The namespace's default: cookies only once a SYN queue is full, which these
+        // listeners' are not. The program answers nothing, and the SYN passes untouched.
+        let syn = frames::v4(SRC, L4::Tcp(9000))
+            .vlan(&[frames::ETH_P_8021Q])
+            .build();
+        assert_eq!(h.run_out(&syn), (XDP_PASS, syn.clone()));
+        // Cookies for every SYN, as the kernel sends them once a queue is full.
+        std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2").unwrap();
+        let cases = [
+            (
+                frames::v4(SRC, L4::Tcp(9000)).vlan(&[frames::ETH_P_8021Q]),
+                18,
+            ),
+            (frames::v6(SRC6, L4::Tcp(9000)), 14),
+        ];
+        for (frame, l3) in cases {
+            let syn = frame.build();
+            let (action, reply) = h.run_out(&syn);
+            assert_eq!(action, XDP_TX, "{frame:?}");
+            check_syn_ack(&syn, &reply, l3);
+        }
+        assert_eq!(h.stats().packets(Reason::AnswerSynCookie), 2);
+    })
+    .join()
+    .unwrap();
+}
+
+/// Holds `reply` to be the SYN-ACK for `syn` (IP header at `l3` in both): MACs and addresses
+/// swapped, VLAN tags kept, ports swapped, the SYN's sequence number plus one acknowledged, the
+/// MSS option, valid checksums, nothing after the 24-byte TCP header.
+fn check_syn_ack(syn: &[u8], reply: &[u8], l3: usize) {
+    assert_eq!(reply[0..6], syn[6..12], "to the SYN's sender");
+    assert_eq!(reply[6..12], syn[0..6], "from the MAC it was sent to");
+    assert_eq!(reply[12..l3], syn[12..l3], "EtherType and VLAN tags kept");
+    let v6 = syn[l3] >> 4 == 6;
+    let (ip_len, src, dst) = if v6 {
+        (40, 8..24, 24..40)
+    } else {
+        (20, 12..16, 16..20)
+    };
+    let l4 = l3 + ip_len;
+    assert_eq!(reply.len(), l4 + 24, "headers only");
+    let (ip, syn_ip) = (&reply[l3..l4], &syn[l3..l4]);
+    assert_eq!(ip[src.clone()], syn_ip[dst.clone()]);
+    assert_eq!(ip[dst.clone()], syn_ip[src.clone()]);
+    if v6 {
+        assert_eq!(
+            ip[4..8],
+            [0, 24, 6, 64],
+            "payload length, next header, hop limit"
+        );
+    } else {
+        assert_eq!(ip[0], 0x45);
+        assert_eq!(ip[2..4], 44u16.to_be_bytes());
+        assert_eq!(ip[9], 6);
+        assert_eq!(checksum(ip), 0, "IPv4 header checksum");
+    }
+    let (tcp, syn_tcp) = (&reply[l4..], &syn[l4..]);
+    assert_eq!(tcp[0..2], syn_tcp[2..4]);
+    assert_eq!(tcp[2..4], syn_tcp[0..2]);
+    let syn_seq = u32::from_be_bytes(syn_tcp[4..8].try_into().unwrap());
+    assert_eq!(tcp[8..12], syn_seq.wrapping_add(1).to_be_bytes());
+    assert_eq!(tcp[12], 6 << 4, "a 24-byte header");
+    assert_eq!(tcp[13], 0x12, "SYN and ACK");
+    assert_eq!(tcp[20..22], [2, 4], "the MSS option");
+    assert!(u16::from_be_bytes([tcp[22], tcp[23]]) >= 536);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[src]);
+    pseudo.extend_from_slice(&ip[dst]);
+    pseudo.extend_from_slice(&[0, 6, 0, 24]);
+    pseudo.extend_from_slice(tcp);
+    assert_eq!(checksum(&pseudo), 0, "TCP checksum");
 }
 
 /// A TCP connection from `local` to `server`, within ten seconds.

@@ -68,6 +68,26 @@ impl Harness {
             .return_value
     }
 
+    /// Runs the program once on `frame`; returns its action and the frame as it left.
+    pub fn run_out(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let program: &Xdp = self
+            .ebpf
+            .program(maps::PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
     pub fn run_frame(&self, frame: &Frame) -> u32 {
         self.run(&frame.build())
     }

@@ -13,8 +13,10 @@
 //! way is deleted and the lookup made once more); unprotected traffic passes; a TCP segment
 //! other than a bare SYN (its 20-byte header read whole, flags not all zero) belongs to no
 //! connection and drops (`DropNoFlow`: the rig's frames name no socket of its network
-//! namespace); otherwise the limiter decides. In dry run every drop is counted as its dry-run
-//! twin and passes.
+//! namespace); otherwise the limiter decides. A SYN is never answered with a SYN cookie
+//! (`AnswerSynCookie`, `XDP_TX`): the answer needs a listener on the SYN's port whose SYN queue
+//! is full, and no frame of the rig names one (`tests/xdp_syncookies.rs` holds the answer with
+//! real listeners). In dry run every drop is counted as its dry-run twin and passes.
 //!
 //! An IPv6 packet with an IPv4-mapped source (::ffff:0:0/96) is malformed: it would otherwise
 //! pose as the IPv4 address in the maps (which hold IPv4 mapped) and share its verdict-cache

@@ -35,7 +35,7 @@ impl KernelCollector {
         let packets = IntCounterVec::new(
             Opts::new(
                 "api_shield_xdp_packets_total",
-                "Packets the XDP program saw, by action (pass, drop, dry_run) and reason.",
+                "Packets the XDP program saw, by action (pass, drop, dry_run, answer) and reason.",
             ),
             &["action", "reason"],
         )
