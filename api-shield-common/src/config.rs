@@ -16,7 +16,8 @@ pub const FLAG_PROTECT_UDP: u32 = 1 << 4;
 /// tolerances.
 pub const FLAG_PRECISE_CLOCK: u32 = 1 << 5;
 /// A bare SYN from a source that has not completed a handshake is answered with a SYN cookie
-/// from the NIC when the kernel would answer it with one, instead of passed or dropped.
+/// from the NIC when the kernel would answer it with one, instead of passed or dropped. Never
+/// set with `FLAG_DRY_RUN`.
 pub const FLAG_SYN_COOKIES: u32 = 1 << 6;
 
 /// Settings read by the XDP program on every packet.

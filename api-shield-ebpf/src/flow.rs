@@ -19,9 +19,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::parse::{Packet, IPV6_HLEN, TCP_HLEN};
-
-pub const IPV4_HLEN: usize = 20;
+use crate::parse::{Packet, IPV4_HLEN, IPV6_HLEN, TCP_HLEN};
 
 /// What a TCP segment is to the kernel.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -12,9 +12,7 @@
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
 use api_shield_common::{
-    config::{FLAG_DRY_RUN, FLAG_SYN_COOKIES},
-    event::NO_LIST,
-    LimiterState, Reason, ShieldConfig,
+    config::FLAG_SYN_COOKIES, event::NO_LIST, LimiterState, Reason, ShieldConfig,
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use aya_log_ebpf::warn;
@@ -99,15 +97,13 @@ pub fn check(
 }
 
 /// Whether the bare SYN `pkt`, from a source that has not completed a handshake, was answered
-/// with a SYN cookie from the NIC (`syncookie.rs`): cookies are on, the program is not in a dry
-/// run, and the kernel would answer the SYN with a cookie itself (its SYN queue is full), so
-/// the answer spares the stack the same work. False leaves the frame untouched.
+/// with a SYN cookie from the NIC (`syncookie.rs`): cookies are on (never in a dry run, which
+/// the daemon's settings rule out), and the kernel would answer the SYN with a cookie itself
+/// (its SYN queue is full), so the answer spares the stack the same work. False leaves the
+/// frame untouched.
 #[inline(always)]
 fn answered(ctx: &XdpContext, cfg: &ShieldConfig, pkt: &Packet) -> bool {
-    cfg.flags & FLAG_SYN_COOKIES != 0
-        && cfg.flags & FLAG_DRY_RUN == 0
-        && syncookie::is_bare_syn(pkt)
-        && syncookie::answer(ctx, pkt)
+    cfg.flags & FLAG_SYN_COOKIES != 0 && syncookie::is_bare_syn(pkt) && syncookie::answer(ctx, pkt)
 }
 
 /// Marks `key` as a source that has completed a TCP handshake (`flow.rs`), tracking it with a

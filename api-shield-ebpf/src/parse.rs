@@ -12,6 +12,8 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 pub const IPV6_HLEN: usize = 40;
+/// The IPv4 header without options.
+pub const IPV4_HLEN: usize = 20;
 const IPPROTO_TCP: u8 = 6;
 /// Extension headers walked before giving up on finding the transport header.
 const MAX_EXT_HEADERS: usize = 6;

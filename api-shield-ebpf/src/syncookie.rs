@@ -27,9 +27,9 @@ use aya_ebpf::{
 };
 
 use crate::{
-    flow::{self, IPV4_HLEN},
+    flow,
     maps::{CookieScratch, COOKIE_SCRATCH},
-    parse::{Packet, IPV6_HLEN, L4, TCP_ACK, TCP_SYN},
+    parse::{Packet, IPV4_HLEN, IPV6_HLEN, L4, TCP_ACK, TCP_SYN},
 };
 
 const TCP_FIN: u8 = 0x01;

@@ -52,14 +52,17 @@ impl Harness {
         })
     }
 
-    pub fn run(&self, frame: &[u8]) -> u32 {
-        let program: &Xdp = self
-            .ebpf
+    /// The loaded program.
+    fn program(&self) -> &Xdp {
+        self.ebpf
             .program(maps::PROGRAM)
             .unwrap()
             .try_into()
-            .unwrap();
-        program
+            .unwrap()
+    }
+
+    pub fn run(&self, frame: &[u8]) -> u32 {
+        self.program()
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 ..Default::default()
@@ -70,14 +73,9 @@ impl Harness {
 
     /// Runs the program once on `frame`; returns its action and the frame as it left.
     pub fn run_out(&self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let program: &Xdp = self
-            .ebpf
-            .program(maps::PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
         let mut out = vec![0u8; frame.len() + 256];
-        let result = program
+        let result = self
+            .program()
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),

@@ -51,7 +51,8 @@ pub fn shield_config_with_tick(config: &FastpathConfig, tick_ns: u64) -> ShieldC
     if !limiter.protect.udp.is_empty() {
         flags |= FLAG_PROTECT_UDP;
     }
-    if limiter.syn_cookies {
+    // A dry run answers nothing: decided here rather than per packet.
+    if limiter.syn_cookies && !config.dry_run {
         flags |= FLAG_SYN_COOKIES;
     }
     let emission_ns = NS_PER_SEC / u64::from(limiter.rate);
@@ -128,6 +129,8 @@ mod tests {
             4_000_000,
         );
         assert_eq!(off.flags & FLAG_SYN_COOKIES, 0);
+        let dry = shield_config_with_tick(&fastpath("[fastpath]\ndry_run = true\n"), 4_000_000);
+        assert_eq!(dry.flags & FLAG_SYN_COOKIES, 0, "a dry run answers nothing");
         assert_ne!(cfg.flags & FLAG_PROTECT_TCP, 0);
         assert_eq!(cfg.flags & FLAG_PROTECT_UDP, 0);
         assert_eq!(cfg.flags & FLAG_DRY_RUN, 0);

@@ -331,9 +331,14 @@ pub fn link_counters(topology: &Topology) -> Result<(u64, u64)> {
 
 /// Pins the receiver veth's NAPI kthread(s) to `cpu`.
 pub fn pin_napi(topology: &Topology, cpu: usize) -> Result<()> {
+    pin_napi_threads(&topology.rx_if, cpu)
+}
+
+/// Puts the NAPI kthreads of `interface` on `cpu`.
+fn pin_napi_threads(interface: &str, cpu: usize) -> Result<()> {
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu)?;
-    for pid in crate::topology::napi_threads(&topology.rx_if)? {
+    for pid in crate::topology::napi_threads(interface)? {
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)?;
     }
     Ok(())
@@ -347,12 +352,7 @@ pub fn pin_napi(topology: &Topology, cpu: usize) -> Result<()> {
 pub fn pin_sender_napi(topology: &Topology, cpu: usize) -> Result<()> {
     let sysfs = format!("/sys/class/net/{}/threaded", topology.tx_if);
     netns_exec(&topology.tx_ns, &["sh", "-c", &format!("echo 1 > {sysfs}")])?;
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu)?;
-    for pid in crate::topology::napi_threads(&topology.tx_if)? {
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)?;
-    }
-    Ok(())
+    pin_napi_threads(&topology.tx_if, cpu)
 }
 
 /// The upstream: an nginx worker in the receiver answering `200 ok`.
