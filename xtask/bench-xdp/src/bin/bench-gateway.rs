@@ -11,7 +11,9 @@
 //!
 //! Each round runs every peer once, the order rotated from round to round; the report gives
 //! medians and api-shield's ratios to nginx and to HAProxy per log setting, protocol and worker
-//! count, the bytes of log written per request, and, for api-shield with its log on, the
+//! count (req/s, p99, and requests per CPU second of the proxy's own processes: on two CPUs
+//! shared with the load generator and the upstream, throughput is bounded by all three, CPU per
+//! request by the proxy alone), the bytes of log written per request, and, for api-shield with its log on, the
 //! access-log lines written against the requests it served and the lines it dropped.
 //!
 //! Run it with `cargo xtask bench-gateway` (as root: it installs nginx, HAProxy, wrk and h2load
@@ -19,6 +21,8 @@
 
 #[path = "../child_guard.rs"]
 mod child_guard;
+#[path = "../process_cpu.rs"]
+mod process_cpu;
 #[path = "../proxy_peers.rs"]
 mod proxy_peers;
 // Only its path of the release binary.
@@ -39,7 +43,8 @@ use clap::Parser;
 use crate::{
     child_guard::Guard,
     proxy_peers::{
-        certificate, ensure_port_free, h2load, median, nginx, wait_for_port, wrk, Run, ShieldConfig,
+        certificate, ensure_port_free, h2load, median, middle, nginx, wait_for_port, wrk, Run,
+        ShieldConfig,
     },
 };
 
@@ -199,6 +204,26 @@ fn measure(args: &Args, dir: &Path, cert: &Path, key: &Path, workers: usize) -> 
     for &port in &ports {
         wait_for_port(port)?;
     }
+    // Each peer's processes, whose CPU time is read around its runs.
+    let shield_pid = |shield: &Shield| shield.0.as_ref().map_or(0, |guard| guard.0.id());
+    let roots = [
+        ((Proxy::Shield, true), shield_pid(&shield_logged)),
+        ((Proxy::Shield, false), shield_pid(&shield_quiet)),
+        ((Proxy::Nginx, true), nginx_proxy.0.id()),
+        ((Proxy::Nginx, false), nginx_proxy.0.id()),
+        ((Proxy::Haproxy, true), haproxy.0.id()),
+        ((Proxy::Haproxy, false), haproxy.0.id()),
+        (
+            (Proxy::Baseline, true),
+            baseline.as_ref().map_or(0, |guard| guard.0.id()),
+        ),
+    ];
+    let root = |peer: Peer| {
+        roots
+            .iter()
+            .find(|(key, _)| *key == (peer.proxy, peer.logged))
+            .map_or(0, |(_, pid)| *pid)
+    };
     let mut proxies = Proxy::ALL.to_vec();
     if baseline.is_some() {
         proxies.push(Proxy::Baseline);
@@ -219,7 +244,40 @@ fn measure(args: &Args, dir: &Path, cert: &Path, key: &Path, workers: usize) -> 
             })
         })
         .collect();
+    let (results, cpu) = rounds(args, &dir, workers, &peers, root)?;
+    if args.only.is_some() {
+        return Ok(String::new());
+    }
+    let served = shield_served()?;
+    // Stopped: every pending line written, then counted.
+    shield_logged.stop();
+    drop((baseline, shield_quiet, haproxy, nginx_proxy, upstream));
+    let mut text = format!("### {workers} worker(s)\n\n");
+    text.push_str(&table(&peers, &results, &cpu));
+    text.push_str(&log_sizes(&dir, &peers, &results, args.seconds));
+    let lines = count_lines(&dir.join("logs/api-shield.log"))?;
+    let _ = writeln!(
+        text,
+        "api-shield's access log: {lines} lines for {} requests served, {} dropped.\n",
+        served.requests, served.dropped
+    );
+    Ok(text)
+}
+
+/// One list of figures per peer, a figure per round.
+type PerPeer<T> = Vec<Vec<T>>;
+
+/// Every round: each peer once, the order rotated; the runs and the proxy's CPU per request
+/// (µs) of each, per peer. `root` gives the process a peer's CPU time is read from.
+fn rounds(
+    args: &Args,
+    dir: &Path,
+    workers: usize,
+    peers: &[Peer],
+    root: impl Fn(Peer) -> u32,
+) -> Result<(PerPeer<Run>, PerPeer<f64>)> {
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); peers.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
     for round in 0..args.rounds as usize {
         for k in 0..peers.len() {
             let i = (k + round) % peers.len();
@@ -236,38 +294,27 @@ fn measure(args: &Args, dir: &Path, cert: &Path, key: &Path, workers: usize) -> 
                 peer.proxy.port(peer.logged),
                 peer.proxy.path()
             );
+            let before = process_cpu::tree_seconds(root(peer))?;
             let run = if peer.http2 {
-                h2load(&url, args.seconds, args.clients, args.streams, &dir)?
+                h2load(&url, args.seconds, args.clients, args.streams, dir)?
             } else {
                 wrk(&url, None, args.seconds, args.connections)?
             };
+            let used = process_cpu::tree_seconds(root(peer))? - before;
+            let per_request_us = used * 1e6 / (run.rps * f64::from(args.seconds)).max(1.0);
             eprintln!(
-                "workers {workers} round {round} {:<36} {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
+                "workers {workers} round {round} {:<36} {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms  CPU {:.1} us/req",
                 label(peer),
                 run.rps,
                 run.p50_ms,
-                run.p99_ms
+                run.p99_ms,
+                per_request_us
             );
             results[i].push(run);
+            cpu[i].push(per_request_us);
         }
     }
-    if args.only.is_some() {
-        return Ok(String::new());
-    }
-    let served = shield_served()?;
-    // Stopped: every pending line written, then counted.
-    shield_logged.stop();
-    drop((baseline, shield_quiet, haproxy, nginx_proxy, upstream));
-    let mut text = format!("### {workers} worker(s)\n\n");
-    text.push_str(&table(&peers, &results));
-    text.push_str(&log_sizes(&dir, &peers, &results, args.seconds));
-    let lines = count_lines(&dir.join("logs/api-shield.log"))?;
-    let _ = writeln!(
-        text,
-        "api-shield's access log: {lines} lines for {} requests served, {} dropped.\n",
-        served.requests, served.dropped
-    );
-    Ok(text)
+    Ok((results, cpu))
 }
 
 fn label(peer: Peer) -> String {
@@ -280,42 +327,59 @@ fn label(peer: Peer) -> String {
 }
 
 /// The medians and api-shield's ratios to the others with the same log setting and protocol.
-fn table(peers: &[Peer], results: &[Vec<Run>]) -> String {
+/// CPU per request is the proxy's own (all its processes and threads), the load generator and
+/// the upstream left out; its ratio is the peer's ÷ api-shield's (above 1: api-shield serves
+/// more requests per CPU second).
+fn table(peers: &[Peer], results: &[Vec<Run>], cpu: &[Vec<f64>]) -> String {
     let mut text = String::from(
-        "| protocol | log | peer | req/s | p50 ms | p99 ms | api-shield ÷ peer req/s | api-shield ÷ peer p99 |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| protocol | log | peer | req/s | p50 ms | p99 ms | CPU µs/req | api-shield ÷ peer req/s | api-shield ÷ peer p99 | api-shield ÷ peer req per CPU second |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for (i, peer) in peers.iter().enumerate() {
-        let run = median(&results[i]);
-        let shield = peers
+    let shield_of = |peer: &Peer| {
+        peers
             .iter()
             .position(|p| {
                 p.proxy == Proxy::Shield && p.logged == peer.logged && p.http2 == peer.http2
             })
-            .map(|s| median(&results[s]))
-            .expect("api-shield runs in every setting");
+            .expect("api-shield runs in every setting")
+    };
+    for (i, peer) in peers.iter().enumerate() {
+        let run = median(&results[i]);
+        let cost = middle_of(&cpu[i]);
+        let s = shield_of(peer);
+        let shield = median(&results[s]);
+        let shield_cost = middle_of(&cpu[s]);
         let ratios = if peer.proxy == Proxy::Shield {
-            "| | ".to_owned()
+            "| | | ".to_owned()
         } else {
             format!(
-                "| {:.2}x | {:.2}x",
+                "| {:.2}x | {:.2}x | {:.2}x",
                 shield.rps / run.rps,
-                shield.p99_ms / run.p99_ms
+                shield.p99_ms / run.p99_ms,
+                cost / shield_cost
             )
         };
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} {ratios} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} {ratios} |",
             if peer.http2 { "HTTP/2" } else { "HTTP/1.1" },
             if peer.logged { "on" } else { "off" },
             peer.proxy.name(),
             run.rps,
             run.p50_ms,
-            run.p99_ms
+            run.p99_ms,
+            cost
         );
     }
     text.push('\n');
     text
+}
+
+/// The median of the rounds' figures.
+fn middle_of(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    middle(&sorted)
 }
 
 /// Bytes of access log per request, from each file's size and the requests measured.
