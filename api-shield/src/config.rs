@@ -39,7 +39,7 @@ pub use policy_model::{
 };
 pub use proxy_model::{
     CertificateConfig, CorsConfig, HstsConfig, ListenerConfig, ProxyConfig, RedirectConfig,
-    RouteConfig, TlsConfig, UpstreamConfig,
+    RouteConfig, TlsConfig, UpstreamConfig, MAX_WORKERS,
 };
 pub use restart::pending_restart;
 pub use source::Source;

@@ -39,15 +39,10 @@ pub(super) fn run(args: &Args) -> Result<()> {
     config::check_host(&config)?;
     // Its format by default the daemon's.
     access_log::install(&config.access_log, args.log_format).context("starting the access log")?;
-    // One worker: a single-threaded runtime, which spares the work-stealing machinery.
-    let mut builder = if config.proxy.workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(config.proxy.workers);
-        builder
-    };
-    let runtime = builder
+    // The daemon's own work (accepting, the control socket, metrics, reloads, fleet and
+    // CrowdSec links) runs on this thread; client connections run here too with one worker, or
+    // on worker threads of their own with more (`proxy::connection::workers`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

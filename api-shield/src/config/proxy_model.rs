@@ -161,6 +161,9 @@ fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Du
     duration(d).map(Some)
 }
 
+/// The most `proxy.workers` may be.
+pub const MAX_WORKERS: usize = 64;
+
 /// `[proxy]`: settings for every listener and route.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -202,7 +205,8 @@ pub struct ProxyConfig {
     pub hsts: HstsConfig,
     /// Add the default security headers (nosniff, frame-ancestors, Referrer-Policy).
     pub security_headers: bool,
-    /// Worker threads of the async runtime (default 2).
+    /// Threads serving client connections (default 2): with 1, the daemon's own runtime serves
+    /// them; with more, each is a single-threaded runtime of its own (`connection::workers`).
     pub workers: usize,
     /// On SIGTERM, how long open connections may take to finish their exchanges.
     #[serde(deserialize_with = "duration")]

@@ -154,8 +154,11 @@ fn proxy(config: &Config) -> Result<(), Problem> {
     if !(1..=1000).contains(&proxy.max_headers) {
         return Err(problem("proxy.max_headers", "must be between 1 and 1000"));
     }
-    if !(1..=64).contains(&proxy.workers) {
-        return Err(problem("proxy.workers", "must be between 1 and 64"));
+    if !(1..=super::proxy_model::MAX_WORKERS).contains(&proxy.workers) {
+        return Err(problem(
+            "proxy.workers",
+            format!("must be between 1 and {}", super::proxy_model::MAX_WORKERS),
+        ));
     }
     if !(8192..=1024 * 1024).contains(&proxy.max_header_bytes) {
         return Err(problem(

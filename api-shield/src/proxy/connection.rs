@@ -1,6 +1,7 @@
 //! Client connections: the listeners, TLS, HTTP/1.1 or HTTP/2 on each connection, and what
 //! bounds a connection (limits per address and in total, idle and header timeouts, the PROXY
-//! protocol, the drain at stop, eviction of a banned client).
+//! protocol, the drain at stop, eviction of a banned client), and the worker threads connections
+//! are served on.
 
 pub(crate) mod conn_limit;
 pub(crate) mod drain;
@@ -13,3 +14,4 @@ pub(crate) mod serve_http;
 pub(crate) mod server;
 pub(crate) mod supervise;
 pub(crate) mod tls;
+pub(crate) mod workers;

@@ -22,6 +22,7 @@ use crate::proxy::{
     connection::serve_http::{self, Protocol, Served},
     connection::supervise::{supervise, Ended},
     connection::tls::{self, Certificates, TlsError},
+    connection::workers::{Dispatcher, Workers, WorkersError},
     request::client::Client,
     request::deadline::ExchangeTimer,
     request::handler::{Connection, Proxy},
@@ -50,6 +51,9 @@ pub(crate) enum ProxyError {
     /// A route, upstream or policy could not be compiled.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The connection workers could not start.
+    #[error(transparent)]
+    Workers(#[from] WorkersError),
     /// A port below 1024 without the capability to bind it.
     #[error("listener `{listener}`: cannot listen on {addr}: ports below 1024 need CAP_NET_BIND_SERVICE, which the shipped systemd unit leaves out; add it with `systemctl edit api-shield` (README, Operations)")]
     PrivilegedPort {
@@ -90,6 +94,9 @@ pub(crate) struct ProxyServer {
     listeners: Vec<crate::config::ListenerConfig>,
     escalator: Option<Arc<crate::escalate::Escalator>>,
     drain: Drain,
+    /// The threads HTTPS connections are served on, with more than one worker (else the
+    /// daemon's runtime serves them).
+    workers: Option<Workers>,
     /// Where each listener listens, by name (HTTPS and redirect).
     pub addresses: Vec<(String, SocketAddr)>,
 }
@@ -123,6 +130,10 @@ impl ProxyServer {
             listeners: config.listeners.clone(),
             escalator,
             drain: Drain::default(),
+            workers: match config.proxy.workers {
+                0 | 1 => None,
+                count => Some(Workers::start(count)?),
+            },
             addresses: Vec::new(),
         };
         for (i, listener) in config.listeners.iter().enumerate() {
@@ -150,6 +161,7 @@ impl ProxyServer {
                 limiter: Arc::clone(&limiter),
                 proxy_protocol: listener.proxy_protocol,
                 name: name.clone(),
+                dispatcher: server.workers.as_ref().map(Workers::dispatcher),
             };
             server.tasks.push(tokio::spawn(serve_https(
                 tcp,
@@ -276,6 +288,8 @@ struct ListenerContext {
     limiter: Arc<ConnectionLimiter>,
     proxy_protocol: bool,
     name: String,
+    /// Where connections are served, with more than one worker.
+    dispatcher: Option<Dispatcher>,
 }
 
 async fn serve_https(tcp: TcpListener, context: ListenerContext, mut watcher: Watcher) {
@@ -287,13 +301,33 @@ async fn serve_https(tcp: TcpListener, context: ListenerContext, mut watcher: Wa
             () = watcher.stopping() => return,
         };
         let held = watcher.hold();
-        tokio::spawn(serve_connection(
-            stream,
-            peer,
-            Arc::clone(&context),
-            watcher.clone(),
-            held,
-        ));
+        let (shared, connection_watcher) = (Arc::clone(&context), watcher.clone());
+        let Some(dispatcher) = context.dispatcher.clone() else {
+            tokio::spawn(serve_connection(
+                stream,
+                peer,
+                shared,
+                connection_watcher,
+                held,
+            ));
+            continue;
+        };
+        // Moved to the worker's reactor: out of this one here, into the worker's there.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "connection lost before it was handed to a worker");
+                continue;
+            }
+        };
+        dispatcher.spawn(move || async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    serve_connection(stream, peer, shared, connection_watcher, held).await;
+                }
+                Err(error) => tracing::warn!(%peer, %error, "a worker could not take a connection"),
+            }
+        });
     }
 }
 

@@ -3,7 +3,10 @@
 //! task of its own, handed out most recently used first, and taken back once the response
 //! body has been read to its end. A connection idle for longer than the idle timeout is never
 //! handed out again, and a sweeper task, which runs only while the pool holds some, closes
-//! such connections within half a timeout more.
+//! such connections within half a timeout more. With several workers
+//! (`proxy::connection::workers`) each worker has idle connections of its own: a connection is
+//! driven by a task on the worker that made it, and lent only to requests on that worker, so
+//! an exchange never wakes another thread.
 //!
 //! Written here rather than taken from hyper-util's legacy client, which the proxy used
 //! before: that client hashes a pool key on every checkout and return and spawns a task per
@@ -34,8 +37,11 @@ use crate::proxy::request::problem::Body;
 /// How connections to the upstream are made: TCP, then TLS for `https`.
 pub(crate) type Connector = HttpsConnector<HttpConnector>;
 
-/// Idle connections kept per upstream; one falling idle beyond this is closed.
+/// Idle connections kept per upstream and worker; one falling idle beyond this is closed.
 pub(crate) const MAX_IDLE: usize = 512;
+
+/// Idle lists per pool: one per worker, as many as `proxy.workers` may be.
+const SHARDS: usize = crate::config::MAX_WORKERS;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +63,13 @@ pub(crate) struct Pool {
     /// `scheme://authority/`, what the connector connects to.
     target: http::Uri,
     idle_timeout: Duration,
-    idle: Mutex<Idle>,
+    /// The idle connections of each worker.
+    shards: Box<[Shard]>,
 }
+
+/// One worker's idle connections, on a cache line of its own (workers lock only theirs).
+#[repr(align(128))]
+struct Shard(Mutex<Idle>);
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,10 +99,14 @@ impl Pool {
             connector,
             target,
             idle_timeout,
-            idle: Mutex::new(Idle {
-                senders: Vec::new(),
-                sweeping: false,
-            }),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Shard(Mutex::new(Idle {
+                        senders: Vec::new(),
+                        sweeping: false,
+                    }))
+                })
+                .collect(),
         })
     }
 
@@ -106,9 +121,10 @@ impl Pool {
         self: &Arc<Self>,
         mut request: Box<Request<Body>>,
     ) -> Result<Response<PooledBody>, PoolError> {
-        while let Some(mut sender) = self.checkout() {
+        let shard = crate::proxy::connection::workers::current() % SHARDS;
+        while let Some(mut sender) = self.checkout(shard) {
             match sender.try_send_request(*request).await {
-                Ok(response) => return Ok(self.lease(response, sender)),
+                Ok(response) => return Ok(self.lease(response, sender, shard)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => *request = unsent,
                     None => return Err(PoolError::Request(error.into_error())),
@@ -122,23 +138,28 @@ impl Pool {
             .send_request(*request)
             .await
             .map_err(PoolError::Request)?;
-        Ok(self.lease(response, sender))
+        Ok(self.lease(response, sender, shard))
     }
 
-    /// Idle connections held now.
+    /// Idle connections held now, all workers'.
     pub(crate) fn idle_count(&self) -> usize {
-        self.lock().senders.len()
+        (0..SHARDS)
+            .map(|shard| self.lock(shard).senders.len())
+            .sum()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Idle> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Idle> {
+        self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The most recently used idle connection that can take a request and has not been idle
     /// for the idle timeout; closed and expired ones are dropped. (Idle connections are kept
     /// youngest last: once one has expired, so have all those below it.)
-    fn checkout(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.lock();
+    fn checkout(&self, shard: usize) -> Option<SendRequest<Body>> {
+        let mut idle = self.lock(shard);
         let now = Instant::now();
         while let Some((sender, since)) = idle.senders.pop() {
             if now.duration_since(since) >= self.idle_timeout {
@@ -176,19 +197,21 @@ impl Pool {
         self: &Arc<Self>,
         response: Response<Incoming>,
         sender: SendRequest<Body>,
+        shard: usize,
     ) -> Response<PooledBody> {
         response.map(|inner| PooledBody {
             inner,
             lease: Some(Lease {
                 sender,
                 pool: Arc::clone(self),
+                shard,
             }),
         })
     }
 
-    /// Takes an idle connection back (closes it when the pool is full).
-    fn put(self: &Arc<Self>, sender: SendRequest<Body>) {
-        let mut idle = self.lock();
+    /// Takes an idle connection back into `shard`, its worker's (closes it when that is full).
+    fn put(self: &Arc<Self>, sender: SendRequest<Body>, shard: usize) {
+        let mut idle = self.lock(shard);
         if idle.senders.len() >= MAX_IDLE {
             return;
         }
@@ -196,13 +219,13 @@ impl Pool {
         if !idle.sweeping {
             idle.sweeping = true;
             drop(idle);
-            self.start_sweeper();
+            self.start_sweeper(shard);
         }
     }
 
     /// Every half idle timeout, closes the connections idle for the idle timeout or longer
     /// (so within one and a half timeouts); stops when the pool is empty or gone.
-    fn start_sweeper(self: &Arc<Self>) {
+    fn start_sweeper(self: &Arc<Self>, shard: usize) {
         let pool = Arc::downgrade(self);
         let period = (self.idle_timeout / 2).max(Duration::from_millis(1));
         tokio::spawn(async move {
@@ -213,7 +236,7 @@ impl Pool {
                 let Some(pool) = pool.upgrade() else {
                     return;
                 };
-                if !pool.sweep() {
+                if !pool.sweep(shard) {
                     return;
                 }
             }
@@ -221,8 +244,8 @@ impl Pool {
     }
 
     /// One sweep; false when no idle connection is left (the sweeper then stops).
-    fn sweep(&self) -> bool {
-        let mut idle = self.lock();
+    fn sweep(&self, shard: usize) -> bool {
+        let mut idle = self.lock(shard);
         let now = Instant::now();
         let timeout = self.idle_timeout;
         idle.senders
@@ -236,19 +259,25 @@ impl Pool {
 struct Lease {
     sender: SendRequest<Body>,
     pool: Arc<Pool>,
+    /// The worker whose idle list it returns to.
+    shard: usize,
 }
 
 impl Lease {
     /// Gives the connection back, at once when it can take the next request (the usual case:
     /// its task finished the response before the body was read), or once it can.
     fn release(self) {
-        let Lease { mut sender, pool } = self;
+        let Lease {
+            mut sender,
+            pool,
+            shard,
+        } = self;
         if sender.is_ready() {
-            pool.put(sender);
+            pool.put(sender, shard);
         } else if !sender.is_closed() {
             tokio::spawn(async move {
                 if sender.ready().await.is_ok() {
-                    pool.put(sender);
+                    pool.put(sender, shard);
                 }
             });
         }

@@ -308,3 +308,36 @@ async fn an_upstream_that_refuses_connections_is_a_connect_error() {
     let error = pool.send(Box::new(get("/"))).await.unwrap_err();
     assert!(matches!(error, super::PoolError::Connect(_)), "{error}");
 }
+
+#[tokio::test]
+async fn each_worker_lends_only_the_connections_it_made() {
+    let upstream = upstream(1).await;
+    let pool = Pool::new(connector(), upstream.target.clone(), Duration::from_mins(1));
+    let workers = crate::proxy::connection::workers::Workers::start(2).unwrap();
+    let dispatcher = workers.dispatcher();
+    let three_on_a_worker = |pool: &Arc<Pool>| {
+        let pool = Arc::clone(pool);
+        dispatcher.spawn(move || async move {
+            for _ in 0..3 {
+                assert_eq!(fetch(&pool, "/").await, "ok");
+            }
+        })
+    };
+    // All workers idle: worker 0 takes them, on one connection.
+    three_on_a_worker(&pool).await.unwrap();
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1);
+    // Worker 0 busy: worker 1 takes the next ones, on a connection of its own rather than
+    // worker 0's idle one (whose task runs on worker 0's thread).
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let busy = dispatcher.spawn(move || async move {
+        let _ = released.await;
+    });
+    three_on_a_worker(&pool).await.unwrap();
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(pool.idle_count(), 2);
+    drop(release);
+    busy.await.unwrap();
+    // Worker 0 again: its own connection.
+    three_on_a_worker(&pool).await.unwrap();
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+}
