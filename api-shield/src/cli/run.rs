@@ -39,10 +39,19 @@ pub(super) fn run(args: &Args) -> Result<()> {
     config::check_host(&config)?;
     // Its format by default the daemon's.
     access_log::install(&config.access_log, args.log_format).context("starting the access log")?;
-    // The daemon's own work (accepting, the control socket, metrics, reloads, fleet and
-    // CrowdSec links) runs on this thread; client connections run here too with one worker, or
-    // on worker threads of their own with more (`proxy::connection::workers`).
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // With one worker, one thread does everything. With more, client connections run on
+    // worker threads of their own (`proxy::connection::workers`), and the daemon's own work
+    // (accepting, the control socket, metrics, reloads, ban sweeps, fleet and CrowdSec links)
+    // on two threads, so a long synchronous step on one (reading a large ban map, say) never
+    // stalls accepting or the control socket.
+    let mut builder = if config.proxy.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -256,6 +256,11 @@ impl ProxyServer {
         for task in self.tasks.into_iter().chain(self.refreshes) {
             task.abort();
         }
+        // What is left on the workers is dropped, and its access-log lines written, before the
+        // daemon goes on stopping.
+        if let Some(workers) = self.workers {
+            workers.stop().await;
+        }
     }
 }
 

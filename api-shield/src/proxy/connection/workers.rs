@@ -21,13 +21,24 @@ use std::{
 use tokio::{runtime::Handle, sync::oneshot};
 
 thread_local! {
-    /// This thread's worker number; 0 on the daemon's own thread (where connections run with
-    /// one worker).
+    /// This thread's worker number, from 1; 0 on every other thread (the daemon's own, where
+    /// connections run with one worker).
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The worker this thread is (0 off the worker threads): what keeps per-worker state, such as
-/// an upstream's idle connections, with the thread that drives it.
+tokio::task_local! {
+    /// The count of the connection a worker's task serves (see [`hold_open`]).
+    static OPEN: Arc<OpenConnection>;
+}
+
+/// Keeps the current connection counted on its worker while the value lives, for work that
+/// outlives the connection's own task (a spliced WebSocket); `None` off the workers.
+pub(crate) fn hold_open() -> Option<Arc<OpenConnection>> {
+    OPEN.try_with(Arc::clone).ok()
+}
+
+/// The worker this thread is, from 1 (0 off the worker threads): what keeps per-worker state,
+/// such as an upstream's idle connections, with the thread that drives it.
 pub(crate) fn current() -> usize {
     WORKER.with(Cell::get)
 }
@@ -57,8 +68,9 @@ struct Worker {
 /// are cancelled, so drain the connections first).
 #[derive(Debug)]
 pub(crate) struct Workers {
-    workers: Arc<[Worker]>,
+    each: Arc<[Worker]>,
     stops: Vec<oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -66,6 +78,7 @@ impl Workers {
     pub(crate) fn start(count: usize) -> Result<Workers, WorkersError> {
         let mut workers = Vec::with_capacity(count);
         let mut stops = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -73,14 +86,15 @@ impl Workers {
                 .map_err(|source| WorkersError::Start { index, source })?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("api-shield-worker-{index}"))
                 .spawn(move || {
-                    WORKER.with(|worker| worker.set(index));
+                    WORKER.with(|worker| worker.set(index + 1));
                     // Runs its tasks until told to stop (or the sender is dropped).
                     let _ = runtime.block_on(stopped);
                 })
                 .map_err(|source| WorkersError::Start { index, source })?;
+            threads.push(thread);
             workers.push(Worker {
                 handle,
                 open: AtomicUsize::new(0),
@@ -88,15 +102,31 @@ impl Workers {
             stops.push(stop);
         }
         Ok(Workers {
-            workers: workers.into(),
+            each: workers.into(),
             stops,
+            threads,
         })
+    }
+
+    /// Stops every worker and waits until each has dropped what still ran on it (so the access
+    /// log has the lines of the exchanges cut short before the daemon writes its last ones).
+    pub(crate) async fn stop(mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        let _ = joined.await;
     }
 
     /// A handle that hands connections to these workers.
     pub(crate) fn dispatcher(&self) -> Dispatcher {
         Dispatcher {
-            workers: Arc::clone(&self.workers),
+            workers: Arc::clone(&self.each),
         }
     }
 }
@@ -127,13 +157,12 @@ impl Dispatcher {
         let index = self.least_busy();
         let workers = Arc::clone(&self.workers);
         workers[index].open.fetch_add(1, Ordering::Relaxed);
-        let open = OpenConnection { workers, index };
+        let open = Arc::new(OpenConnection { workers, index });
         // `serve` is called on its first poll, that is on the worker's thread, which a task of
         // a current-thread runtime never leaves.
-        self.workers[index].handle.spawn(async move {
-            let _open = open;
-            serve().await;
-        })
+        self.workers[index]
+            .handle
+            .spawn(async move { OPEN.scope(open, async move { serve().await }).await })
     }
 
     fn least_busy(&self) -> usize {
@@ -154,8 +183,10 @@ impl Dispatcher {
     }
 }
 
-/// Lowers a worker's count when its connection ends (also when the task is cancelled).
-struct OpenConnection {
+/// Lowers a worker's count when its connection ends (also when the task is cancelled) and
+/// whatever [`hold_open`] lent out is dropped.
+#[derive(Debug)]
+pub(crate) struct OpenConnection {
     workers: Arc<[Worker]>,
     index: usize,
 }
@@ -177,7 +208,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_go_to_the_least_busy_worker_and_stay_on_its_thread() {
+    async fn connections_go_to_the_least_busy_worker() {
         let workers = Workers::start(2).unwrap();
         let dispatcher = workers.dispatcher();
         let mut ends = Vec::new();
@@ -189,19 +220,16 @@ mod tests {
             let started = started.clone();
             runs.push(dispatcher.spawn(move || async move {
                 let on = thread_name();
-                assert_eq!(on, format!("api-shield-worker-{}", current()));
-                // A task the connection spawns runs on the same thread.
-                let spawned_on = tokio::spawn(async { thread_name() }).await.unwrap();
-                started.send((on, spawned_on)).unwrap();
+                assert_eq!(on, format!("api-shield-worker-{}", current() - 1));
+                started.send(on).unwrap();
                 let _ = ended.await;
             }));
         }
         drop(started);
         let mut threads = Vec::new();
         for _ in 0..4 {
-            let (on, spawned_on) = starts.recv().await.unwrap();
+            let on = starts.recv().await.unwrap();
             assert!(on.starts_with("api-shield-worker-"), "{on}");
-            assert_eq!(on, spawned_on);
             threads.push(on);
         }
         threads.sort();
@@ -234,11 +262,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn work_that_outlives_its_connection_keeps_it_counted() {
+        assert!(hold_open().is_none(), "not a worker");
+        let workers = Workers::start(1).unwrap();
+        let dispatcher = workers.dispatcher();
+        let (end, ended) = oneshot::channel::<()>();
+        let (told, spawned) = oneshot::channel();
+        dispatcher
+            .spawn(move || async move {
+                let open = hold_open().expect("on a worker");
+                let tunnel = tokio::spawn(async move {
+                    let _open = open;
+                    let _ = ended.await;
+                });
+                told.send(tunnel).unwrap();
+            })
+            .await
+            .unwrap();
+        // The connection's task ended; the tunnel it left still counts.
+        assert_eq!(dispatcher.open(), [1]);
+        drop(end);
+        spawned.await.unwrap().await.unwrap();
+        assert_eq!(dispatcher.open(), [0]);
+    }
+
+    #[tokio::test]
     async fn stopped_workers_cancel_what_still_runs_on_them() {
+        assert_eq!(current(), 0, "not a worker");
         let workers = Workers::start(2).unwrap();
         let dispatcher = workers.dispatcher();
         let (_never, never) = oneshot::channel::<()>();
-        let (held, dropped) = oneshot::channel::<()>();
+        let (held, mut dropped) = oneshot::channel::<()>();
         let (told, running) = oneshot::channel();
         let run = dispatcher.spawn(move || async move {
             let _held = held;
@@ -246,9 +300,13 @@ mod tests {
             let _ = never.await;
         });
         running.await.unwrap();
-        drop(workers);
-        // The task was dropped with its runtime: what it held is gone, and so is its count.
-        assert!(dropped.await.is_err());
+        workers.stop().await;
+        // The task was dropped with its runtime before the stop returned: what it held is
+        // gone, and so is its count.
+        assert_eq!(
+            dropped.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        );
         assert!(run.await.unwrap_err().is_cancelled());
         assert_eq!(dispatcher.open(), [0, 0]);
     }

@@ -31,10 +31,12 @@ pub(crate) fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
 }
 
 /// Splices the client's and the upstream's upgraded connections until either side closes,
-/// holding `permit` (the client's place under the connection limit) meanwhile.
+/// holding `permit` (the client's place under the connection limit) and the connection's count
+/// on its worker meanwhile.
 pub(crate) fn splice<P: Send + 'static>(client: OnUpgrade, upstream: OnUpgrade, permit: P) {
+    let open = crate::proxy::connection::workers::hold_open();
     tokio::spawn(async move {
-        let _permit = permit;
+        let _held = (permit, open);
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(both) => both,
             Err(error) => {

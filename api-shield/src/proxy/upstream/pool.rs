@@ -40,8 +40,9 @@ pub(crate) type Connector = HttpsConnector<HttpConnector>;
 /// Idle connections kept per upstream and worker; one falling idle beyond this is closed.
 pub(crate) const MAX_IDLE: usize = 512;
 
-/// Idle lists per pool: one per worker, as many as `proxy.workers` may be.
-const SHARDS: usize = crate::config::MAX_WORKERS;
+/// Idle lists per pool: one per worker (numbered from 1), as many as `proxy.workers` may be,
+/// and one for the daemon's own thread (0, where connections run with one worker).
+const SHARDS: usize = crate::config::MAX_WORKERS + 1;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, thiserror::Error)]
