@@ -1,11 +1,12 @@
 //! The threads that serve client connections when `proxy.workers` is above 1: each runs a
 //! single-threaded runtime of its own, and a connection, once accepted, lives on one of them
 //! until it closes, with every task it spawns (HTTP/2 streams, upstream connections). This is
-//! how nginx, HAProxy and Envoy run their workers. A work-stealing runtime measured here spent
-//! half again as much CPU per request at 2 workers as at 1 (bench-gateway's CPU per request):
-//! its idle workers search each other's queues, and a connection's wake-ups cross CPUs.
+//! how nginx, HAProxy and Envoy run their workers. At 2 workers, one work-stealing runtime for
+//! all connections spent 1.3x (HTTP/1.1) and 1.5x (HTTP/2) the CPU per request these workers
+//! spend, with idle upstream connections kept per worker (bench-gateway): its idle workers
+//! search each other's queues, and a connection's wake-ups cross CPUs.
 //!
-//! The accept loops stay on the daemon's main runtime and hand each connection to the worker
+//! The accept loops stay on the daemon's own runtime and hand each connection to the worker
 //! with the fewest open connections, so a few busy keep-alive clients do not pile onto one
 //! thread as a hash of their addresses (`SO_REUSEPORT`) could.
 
