@@ -10,6 +10,7 @@ pub(crate) mod head_timer;
 pub(crate) mod idle;
 pub(crate) mod parse_errors;
 pub(crate) mod proxy_protocol;
+pub(crate) mod redirect;
 pub(crate) mod serve_http;
 pub(crate) mod server;
 pub(crate) mod supervise;

@@ -1,11 +1,11 @@
-//! Listeners: HTTPS (TLS handshake, then HTTP/1.1 or HTTP/2 by ALPN) and the optional plain-HTTP
-//! listener that answers everything with a 308 to HTTPS.
+//! Listeners: HTTPS (TLS handshake, then HTTP/1.1 or HTTP/2 by ALPN, on the connection workers
+//! when there are several) and the optional plain-HTTP listener beside it (`redirect.rs`).
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use arc_swap::ArcSwap;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::Request;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -19,20 +19,18 @@ use crate::proxy::{
     connection::idle::Tracked,
     connection::parse_errors::{self, ParseErrors},
     connection::proxy_protocol,
-    connection::serve_http::{self, Protocol, Served},
+    connection::redirect::{serve_redirect, RedirectTarget},
+    connection::serve_http::{Protocol, Served},
     connection::supervise::{supervise, Ended},
     connection::tls::{self, Certificates, TlsError},
     connection::workers::{Dispatcher, Workers, WorkersError},
     request::client::Client,
     request::deadline::ExchangeTimer,
     request::handler::{Connection, Proxy},
-    request::problem::{self, full, Body},
-    request::routing::host_without_port,
 };
 use crate::{
     accept::{self, AcceptErrors},
     config::{Config, ProxyConfig},
-    refusal::{Denial, Refusal},
     telemetry::log_limit::LogLimit,
 };
 
@@ -79,9 +77,9 @@ pub(crate) enum ProxyError {
 /// proxy they started with, new ones get the new one.
 #[derive(Debug)]
 pub(crate) struct Live {
-    proxy: ArcSwap<Proxy>,
-    settings: ArcSwap<ProxyConfig>,
-    evictions: Arc<Evictions>,
+    pub(super) proxy: ArcSwap<Proxy>,
+    pub(super) settings: ArcSwap<ProxyConfig>,
+    pub(super) evictions: Arc<Evictions>,
 }
 
 /// The running listeners.
@@ -307,32 +305,20 @@ async fn serve_https(tcp: TcpListener, context: ListenerContext, mut watcher: Wa
         };
         let held = watcher.hold();
         let (shared, connection_watcher) = (Arc::clone(&context), watcher.clone());
-        let Some(dispatcher) = context.dispatcher.clone() else {
-            tokio::spawn(serve_connection(
-                stream,
-                peer,
-                shared,
-                connection_watcher,
-                held,
-            ));
-            continue;
-        };
-        // Moved to the worker's reactor: out of this one here, into the worker's there.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::debug!(%peer, %error, "connection lost before it was handed to a worker");
-                continue;
+        match &context.dispatcher {
+            None => {
+                tokio::spawn(serve_connection(
+                    stream,
+                    peer,
+                    shared,
+                    connection_watcher,
+                    held,
+                ));
             }
-        };
-        dispatcher.spawn(move || async move {
-            match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => {
-                    serve_connection(stream, peer, shared, connection_watcher, held).await;
-                }
-                Err(error) => tracing::warn!(%peer, %error, "a worker could not take a connection"),
-            }
-        });
+            Some(dispatcher) => dispatcher.take(stream, peer, move |stream| {
+                serve_connection(stream, peer, shared, connection_watcher, held)
+            }),
+        }
     }
 }
 
@@ -447,7 +433,11 @@ enum Watchdog {
 
 /// How a connection from `peer` answers requests hyper cannot parse: with the proxy in use
 /// when it happens.
-fn parse_error_answer(live: &Arc<Live>, peer: SocketAddr, https: bool) -> parse_errors::Answer {
+pub(super) fn parse_error_answer(
+    live: &Arc<Live>,
+    peer: SocketAddr,
+    https: bool,
+) -> parse_errors::Answer {
     let live = Arc::clone(live);
     Arc::new(move |denial| {
         live.proxy
@@ -458,7 +448,10 @@ fn parse_error_answer(live: &Arc<Live>, peer: SocketAddr, https: bool) -> parse_
 
 /// A place for a connection from `peer` under the connection limits, or `None` (logged and
 /// counted) when it must be closed.
-fn admit(limiter: &Arc<ConnectionLimiter>, peer: SocketAddr) -> Option<ConnectionPermit> {
+pub(super) fn admit(
+    limiter: &Arc<ConnectionLimiter>,
+    peer: SocketAddr,
+) -> Option<ConnectionPermit> {
     match limiter.try_acquire(peer.ip()) {
         Ok(permit) => Some(permit),
         Err(refused) => {
@@ -519,115 +512,4 @@ async fn client_of(
             None
         }
     }
-}
-
-/// Where a redirect listener sends its clients.
-struct RedirectTarget {
-    /// The HTTPS listener's port.
-    https_port: u16,
-    /// The HTTPS listener's certificates: the names it serves.
-    certificates: Arc<Certificates>,
-    /// Where a request for a name it does not serve goes (else it gets 400).
-    canonical: Option<String>,
-}
-
-async fn serve_redirect(
-    tcp: TcpListener,
-    target: Arc<RedirectTarget>,
-    live: Arc<Live>,
-    limiter: Arc<ConnectionLimiter>,
-    mut watcher: Watcher,
-) {
-    let mut errors = AcceptErrors::new("redirect");
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = accept::next(&tcp, &mut errors) => accepted,
-            () = watcher.stopping() => return,
-        };
-        let Some(permit) = admit(&limiter, peer) else {
-            continue;
-        };
-        let settings = live.settings.load_full();
-        let answer = parse_error_answer(&live, peer, false);
-        let mut eviction = live.evictions.watch();
-        let (target, live_for_service) = (Arc::clone(&target), Arc::clone(&live));
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |request: Request<Incoming>| {
-                let proxy = live_for_service.proxy.load_full();
-                let mut response = redirect(&request, &target, &proxy);
-                proxy
-                    .response_headers()
-                    .apply(response.headers_mut(), false);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let stream = ParseErrors::new(stream, answer);
-            let (stream, activity) = Tracked::new(stream);
-            let head = HeadDeadline::new();
-            let builder = serve_http::http1_builder(&settings, head.timer());
-            tokio::select! {
-                _ = builder.serve_connection(TokioIo::new(stream), service) => {}
-                () = activity.expired(settings.idle_timeout) => {
-                    crate::telemetry::metrics().connections.idle_closed.inc();
-                }
-                () = head.overdue(settings.header_timeout) => {
-                    tracing::debug!(%peer, "connection closed: no request head within the header timeout");
-                }
-                () = eviction.banned(peer.ip()) => {
-                    tracing::debug!(%peer, "connection closed: its client was banned");
-                }
-            }
-        });
-    }
-}
-
-/// The 308 to the HTTPS listener for a host it serves (a name its certificates are valid for,
-/// or one a route's host pattern names), to `canonical_host` for any other, else 400: a
-/// client-chosen `Host` never becomes a redirect to a site of the client's choosing.
-fn redirect(
-    request: &Request<Incoming>,
-    target: &RedirectTarget,
-    proxy: &crate::proxy::request::handler::Proxy,
-) -> Response<Body> {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(host_without_port)
-        .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ']));
-    let Some(host) = host else {
-        return problem::render(
-            &Refusal::new(Denial::BadRequest).detail("a Host header is required"),
-            None,
-        );
-    };
-    let served = target.certificates.serve_name(host) || proxy.routes_host(host);
-    let host = match (served, target.canonical.as_deref()) {
-        (true, _) => host,
-        (false, Some(canonical)) => canonical,
-        (false, None) => {
-            return problem::render(
-                &Refusal::new(Denial::BadRequest).detail("this listener does not serve that host"),
-                None,
-            )
-        }
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    let port = if target.https_port == 443 {
-        String::new()
-    } else {
-        format!(":{}", target.https_port)
-    };
-    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let location = format!("https://{host}{port}{path}");
-    let mut response = Response::new(full(Vec::new()));
-    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
 }

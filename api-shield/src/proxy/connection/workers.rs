@@ -13,6 +13,7 @@
 use std::{
     cell::Cell,
     future::Future,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -164,6 +165,28 @@ impl Dispatcher {
         self.workers[index]
             .handle
             .spawn(async move { OPEN.scope(open, async move { serve().await }).await })
+    }
+
+    /// Moves the accepted `stream` from this thread's reactor to the least busy worker's and
+    /// serves it there with `serve`.
+    pub(crate) fn take<F, Fut>(&self, stream: tokio::net::TcpStream, peer: SocketAddr, serve: F)
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "connection lost before it was handed to a worker");
+                return;
+            }
+        };
+        self.spawn(move || async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => serve(stream).await,
+                Err(error) => tracing::warn!(%peer, %error, "a worker could not take a connection"),
+            }
+        });
     }
 
     fn least_busy(&self) -> usize {

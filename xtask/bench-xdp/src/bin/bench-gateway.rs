@@ -204,25 +204,15 @@ fn measure(args: &Args, dir: &Path, cert: &Path, key: &Path, workers: usize) -> 
     for &port in &ports {
         wait_for_port(port)?;
     }
-    // Each peer's processes, whose CPU time is read around its runs.
+    // Each peer's processes, whose CPU time is read around its runs (nginx and HAProxy serve
+    // both log settings from one process).
     let shield_pid = |shield: &Shield| shield.0.as_ref().map_or(0, |guard| guard.0.id());
-    let roots = [
-        ((Proxy::Shield, true), shield_pid(&shield_logged)),
-        ((Proxy::Shield, false), shield_pid(&shield_quiet)),
-        ((Proxy::Nginx, true), nginx_proxy.0.id()),
-        ((Proxy::Nginx, false), nginx_proxy.0.id()),
-        ((Proxy::Haproxy, true), haproxy.0.id()),
-        ((Proxy::Haproxy, false), haproxy.0.id()),
-        (
-            (Proxy::Baseline, true),
-            baseline.as_ref().map_or(0, |guard| guard.0.id()),
-        ),
-    ];
-    let root = |peer: Peer| {
-        roots
-            .iter()
-            .find(|(key, _)| *key == (peer.proxy, peer.logged))
-            .map_or(0, |(_, pid)| *pid)
+    let root = |peer: Peer| match (peer.proxy, peer.logged) {
+        (Proxy::Shield, true) => shield_pid(&shield_logged),
+        (Proxy::Shield, false) => shield_pid(&shield_quiet),
+        (Proxy::Nginx, _) => nginx_proxy.0.id(),
+        (Proxy::Haproxy, _) => haproxy.0.id(),
+        (Proxy::Baseline, _) => baseline.as_ref().map_or(0, |guard| guard.0.id()),
     };
     let mut proxies = Proxy::ALL.to_vec();
     if baseline.is_some() {
