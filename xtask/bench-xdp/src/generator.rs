@@ -1,6 +1,8 @@
 //! The flood: the generator XDP program run through `BPF_PROG_TEST_RUN` in live-frames mode on
 //! CPU0, with the sender veth as ingress device, so every frame is transmitted to the receiver
-//! as a NIC would deliver it. Bounded by the stop flag and a hard time limit.
+//! as a NIC would deliver it; or, where the kernel refuses live frames, the same frames from a
+//! packet socket ([`Generator::PacketSocket`], bench-flood only). Bounded by the stop flag and a
+//! hard time limit.
 
 use std::{
     fs::File,
@@ -22,6 +24,9 @@ use nix::sched::{sched_setaffinity, setns, CloneFlags, CpuSet};
 
 use crate::topology::{Topology, PORT, RX_ADDR};
 
+#[path = "socket_flood.rs"]
+mod socket_flood;
+
 /// The generator's object (it also holds the yardstick program).
 pub static FLOOD_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flood.o"));
 
@@ -38,6 +43,58 @@ pub struct Flood {
     pub spec: Option<[u32; 3]>,
 }
 
+/// What makes the frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Generator {
+    /// The XDP generator through `BPF_PROG_TEST_RUN` live frames: XDP frames, in the kernel.
+    LiveFrames,
+    /// A packet socket in user space (`socket_flood.rs`), for kernels that refuse live frames:
+    /// socket buffers, slower. A share of full speed is paced as that share of `full_pps`.
+    PacketSocket { full_pps: f64 },
+}
+
+impl Generator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Generator::LiveFrames => "in-kernel (BPF_PROG_TEST_RUN live frames)",
+            Generator::PacketSocket { .. } => "user-space packet socket (sendmmsg)",
+        }
+    }
+}
+
+/// Whether this kernel lets the sender run the XDP generator in live-frames mode: one short
+/// run of `flood`. EPERM says no (seen on sandboxed VMs, as root); any other failure is an
+/// error.
+pub fn live_frames_allowed(topology: &Topology, flood: Flood) -> Result<bool> {
+    let stop = Arc::new(AtomicBool::new(true));
+    let probe = start_flood(
+        topology,
+        flood,
+        Generator::LiveFrames,
+        0,
+        stop,
+        Arc::new(AtomicU64::new(0)),
+        Duration::from_secs(1),
+    );
+    match probe
+        .join()
+        .map_err(|_| anyhow::anyhow!("the probe panicked"))?
+    {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::raw_os_error)
+                    == Some(nix::libc::EPERM)
+            }) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Starts the generator thread with bench-xdp's flood (UDP from 252 sources, full speed); it
 /// returns how many frames it generated.
 pub fn start(
@@ -52,14 +109,24 @@ pub fn start(
         frame: udp_frame(topology.tx_mac, topology.rx_mac, [10, 202, 0, 1]),
         spec: None,
     };
-    start_flood(topology, flood, cpu, stop, sent, limit)
+    start_flood(
+        topology,
+        flood,
+        Generator::LiveFrames,
+        cpu,
+        stop,
+        sent,
+        limit,
+    )
 }
 
 /// Starts the generator thread on `cpu` with `flood`, until `stop` or `limit`; it returns how
-/// many frames it generated and keeps `sent` up to date.
+/// many frames it generated and keeps `sent` up to date. The live-frames generator makes at
+/// least one run even when `stop` is already set.
 pub fn start_flood(
     topology: &Topology,
     flood: Flood,
+    generator: Generator,
     cpu: usize,
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
@@ -73,6 +140,14 @@ pub fn start_flood(
         sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)?;
         setns(File::open(&ns_path)?, CloneFlags::CLONE_NEWNET)
             .context("entering the sender namespace")?;
+        let deadline = Instant::now() + limit;
+        if let Generator::PacketSocket { full_pps } = generator {
+            let [sources, l4, share] = flood.spec.unwrap_or([252, 0, 0]);
+            // Out of 2^32; 0 transmits every frame.
+            let pps = (share != 0).then(|| full_pps * f64::from(share) / f64::from(u32::MAX));
+            let rewrite = socket_flood::Rewrite { sources, l4 };
+            return socket_flood::run(&flood.frame, rewrite, tx_index, pps, &stop, &sent, deadline);
+        }
         let mut ebpf = Ebpf::load(FLOOD_OBJECT).context("loading the flood generator")?;
         if let Some(spec) = flood.spec {
             let mut map: aya::maps::Array<_, u32> =
@@ -92,9 +167,8 @@ pub fn start_flood(
         for field in [0, frame.len() as u32, 0, tx_index, 0, 0] {
             ctx.extend_from_slice(&field.to_ne_bytes());
         }
-        let deadline = Instant::now() + limit;
         let mut generated = 0u64;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        loop {
             let run = program.test_run(TestRunOptions {
                 data_in: Some(&frame),
                 ctx_in: Some(&ctx),
@@ -103,17 +177,18 @@ pub fn start_flood(
                 ..Default::default()
             });
             match run {
-                Ok(_) => {}
+                Ok(_) => {
+                    generated += u64::from(REPEAT);
+                    sent.store(generated, Ordering::Relaxed);
+                }
                 // A signal cut the run short (the count of frames it sent is lost): go on.
                 Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
-                    if io_error.raw_os_error() == Some(nix::libc::EINTR) =>
-                {
-                    continue;
-                }
+                    if io_error.raw_os_error() == Some(nix::libc::EINTR) => {}
                 Err(error) => return Err(error).context("`BPF_PROG_TEST_RUN` (live frames)"),
             }
-            generated += u64::from(REPEAT);
-            sent.store(generated, Ordering::Relaxed);
+            if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                break;
+            }
         }
         Ok(generated)
     })

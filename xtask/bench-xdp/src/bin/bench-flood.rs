@@ -8,8 +8,8 @@
 //! nftables ruleset (per-source SYN and UDP meters, the kernel's SYN cookies on) with the fast
 //! path off; and no filter. Under each attack (none; SYN, ACK and UDP floods from random
 //! sources; a SYN flood from one source; a botnet of 10 000 sources each under the per-source
-//! rate), generated in the kernel (`BPF_PROG_TEST_RUN` live frames on CPU0) at full speed and at
-//! fractions of it, it measures three legitimate loads at once: a keep-alive client (wrk, 10
+//! rate), generated in the kernel (`BPF_PROG_TEST_RUN` live frames on CPU0; a packet socket in
+//! user space where the kernel refuses live frames) at full speed and at fractions of it, it measures three legitimate loads at once: a keep-alive client (wrk, 10
 //! connections), a NAT-like address (wrk, 200 connections from one source) and a stream of new
 //! clients (a fresh TLS connection each, from addresses never seen before). It reports the flood
 //! rate at which each state's keep-alive goodput halves.
@@ -48,10 +48,11 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use crate::{
     attack::Attack,
+    generator::Generator,
     legit::{new_addresses, new_clients, percentile, wrk},
     receiver::{PassControl, NFT_RULES, RX, RX_NAT},
     report::Cell,
@@ -83,9 +84,20 @@ struct Args {
     /// Measure only the cells whose "attack / state" name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// What makes the flood: the XDP generator through live frames, a packet socket in user
+    /// space, or live frames where the kernel allows them and the socket elsewhere.
+    #[arg(long, value_enum, default_value_t = GeneratorChoice::Auto)]
+    generator: GeneratorChoice,
     /// Markdown report written here too.
     #[arg(long, default_value = "target/bench-flood.md")]
     output: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GeneratorChoice {
+    Auto,
+    Live,
+    Socket,
 }
 
 /// The generator's CPU (and the sender veth's NAPI, where the replies arrive); the receiver,
@@ -137,8 +149,17 @@ fn main() -> Result<()> {
     receiver::pin_sender_napi(&topology, GENERATOR_CPU)?;
     let (cert, key) = receiver::certificate(dir.path())?;
     let _upstream = receiver::upstream(&topology.rx_ns, dir.path())?;
-    let full_pps = calibrate(&topology)?;
-    eprintln!("generator: {:.2} Mpps at full speed", full_pps / 1e6);
+    let generator = choose_generator(&topology, args.generator)?;
+    let full_pps = calibrate(&topology, generator)?;
+    let generator = match generator {
+        Generator::PacketSocket { .. } => Generator::PacketSocket { full_pps },
+        Generator::LiveFrames => Generator::LiveFrames,
+    };
+    eprintln!(
+        "generator: {}, {:.2} Mpps at full speed",
+        generator.name(),
+        full_pps / 1e6
+    );
     let mut cells = Vec::new();
     let mut block = 100u8;
     for attack in Attack::ALL {
@@ -169,6 +190,7 @@ fn main() -> Result<()> {
                     fraction,
                     state,
                     &clients,
+                    generator,
                 )?;
                 eprintln!(
                     "{:<28} {:>5} {:<36} keep-alive {:>6.0} req/s p99 {:>6.1} ms | NAT {:>6.0} req/s p99 {:>6.1} ms | new {}/{} p99 {:>6.1} ms | {:>5.0} kpps arrived, {} lost | {}",
@@ -195,13 +217,18 @@ fn main() -> Result<()> {
         .napi_cpu
         .map(|cpu| format!(" --napi-cpu {cpu}"))
         .unwrap_or_default();
+    let chosen = match args.generator {
+        GeneratorChoice::Auto => "",
+        GeneratorChoice::Live => " --generator live",
+        GeneratorChoice::Socket => " --generator socket",
+    };
     let command = format!(
-        "cargo xtask bench-flood -- --seconds {} --new-clients {} --rates {}{napi}",
+        "cargo xtask bench-flood -- --seconds {} --new-clients {} --rates {}{napi}{chosen}",
         args.seconds,
         args.new_clients,
         rates.join(",")
     );
-    let text = report::render(&command, full_pps, &cells);
+    let text = report::render(&command, generator.name(), full_pps, &cells);
     println!("{text}");
     if let Some(parent) = args.output.parent() {
         std::fs::create_dir_all(parent)?;
@@ -210,9 +237,34 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The generator `choice` names; `auto` takes live frames where the kernel allows them and says
+/// loudly when it does not.
+fn choose_generator(topology: &Topology, choice: GeneratorChoice) -> Result<Generator> {
+    let socket = Generator::PacketSocket { full_pps: 0.0 };
+    match choice {
+        GeneratorChoice::Live => Ok(Generator::LiveFrames),
+        GeneratorChoice::Socket => Ok(socket),
+        GeneratorChoice::Auto => {
+            let flood = Attack::UdpRandom
+                .flood(topology, RX.parse()?, 1.0)
+                .expect("an attack has a flood");
+            if generator::live_frames_allowed(topology, flood)? {
+                Ok(Generator::LiveFrames)
+            } else {
+                eprintln!(
+                    "generator: THIS KERNEL REFUSES BPF_PROG_TEST_RUN LIVE FRAMES (EPERM); the \
+                     flood comes from a packet socket in user space instead (slower; the report \
+                     says so)"
+                );
+                Ok(socket)
+            }
+        }
+    }
+}
+
 /// The generator's full speed: frames per second over one second of a random-source UDP flood,
 /// with nothing but the kernel on the receiver.
-fn calibrate(topology: &Topology) -> Result<f64> {
+fn calibrate(topology: &Topology, chosen: Generator) -> Result<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let flood = Attack::UdpRandom
@@ -222,6 +274,7 @@ fn calibrate(topology: &Topology) -> Result<f64> {
     let generator = generator::start_flood(
         topology,
         flood,
+        chosen,
         GENERATOR_CPU,
         Arc::clone(&stop),
         sent,
@@ -246,6 +299,7 @@ fn measure(
     fraction: f64,
     state: State,
     clients: &[String],
+    chosen: Generator,
 ) -> Result<Cell> {
     let shield = receiver::shield(topology, dir, cert, key, state == State::Shield)?;
     let control = match state {
@@ -261,6 +315,7 @@ fn measure(
         generator::start_flood(
             topology,
             flood,
+            chosen,
             GENERATOR_CPU,
             Arc::clone(&stop),
             Arc::new(AtomicU64::new(0)),
@@ -281,7 +336,8 @@ fn measure(
         let ended = generator.take().expect("checked").join();
         bail!("the generator ended at once: {ended:?}");
     }
-    let (packets_before, lost_before) = receiver::link_counters(topology)?;
+    let socket = matches!(chosen, Generator::PacketSocket { .. });
+    let (packets_before, lost_before) = receiver::link_counters(topology, socket)?;
     let started = Instant::now();
     let (keepalive, nat, (new_ok, connects)) = std::thread::scope(|scope| {
         let keepalive = scope.spawn(|| wrk(&topology.tx_ns, RX, 10, args.seconds));
@@ -295,7 +351,7 @@ fn measure(
         ))
     })?;
     let elapsed = started.elapsed().as_secs_f64();
-    let (packets_after, lost_after) = receiver::link_counters(topology)?;
+    let (packets_after, lost_after) = receiver::link_counters(topology, socket)?;
     stop.store(true, Ordering::Relaxed);
     if let Some(generator) = generator {
         generator

@@ -310,23 +310,27 @@ impl PassControl {
     }
 }
 
-/// The receiver veth's packet count (XDP drops included: they are counted on receive) and its
-/// receive drops: frames its ring had no room for, lost before any program or the stack saw them.
-pub fn link_counters(topology: &Topology) -> Result<(u64, u64)> {
-    let out = ip(&[
-        "-n",
-        &topology.rx_ns,
-        "-s",
-        "-j",
-        "link",
-        "show",
-        "dev",
-        &topology.rx_if,
-    ])?;
-    let json: serde_json::Value = serde_json::from_str(&out)?;
-    let rx = &json[0]["stats64"]["rx"];
+/// The receiver veth's packet count (XDP drops included: they are counted on receive) and the
+/// frames its ring had no room for, lost before any program or the stack saw them. The kernel
+/// counts those where they were lost: as the receiver's drop when the in-kernel generator hands
+/// an XDP frame over (the sender's transmit drop counts it again), as the sender's transmit drop
+/// when a socket buffer is refused (`socket_generator`: the packet-socket generator).
+pub fn link_counters(topology: &Topology, socket_generator: bool) -> Result<(u64, u64)> {
+    let stats = |ns: &str, dev: &str| -> Result<serde_json::Value> {
+        let out = ip(&["-n", ns, "-s", "-j", "link", "show", "dev", dev])?;
+        let json: serde_json::Value = serde_json::from_str(&out)?;
+        Ok(json[0]["stats64"].clone())
+    };
+    let rx = &stats(&topology.rx_ns, &topology.rx_if)?["rx"];
     let packets = rx["packets"].as_u64().context("rx packets")?;
-    Ok((packets, rx["dropped"].as_u64().unwrap_or(0)))
+    let refused = if socket_generator {
+        stats(&topology.tx_ns, &topology.tx_if)?["tx"]["dropped"]
+            .as_u64()
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    Ok((packets, rx["dropped"].as_u64().unwrap_or(0) + refused))
 }
 
 /// Pins the receiver veth's NAPI kthread(s) to `cpu`.

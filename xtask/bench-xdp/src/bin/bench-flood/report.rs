@@ -30,9 +30,10 @@ pub struct Cell {
 }
 
 /// The Markdown report: the command, the full table, the halving rates.
-pub fn render(command: &str, full_pps: f64, cells: &[Cell]) -> String {
+pub fn render(command: &str, generator: &str, full_pps: f64, cells: &[Cell]) -> String {
     let mut text = format!(
-        "Command: `{command}`. The generator's full speed: {:.2} Mpps (64-byte frames).\n\n",
+        "Command: `{command}`. The generator ({generator}) at full speed: {:.2} Mpps (64-byte \
+         frames).\n\n",
         full_pps / 1e6
     );
     text.push_str(
