@@ -89,19 +89,15 @@ fn promtool() -> Option<&'static str> {
     Some("promtool")
 }
 
-#[test]
-fn repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban() {
-    if !privileged::can_run(
-        "repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban",
-        true,
-    ) {
-        return;
-    }
-    let topo = Topology::new();
-    topo.add_sources(&[BAD.into(), GOOD.into()]);
-    let pins = PinDir::new();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
+/// Writes the daemon's config into `dir`: the fast path on the topology's receiver, the API-key
+/// route in front of the demo API, and `escalation` as its `[escalation]` section.
+fn write_config(
+    topo: &Topology,
+    pins: &PinDir,
+    dir: &Path,
+    pki: &TestPki,
+    escalation: &str,
+) -> std::path::PathBuf {
     let good_hash = {
         let digest = ring::digest::digest(&ring::digest::SHA256, b"good-key");
         digest
@@ -110,7 +106,7 @@ fn repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban() {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    let config = dir.path().join("api-shield.toml");
+    let config = dir.join("api-shield.toml");
     std::fs::write(
         &config,
         format!(
@@ -150,37 +146,73 @@ audiences = ["api"]
 algorithms = ["RS256"]
 jwks_url = "http://127.0.0.1:1/jwks.json"
 
-[escalation]
-[[escalation.rules]]
-name = "auth-failures"
-signal = "auth_failure"
-threshold = {THRESHOLD}
-window = "1m"
-ban = "{BAN_SECS}s"
+{escalation}
 "#,
             rx_if = topo.rx_if,
             pins = pins.path.display(),
-            runtime = dir.path().join("run").display(),
+            runtime = dir.join("run").display(),
             cert = pki.cert.display(),
             key = pki.key.display(),
         ),
     )
     .unwrap();
+    config
+}
+
+/// The demo API in the receiver, and the daemon in front of it once `client` is served.
+fn start(
+    topo: &Topology,
+    config: &Path,
+    client: Ipv4Addr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) -> (ChildGuard, Daemon) {
     let binary = support::daemon::binary();
-    let _demo = ChildGuard::spawn(
+    let demo = ChildGuard::spawn(
         Command::new("ip")
             .args(["netns", "exec", &topo.rx.name])
             .arg(&binary)
             .args(["demo-api", "--bind", "127.0.0.1:9000"]),
     );
-    let mut daemon = Daemon::start(Some(&topo.rx.name), &config).unwrap_or_else(|e| panic!("{e}"));
-    let ca = Arc::new(pki.ca.clone());
-    // The demo API comes up on its own time: wait until the good client is served.
+    let daemon = Daemon::start(Some(&topo.rx.name), config).unwrap_or_else(|e| panic!("{e}"));
+    // The demo API comes up on its own time: wait until the client is served.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while request(&topo.tx, GOOD, "good-key", &ca).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "the good client is never served");
+    while request(&topo.tx, client, "good-key", ca).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the client is never served");
         std::thread::sleep(Duration::from_millis(100));
     }
+    (demo, daemon)
+}
+
+#[test]
+fn repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban() {
+    if !privileged::can_run(
+        "repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban",
+        true,
+    ) {
+        return;
+    }
+    let topo = Topology::new();
+    topo.add_sources(&[BAD.into(), GOOD.into()]);
+    let pins = PinDir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let config = write_config(
+        &topo,
+        &pins,
+        dir.path(),
+        &pki,
+        &format!(
+            r#"[escalation]
+[[escalation.rules]]
+name = "auth-failures"
+signal = "auth_failure"
+threshold = {THRESHOLD}
+window = "1m"
+ban = "{BAN_SECS}s""#
+        ),
+    );
+    let ca = Arc::new(pki.ca.clone());
+    let (_demo, mut daemon) = start(&topo, &config, GOOD, &ca);
 
     // Below the threshold: refused at L7, still reachable.
     for _ in 0..THRESHOLD - 1 {
@@ -443,4 +475,92 @@ ban = "{BAN_SECS}s"
         "{:?}",
         daemon.log
     );
+}
+
+/// `escalation.max_active_bans` caps the bans escalation keeps in force: past it, an offender
+/// is refused a ban (an audit line says so) and stays reachable, and once an operator lifts
+/// one, escalation bans again.
+#[test]
+fn escalation_stops_at_max_active_bans_until_one_is_lifted() {
+    if !privileged::can_run(
+        "escalation_stops_at_max_active_bans_until_one_is_lifted",
+        true,
+    ) {
+        return;
+    }
+    const FIRST: Ipv4Addr = Ipv4Addr::new(10, 201, 6, 1);
+    const SECOND: Ipv4Addr = Ipv4Addr::new(10, 201, 6, 2);
+    const THIRD: Ipv4Addr = Ipv4Addr::new(10, 201, 6, 3);
+    let topo = Topology::new();
+    topo.add_sources(&[FIRST.into(), SECOND.into(), THIRD.into(), GOOD.into()]);
+    let pins = PinDir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let config = write_config(
+        &topo,
+        &pins,
+        dir.path(),
+        &pki,
+        r#"[escalation]
+max_active_bans = 2
+[[escalation.rules]]
+name = "auth-failures"
+signal = "auth_failure"
+threshold = 2
+window = "1m"
+ban = "10m""#,
+    );
+    let ca = Arc::new(pki.ca.clone());
+    let (_demo, mut daemon) = start(&topo, &config, GOOD, &ca);
+    let config_arg = config.display().to_string();
+    let banned = || -> Vec<String> {
+        let bans = cli_json(&["bans", "--json", "--config", &config_arg]);
+        bans.as_array()
+            .unwrap()
+            .iter()
+            .map(|ban| ban["target"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let offend = |source: Ipv4Addr| {
+        for _ in 0..2 {
+            assert_eq!(request(&topo.tx, source, "wrong-key", &ca).unwrap(), 401);
+        }
+    };
+
+    offend(FIRST);
+    offend(SECOND);
+    daemon
+        .wait_for_count(
+            "source banned at the NIC by escalation",
+            2,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    // The cap is reached: the third offender is refused a ban and stays reachable.
+    offend(THIRD);
+    daemon
+        .wait_for("escalation.max_active_bans reached", Duration::from_secs(5))
+        .unwrap();
+    let mut in_force = banned();
+    in_force.sort();
+    assert_eq!(
+        in_force,
+        [format!("{FIRST}/32"), format!("{SECOND}/32")],
+        "only two bans"
+    );
+    assert_eq!(request(&topo.tx, THIRD, "good-key", &ca).unwrap(), 200);
+
+    // An operator lifts one: escalation bans the third offender when it offends again (the
+    // count of bans in force is read again within a second or so of the lift).
+    let (code, out, err) = cli(&["unban", &FIRST.to_string(), "--config", &config_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !banned().contains(&format!("{THIRD}/32")) {
+        assert!(
+            Instant::now() < deadline,
+            "the third offender is never banned after a ban was lifted"
+        );
+        offend(THIRD);
+    }
+    assert_eq!(banned().len(), 2, "still no more than two bans");
 }

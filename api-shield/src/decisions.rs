@@ -5,14 +5,17 @@
 //! per decision. A ban made here closes the source's open connections, and one meant for the
 //! fleet is handed to the fleet's link, which never makes the caller wait.
 
+mod escalation_tally;
+
 use std::{
     sync::{Arc, Mutex, MutexGuard, OnceLock},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
+use self::escalation_tally::{EscalationTally, Reading};
 use crate::{
     config::{Config, GuardError, GuardRails},
     fastpath::{BanEntry, BanRequest, Clock, FastpathError, GuardedBan, PinnedMaps},
@@ -162,6 +165,8 @@ pub(crate) struct Decisions {
     outbox: OnceLock<Outbox>,
     /// Where escalation bans are reported to CrowdSec (`[crowdsec] report = true`).
     reports: OnceLock<tokio::sync::mpsc::Sender<Reported>>,
+    /// This host's escalation bans in force, counted without a map read per ban.
+    escalation: Arc<EscalationTally>,
     clock: Arc<dyn Clock + Send + Sync>,
 }
 
@@ -184,6 +189,7 @@ impl Decisions {
             evictions: OnceLock::new(),
             outbox: OnceLock::new(),
             reports: OnceLock::new(),
+            escalation: Arc::default(),
             clock,
         }
     }
@@ -224,15 +230,50 @@ impl Decisions {
     }
 
     /// Escalation bans in force that this host made (what `escalation.max_active_bans` caps:
-    /// the fleet's bans from other hosts do not count).
+    /// the fleet's bans from other hosts do not count). The ban map is read the first time;
+    /// after that, a count read lately plus the bans made since, recounted off the caller's
+    /// path once it is [`escalation_tally::RECOUNT_AFTER`] old (an escalation ban is decided
+    /// in a request's path, and the map may hold a million bans).
     pub(crate) fn own_escalation_bans(&self) -> Result<usize, FastpathError> {
-        let own = self.outbox.get().map(|o| o.host.as_str());
-        Ok(self
-            .active()?
-            .iter()
-            .filter(|b| b.reason.starts_with("escalation:"))
-            .filter(|b| b.origin.is_none() || b.origin.as_deref() == own)
-            .count())
+        let now = Instant::now();
+        match self.escalation.reading(now) {
+            Reading::Current(count) => Ok(count),
+            Reading::Unknown => {
+                let made = self.escalation.made();
+                let count = count_own_escalation_bans(&self.maps, &*self.clock, self.own_host())?;
+                self.escalation.counted(count, made, now);
+                Ok(count)
+            }
+            Reading::Stale { count, made } => {
+                self.recount_escalation_bans(made, now);
+                Ok(count)
+            }
+        }
+    }
+
+    /// Counts this host's escalation bans in the map on the blocking pool (inline without a
+    /// runtime), for a recount begun at `began` when the tally's `made` was `made`.
+    fn recount_escalation_bans(&self, made: u64, began: Instant) {
+        let maps = Arc::clone(&self.maps);
+        let clock = Arc::clone(&self.clock);
+        let own = self.own_host().map(str::to_owned);
+        let tally = Arc::clone(&self.escalation);
+        let recount = move || match count_own_escalation_bans(&maps, &*clock, own.as_deref()) {
+            Ok(count) => tally.counted(count, made, began),
+            Err(error) => {
+                tally.recount_failed();
+                tracing::error!(%error, "escalation: cannot count the bans in force");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(recount)),
+            Err(_) => recount(),
+        }
+    }
+
+    /// This host's name in the fleet, if it is in one.
+    fn own_host(&self) -> Option<&str> {
+        self.outbox.get().map(|o| o.host.as_str())
     }
 
     /// Makes a ban of this host's (an operator's or escalation's), shares it with the fleet
@@ -279,6 +320,9 @@ impl Decisions {
         )?;
         self.evict(decision.target);
         audit_ban(&made, decision.source, decision.force);
+        if decision.source == Source::Escalation {
+            self.escalation.ban_made();
+        }
         if let (Source::Escalation, Some(reports)) = (decision.source, self.reports.get()) {
             let report = Reported {
                 target: decision.target,
@@ -526,6 +570,24 @@ impl Decisions {
 }
 
 /// The audit line of a ban made.
+/// Escalation bans in force in `maps` made by this host (`own`: its fleet name) or by no fleet
+/// host.
+fn count_own_escalation_bans(
+    maps: &Mutex<PinnedMaps>,
+    clock: &(dyn Clock + Send + Sync),
+    own: Option<&str>,
+) -> Result<usize, FastpathError> {
+    let active = maps
+        .lock()
+        .expect("the maps lock is never poisoned")
+        .ban_entries(clock)?;
+    Ok(active
+        .iter()
+        .filter(|b| b.reason.starts_with("escalation:"))
+        .filter(|b| b.origin.is_none() || b.origin.as_deref() == own)
+        .count())
+}
+
 fn audit_ban(made: &GuardedBan, source: Source, force: bool) {
     tracing::warn!(
         target: "audit",
