@@ -76,6 +76,10 @@ struct Args {
     /// places it; the generator holds CPU0).
     #[arg(long)]
     napi_cpu: Option<usize>,
+    /// Leave the veths' NAPI kthreads at normal priority instead of `SCHED_FIFO` (where they
+    /// wait behind the processes and their rings overflow at any flood rate).
+    #[arg(long)]
+    napi_normal_priority: bool,
     /// Leave TCP segmentation offload on at the sender: the states without XDP then get a
     /// receive path of their own for the clients' segments, apart from the flood (a veth's, no
     /// NIC's). Off by default, so every state shares one path as on a NIC.
@@ -212,22 +216,7 @@ fn main() -> Result<()> {
             }
         }
     }
-    let rates: Vec<String> = args.rates.iter().map(f64::to_string).collect();
-    let napi = args
-        .napi_cpu
-        .map(|cpu| format!(" --napi-cpu {cpu}"))
-        .unwrap_or_default();
-    let chosen = match args.generator {
-        GeneratorChoice::Auto => "",
-        GeneratorChoice::Live => " --generator live",
-        GeneratorChoice::Socket => " --generator socket",
-    };
-    let command = format!(
-        "cargo xtask bench-flood -- --seconds {} --new-clients {} --rates {}{napi}{chosen}",
-        args.seconds,
-        args.new_clients,
-        rates.join(",")
-    );
+    let command = command_line(&args);
     let text = report::render(&command, generator.name(), full_pps, &cells);
     println!("{text}");
     if let Some(parent) = args.output.parent() {
@@ -235,6 +224,29 @@ fn main() -> Result<()> {
     }
     std::fs::write(&args.output, text)?;
     Ok(())
+}
+
+/// The command that reproduces this run.
+fn command_line(args: &Args) -> String {
+    let rates: Vec<String> = args.rates.iter().map(f64::to_string).collect();
+    let mut napi = args
+        .napi_cpu
+        .map(|cpu| format!(" --napi-cpu {cpu}"))
+        .unwrap_or_default();
+    if args.napi_normal_priority {
+        napi.push_str(" --napi-normal-priority");
+    }
+    let chosen = match args.generator {
+        GeneratorChoice::Auto => "",
+        GeneratorChoice::Live => " --generator live",
+        GeneratorChoice::Socket => " --generator socket",
+    };
+    format!(
+        "cargo xtask bench-flood -- --seconds {} --new-clients {} --rates {}{napi}{chosen}",
+        args.seconds,
+        args.new_clients,
+        rates.join(",")
+    )
 }
 
 /// The generator `choice` names; `auto` takes live frames where the kernel allows them and says
@@ -327,6 +339,9 @@ fn measure(
         receiver::pin_napi(topology, cpu)?;
     }
     receiver::pin_sender_napi(topology, GENERATOR_CPU)?;
+    if !args.napi_normal_priority {
+        receiver::prioritise_napi(topology)?;
+    }
     // Let the flood reach its rate before measuring.
     std::thread::sleep(Duration::from_secs(1));
     if generator
