@@ -569,7 +569,6 @@ impl Decisions {
     }
 }
 
-/// The audit line of a ban made.
 /// Escalation bans in force in `maps` made by this host (`own`: its fleet name) or by no fleet
 /// host.
 fn count_own_escalation_bans(
@@ -588,6 +587,7 @@ fn count_own_escalation_bans(
         .count())
 }
 
+/// The audit line of a ban made.
 fn audit_ban(made: &GuardedBan, source: Source, force: bool) {
     tracing::warn!(
         target: "audit",
