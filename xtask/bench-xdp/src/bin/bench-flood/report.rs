@@ -89,7 +89,54 @@ pub fn render(command: &str, generator: &str, full_pps: f64, cells: &[Cell]) -> 
             );
         }
     }
+    text.push_str(
+        "\nWhere the receiver saturates: the highest measured flood rate (packets arriving per \
+         second) at which each state lost at most 1 % of the arriving frames before XDP, and the \
+         lowest at which it lost more. Half the saturating rate lies at or above half the first:\n\n\
+         | attack | state | at most 1 % lost up to | more lost from |\n|---|---|---|---|\n",
+    );
+    for attack in Attack::ALL.into_iter().skip(1) {
+        for state in State::ALL {
+            let rates: Vec<(f64, f64)> = cells
+                .iter()
+                .filter(|c| c.attack == attack && c.state == state)
+                .map(|c| (c.arrived_pps, c.received_pps))
+                .collect();
+            if rates.is_empty() {
+                continue;
+            }
+            let (clean, lossy) = saturation(&rates);
+            let kpps =
+                |pps: Option<f64>| pps.map_or("-".to_owned(), |p| format!("{:.0} kpps", p / 1e3));
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} |",
+                attack.name(),
+                state.name(),
+                kpps(clean),
+                kpps(lossy)
+            );
+        }
+    }
     text
+}
+
+/// Of measured `(arrived, received)` frame rates, the highest arriving rate that lost at most
+/// 1 % before XDP and the lowest that lost more.
+fn saturation(rates: &[(f64, f64)]) -> (Option<f64>, Option<f64>) {
+    let lossy =
+        |&(arrived, received): &(f64, f64)| arrived > 0.0 && arrived - received > 0.01 * arrived;
+    let clean = rates
+        .iter()
+        .filter(|r| !lossy(r))
+        .map(|r| r.0)
+        .max_by(f64::total_cmp);
+    let first_lossy = rates
+        .iter()
+        .filter(|r| lossy(r))
+        .map(|r| r.0)
+        .min_by(f64::total_cmp);
+    (clean, first_lossy)
 }
 
 fn calm(cells: &[Cell], state: State) -> Option<&Cell> {
@@ -152,4 +199,23 @@ fn halving_rate(cells: &[Cell], attack: Attack, state: State) -> Option<Halving>
         previous = (rate, ratio);
     }
     Some(Halving::Above(previous.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::saturation;
+
+    #[test]
+    fn saturation_is_between_the_last_rate_without_loss_and_the_first_with_it() {
+        // 100 and 160 kpps lose under 1 %, 230 kpps 3 %, 450 kpps a third.
+        let rates = [
+            (450e3, 300e3),
+            (100e3, 99.95e3),
+            (230e3, 223e3),
+            (160e3, 159.5e3),
+        ];
+        assert_eq!(saturation(&rates), (Some(160e3), Some(230e3)));
+        assert_eq!(saturation(&rates[1..2]), (Some(100e3), None));
+        assert_eq!(saturation(&rates[..1]), (None, Some(450e3)));
+    }
 }
