@@ -3,12 +3,16 @@
 //! read from the map is kept for [`RECOUNT_AFTER`] and raised by every escalation ban made since;
 //! past that, the next check starts a recount off the request's path and goes on with the count
 //! it has. Bans that ended since the last count are seen at the next one: until then the count
-//! errs high, refusing a ban early rather than letting one past the cap.
+//! errs high, refusing a ban early rather than letting one past the cap. The daemon asks
+//! through `Decisions::own_escalation_bans`, defined here.
 
 use std::{
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use super::Decisions;
+use crate::fastpath::{Clock, FastpathError, PinnedMaps};
 
 /// How long a count read from the map is used before it is read again.
 pub(crate) const RECOUNT_AFTER: Duration = Duration::from_secs(1);
@@ -89,6 +93,68 @@ impl EscalationTally {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("the tally lock is never poisoned")
     }
+}
+
+impl Decisions {
+    /// Escalation bans in force that this host made (what `escalation.max_active_bans` caps:
+    /// the fleet's bans from other hosts do not count). The ban map is read the first time;
+    /// after that, a count read lately plus the bans made since, recounted off the caller's
+    /// path once it is [`RECOUNT_AFTER`] old (an escalation ban is decided
+    /// in a request's path, and the map may hold a million bans).
+    pub(crate) fn own_escalation_bans(&self) -> Result<usize, FastpathError> {
+        let now = Instant::now();
+        match self.escalation.reading(now) {
+            Reading::Current(count) => Ok(count),
+            Reading::Unknown => {
+                let made = self.escalation.made();
+                let count = count_own_escalation_bans(&self.maps, &*self.clock, self.own_host())?;
+                self.escalation.counted(count, made, now);
+                Ok(count)
+            }
+            Reading::Stale { count, made } => {
+                self.recount_escalation_bans(made, now);
+                Ok(count)
+            }
+        }
+    }
+
+    /// Counts this host's escalation bans in the map on the blocking pool (inline without a
+    /// runtime), for a recount begun at `began` when the tally's `made` was `made`.
+    fn recount_escalation_bans(&self, made: u64, began: Instant) {
+        let maps = Arc::clone(&self.maps);
+        let clock = Arc::clone(&self.clock);
+        let own = self.own_host().map(str::to_owned);
+        let tally = Arc::clone(&self.escalation);
+        let recount = move || match count_own_escalation_bans(&maps, &*clock, own.as_deref()) {
+            Ok(count) => tally.counted(count, made, began),
+            Err(error) => {
+                tally.recount_failed();
+                tracing::error!(%error, "escalation: cannot count the bans in force");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(recount)),
+            Err(_) => recount(),
+        }
+    }
+}
+
+/// Escalation bans in force in `maps` made by this host (`own`: its fleet name) or by no fleet
+/// host.
+fn count_own_escalation_bans(
+    maps: &Mutex<PinnedMaps>,
+    clock: &(dyn Clock + Send + Sync),
+    own: Option<&str>,
+) -> Result<usize, FastpathError> {
+    let active = maps
+        .lock()
+        .expect("the maps lock is never poisoned")
+        .ban_entries(clock)?;
+    Ok(active
+        .iter()
+        .filter(|b| b.reason.starts_with("escalation:"))
+        .filter(|b| b.origin.is_none() || b.origin.as_deref() == own)
+        .count())
 }
 
 #[cfg(test)]
