@@ -159,6 +159,35 @@ jwks_url = "http://127.0.0.1:1/jwks.json"
     config
 }
 
+/// A test's hosts and daemon config: the topology with `sources` on the sender, pinned maps,
+/// the certificates, and the config with `escalation` as its `[escalation]` section.
+struct Rig {
+    topo: Topology,
+    pins: PinDir,
+    _dir: tempfile::TempDir,
+    ca: Arc<rustls::pki_types::CertificateDer<'static>>,
+    config: std::path::PathBuf,
+}
+
+impl Rig {
+    fn new(sources: &[Ipv4Addr], escalation: &str) -> Rig {
+        let topo = Topology::new();
+        let sources: Vec<std::net::IpAddr> = sources.iter().map(|&s| s.into()).collect();
+        topo.add_sources(&sources);
+        let pins = PinDir::new();
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path());
+        let config = write_config(&topo, &pins, dir.path(), &pki, escalation);
+        Rig {
+            topo,
+            pins,
+            _dir: dir,
+            ca: Arc::new(pki.ca.clone()),
+            config,
+        }
+    }
+}
+
 /// The demo API in the receiver, and the daemon in front of it once `client` is served.
 fn start(
     topo: &Topology,
@@ -191,16 +220,14 @@ fn repeated_auth_failures_ban_at_the_nic_until_expiry_or_unban() {
     ) {
         return;
     }
-    let topo = Topology::new();
-    topo.add_sources(&[BAD.into(), GOOD.into()]);
-    let pins = PinDir::new();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let config = write_config(
-        &topo,
-        &pins,
-        dir.path(),
-        &pki,
+    let Rig {
+        topo,
+        pins,
+        _dir,
+        ca,
+        config,
+    } = Rig::new(
+        &[BAD, GOOD],
         &format!(
             r#"[escalation]
 [[escalation.rules]]
@@ -211,7 +238,6 @@ window = "1m"
 ban = "{BAN_SECS}s""#
         ),
     );
-    let ca = Arc::new(pki.ca.clone());
     let (_demo, mut daemon) = start(&topo, &config, GOOD, &ca);
 
     // Below the threshold: refused at L7, still reachable.
@@ -491,16 +517,14 @@ fn escalation_stops_at_max_active_bans_until_one_is_lifted() {
     const FIRST: Ipv4Addr = Ipv4Addr::new(10, 201, 6, 1);
     const SECOND: Ipv4Addr = Ipv4Addr::new(10, 201, 6, 2);
     const THIRD: Ipv4Addr = Ipv4Addr::new(10, 201, 6, 3);
-    let topo = Topology::new();
-    topo.add_sources(&[FIRST.into(), SECOND.into(), THIRD.into(), GOOD.into()]);
-    let pins = PinDir::new();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let config = write_config(
-        &topo,
-        &pins,
-        dir.path(),
-        &pki,
+    let Rig {
+        topo,
+        pins: _pins,
+        _dir,
+        ca,
+        config,
+    } = Rig::new(
+        &[FIRST, SECOND, THIRD, GOOD],
         r#"[escalation]
 max_active_bans = 2
 [[escalation.rules]]
@@ -510,7 +534,6 @@ threshold = 2
 window = "1m"
 ban = "10m""#,
     );
-    let ca = Arc::new(pki.ca.clone());
     let (_demo, mut daemon) = start(&topo, &config, GOOD, &ca);
     let config_arg = config.display().to_string();
     let banned = || -> Vec<String> {
