@@ -41,6 +41,10 @@ pub struct Flood {
     pub program: &'static str,
     pub frame: Vec<u8>,
     pub spec: Option<[u32; 3]>,
+    /// The sender interface the packet-socket generator sends on, when not the sender veth
+    /// (bench-flood's ceiling: a sink that discards the flood). The live-frames
+    /// generator sends on the sender veth only.
+    pub interface: Option<u32>,
 }
 
 /// What makes the frames.
@@ -108,6 +112,7 @@ pub fn start(
         program: "api_shield_flood",
         frame: udp_frame(topology.tx_mac, topology.rx_mac, [10, 202, 0, 1]),
         spec: None,
+        interface: None,
     };
     start_flood(
         topology,
@@ -146,7 +151,19 @@ pub fn start_flood(
             // Out of 2^32; 0 transmits every frame.
             let pps = (share != 0).then(|| full_pps * f64::from(share) / f64::from(u32::MAX));
             let rewrite = socket_flood::Rewrite { sources, l4 };
-            return socket_flood::run(&flood.frame, rewrite, tx_index, pps, &stop, &sent, deadline);
+            let interface = flood.interface.unwrap_or(tx_index);
+            return socket_flood::run(
+                &flood.frame,
+                rewrite,
+                interface,
+                pps,
+                &stop,
+                &sent,
+                deadline,
+            );
+        }
+        if flood.interface.is_some() {
+            anyhow::bail!("the live-frames generator sends on the sender veth only");
         }
         let mut ebpf = Ebpf::load(FLOOD_OBJECT).context("loading the flood generator")?;
         if let Some(spec) = flood.spec {

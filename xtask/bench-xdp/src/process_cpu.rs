@@ -1,6 +1,7 @@
-//! CPU time a process and its descendants have used, from `/proc` (user plus system time of
+//! CPU time a process (and its descendants) has used, from `/proc` (user plus system time of
 //! every thread): bench-gateway reads it around each load run to report what each proxy spends
-//! per request, a figure the load generator and the upstream sharing the machine do not bound.
+//! per request, a figure the load generator and the upstream sharing the machine do not bound;
+//! bench-flood reads it for the generator and the veths' NAPI kernel threads.
 
 use std::path::Path;
 
@@ -22,6 +23,16 @@ pub fn tree_seconds(pid: u32) -> Result<f64> {
         pending.extend(children(&proc));
     }
     Ok(total as f64 / ticks)
+}
+
+/// Seconds of CPU (user + system, all threads) used so far by `pid` itself, without the
+/// processes it started: a kernel thread, or a process whose children are measured apart.
+pub fn own_seconds(pid: u32) -> Result<f64> {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
+        .context("the clock tick is unknown")? as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("/proc/{pid}/stat"))?;
+    Ok(own_ticks(&stat).with_context(|| format!("/proc/{pid}/stat"))? as f64 / ticks)
 }
 
 /// utime + stime (fields 14 and 15) of one `/proc/PID/stat` line. The command name (field 2)

@@ -21,11 +21,16 @@
 mod attack;
 #[path = "../child_guard.rs"]
 mod child_guard;
+#[path = "bench-flood/cpu.rs"]
+mod cpu;
 #[allow(dead_code)]
 #[path = "../generator.rs"]
 mod generator;
 #[path = "bench-flood/legit.rs"]
 mod legit;
+#[allow(dead_code)]
+#[path = "../process_cpu.rs"]
+mod process_cpu;
 #[path = "bench-flood/receiver.rs"]
 mod receiver;
 #[path = "bench-flood/report.rs"]
@@ -115,14 +120,23 @@ enum State {
     XdpPass,
     Nftables,
     NoFilter,
+    /// api-shield's state with the flood generated as in the others but sent into a veth pair
+    /// of its own in the sender namespace, so none of it reaches the receiver: what the legitimate
+    /// clients keep when the attacker's CPU is spent on this shared machine and the host pays
+    /// nothing. No filter can do better on this machine (packet-socket generator only).
+    Ceiling,
 }
 
+/// The veth in the sender namespace that the ceiling's flood is sent into (`attack::sink`).
+const SINK: &str = "asx-sink";
+
 impl State {
-    const ALL: [State; 4] = [
+    const ALL: [State; 5] = [
         State::Shield,
         State::XdpPass,
         State::Nftables,
         State::NoFilter,
+        State::Ceiling,
     ];
 
     fn name(self) -> &'static str {
@@ -131,6 +145,16 @@ impl State {
             State::XdpPass => "control: XDP attached, passing all",
             State::Nftables => "nftables (SYN meter), SYN cookies",
             State::NoFilter => "no filter (SYN cookies)",
+            State::Ceiling => "ceiling: flood discarded at the sender",
+        }
+    }
+
+    /// The state whose calm cell this state's figures are divided by: the ceiling has no calm
+    /// of its own (with no flood it is api-shield's state).
+    fn calm_of(self) -> State {
+        match self {
+            State::Ceiling => State::Shield,
+            other => other,
         }
     }
 }
@@ -164,6 +188,13 @@ fn main() -> Result<()> {
         generator.name(),
         full_pps / 1e6
     );
+    let sink = match generator {
+        Generator::PacketSocket { .. } => Some(attack::sink(&topology, SINK)?),
+        Generator::LiveFrames => {
+            eprintln!("ceiling: not measured (the live-frames generator sends on the veth only)");
+            None
+        }
+    };
     let mut cells = Vec::new();
     let mut block = 100u8;
     for attack in Attack::ALL {
@@ -174,6 +205,9 @@ fn main() -> Result<()> {
         };
         for fraction in fractions {
             for state in State::ALL {
+                if state == State::Ceiling && (attack == Attack::None || sink.is_none()) {
+                    continue;
+                }
                 let name = format!("{} / {}", attack.name(), state.name());
                 if args
                     .only
@@ -195,9 +229,10 @@ fn main() -> Result<()> {
                     state,
                     &clients,
                     generator,
+                    sink,
                 )?;
                 eprintln!(
-                    "{:<28} {:>5} {:<36} keep-alive {:>6.0} req/s p99 {:>6.1} ms | NAT {:>6.0} req/s p99 {:>6.1} ms | new {}/{} p99 {:>6.1} ms | {:>5.0} kpps arrived, {} lost | {}",
+                    "{:<28} {:>5} {:<36} keep-alive {:>6.0} req/s p99 {:>6.1} ms | NAT {:>6.0} req/s p99 {:>6.1} ms | new {}/{} p99 {:>6.1} ms | {:>5.0} kpps arrived, {} lost | CPU receiver {:.0} %, sender side {:.0} % | {}",
                     attack.name(),
                     fraction,
                     state.name(),
@@ -210,6 +245,8 @@ fn main() -> Result<()> {
                     cell.connect_p99_ms,
                     cell.arrived_pps / 1e3,
                     cell.lost_before,
+                    cell.cpu.receiver * 100.0,
+                    cell.cpu.sender * 100.0,
                     cell.xdp_drops,
                 );
                 cells.push(cell);
@@ -312,8 +349,10 @@ fn measure(
     state: State,
     clients: &[String],
     chosen: Generator,
+    sink: Option<u32>,
 ) -> Result<Cell> {
-    let shield = receiver::shield(topology, dir, cert, key, state == State::Shield)?;
+    let shielded = matches!(state, State::Shield | State::Ceiling);
+    let shield = receiver::shield(topology, dir, cert, key, shielded)?;
     let control = match state {
         State::XdpPass => Some(PassControl::attach(topology)?),
         _ => None,
@@ -323,7 +362,10 @@ fn measure(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let rx: Ipv4Addr = RX.parse()?;
-    let mut generator = attack.flood(topology, rx, fraction).map(|flood| {
+    let mut generator = attack.flood(topology, rx, fraction).map(|mut flood| {
+        if state == State::Ceiling {
+            flood.interface = sink;
+        }
         generator::start_flood(
             topology,
             flood,
@@ -353,6 +395,7 @@ fn measure(
     }
     let socket = matches!(chosen, Generator::PacketSocket { .. });
     let (packets_before, lost_before) = receiver::link_counters(topology, socket)?;
+    let cpu_before = cpu::Sample::read(topology)?;
     let started = Instant::now();
     let (keepalive, nat, (new_ok, connects)) = std::thread::scope(|scope| {
         let keepalive = scope.spawn(|| wrk(&topology.tx_ns, RX, 10, args.seconds));
@@ -367,13 +410,14 @@ fn measure(
     })?;
     let elapsed = started.elapsed().as_secs_f64();
     let (packets_after, lost_after) = receiver::link_counters(topology, socket)?;
+    let cpu = cpu::Sample::read(topology)?.shares_since(cpu_before, elapsed);
     stop.store(true, Ordering::Relaxed);
     if let Some(generator) = generator {
         generator
             .join()
             .map_err(|_| anyhow::anyhow!("the generator panicked"))??;
     }
-    let xdp_drops = if state == State::Shield {
+    let xdp_drops = if shielded {
         receiver::xdp_drops(&shield.config)?
     } else {
         "-".to_owned()
@@ -400,5 +444,6 @@ fn measure(
         received_pps: (packets_after - packets_before) as f64 / elapsed,
         lost_before: lost_after - lost_before,
         xdp_drops,
+        cpu,
     })
 }

@@ -21,6 +21,7 @@
 
 #[path = "../child_guard.rs"]
 mod child_guard;
+#[allow(dead_code)]
 #[path = "../process_cpu.rs"]
 mod process_cpu;
 #[path = "../proxy_peers.rs"]

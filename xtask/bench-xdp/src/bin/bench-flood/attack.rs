@@ -1,11 +1,14 @@
-//! The floods bench-flood runs, all from the in-kernel generator (`bench_flood_sources`) in the
-//! sender namespace: as fast as it goes, or a random share of its frames.
+//! The floods bench-flood runs, all from the generator (`bench_flood_sources`, or its
+//! packet-socket twin) in the sender namespace: as fast as it goes, or a share of its frames;
+//! and the sink the ceiling's flood is sent into instead of the receiver.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use anyhow::{Context as _, Result};
+
 use crate::{
     generator::{tcp_frame, udp_frame, Flood},
-    topology::Topology,
+    topology::{ip, Topology},
 };
 
 /// `FLOOD_SPEC` slot 1 values of the generator (see `xtask/flood-ebpf`).
@@ -92,9 +95,28 @@ impl Attack {
             program: "bench_flood_sources",
             frame,
             spec: Some([spec[0], spec[1], share]),
+            interface: None,
         })
     }
 }
 
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
+
+/// Adds a veth pair of its own, `name` and `name-p`, to the sender namespace (it goes with the
+/// namespace) and returns the index of `name`: a flood sent there is made at the attacker's full
+/// cost and arrives at `name-p`, on the sending CPU, where the stack discards it (the frames are
+/// addressed to the receiver's MAC), so none of it reaches the receiver.
+pub fn sink(topology: &Topology, name: &str) -> Result<u32> {
+    let peer = format!("{name}-p");
+    let ns = topology.tx_ns.as_str();
+    ip(&[
+        "-n", ns, "link", "add", name, "type", "veth", "peer", "name", &peer,
+    ])?;
+    ip(&["-n", ns, "link", "set", &peer, "up"])?;
+    ip(&["-n", ns, "link", "set", name, "up"])?;
+    let out = ip(&["-n", ns, "-j", "link", "show", "dev", name])?;
+    let json: serde_json::Value = serde_json::from_str(&out)?;
+    let index = json[0]["ifindex"].as_u64().context("the sink's ifindex")?;
+    Ok(u32::try_from(index)?)
+}

@@ -1,10 +1,11 @@
 //! bench-flood's results: one row per cell (attack, rate, state), each legitimate measure next
-//! to its ratio to the same state without an attack, and the flood rate at which each state's
-//! keep-alive goodput halves.
+//! to its ratio to the same state without an attack; what the host's receive path spent per
+//! flood frame and what each state kept of the ceiling; the flood rate at which each state's
+//! keep-alive goodput halves; where the receiver saturates.
 
 use std::fmt::Write as _;
 
-use crate::{attack::Attack, legit::Goodput, State};
+use crate::{attack::Attack, cpu::Shares, legit::Goodput, State};
 
 /// One cell of the table.
 pub struct Cell {
@@ -27,6 +28,8 @@ pub struct Cell {
     pub lost_before: u64,
     /// The fast path's drops by reason during the cell (api-shield's state only).
     pub xdp_drops: String,
+    /// The receiver NAPI's and the sender side's shares of a CPU during the cell.
+    pub cpu: Shares,
 }
 
 /// The Markdown report: the command, the full table, the halving rates.
@@ -37,14 +40,14 @@ pub fn render(command: &str, generator: &str, full_pps: f64, cells: &[Cell]) -> 
         full_pps / 1e6
     );
     text.push_str(
-        "| attack | rate | state | keep-alive req/s | ÷ calm | p99 ms | NAT-like req/s | ÷ calm | p99 ms | new clients ok | connect p50 / p99 ms | arrived / received kpps | lost before XDP | XDP drops and answers |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| attack | rate | state | keep-alive req/s | ÷ calm | p99 ms | NAT-like req/s | ÷ calm | p99 ms | new clients ok | connect p50 / p99 ms | arrived / received kpps | lost before XDP | CPU % receiver NAPI / sender side | XDP drops and answers |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for cell in cells {
         let calm = calm(cells, cell.state);
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {:.0} | {:.2}x | {:.1} | {:.0} | {:.2}x | {:.1} | {}/{} | {:.1} / {:.1} | {:.0} / {:.0} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.2}x | {:.1} | {:.0} | {:.2}x | {:.1} | {}/{} | {:.1} / {:.1} | {:.0} / {:.0} | {} | {:.0} / {:.0} | {} |",
             cell.attack.name(),
             rate_name(cell.fraction),
             cell.state.name(),
@@ -61,9 +64,12 @@ pub fn render(command: &str, generator: &str, full_pps: f64, cells: &[Cell]) -> 
             cell.arrived_pps / 1e3,
             cell.received_pps / 1e3,
             cell.lost_before,
+            cell.cpu.receiver * 100.0,
+            cell.cpu.sender * 100.0,
             cell.xdp_drops,
         );
     }
+    text.push_str(&costs(cells));
     text.push_str(
         "\nThe flood rate (packets arriving per second) at which keep-alive goodput falls to half of \
          the same state's calm figure, interpolated between the measured rates:\n\n\
@@ -71,7 +77,8 @@ pub fn render(command: &str, generator: &str, full_pps: f64, cells: &[Cell]) -> 
     );
     for attack in Attack::ALL.into_iter().skip(1) {
         let nft = halving_rate(cells, attack, State::Nftables);
-        for state in State::ALL {
+        // The ceiling's flood never arrives: it has no rate of its own to halve at.
+        for state in State::ALL.into_iter().filter(|s| *s != State::Ceiling) {
             let Some(rate) = halving_rate(cells, attack, state) else {
                 continue;
             };
@@ -96,7 +103,7 @@ pub fn render(command: &str, generator: &str, full_pps: f64, cells: &[Cell]) -> 
          | attack | state | at most 1 % lost up to | more lost from |\n|---|---|---|---|\n",
     );
     for attack in Attack::ALL.into_iter().skip(1) {
-        for state in State::ALL {
+        for state in State::ALL.into_iter().filter(|s| *s != State::Ceiling) {
             let rates: Vec<(f64, f64)> = cells
                 .iter()
                 .filter(|c| c.attack == attack && c.state == state)
@@ -139,7 +146,60 @@ fn saturation(rates: &[(f64, f64)]) -> (Option<f64>, Option<f64>) {
     (clean, first_lossy)
 }
 
+/// What each flood cost the host and what the clients kept of the ceiling, per flood cell.
+fn costs(cells: &[Cell]) -> String {
+    let mut text = String::from(
+        "\nThe host's receive cost per flood frame: the receiver veth's NAPI thread's CPU time (the \
+         veth's copy of each frame, XDP, the stack, the kernel's SYN cookies) above the same \
+         state's calm figure, divided by the frames that arrived above calm. And what each state \
+         kept of the ceiling (api-shield's state with the same flood made but discarded at the \
+         sender: the attacker's CPU spent on this shared machine, nothing arriving). \
+         \"nftables' ÷ this\": how many times this state's cost per frame nftables' is:\n\n\
+         | attack | rate | state | receive µs per flood frame | nftables' ÷ this | keep-alive ÷ ceiling | NAT-like ÷ ceiling |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let same = |cell: &Cell, state: State| {
+        cells.iter().find(move |c| {
+            c.state == state && c.attack == cell.attack && (c.fraction - cell.fraction).abs() < 1e-9
+        })
+    };
+    let cost =
+        |cell: &Cell| calm(cells, cell.state).map_or(f64::NAN, |calm| receive_cost_us(cell, calm));
+    for cell in cells.iter().filter(|c| c.attack != Attack::None) {
+        let per_frame = cost(cell);
+        let versus_nft = same(cell, State::Nftables).map_or(f64::NAN, |nft| cost(nft) / per_frame);
+        let ceiling = same(cell, State::Ceiling);
+        let kept = |measure: fn(&Cell) -> f64| {
+            ceiling.map_or("-".to_owned(), |c| {
+                format!("{:.2}x", measure(cell) / measure(c))
+            })
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {per_frame:.2} | {versus_nft:.2}x | {} | {} |",
+            cell.attack.name(),
+            rate_name(cell.fraction),
+            cell.state.name(),
+            kept(|c| c.keepalive.rps),
+            kept(|c| c.nat.rps),
+        );
+    }
+    text
+}
+
+/// Microseconds of the receiver's NAPI thread per frame arriving above `calm`'s rate; NaN
+/// where no more arrived than in calm (the ceiling).
+fn receive_cost_us(cell: &Cell, calm: &Cell) -> f64 {
+    let frames = cell.arrived_pps - calm.arrived_pps;
+    if frames <= 0.0 || cell.state == State::Ceiling {
+        return f64::NAN;
+    }
+    (cell.cpu.receiver - calm.cpu.receiver) / frames * 1e6
+}
+
+/// The calm cell `state`'s figures are divided by.
 fn calm(cells: &[Cell], state: State) -> Option<&Cell> {
+    let state = state.calm_of();
     cells
         .iter()
         .find(|c| c.state == state && c.attack == Attack::None)
@@ -203,7 +263,64 @@ fn halving_rate(cells: &[Cell], attack: Attack, state: State) -> Option<Halving>
 
 #[cfg(test)]
 mod tests {
-    use super::saturation;
+    use super::*;
+    use crate::legit::Goodput;
+
+    fn cell(attack: Attack, state: State, arrived_pps: f64, receiver: f64) -> Cell {
+        let goodput = Goodput {
+            rps: 1000.0,
+            p99_ms: 10.0,
+        };
+        Cell {
+            attack,
+            fraction: if attack == Attack::None { 0.0 } else { 0.125 },
+            state,
+            keepalive: goodput,
+            nat: goodput,
+            new_ok: 20,
+            new_total: 20,
+            connect_p50_ms: 5.0,
+            connect_p99_ms: 9.0,
+            arrived_pps,
+            received_pps: arrived_pps,
+            lost_before: 0,
+            xdp_drops: String::new(),
+            cpu: Shares {
+                receiver,
+                sender: 0.2,
+            },
+        }
+    }
+
+    #[test]
+    fn receive_cost_is_the_cpu_above_calm_per_frame_above_calm() {
+        let calm = cell(Attack::None, State::NoFilter, 15e3, 0.20);
+        // 100 000 more frames a second for 0.60 more of a CPU: 6 µs each.
+        let flood = cell(Attack::SynRandom, State::NoFilter, 115e3, 0.80);
+        assert!((receive_cost_us(&flood, &calm) - 6.0).abs() < 1e-9);
+        // The ceiling's flood never arrives, and a cell with no more frames than calm has no
+        // cost per frame to give.
+        let ceiling = cell(Attack::SynRandom, State::Ceiling, 15e3, 0.20);
+        assert!(receive_cost_us(&ceiling, &calm).is_nan());
+        let quiet = cell(Attack::SynRandom, State::NoFilter, 14e3, 0.30);
+        assert!(receive_cost_us(&quiet, &calm).is_nan());
+    }
+
+    #[test]
+    fn the_ceiling_is_divided_by_api_shields_calm() {
+        let cells = [
+            cell(Attack::None, State::Shield, 15e3, 0.2),
+            cell(Attack::None, State::NoFilter, 15e3, 0.2),
+        ];
+        assert_eq!(
+            calm(&cells, State::Ceiling).map(|c| c.state),
+            Some(State::Shield)
+        );
+        assert_eq!(
+            calm(&cells, State::NoFilter).map(|c| c.state),
+            Some(State::NoFilter)
+        );
+    }
 
     #[test]
     fn saturation_is_between_the_last_rate_without_loss_and_the_first_with_it() {
