@@ -101,6 +101,40 @@ fn fragments_without_ports_count_against_the_source() {
 }
 
 #[test]
+fn a_datagram_flood_from_untracked_sources_leaves_new_tcp_clients_their_budget() {
+    // No new source is tracked; untracked sources share a burst of 3 per class of packet.
+    let text = BASE.replace(
+        "burst = 5\n",
+        "burst = 5\nnew_sources_per_cpu = 0\nuntracked_rate = 1\nuntracked_burst = 3\n",
+    );
+    let Some(h) = Harness::new(
+        "a_datagram_flood_from_untracked_sources_leaves_new_tcp_clients_their_budget",
+        &text,
+    ) else {
+        return;
+    };
+    let source = |i: u32| {
+        let [a, b] = (i as u16).to_be_bytes();
+        Ipv4Addr::new(100, 64, a, b)
+    };
+    // 100 spoofed datagrams spend the budget of the rest: 3 pass, 97 are dropped.
+    let datagrams: Vec<u32> = (0..100u32)
+        .map(|i| h.run_frame(&frames::udp4(source(i), 9000)))
+        .collect();
+    assert_eq!(datagrams.iter().filter(|v| **v == XDP_PASS).count(), 3);
+    assert_eq!(h.stats().packets(Reason::DropUntracked), 97);
+    // SYNs from never-seen sources find their own budget whole (no listener here answers them
+    // with a cookie): 3 pass, the next is dropped.
+    let syns: Vec<u32> = (1000..1004u32)
+        .map(|i| h.run_frame(&frames::v4(source(i), L4::Tcp(9000))))
+        .collect();
+    assert_eq!(syns, [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP]);
+    // And the datagrams' budget is still spent.
+    assert_eq!(h.run_frame(&frames::udp4(source(2000), 9000)), XDP_DROP);
+    assert_eq!(h.stats().packets(Reason::DropUntracked), 99);
+}
+
+#[test]
 fn spoofed_flood_cannot_evict_a_tracked_client() {
     // Ten new sources per second on this CPU; untracked sources share a burst of 3.
     let text = BASE.replace(

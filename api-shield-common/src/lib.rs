@@ -18,7 +18,7 @@ pub use values::{BanValue, Counter, InsertBudget, LimiterState, ListName, RuleVa
 
 /// Version of the map layout. It is part of the pin path, so a daemon built with another layout
 /// never misreads maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Addresses of both families are stored as 16 bytes: IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
 pub type Addr = [u8; 16];

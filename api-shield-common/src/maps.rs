@@ -16,7 +16,8 @@ pub const DENY_EXACT: &str = "DENY_EXACT";
 pub const BANS: &str = "BANS";
 /// `LruHash` of mapped (and, for IPv6, prefix-masked) source -> [`crate::LimiterState`].
 pub const LIMITER: &str = "LIMITER";
-/// `Array[1]` of [`crate::LimiterState`]: the shared budget of sources that could not be tracked.
+/// `Array[UNTRACKED_SLOTS]` of [`crate::LimiterState`]: the shared budgets of sources that could
+/// not be tracked, one per class of packet ([`UNTRACKED_TCP`], [`UNTRACKED_OTHER`]).
 pub const UNTRACKED: &str = "UNTRACKED";
 /// `PerCpuArray[1]` of [`crate::InsertBudget`]: new limiter entries allowed per CPU per second.
 pub const INSERT_BUDGET: &str = "INSERT_BUDGET";
@@ -53,6 +54,16 @@ pub const PINNED: [&str; 13] = [
     LIST_STATS,
     LIST_NAMES,
 ];
+
+/// Slots in [`UNTRACKED`]: untracked sources share one budget per class of packet, so a flood
+/// of one class from spoofed sources cannot spend the budget of the other.
+pub const UNTRACKED_SLOTS: u32 = 2;
+/// The [`UNTRACKED`] slot of TCP segments that start connections (SYNs): never-seen clients
+/// connect on it.
+pub const UNTRACKED_TCP: u32 = 0;
+/// The [`UNTRACKED`] slot of everything else the limiter charges: UDP and other protocols,
+/// fragments and transports hidden behind extension headers.
+pub const UNTRACKED_OTHER: u32 = 1;
 
 /// Slots in [`LIST_STATS`] and [`LIST_NAMES`]: the config's deny list and up to 63 blocklists.
 pub const MAX_LISTS: u32 = 64;

@@ -3,7 +3,9 @@
 //! Each source (IPv6 grouped by the configured prefix) keeps one theoretical arrival time,
 //! updated with compare-and-swap so all CPUs share one budget. New sources are admitted into the
 //! LRU map at a bounded rate per CPU (as Katran does for flows): past it, a flood of spoofed
-//! sources cannot evict the state of real clients; the untracked ones share one budget instead.
+//! sources cannot evict the state of real clients; the untracked ones share a budget instead,
+//! one per class of packet: TCP SYNs share one, everything else another, so a datagram flood
+//! from spoofed sources does not spend the budget never-seen clients connect on.
 //!
 //! A bare SYN from a source that has not completed a handshake, passed by its budget or over
 //! the untracked one, is answered with a SYN cookie from the NIC when the kernel would answer it
@@ -12,7 +14,10 @@
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
 use api_shield_common::{
-    config::FLAG_SYN_COOKIES, event::NO_LIST, LimiterState, Reason, ShieldConfig,
+    config::FLAG_SYN_COOKIES,
+    event::NO_LIST,
+    maps::{UNTRACKED_OTHER, UNTRACKED_TCP},
+    LimiterState, Reason, ShieldConfig,
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use aya_log_ebpf::warn;
@@ -20,9 +25,11 @@ use aya_log_ebpf::warn;
 use crate::{
     dropping,
     maps::{INSERT_BUDGET, LIMITER, UNTRACKED},
-    parse::Packet,
+    parse::{Packet, L4},
     syncookie, verdicts,
 };
+
+const IPPROTO_TCP: u8 = 6;
 
 const CAS_RETRIES: usize = 4;
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -71,10 +78,17 @@ pub fn check(
         }
         return Reason::PassWithinLimit;
     }
-    let Some(shared) = UNTRACKED.get_ptr_mut(0) else {
+    // What reaches the limiter is a SYN or a packet of another kind (segments of a flow were
+    // passed or dropped before it).
+    let class = if pkt.proto == IPPROTO_TCP && matches!(pkt.l4, L4::Port(_)) {
+        UNTRACKED_TCP
+    } else {
+        UNTRACKED_OTHER
+    };
+    let Some(shared) = UNTRACKED.get_ptr_mut(class) else {
         return Reason::PassWithinLimit;
     };
-    // SAFETY: array slot 0 always exists and stays valid.
+    // SAFETY: a pointer from a successful lookup; array slots stay valid.
     let (tat, last) = unsafe {
         (
             core::ptr::addr_of_mut!((*shared).tat_ns),

@@ -4,7 +4,7 @@
 use api_shield_common::{
     maps::{
         BAN_ENTRIES, EVENTS_BYTES, LIMITER_ENTRIES, MAX_LISTS, PORT_WORDS, RULE_ENTRIES,
-        VERDICT_SLOTS,
+        UNTRACKED_SLOTS, VERDICT_SLOTS,
     },
     Addr, BanValue, Counter, InsertBudget, LimiterState, ListName, Reason, RuleValue, ShieldConfig,
     VerdictSlot,
@@ -41,7 +41,7 @@ pub static BANS: LpmTrie<Addr, BanValue> = LpmTrie::pinned(BAN_ENTRIES, 0);
 pub static LIMITER: LruHashMap<[u64; 2], LimiterState> = LruHashMap::pinned(LIMITER_ENTRIES, 0);
 
 #[map]
-pub static UNTRACKED: Array<LimiterState> = Array::pinned(1, 0);
+pub static UNTRACKED: Array<LimiterState> = Array::pinned(UNTRACKED_SLOTS, 0);
 
 #[map]
 pub static INSERT_BUDGET: PerCpuArray<InsertBudget> = PerCpuArray::pinned(1, 0);

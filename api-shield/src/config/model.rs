@@ -151,9 +151,10 @@ pub struct LimiterConfig {
     pub max_sources: u32,
     /// New sources each CPU may start tracking per second.
     pub new_sources_per_cpu: u32,
-    /// Packets per second shared by all sources that could not be tracked.
+    /// Packets per second shared by all sources that could not be tracked, per class of packet
+    /// (TCP SYNs; everything else).
     pub untracked_rate: u32,
-    /// Burst of the shared untracked budget.
+    /// Burst of each shared untracked budget.
     pub untracked_burst: u32,
     /// A SYN from a source that has never completed a handshake is answered with a SYN cookie
     /// from the NIC when the kernel would answer it with one (its SYN queue for the port is

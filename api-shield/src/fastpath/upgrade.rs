@@ -1,7 +1,7 @@
 //! Starting over maps of an older layout (a daemon upgraded in place): what an operator would
 //! lose or trip over otherwise is carried over before the program attaches.
 //!
-//! - **Bans** of the previous layouts (versions 2 to 4, whose ban entries the current layout
+//! - **Bans** of the previous layouts (versions 2 to 5, whose ban entries the current layout
 //!   keeps as they are) are copied into the new `BANS` map, so an upgrade lifts no ban.
 //! - **Pinned links** (left by `keep_attached = true`) are moved into the new links directory,
 //!   so the new program is swapped into them atomically: the interface is never unfiltered,
@@ -19,7 +19,7 @@ use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
 use super::{FastpathError, PinnedMaps};
 
 /// The older layouts whose bans this build can read (the ban value is the same since 2).
-const READABLE_LAYOUTS: std::ops::RangeInclusive<u32> = 2..=4;
+const READABLE_LAYOUTS: std::ops::RangeInclusive<u32> = 2..=5;
 
 /// What was carried over from older layouts.
 #[derive(Debug, Default, PartialEq, Eq)]
