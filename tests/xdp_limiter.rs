@@ -117,11 +117,19 @@ fn a_datagram_flood_from_untracked_sources_leaves_new_tcp_clients_their_budget()
         let [a, b] = (i as u16).to_be_bytes();
         Ipv4Addr::new(100, 64, a, b)
     };
-    // 100 spoofed datagrams spend the budget of the rest: 3 pass, 97 are dropped.
-    let datagrams: Vec<u32> = (0..100u32)
-        .map(|i| h.run_frame(&frames::udp4(source(i), 9000)))
+    // 100 spoofed packets that start no connection, datagrams and TCP segments without flags or
+    // with SYN and FIN, spend the budget of the rest: 3 pass, 97 are dropped.
+    let floods: Vec<u32> = (0..100u32)
+        .map(|i| {
+            let l4 = match i % 3 {
+                0 => L4::Udp(9000),
+                1 => L4::TcpFlags(9000, 0x00),
+                _ => L4::TcpFlags(9000, 0x03),
+            };
+            h.run_frame(&frames::v4(source(i), l4))
+        })
         .collect();
-    assert_eq!(datagrams.iter().filter(|v| **v == XDP_PASS).count(), 3);
+    assert_eq!(floods.iter().filter(|v| **v == XDP_PASS).count(), 3);
     assert_eq!(h.stats().packets(Reason::DropUntracked), 97);
     // SYNs from never-seen sources find their own budget whole (no listener here answers them
     // with a cookie): 3 pass, the next is dropped.

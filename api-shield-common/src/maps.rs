@@ -58,11 +58,12 @@ pub const PINNED: [&str; 13] = [
 /// Slots in [`UNTRACKED`]: untracked sources share one budget per class of packet, so a flood
 /// of one class from spoofed sources cannot spend the budget of the other.
 pub const UNTRACKED_SLOTS: u32 = 2;
-/// The [`UNTRACKED`] slot of TCP segments that start connections (SYNs): never-seen clients
+/// The [`UNTRACKED`] slot of bare TCP SYNs (SYN without ACK, RST or FIN): never-seen clients
 /// connect on it.
 pub const UNTRACKED_TCP: u32 = 0;
-/// The [`UNTRACKED`] slot of everything else the limiter charges: UDP and other protocols,
-/// fragments and transports hidden behind extension headers.
+/// The [`UNTRACKED`] slot of everything else the limiter charges: TCP segments that are not a
+/// bare SYN and belong to no connection's flow check (no flags, SYN with FIN or RST, a cut
+/// header), UDP and other protocols, fragments and transports hidden behind extension headers.
 pub const UNTRACKED_OTHER: u32 = 1;
 
 /// Slots in [`LIST_STATS`] and [`LIST_NAMES`]: the config's deny list and up to 63 blocklists.

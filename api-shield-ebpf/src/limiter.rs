@@ -4,8 +4,9 @@
 //! updated with compare-and-swap so all CPUs share one budget. New sources are admitted into the
 //! LRU map at a bounded rate per CPU (as Katran does for flows): past it, a flood of spoofed
 //! sources cannot evict the state of real clients; the untracked ones share a budget instead,
-//! one per class of packet: TCP SYNs share one, everything else another, so a datagram flood
-//! from spoofed sources does not spend the budget never-seen clients connect on.
+//! one per class of packet: bare TCP SYNs share one, everything else another, so a flood of
+//! datagrams (or of odd TCP segments) from spoofed sources does not spend the budget
+//! never-seen clients connect on.
 //!
 //! A bare SYN from a source that has not completed a handshake, passed by its budget or over
 //! the untracked one, is answered with a SYN cookie from the NIC when the kernel would answer it
@@ -25,11 +26,9 @@ use aya_log_ebpf::warn;
 use crate::{
     dropping,
     maps::{INSERT_BUDGET, LIMITER, UNTRACKED},
-    parse::{Packet, L4},
+    parse::Packet,
     syncookie, verdicts,
 };
-
-const IPPROTO_TCP: u8 = 6;
 
 const CAS_RETRIES: usize = 4;
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -78,9 +77,10 @@ pub fn check(
         }
         return Reason::PassWithinLimit;
     }
-    // What reaches the limiter is a SYN or a packet of another kind (segments of a flow were
-    // passed or dropped before it).
-    let class = if pkt.proto == IPPROTO_TCP && matches!(pkt.l4, L4::Port(_)) {
+    // A bare SYN starts a connection; anything else here (TCP without flags, SYN with FIN or
+    // RST, a cut TCP header, UDP, other protocols, fragments) shares the other budget, so no
+    // flood of it spends the budget never-seen clients connect on.
+    let class = if syncookie::is_bare_syn(pkt) {
         UNTRACKED_TCP
     } else {
         UNTRACKED_OTHER
@@ -201,7 +201,7 @@ fn take_insert_budget(ctx: &XdpContext, cfg: &ShieldConfig, now: u64) -> bool {
         budget.last_log_ns = now;
         warn!(
             ctx,
-            "new-source budget of {} per second spent on this CPU: untracked sources share one budget",
+            "new-source budget of {} per second spent on this CPU: untracked sources share the untracked budgets",
             cfg.new_sources_per_cpu
         );
     }

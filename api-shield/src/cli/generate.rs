@@ -81,12 +81,13 @@ fn main_page(command: clap::Command, out: &mut dyn std::io::Write) -> Result<()>
     man.render_description_section(out)?;
     man.render_options_section(out)?;
     man.render_subcommands_section(out)?;
-    out.write_all(EXTRA_SECTIONS.as_bytes())?;
+    let extra = EXTRA_SECTIONS.replace("@LAYOUT@", &api_shield_common::LAYOUT_VERSION.to_string());
+    out.write_all(extra.as_bytes())?;
     man.render_version_section(out)?;
     Ok(())
 }
 
-/// FILES, EXIT STATUS, EXAMPLES and SEE ALSO, in roff.
+/// FILES, EXIT STATUS, EXAMPLES and SEE ALSO, in roff (`@LAYOUT@`: the map layout version).
 const EXTRA_SECTIONS: &str = r#".SH FILES
 .TP
 \fI/etc/api\-shield/api\-shield.toml\fR
@@ -95,7 +96,7 @@ The configuration (TOML). \fBapi\-shield check\-config\fR checks a file.
 \fI/etc/systemd/system/api\-shield.service\fR
 The systemd unit (Type=notify; \fBsystemctl reload\fR re\-reads the configuration).
 .TP
-\fI/sys/fs/bpf/api\-shield/v3/\fR
+\fI/sys/fs/bpf/api\-shield/v@LAYOUT@/\fR
 Pinned maps (bans, counters, limiter state) and links (fastpath.pin_dir). One daemon owns it
 at a time.
 .TP

@@ -152,7 +152,7 @@ pub struct LimiterConfig {
     /// New sources each CPU may start tracking per second.
     pub new_sources_per_cpu: u32,
     /// Packets per second shared by all sources that could not be tracked, per class of packet
-    /// (TCP SYNs; everything else).
+    /// (bare TCP SYNs; everything else).
     pub untracked_rate: u32,
     /// Burst of each shared untracked budget.
     pub untracked_burst: u32,
