@@ -361,6 +361,7 @@ fn measure(
         receiver::netns_exec_stdin(&topology.rx_ns, &["nft", "-f", "-"], NFT_RULES)?;
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
     let rx: Ipv4Addr = RX.parse()?;
     let mut generator = attack.flood(topology, rx, fraction).map(|mut flood| {
         if state == State::Ceiling {
@@ -372,7 +373,7 @@ fn measure(
             chosen,
             GENERATOR_CPU,
             Arc::clone(&stop),
-            Arc::new(AtomicU64::new(0)),
+            Arc::clone(&sent),
             Duration::from_mins(2),
         )
     });
@@ -396,6 +397,7 @@ fn measure(
     let socket = matches!(chosen, Generator::PacketSocket { .. });
     let (packets_before, lost_before) = receiver::link_counters(topology, socket)?;
     let cpu_before = cpu::Sample::read(topology)?;
+    let sent_before = sent.load(Ordering::Relaxed);
     let started = Instant::now();
     let (keepalive, nat, (new_ok, connects)) = std::thread::scope(|scope| {
         let keepalive = scope.spawn(|| wrk(&topology.tx_ns, RX, 10, args.seconds));
@@ -411,6 +413,9 @@ fn measure(
     let elapsed = started.elapsed().as_secs_f64();
     let (packets_after, lost_after) = receiver::link_counters(topology, socket)?;
     let cpu = cpu::Sample::read(topology)?.shares_since(cpu_before, elapsed);
+    // The packet socket counts each frame it sends; the live-frames generator counts the frames
+    // it made, a share of which it drops itself, in steps of a million.
+    let sent_pps = socket.then(|| (sent.load(Ordering::Relaxed) - sent_before) as f64 / elapsed);
     stop.store(true, Ordering::Relaxed);
     if let Some(generator) = generator {
         generator
@@ -445,5 +450,6 @@ fn measure(
         lost_before: lost_after - lost_before,
         xdp_drops,
         cpu,
+        sent_pps,
     })
 }

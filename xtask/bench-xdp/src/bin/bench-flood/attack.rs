@@ -104,16 +104,17 @@ const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 
 /// Adds a veth pair of its own, `name` and `name-p`, to the sender namespace (it goes with the
-/// namespace) and returns the index of `name`: a flood sent there is made at the attacker's full
-/// cost and arrives at `name-p`, on the sending CPU, where the stack discards it (the frames are
-/// addressed to the receiver's MAC), so none of it reaches the receiver.
+/// namespace) and returns the index of `name`, which is up while its peer stays down: with no
+/// carrier, the kernel frees each frame the packet socket built at transmit, before any driver
+/// or receiver sees it. A flood sent there costs the attacker the making of each frame, less
+/// the veth's transmit, and none of it reaches the receiver. (The kernels this runs on may lack
+/// the `dummy` device, which would do the same.)
 pub fn sink(topology: &Topology, name: &str) -> Result<u32> {
     let peer = format!("{name}-p");
     let ns = topology.tx_ns.as_str();
     ip(&[
         "-n", ns, "link", "add", name, "type", "veth", "peer", "name", &peer,
     ])?;
-    ip(&["-n", ns, "link", "set", &peer, "up"])?;
     ip(&["-n", ns, "link", "set", name, "up"])?;
     let out = ip(&["-n", ns, "-j", "link", "show", "dev", name])?;
     let json: serde_json::Value = serde_json::from_str(&out)?;
