@@ -100,22 +100,31 @@ fn fragments_without_ports_count_against_the_source() {
     assert_eq!(h.stats().packets(Reason::PassUnprotected), 1);
 }
 
+/// `BASE` with `new_sources` tracked per CPU per second and untracked sources sharing a burst
+/// of 3 (per class of packet), regaining one packet a second.
+fn untracked_limits(new_sources: u32) -> String {
+    BASE.replace(
+        "burst = 5\n",
+        &format!(
+            "burst = 5\nnew_sources_per_cpu = {new_sources}\nuntracked_rate = 1\nuntracked_burst = 3\n"
+        ),
+    )
+}
+
+/// The `i`-th spoofed source, in 100.64.0.0/16.
+fn spoofed(i: u32) -> Ipv4Addr {
+    let [a, b] = (i as u16).to_be_bytes();
+    Ipv4Addr::new(100, 64, a, b)
+}
+
 #[test]
 fn a_datagram_flood_from_untracked_sources_leaves_new_tcp_clients_their_budget() {
-    // No new source is tracked; untracked sources share a burst of 3 per class of packet.
-    let text = BASE.replace(
-        "burst = 5\n",
-        "burst = 5\nnew_sources_per_cpu = 0\nuntracked_rate = 1\nuntracked_burst = 3\n",
-    );
+    // No new source is tracked.
     let Some(h) = Harness::new(
         "a_datagram_flood_from_untracked_sources_leaves_new_tcp_clients_their_budget",
-        &text,
+        &untracked_limits(0),
     ) else {
         return;
-    };
-    let source = |i: u32| {
-        let [a, b] = (i as u16).to_be_bytes();
-        Ipv4Addr::new(100, 64, a, b)
     };
     // 100 spoofed packets that start no connection, datagrams and TCP segments without flags or
     // with SYN and FIN, spend the budget of the rest: 3 pass, 97 are dropped.
@@ -126,7 +135,7 @@ fn a_datagram_flood_from_untracked_sources_leaves_new_tcp_clients_their_budget()
                 1 => L4::TcpFlags(9000, 0x00),
                 _ => L4::TcpFlags(9000, 0x03),
             };
-            h.run_frame(&frames::v4(source(i), l4))
+            h.run_frame(&frames::v4(spoofed(i), l4))
         })
         .collect();
     assert_eq!(floods.iter().filter(|v| **v == XDP_PASS).count(), 3);
@@ -134,21 +143,18 @@ fn a_datagram_flood_from_untracked_sources_leaves_new_tcp_clients_their_budget()
     // SYNs from never-seen sources find their own budget whole (no listener here answers them
     // with a cookie): 3 pass, the next is dropped.
     let syns: Vec<u32> = (1000..1004u32)
-        .map(|i| h.run_frame(&frames::v4(source(i), L4::Tcp(9000))))
+        .map(|i| h.run_frame(&frames::v4(spoofed(i), L4::Tcp(9000))))
         .collect();
     assert_eq!(syns, [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP]);
     // And the datagrams' budget is still spent.
-    assert_eq!(h.run_frame(&frames::udp4(source(2000), 9000)), XDP_DROP);
+    assert_eq!(h.run_frame(&frames::udp4(spoofed(2000), 9000)), XDP_DROP);
     assert_eq!(h.stats().packets(Reason::DropUntracked), 99);
 }
 
 #[test]
 fn spoofed_flood_cannot_evict_a_tracked_client() {
     // Ten new sources per second on this CPU; untracked sources share a burst of 3.
-    let text = BASE.replace(
-        "burst = 5\n",
-        "burst = 5\nnew_sources_per_cpu = 10\nuntracked_rate = 1\nuntracked_burst = 3\n",
-    );
+    let text = untracked_limits(10);
     let Some(h) = Harness::new("spoofed_flood_cannot_evict_a_tracked_client", &text) else {
         return;
     };
@@ -160,10 +166,7 @@ fn spoofed_flood_cannot_evict_a_tracked_client() {
     // 500 spoofed sources, one packet each: 9 get tracked, 3 pass on the shared budget, the
     // rest are dropped as untracked.
     let spoofed: Vec<u32> = (0..500u32)
-        .map(|i| {
-            let [a, b] = (i as u16).to_be_bytes();
-            h.run_frame(&frames::udp4(Ipv4Addr::new(100, 64, a, b), 9000))
-        })
+        .map(|i| h.run_frame(&frames::udp4(spoofed(i), 9000)))
         .collect();
     assert_eq!(spoofed.iter().filter(|v| **v == XDP_PASS).count(), 12);
     let stats = h.stats();

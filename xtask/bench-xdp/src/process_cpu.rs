@@ -9,8 +9,7 @@ use anyhow::{Context as _, Result};
 
 /// Seconds of CPU (user + system, all threads) used so far by `pid` and every process below it.
 pub fn tree_seconds(pid: u32) -> Result<f64> {
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
-        .context("the clock tick is unknown")? as f64;
+    let ticks = clock_ticks()?;
     let mut total = 0u64;
     let mut pending = vec![pid];
     while let Some(pid) = pending.pop() {
@@ -28,11 +27,15 @@ pub fn tree_seconds(pid: u32) -> Result<f64> {
 /// Seconds of CPU (user + system, all threads) used so far by `pid` itself, without the
 /// processes it started: a kernel thread, or a process whose children are measured apart.
 pub fn own_seconds(pid: u32) -> Result<f64> {
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
-        .context("the clock tick is unknown")? as f64;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("/proc/{pid}/stat"))?;
-    Ok(own_ticks(&stat).with_context(|| format!("/proc/{pid}/stat"))? as f64 / ticks)
+    Ok(own_ticks(&stat).with_context(|| format!("/proc/{pid}/stat"))? as f64 / clock_ticks()?)
+}
+
+/// Clock ticks per second, the unit of `/proc/PID/stat`'s times.
+fn clock_ticks() -> Result<f64> {
+    Ok(nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
+        .context("the clock tick is unknown")? as f64)
 }
 
 /// utime + stime (fields 14 and 15) of one `/proc/PID/stat` line. The command name (field 2)

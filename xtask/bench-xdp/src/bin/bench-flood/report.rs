@@ -157,9 +157,9 @@ fn costs(cells: &[Cell]) -> String {
          veth's copy of each frame, XDP, the stack, the kernel's SYN cookies) above the same \
          state's calm figure, divided by the frames it received above calm (it errs low where a \
          state loses legitimate traffic, whose packets cost more than a flood frame). And what \
-         each state \
-         kept of the ceiling (api-shield's state with the same flood made but discarded at the \
-         sender: the attacker's CPU spent on this shared machine, nothing arriving). \
+         each state kept of the ceiling (api-shield's state with the same flood made but \
+         discarded at the sender: the attacker's CPU spent on this shared machine, nothing \
+         arriving). \
          \"nftables' ÷ this\": how many times this state's cost per frame nftables' is:\n\n\
          | attack | rate | state | receive µs per flood frame | nftables' ÷ this | keep-alive ÷ ceiling | NAT-like ÷ ceiling |\n\
          |---|---|---|---|---|---|---|\n",
